@@ -1,0 +1,762 @@
+//! Configuration: the TOML file, its defaults and its validation.
+//!
+//! The default configuration is `configs/corecast.toml`, compiled into the binary. Every
+//! error names the key that is wrong and what is wrong with it, on one line.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded default configuration (`configs/corecast.toml`).
+pub const DEFAULT_CONFIG: &str = include_str!("../configs/corecast.toml");
+
+/// A configuration error: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key (`runtime.shards`, `streams[1].path`).
+    pub key: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Shards, pinning and runtime memory.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The HTTP server (web page, API, metrics, signaling).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The RTMP server.
+    #[serde(default)]
+    pub rtmp: RtmpConfig,
+    /// WebRTC transport.
+    #[serde(default)]
+    pub webrtc: WebRtcConfig,
+    /// Bounds on per-stream and per-viewer buffers.
+    #[serde(default)]
+    pub media: MediaConfig,
+    /// Statically configured streams.
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Number of shards: a number, or `"auto"` for one per available CPU.
+    pub shards: Shards,
+    /// Optional fixed shard-to-CPU map: shard i runs on CPU `cpus[i]`.
+    pub cpus: Vec<usize>,
+    /// Memory each shard registers with io_uring (locked memory).
+    pub io_memory: ByteSize,
+    /// Capacity of each cross-shard channel, in messages.
+    pub mesh_capacity: usize,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter).
+    pub log: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shards: Shards::Auto,
+            cpus: Vec::new(),
+            io_memory: ByteSize(512 * 1024),
+            mesh_capacity: 1024,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Number of shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One shard per CPU the process may run on (or per entry of `cpus`).
+    Auto,
+    /// A fixed number.
+    Count(usize),
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of the web page, API, metrics and signaling.
+    pub listen: SocketAddr,
+    /// Most open HTTP/WebSocket connections per shard; more get 503.
+    pub max_connections: usize,
+    /// Most bytes of a request's header section (431 past it).
+    pub max_header_bytes: ByteSize,
+    /// Most bytes of a request body (413 past it).
+    pub max_body_bytes: ByteSize,
+    /// Time a client has to send a complete request once it started one (slowloris guard).
+    pub header_timeout: Millis,
+    /// Time an idle keep-alive connection is kept open.
+    pub idle_timeout: Millis,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_connections: 4096,
+            max_header_bytes: ByteSize(16 * 1024),
+            max_body_bytes: ByteSize(1024 * 1024),
+            header_timeout: Millis(Duration::from_secs(10)),
+            idle_timeout: Millis(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `[rtmp]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Listen address for publishers and players.
+    pub listen: SocketAddr,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+        }
+    }
+}
+
+/// `[webrtc]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// UDP port of shard 0; shard i uses `udp_port + i`. 0 lets each shard pick a free port.
+    pub udp_port: u16,
+    /// Address the UDP sockets bind to.
+    pub bind: std::net::IpAddr,
+    /// Addresses announced to browsers as host candidates; empty = the machine's own.
+    pub advertised: Vec<std::net::IpAddr>,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            udp_port: 8189,
+            bind: std::net::IpAddr::from([0, 0, 0, 0]),
+            advertised: Vec::new(),
+        }
+    }
+}
+
+/// `[media]`: bounds of the buffers on the media path.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Most bytes kept in a stream's GOP cache.
+    pub gop_max_bytes: ByteSize,
+    /// Most frames kept in a stream's GOP cache.
+    pub gop_max_frames: usize,
+    /// Most frames queued for one viewer before it drops to the next keyframe.
+    pub sink_max_frames: usize,
+    /// Most bytes queued for one viewer before it drops to the next keyframe.
+    pub sink_max_bytes: ByteSize,
+    /// Largest FLV tag a file source accepts.
+    pub max_frame_bytes: ByteSize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            gop_max_bytes: ByteSize(16 * 1024 * 1024),
+            gop_max_frames: 1200,
+            sink_max_frames: 600,
+            sink_max_bytes: ByteSize(8 * 1024 * 1024),
+            max_frame_bytes: ByteSize(8 * 1024 * 1024),
+        }
+    }
+}
+
+/// `[[streams]]`: one statically configured stream.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's path (`demo`, `live/cam1`).
+    pub path: String,
+    /// Where its media come from: `file:PATH` (an FLV looped as a live stream).
+    pub source: String,
+    /// Pin the stream to this shard; by default streams are spread round-robin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<usize>,
+}
+
+/// A size in bytes, written as a number or a string with a unit (`"512KiB"`, `"8MiB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// As `usize`, saturating.
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+/// A duration, written as a string with a unit (`"500ms"`, `"10s"`, `"2m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub Duration);
+
+/// A parsed source URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceUrl {
+    /// A file looped as a live stream.
+    File(PathBuf),
+}
+
+impl SourceUrl {
+    /// Parses a `source` value. Relative file paths are resolved against `base`.
+    pub fn parse(s: &str, base: &Path) -> Result<SourceUrl, String> {
+        if let Some(rest) = s.strip_prefix("file:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            if rest.is_empty() {
+                return Err("empty file path (expected file:PATH)".into());
+            }
+            let p = Path::new(rest);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            return Ok(SourceUrl::File(p));
+        }
+        let scheme = s.split(':').next().unwrap_or(s);
+        Err(format!(
+            "unsupported source '{scheme}' (supported: file:PATH)"
+        ))
+    }
+
+    /// Short name of the source kind, as shown in the API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceUrl::File(_) => "file",
+        }
+    }
+}
+
+/// Normalizes a stream path: trims slashes, checks characters. Shared by config and
+/// protocol handlers so `/live/cam1/` and `live/cam1` are the same stream.
+pub fn normalize_path(path: &str) -> Result<String, String> {
+    let p = path.trim_matches('/');
+    if p.is_empty() {
+        return Err("empty stream path".into());
+    }
+    if p.len() > 256 {
+        return Err("stream path longer than 256 bytes".into());
+    }
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~')))
+    {
+        return Err(format!("character {c:?} not allowed in a stream path"));
+    }
+    if p.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("empty, '.' or '..' path segment".into());
+    }
+    Ok(p.to_string())
+}
+
+/// A validated configuration, with everything derived from it that the runtime needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration as written (with defaults filled in).
+    pub config: Config,
+    /// Number of shards.
+    pub shards: usize,
+    /// CPU of each shard, when pinned to a fixed map.
+    pub cpus: Option<Vec<usize>>,
+    /// Streams with parsed sources and assigned owner shards.
+    pub streams: Vec<StreamPlan>,
+}
+
+/// A configured stream, resolved.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    /// Normalized path.
+    pub path: String,
+    /// Parsed source.
+    pub source: SourceUrl,
+    /// Owner shard.
+    pub shard: usize,
+}
+
+impl Config {
+    /// Parses TOML text. Errors name the key (`runtime.shards: invalid type ...`).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut msg = inner.message().replace('\n', " ");
+            if let Some(span) = inner.span() {
+                let line = text
+                    .get(..span.start)
+                    .map_or(0, |s| s.lines().count().max(1));
+                msg = format!("{msg} (line {line})");
+            }
+            let key = if path == "." {
+                "config".to_string()
+            } else {
+                path
+            };
+            ConfigError::new(key, msg.trim().to_string())
+        })
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Validates the configuration and resolves what the runtime needs. `available_cpus`
+    /// are the CPU ids this process may run on; `base` is where relative file paths start.
+    pub fn validate(self, available_cpus: &[usize], base: &Path) -> Result<Settings, ConfigError> {
+        let rt = &self.runtime;
+        if available_cpus.is_empty() {
+            return Err(ConfigError::new("runtime.cpus", "no usable CPU found"));
+        }
+        for (i, cpu) in rt.cpus.iter().enumerate() {
+            if !available_cpus.contains(cpu) {
+                return Err(ConfigError::new(
+                    format!("runtime.cpus[{i}]"),
+                    format!("CPU {cpu} is not available (available: {available_cpus:?})"),
+                ));
+            }
+            if rt.cpus[..i].contains(cpu) {
+                return Err(ConfigError::new(
+                    format!("runtime.cpus[{i}]"),
+                    format!("CPU {cpu} is listed twice"),
+                ));
+            }
+        }
+        let shards = match rt.shards {
+            Shards::Auto if rt.cpus.is_empty() => available_cpus.len(),
+            Shards::Auto => rt.cpus.len(),
+            Shards::Count(0) => {
+                return Err(ConfigError::new("runtime.shards", "must be at least 1"));
+            }
+            Shards::Count(n) if n > 256 => {
+                return Err(ConfigError::new("runtime.shards", "at most 256 shards"));
+            }
+            Shards::Count(n) => {
+                if !rt.cpus.is_empty() && rt.cpus.len() != n {
+                    return Err(ConfigError::new(
+                        "runtime.cpus",
+                        format!(
+                            "lists {} CPUs for {n} shards (give one CPU per shard)",
+                            rt.cpus.len()
+                        ),
+                    ));
+                }
+                n
+            }
+        };
+        if rt.io_memory.0 < 64 * 1024 || rt.io_memory.0 > 1 << 30 {
+            return Err(ConfigError::new(
+                "runtime.io_memory",
+                "must be between 64KiB and 1GiB",
+            ));
+        }
+        if rt.mesh_capacity < 16 || rt.mesh_capacity > 1 << 20 {
+            return Err(ConfigError::new(
+                "runtime.mesh_capacity",
+                "must be between 16 and 1048576",
+            ));
+        }
+        let http = &self.http;
+        if http.max_connections == 0 {
+            return Err(ConfigError::new(
+                "http.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if http.max_header_bytes.0 < 1024 {
+            return Err(ConfigError::new(
+                "http.max_header_bytes",
+                "must be at least 1KiB",
+            ));
+        }
+        if http.header_timeout.0.is_zero() {
+            return Err(ConfigError::new(
+                "http.header_timeout",
+                "must be more than 0",
+            ));
+        }
+        if http.idle_timeout.0.is_zero() {
+            return Err(ConfigError::new("http.idle_timeout", "must be more than 0"));
+        }
+        if self.webrtc.udp_port != 0 && usize::from(self.webrtc.udp_port) + shards - 1 > 65535 {
+            return Err(ConfigError::new(
+                "webrtc.udp_port",
+                format!("udp_port + shards - 1 exceeds 65535 with {shards} shards"),
+            ));
+        }
+        let m = &self.media;
+        if m.gop_max_frames == 0 || m.sink_max_frames == 0 {
+            return Err(ConfigError::new(
+                if m.gop_max_frames == 0 {
+                    "media.gop_max_frames"
+                } else {
+                    "media.sink_max_frames"
+                },
+                "must be at least 1",
+            ));
+        }
+
+        let mut streams: Vec<StreamPlan> = Vec::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            let path = normalize_path(&s.path)
+                .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e))?;
+            if streams.iter().any(|p| p.path == path) {
+                return Err(ConfigError::new(
+                    format!("streams[{i}].path"),
+                    format!("duplicate stream path '{path}'"),
+                ));
+            }
+            let source = SourceUrl::parse(&s.source, base)
+                .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
+            match &source {
+                SourceUrl::File(p) => {
+                    if !p.is_file() {
+                        return Err(ConfigError::new(
+                            format!("streams[{i}].source"),
+                            format!("file {} does not exist or is not a file", p.display()),
+                        ));
+                    }
+                }
+            }
+            let shard = match s.shard {
+                Some(n) if n >= shards => {
+                    return Err(ConfigError::new(
+                        format!("streams[{i}].shard"),
+                        format!(
+                            "shard {n} does not exist (there are {shards}: 0..{})",
+                            shards - 1
+                        ),
+                    ));
+                }
+                Some(n) => n,
+                None => i % shards,
+            };
+            streams.push(StreamPlan {
+                path,
+                source,
+                shard,
+            });
+        }
+        let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
+        Ok(Settings {
+            config: self,
+            shards,
+            cpus,
+            streams,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Shards;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of shards or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Shards, E> {
+                usize::try_from(v)
+                    .map(Shards::Count)
+                    .map_err(|_| E::custom("must be a positive number or \"auto\""))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Shards, E> {
+                usize::try_from(v)
+                    .map(Shards::Count)
+                    .map_err(|_| E::custom("too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Shards, E> {
+                if v == "auto" {
+                    Ok(Shards::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "expected a number or \"auto\", found \"{v}\""
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Shards {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shards::Auto => s.serialize_str("auto"),
+            Shards::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+/// Parses `"16KiB"`, `"8MiB"`, `"1GiB"`, `"512"` (bytes), `"64KB"` (= KiB).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (write e.g. \"512KiB\" or \"8MiB\")"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (write e.g. \"500ms\" or \"10s\")"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "" => return Err(format!("'{s}' needs a unit (ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as \"512KiB\" or a number of bytes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("must not be negative"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_size(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        let text = if n >= 1 << 30 && n % (1 << 30) == 0 {
+            format!("{}GiB", n >> 30)
+        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+            format!("{}MiB", n >> 20)
+        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+            format!("{}KiB", n >> 10)
+        } else {
+            format!("{n}B")
+        };
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Millis)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Millis {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        let text = if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        };
+        s.serialize_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn validate(text: &str) -> Result<Settings, ConfigError> {
+        Config::parse(text)?.validate(&[0, 1], &base())
+    }
+
+    #[test]
+    fn default_config_is_valid_and_publishes_demo() {
+        let s = validate(DEFAULT_CONFIG).expect("default config");
+        assert_eq!(s.shards, 2);
+        assert_eq!(s.streams.len(), 1);
+        assert_eq!(s.streams[0].path, "demo");
+        assert_eq!(s.streams[0].source.kind(), "file");
+        assert_eq!(s.config.http.max_header_bytes, ByteSize(16 * 1024));
+    }
+
+    #[test]
+    fn empty_config_takes_defaults() {
+        let s = validate("").expect("empty config");
+        assert_eq!(s.config, Config::default());
+        assert!(s.streams.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = validate("[runtime]\nshardz = 2\n").unwrap_err();
+        assert_eq!(e.key, "runtime.shardz");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = validate("[nope]\n").unwrap_err();
+        assert!(e.message.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = validate("[runtime]\nshards = \"many\"\n").unwrap_err();
+        assert_eq!(e.key, "runtime.shards");
+        let e = validate("[http]\nlisten = 8080\n").unwrap_err();
+        assert_eq!(e.key, "http.listen");
+        let e = validate("[http]\nheader_timeout = \"10 parsecs\"\n").unwrap_err();
+        assert_eq!(e.key, "http.header_timeout");
+        assert!(e.message.contains("parsecs"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = validate("[runtime\nshards = 1\n").unwrap_err();
+        assert!(e.message.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn shards_and_cpus() {
+        assert_eq!(validate("[runtime]\nshards = 1\n").unwrap().shards, 1);
+        let s = validate("[runtime]\ncpus = [1]\n").unwrap();
+        assert_eq!((s.shards, s.cpus), (1, Some(vec![1])));
+        let e = validate("[runtime]\ncpus = [7]\n").unwrap_err();
+        assert_eq!(e.key, "runtime.cpus[0]");
+        assert!(e.message.contains("CPU 7"), "{e}");
+        let e = validate("[runtime]\ncpus = [0, 0]\n").unwrap_err();
+        assert_eq!(e.key, "runtime.cpus[1]");
+        let e = validate("[runtime]\nshards = 2\ncpus = [0]\n").unwrap_err();
+        assert_eq!(e.key, "runtime.cpus");
+        let e = validate("[runtime]\nshards = 0\n").unwrap_err();
+        assert_eq!(e.key, "runtime.shards");
+        // More shards than CPUs is allowed without a fixed map.
+        assert_eq!(validate("[runtime]\nshards = 4\n").unwrap().shards, 4);
+    }
+
+    #[test]
+    fn streams_are_checked() {
+        let demo = "source = \"file:configs/media/demo.flv\"";
+        let e = validate(&format!(
+            "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"/a/\"\n{demo}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "streams[1].path");
+        assert!(e.message.contains("duplicate"), "{e}");
+        let e = validate("[[streams]]\npath = \"a\"\nsource = \"file:nope.flv\"\n").unwrap_err();
+        assert_eq!(e.key, "streams[0].source");
+        assert!(e.message.contains("does not exist"), "{e}");
+        let e = validate("[[streams]]\npath = \"a\"\nsource = \"gopher://x\"\n").unwrap_err();
+        assert!(e.message.contains("unsupported source 'gopher'"), "{e}");
+        let e = validate(&format!("[[streams]]\npath = \"a b\"\n{demo}\n")).unwrap_err();
+        assert_eq!(e.key, "streams[0].path");
+        let e = validate(&format!("[[streams]]\npath = \"a\"\n{demo}\nshard = 5\n")).unwrap_err();
+        assert_eq!(e.key, "streams[0].shard");
+        let e = validate("[[streams]]\npath = \"a\"\n").unwrap_err();
+        assert_eq!(e.key, "streams[0]");
+        assert!(e.message.contains("source"), "{e}");
+    }
+
+    #[test]
+    fn streams_spread_round_robin() {
+        let demo = "source = \"file:configs/media/demo.flv\"";
+        let s = validate(&format!(
+            "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"b\"\n{demo}\n[[streams]]\npath = \"c\"\n{demo}\nshard = 0\n"
+        ))
+        .unwrap();
+        let shards: Vec<usize> = s.streams.iter().map(|p| p.shard).collect();
+        assert_eq!(shards, [0, 1, 0]);
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("16KiB"), Ok(16384));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn printed_config_parses_back_to_the_same() {
+        let c = Config::parse(DEFAULT_CONFIG).unwrap();
+        let again = Config::parse(&c.to_toml()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("/live/cam1/").as_deref(), Ok("live/cam1"));
+        assert!(normalize_path("live//cam").is_err());
+        assert!(normalize_path("../etc").is_err());
+        assert!(normalize_path("").is_err());
+    }
+}

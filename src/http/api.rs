@@ -1,0 +1,191 @@
+//! The REST API and `/metrics`, built from the shards' published snapshots and counters.
+
+use crate::media::{MediaKind, Track};
+use crate::shard::{ShardSnapshot, Shared};
+use crate::stream::Role;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+fn track_json(t: &Track) -> Value {
+    let mut v = json!({
+        "id": t.id.0,
+        "kind": if t.kind() == MediaKind::Video { "video" } else { "audio" },
+        "codec": t.codec.name(),
+        "clock_rate": t.clock_rate,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if t.kind() == MediaKind::Video {
+            obj.insert("width".into(), json!(t.width));
+            obj.insert("height".into(), json!(t.height));
+            obj.insert(
+                "fps".into(),
+                json!(t.fps.map(|f| (f * 100.0).round() / 100.0)),
+            );
+            obj.insert("profile".into(), json!(t.profile));
+        } else {
+            obj.insert("sample_rate".into(), json!(t.clock_rate));
+            obj.insert("channels".into(), json!(t.channels));
+        }
+    }
+    v
+}
+
+/// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
+/// bitrate and viewers (total and per shard).
+pub fn streams_json(snapshots: &[ShardSnapshot]) -> String {
+    let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
+    for (shard, snap) in snapshots.iter().enumerate() {
+        for p in &snap.paths {
+            let v = viewers
+                .entry(&p.info.path)
+                .or_insert_with(|| vec![0; snapshots.len()]);
+            v[shard] += p.info.viewers;
+            *dropped.entry(&p.info.path).or_default() += p.info.frames_dropped;
+        }
+    }
+    let mut streams = Vec::new();
+    for (shard, snap) in snapshots.iter().enumerate() {
+        for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
+            let i = &p.info;
+            let by_shard = viewers.get(&*i.path).cloned().unwrap_or_default();
+            let source = i
+                .source
+                .as_ref()
+                .map(|s| json!({ "kind": s.kind, "url": s.url, "state": s.state }));
+            streams.push(json!({
+                "path": &*i.path,
+                "source": source,
+                "owner_shard": shard,
+                "tracks": i.tracks.as_ref().map(|t| t.iter().map(track_json).collect::<Vec<_>>()).unwrap_or_default(),
+                "bitrate_in": p.bitrate_in,
+                "bytes_in": i.bytes_in,
+                "frames_in": i.frames_in,
+                "frames_dropped": dropped.get(&*i.path).copied().unwrap_or(0),
+                "relay_shards": i.relay_shards,
+                "viewers": { "total": by_shard.iter().sum::<usize>(), "by_shard": by_shard },
+            }));
+        }
+    }
+    streams.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    json!({ "streams": streams }).to_string()
+}
+
+/// `GET /api/v1/health`: per-shard status. `ok` is false if a shard missed heartbeats.
+pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
+    let mut all_ok = !shared.is_stopping();
+    let shards: Vec<Value> = (0..shared.shards())
+        .map(|i| {
+            let beat = shared.heartbeats[i].load(Ordering::Relaxed);
+            let lag = now_ms.saturating_sub(beat);
+            let ok = lag < 2000;
+            all_ok &= ok;
+            let cpu = shared.cpus[i].load(Ordering::Relaxed);
+            let st = &shared.stats[i];
+            json!({
+                "shard": i,
+                "ok": ok,
+                "cpu": (cpu != u64::MAX).then_some(cpu),
+                "heartbeat_lag_ms": lag,
+                "webrtc_udp_port": shared.udp_ports[i].load(Ordering::Relaxed),
+                "connections": st.connections.load(Ordering::Relaxed),
+                "streams": st.streams.load(Ordering::Relaxed),
+                "relays": st.relays.load(Ordering::Relaxed),
+                "viewers": st.viewers.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    let uptime = shared.started.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    let body = json!({
+        "status": if all_ok { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": uptime,
+        "shards": shards,
+    });
+    (all_ok, body.to_string())
+}
+
+/// The help text of each exported counter.
+fn help(name: &str) -> (&'static str, &'static str) {
+    match name {
+        "connections" => ("gauge", "Open TCP connections (HTTP, WebSocket, RTMP)."),
+        "connections_total" => ("counter", "TCP connections accepted."),
+        "connections_refused" => ("counter", "Connections refused at the per-shard limit."),
+        "http_requests" => ("counter", "HTTP requests answered."),
+        "bytes_in" => ("counter", "Bytes received from clients and sources."),
+        "bytes_out" => ("counter", "Bytes sent to clients."),
+        "frames_in" => ("counter", "Media frames received from sources."),
+        "frames_dropped" => ("counter", "Frames dropped for slow viewers."),
+        "mesh_frames_dropped" => (
+            "counter",
+            "Frames not relayed because a cross-shard channel was full.",
+        ),
+        "streams" => ("gauge", "Streams owned by the shard."),
+        "relays" => ("gauge", "Streams relayed to the shard from their owner."),
+        "viewers" => ("gauge", "Viewers attached on the shard."),
+        "udp_datagrams_in" => ("counter", "UDP datagrams received on the WebRTC port."),
+        _ => ("untyped", "corecast counter."),
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition format 0.0.4.
+pub fn metrics_text(shared: &Shared, snapshots: &[ShardSnapshot]) -> String {
+    let mut out = String::new();
+    let per_shard: Vec<Vec<(&'static str, u64)>> =
+        shared.stats.iter().map(|s| s.fields()).collect();
+    if let Some(first) = per_shard.first() {
+        for (k, (name, _)) in first.iter().enumerate() {
+            let (kind, text) = help(name);
+            let suffix = if kind == "counter" && !name.ends_with("_total") {
+                "_total"
+            } else {
+                ""
+            };
+            let metric = format!("corecast_{name}{suffix}");
+            let _ = writeln!(out, "# HELP {metric} {text}");
+            let _ = writeln!(out, "# TYPE {metric} {kind}");
+            for (shard, fields) in per_shard.iter().enumerate() {
+                let _ = writeln!(out, "{metric}{{shard=\"{shard}\"}} {}", fields[k].1);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corecast_stream_bitrate_in_bps Input bitrate of a stream, bits per second."
+    );
+    let _ = writeln!(out, "# TYPE corecast_stream_bitrate_in_bps gauge");
+    for snap in snapshots {
+        for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
+            let _ = writeln!(
+                out,
+                "corecast_stream_bitrate_in_bps{{path=\"{}\"}} {}",
+                escape_label(&p.info.path),
+                p.bitrate_in
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corecast_stream_viewers Viewers of a stream on a shard."
+    );
+    let _ = writeln!(out, "# TYPE corecast_stream_viewers gauge");
+    for (shard, snap) in snapshots.iter().enumerate() {
+        for p in &snap.paths {
+            let _ = writeln!(
+                out,
+                "corecast_stream_viewers{{path=\"{}\",shard=\"{shard}\"}} {}",
+                escape_label(&p.info.path),
+                p.info.viewers
+            );
+        }
+    }
+    out
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,344 @@
+//! The HTTP connection driver: accepts connections on a shard, reads requests through the
+//! sans-IO parser, answers them in order, enforces the timeouts, and hands WebSocket
+//! upgrades to the WebSocket loop.
+
+use super::api;
+use super::proto::{Limits, Request, RequestParser, Response};
+use super::ws::{self, WsMessage, WsSession};
+use crate::shard::{Shard, ShardRef};
+use crate::stats;
+use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+const PAGE: &str = include_str!("page.html");
+const READ_CHUNK: usize = 16 * 1024;
+const WS_MAX_MESSAGE: usize = 64 * 1024;
+
+/// Accepts HTTP connections until the task is dropped.
+pub async fn serve(shard: ShardRef, listener: TcpListener) {
+    let max = shard.shared.settings.config.http.max_connections as u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(shard = shard.id, "http accept: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let st = shard.stats();
+        if stats::get(&st.connections) >= max {
+            stats::add(&st.connections_refused, 1);
+            glommio::spawn_local(refuse(stream)).detach();
+            continue;
+        }
+        glommio::spawn_local(connection(shard.clone(), stream)).detach();
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let mut out = BytesMut::new();
+    Response::text(503, "server busy: too many connections on this shard")
+        .write(&mut out, false, false);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(&out).await;
+}
+
+/// Counts an open connection for as long as it lives.
+pub struct ConnGuard<'a>(&'a Shard);
+
+impl<'a> ConnGuard<'a> {
+    /// Counts a new connection.
+    pub fn new(shard: &'a Shard) -> Self {
+        stats::add(&shard.stats().connections, 1);
+        stats::add(&shard.stats().connections_total, 1);
+        ConnGuard(shard)
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        stats::sub(&self.0.stats().connections, 1);
+    }
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Timeout,
+    Shutdown,
+}
+
+async fn connection(shard: ShardRef, mut stream: TcpStream) {
+    let _guard = ConnGuard::new(&shard);
+    let peer = stream.peer_addr().ok();
+    let cfg = &shard.shared.settings.config.http;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(cfg.idle_timeout.0));
+    let mut parser = RequestParser::new(Limits {
+        max_header_bytes: cfg.max_header_bytes.as_usize(),
+        max_body_bytes: cfg.max_body_bytes.as_usize(),
+        ..Limits::default()
+    });
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::new();
+    let mut tmp = vec![0u8; READ_CHUNK];
+    // When the first byte of the request being read arrived.
+    let mut started: Option<Instant> = None;
+    loop {
+        // Answer every complete request in the buffer, in order.
+        loop {
+            match parser.parse(&mut buf) {
+                Ok(Some(req)) => {
+                    started = (!buf.is_empty()).then(Instant::now);
+                    stats::add(&shard.stats().http_requests, 1);
+                    if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
+                        match ws::upgrade_response(&req) {
+                            Ok(resp) => {
+                                resp.write(&mut out, true, false);
+                                if flush(&shard, &mut stream, &mut out).await.is_ok() {
+                                    websocket(&shard, stream, buf, peer).await;
+                                }
+                            }
+                            Err(e) => {
+                                e.to_response().write(&mut out, false, false);
+                                let _ = flush(&shard, &mut stream, &mut out).await;
+                            }
+                        }
+                        return;
+                    }
+                    let resp = route(&shard, &req);
+                    let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
+                    debug!(peer = ?peer, method = %req.method, path = %req.path, status = resp.status, "http");
+                    resp.write(&mut out, keep_alive, req.method == "HEAD");
+                    if !keep_alive {
+                        let _ = flush(&shard, &mut stream, &mut out).await;
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    if parser.take_expect_continue() {
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    info!(peer = ?peer, status = e.status(), "bad HTTP request: {e}");
+                    e.to_response().write(&mut out, false, false);
+                    let _ = flush(&shard, &mut stream, &mut out).await;
+                    return;
+                }
+            }
+        }
+        if flush(&shard, &mut stream, &mut out).await.is_err() {
+            return;
+        }
+        let wait = match started {
+            Some(t) => cfg.header_timeout.0.saturating_sub(t.elapsed()),
+            None => cfg.idle_timeout.0,
+        };
+        let wake = future::or(
+            async { Wake::Read(stream.read(&mut tmp).await) },
+            future::or(
+                async {
+                    glommio::timer::sleep(wait).await;
+                    Wake::Timeout
+                },
+                async {
+                    shard.shutdown.wait().await;
+                    Wake::Shutdown
+                },
+            ),
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => return,
+            Wake::Read(Ok(n)) => {
+                stats::add(&shard.stats().bytes_in, n as u64);
+                if started.is_none() {
+                    started = Some(Instant::now());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            Wake::Read(Err(e)) => {
+                debug!(peer = ?peer, "http read: {e}");
+                return;
+            }
+            Wake::Timeout => {
+                if started.is_some() {
+                    info!(peer = ?peer, "request not completed within {:?}: closing", cfg.header_timeout.0);
+                    Response::text(408, "request timeout").write(&mut out, false, false);
+                    let _ = flush(&shard, &mut stream, &mut out).await;
+                }
+                return;
+            }
+            Wake::Shutdown => {
+                if started.is_some() {
+                    Response::text(503, "server shutting down").write(&mut out, false, false);
+                    let _ = flush(&shard, &mut stream, &mut out).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = stream.write_all(out).await;
+    if r.is_ok() {
+        stats::add(&shard.stats().bytes_out, out.len() as u64);
+    }
+    out.clear();
+    r
+}
+
+/// Routes a request to its handler.
+pub fn route(shard: &Shard, req: &Request) -> Response {
+    let get_or_head = req.method == "GET" || req.method == "HEAD";
+    let shared = &shard.shared;
+    let known = matches!(
+        req.path.as_str(),
+        "/" | "/index.html" | "/api/v1/streams" | "/api/v1/health" | "/metrics" | "/ws"
+    );
+    if !known {
+        return Response::text(404, &format!("no such page: {}", req.path));
+    }
+    if req.method == "OPTIONS" {
+        return Response::new(204)
+            .header("Allow", "GET, HEAD, OPTIONS")
+            .header("Access-Control-Allow-Origin", "*")
+            .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+    }
+    if !get_or_head {
+        return Response::text(
+            405,
+            &format!("{} is not allowed on {}", req.method, req.path),
+        )
+        .header("Allow", "GET, HEAD, OPTIONS");
+    }
+    match req.path.as_str() {
+        "/" | "/index.html" => Response::new(200)
+            .header("Cache-Control", "no-cache")
+            .body("text/html; charset=utf-8", PAGE),
+        "/api/v1/streams" => Response::json(200, api::streams_json(&shared.snapshots()))
+            .header("Access-Control-Allow-Origin", "*")
+            .header("Cache-Control", "no-store"),
+        "/api/v1/health" => {
+            let now_ms = shared
+                .started
+                .elapsed()
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            // Heartbeats count from each shard's own start; compare against the freshest.
+            let freshest = (0..shared.shards())
+                .map(|i| shared.heartbeats[i].load(std::sync::atomic::Ordering::Relaxed))
+                .max()
+                .unwrap_or(now_ms);
+            let (ok, body) = api::health_json(shared, freshest);
+            Response::json(if ok { 200 } else { 503 }, body).header("Cache-Control", "no-store")
+        }
+        "/metrics" => Response::new(200).body(
+            "text/plain; version=0.0.4; charset=utf-8",
+            api::metrics_text(shared, &shared.snapshots()),
+        ),
+        _ => Response::text(426, "this endpoint needs a WebSocket upgrade")
+            .header("Upgrade", "websocket"),
+    }
+}
+
+/// The WebSocket loop at `/ws`. Signaling arrives with WebRTC; for now the socket greets,
+/// answers `{"type":"ping"}` with `{"type":"pong"}` and reports unknown messages.
+async fn websocket(
+    shard: &Shard,
+    mut stream: TcpStream,
+    leftover: BytesMut,
+    peer: Option<SocketAddr>,
+) {
+    let mut ws = WsSession::new(WS_MAX_MESSAGE);
+    let idle = shard.shared.settings.config.http.idle_timeout.0;
+    if !leftover.is_empty() {
+        ws.handle_input(&leftover);
+    }
+    let hello = serde_json::json!({"type": "hello", "server": "corecast", "version": env!("CARGO_PKG_VERSION"), "shard": shard.id});
+    let _ = ws.send_text(hello.to_string());
+    let mut tmp = vec![0u8; READ_CHUNK];
+    let mut out = BytesMut::new();
+    loop {
+        loop {
+            match ws.poll_message() {
+                Ok(Some(WsMessage::Text(text))) => {
+                    let reply = handle_ws_text(&text);
+                    let _ = ws.send_text(reply);
+                }
+                Ok(Some(WsMessage::Binary(_))) => {
+                    let _ = ws.send_text(
+                        r#"{"type":"error","message":"binary messages are not supported"}"#.into(),
+                    );
+                }
+                Ok(Some(WsMessage::Close)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    info!(peer = ?peer, "websocket error: {e}");
+                    ws.close();
+                    out.extend_from_slice(&ws.take_output());
+                    let _ = flush(shard, &mut stream, &mut out).await;
+                    return;
+                }
+            }
+        }
+        out.extend_from_slice(&ws.take_output());
+        if flush(shard, &mut stream, &mut out).await.is_err() || ws.is_closed() {
+            return;
+        }
+        let wake = future::or(
+            async { Wake::Read(stream.read(&mut tmp).await) },
+            future::or(
+                async {
+                    glommio::timer::sleep(idle).await;
+                    Wake::Timeout
+                },
+                async {
+                    shard.shutdown.wait().await;
+                    Wake::Shutdown
+                },
+            ),
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return,
+            Wake::Read(Ok(n)) => {
+                stats::add(&shard.stats().bytes_in, n as u64);
+                ws.handle_input(&tmp[..n]);
+            }
+            Wake::Timeout | Wake::Shutdown => {
+                ws.close();
+                out.extend_from_slice(&ws.take_output());
+                let _ = flush(shard, &mut stream, &mut out).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Answers one signaling message.
+pub fn handle_ws_text(text: &str) -> String {
+    let msg: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return serde_json::json!({"type": "error", "message": format!("invalid JSON: {e}")})
+                .to_string();
+        }
+    };
+    match msg.get("type").and_then(|t| t.as_str()) {
+        Some("ping") => serde_json::json!({"type": "pong"}).to_string(),
+        Some(other) => serde_json::json!({"type": "error", "message": format!("unknown message type '{other}'")}).to_string(),
+        None => serde_json::json!({"type": "error", "message": "message has no \"type\""}).to_string(),
+    }
+}

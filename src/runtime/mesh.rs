@@ -1,0 +1,187 @@
+//! The cross-shard mesh: one bounded glommio shared channel for each ordered pair of
+//! shards, carrying [`StreamMsg`]s.
+
+use crate::stream::{MeshTx, StreamMsg};
+use glommio::channels::shared_channel::{
+    self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use tracing::debug;
+
+/// The unconnected channel ends of every shard, made on the main thread before the
+/// shards start. Shard i takes row i (its senders) and column i (its receivers).
+pub struct MeshPlan {
+    /// `ends[from][to]`: the sender half (taken by `from`) and receiver half (taken by `to`).
+    ends: Vec<
+        Vec<(
+            Option<SharedSender<StreamMsg>>,
+            Option<SharedReceiver<StreamMsg>>,
+        )>,
+    >,
+}
+
+/// One shard's unconnected ends.
+pub struct MeshEnds {
+    shard: usize,
+    senders: Vec<Option<SharedSender<StreamMsg>>>,
+    receivers: Vec<Option<SharedReceiver<StreamMsg>>>,
+}
+
+impl MeshPlan {
+    /// Channels for `shards` shards with `capacity` messages each.
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        let ends = (0..shards)
+            .map(|from| {
+                (0..shards)
+                    .map(|to| {
+                        if from == to {
+                            (None, None)
+                        } else {
+                            let (s, r) = shared_channel::new_bounded(capacity);
+                            (Some(s), Some(r))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        MeshPlan { ends }
+    }
+
+    /// Takes the ends of every shard.
+    pub fn split(mut self) -> Vec<MeshEnds> {
+        let n = self.ends.len();
+        let mut out: Vec<MeshEnds> = (0..n)
+            .map(|shard| MeshEnds {
+                shard,
+                senders: (0..n).map(|_| None).collect(),
+                receivers: (0..n).map(|_| None).collect(),
+            })
+            .collect();
+        for from in 0..n {
+            for to in 0..n {
+                let (s, r) = (self.ends[from][to].0.take(), self.ends[from][to].1.take());
+                out[from].senders[to] = s;
+                out[to].receivers[from] = r;
+            }
+        }
+        out
+    }
+}
+
+impl MeshEnds {
+    /// Connects every end (waits for the peers to connect theirs). Returns the sending
+    /// side and the receivers, one per peer.
+    pub async fn connect(self) -> (Rc<Mesh>, Vec<(usize, ConnectedReceiver<StreamMsg>)>) {
+        let send_tasks: Vec<_> = self
+            .senders
+            .into_iter()
+            .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+            .collect();
+        let recv_tasks: Vec<_> = self
+            .receivers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, glommio::spawn_local(r.connect()))))
+            .collect();
+        let mut senders = Vec::new();
+        for t in send_tasks {
+            senders.push(match t {
+                Some(t) => Some(t.await),
+                None => None,
+            });
+        }
+        let mut receivers = Vec::new();
+        for (i, t) in recv_tasks {
+            receivers.push((i, t.await));
+        }
+        let n = senders.len();
+        let me = self.shard;
+        let mesh = Rc::new_cyclic(|weak| Mesh {
+            me,
+            weak: weak.clone(),
+            senders,
+            backlog: (0..n).map(|_| RefCell::new(VecDeque::new())).collect(),
+            pumping: (0..n).map(|_| Cell::new(false)).collect(),
+        });
+        (mesh, receivers)
+    }
+}
+
+/// A shard's sending side of the mesh.
+pub struct Mesh {
+    me: usize,
+    weak: Weak<Mesh>,
+    senders: Vec<Option<ConnectedSender<StreamMsg>>>,
+    /// Control messages that did not fit, per destination, in order.
+    backlog: Vec<RefCell<VecDeque<StreamMsg>>>,
+    pumping: Vec<Cell<bool>>,
+}
+
+impl Mesh {
+    fn sender(&self, to: usize) -> Option<&ConnectedSender<StreamMsg>> {
+        self.senders.get(to).and_then(|s| s.as_ref())
+    }
+
+    /// Control messages waiting for room, to all destinations.
+    pub fn backlog(&self) -> usize {
+        self.backlog.iter().map(|b| b.borrow().len()).sum()
+    }
+
+    /// Closes every channel (shutdown).
+    pub fn close(&self) {
+        for s in self.senders.iter().flatten() {
+            s.close();
+        }
+    }
+
+    async fn pump(self: Rc<Self>, to: usize) {
+        loop {
+            let next = self.backlog[to].borrow_mut().pop_front();
+            let Some(msg) = next else { break };
+            let Some(sender) = self.sender(to) else { break };
+            if sender.send(msg).await.is_err() {
+                debug!(from = self.me, to, "mesh peer gone; dropping its backlog");
+                self.backlog[to].borrow_mut().clear();
+                break;
+            }
+        }
+        self.pumping[to].set(false);
+    }
+}
+
+impl MeshTx for Mesh {
+    fn send_control(&self, to: usize, msg: StreamMsg) {
+        let Some(sender) = self.sender(to) else {
+            return;
+        };
+        if !self.pumping[to].get() {
+            match sender.try_send(msg) {
+                Ok(()) => return,
+                Err(e) => match e {
+                    glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg)) => {
+                        self.backlog[to].borrow_mut().push_back(msg);
+                    }
+                    _ => return, // closed: the peer is shutting down
+                },
+            }
+            if let Some(me) = self.weak.upgrade() {
+                self.pumping[to].set(true);
+                glommio::spawn_local(me.pump(to)).detach();
+            }
+        } else {
+            self.backlog[to].borrow_mut().push_back(msg);
+        }
+    }
+
+    fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool {
+        if self.pumping[to].get() {
+            return false;
+        }
+        match self.sender(to) {
+            Some(s) => s.try_send(msg).is_ok(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The runtime: pre-flight checks, one pinned glommio executor per shard, listeners,
+//! the mesh, signals and shutdown.
+
+mod mesh;
+mod preflight;
+mod signal;
+
+pub use mesh::{Mesh, MeshEnds, MeshPlan};
+pub use preflight::{PreflightError, check_memlock, probe_listeners};
+
+use crate::config::Settings;
+use crate::shard::{PathSnapshot, Shard, ShardRef, ShardSnapshot, Shared, Shutdown};
+use crate::stream::{Hub, HubLimits, SinkLimits};
+use crate::{http, source, stats};
+use glommio::net::{TcpListener, UdpSocket};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// How long shutdown may take before the process exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A pre-flight check failed (a configuration or environment problem).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// The executors could not be started.
+    #[error("cannot start shards: {0}")]
+    Start(String),
+}
+
+/// Starts the server and blocks until it has shut down (SIGINT/SIGTERM).
+pub fn run(settings: Settings) -> Result<(), RunError> {
+    let n = settings.shards;
+    check_memlock(n, settings.config.runtime.io_memory.0)?;
+    let (http_addr, rtmp_addr) = probe_listeners(&settings)?;
+    signal::block_signals();
+    let shared = Arc::new(Shared::new(settings, http_addr, rtmp_addr));
+    signal::spawn_watcher(shared.clone());
+
+    let placement = placement(&shared.settings)?;
+    let plan = MeshPlan::new(n, shared.settings.config.runtime.mesh_capacity);
+    let ends: Arc<Mutex<Vec<Option<MeshEnds>>>> =
+        Arc::new(Mutex::new(plan.split().into_iter().map(Some).collect()));
+    let ids: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
+    let barrier = Arc::new(Barrier::new(n));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
+
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("corecast-shard")
+        .io_memory(shared.settings.config.runtime.io_memory.as_usize())
+        .on_all_shards({
+            let shared = shared.clone();
+            move || async move {
+                // Executors are created in placement order with increasing ids: the rank
+                // of this executor's id is its shard index (and its CPU is cpus[index]).
+                let my_id = glommio::executor().id();
+                if let Ok(mut v) = ids.lock() {
+                    v.push(my_id);
+                }
+                barrier.wait();
+                let index = ids
+                    .lock()
+                    .map(|v| v.iter().filter(|id| **id < my_id).count())
+                    .unwrap_or(0);
+                let ends = ends
+                    .lock()
+                    .ok()
+                    .and_then(|mut e| e.get_mut(index).and_then(Option::take));
+                let result = match ends {
+                    Some(ends) => shard_main(index, shared, ends).await,
+                    None => Err(format!("shard {index}: no mesh ends")),
+                };
+                if let Err(e) = &result {
+                    error!(shard = index, "shard failed: {e}");
+                }
+                let _ = done_tx.send(index);
+                result
+            }
+        })
+        .map_err(|e| RunError::Start(e.to_string()))?;
+
+    // Wait for the shards; after a stop request, give them SHUTDOWN_DEADLINE.
+    let mut finished = 0;
+    let mut failed = false;
+    let mut stop_seen: Option<Instant> = None;
+    while finished < n {
+        match done_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(_) => finished += 1,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if shared.is_stopping() {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > SHUTDOWN_DEADLINE {
+                warn!("shards did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway");
+                return Ok(());
+            }
+        } else if finished > 0 {
+            // A shard ended on its own: it failed. Stop the others.
+            failed = true;
+            shared.stopping.store(true, Ordering::Relaxed);
+        }
+    }
+    for r in handles.join_all() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed = true;
+                error!("{e}");
+            }
+            Err(e) => {
+                failed = true;
+                error!("shard executor: {e}");
+            }
+        }
+    }
+    if failed {
+        return Err(RunError::Start("a shard failed; see the log above".into()));
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn placement(settings: &Settings) -> Result<PoolPlacement, RunError> {
+    let online = CpuSet::online().map_err(|e| RunError::Start(format!("cannot list CPUs: {e}")))?;
+    let cpus: Vec<usize> = match &settings.cpus {
+        Some(c) => c.clone(),
+        None => {
+            let mut avail: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            avail.sort_unstable();
+            if avail.is_empty() {
+                return Ok(PoolPlacement::Unbound(settings.shards));
+            }
+            (0..settings.shards)
+                .map(|i| avail[i % avail.len()])
+                .collect()
+        }
+    };
+    let mut sets: Vec<CpuSet> = cpus
+        .iter()
+        .map(|cpu| online.clone().filter(|l| l.cpu == *cpu))
+        .collect();
+    if let Some(i) = sets.iter().position(|s| s.is_empty()) {
+        return Err(RunError::Start(format!("CPU {} is not online", cpus[i])));
+    }
+    // glommio 0.9 hands out `Custom` sets from the end of the vector (it pops them), so
+    // the executor spawned k-th (shard k) must find cpus[k] last.
+    sets.reverse();
+    Ok(PoolPlacement::Custom(sets))
+}
+
+/// Runs one shard until shutdown.
+async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<(), String> {
+    // The first timer of an executor can take several milliseconds: warm it up.
+    glommio::timer::sleep(Duration::from_millis(1)).await;
+    let (mesh, receivers) = ends.connect().await;
+    let cfg = &shared.settings.config;
+    let limits = HubLimits {
+        gop_max_frames: cfg.media.gop_max_frames,
+        gop_max_bytes: cfg.media.gop_max_bytes.as_usize(),
+        sink: SinkLimits {
+            max_frames: cfg.media.sink_max_frames,
+            max_bytes: cfg.media.sink_max_bytes.as_usize(),
+        },
+    };
+    let hub = Hub::new(
+        id,
+        shared.shards(),
+        limits,
+        mesh.clone(),
+        shared.stats[id].clone(),
+    );
+    let shard: ShardRef = Rc::new(Shard {
+        id,
+        shared: shared.clone(),
+        hub: RefCell::new(hub),
+        shutdown: Shutdown::default(),
+    });
+    if let Some(cpu) = current_cpu() {
+        shared.cpus[id].store(cpu as u64, Ordering::Relaxed);
+    }
+
+    for (from, rx) in receivers {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                shard.hub.borrow_mut().handle_msg(from, msg);
+            }
+        })
+        .detach();
+    }
+
+    let http_listener = TcpListener::bind(shared.http_addr)
+        .map_err(|e| format!("shard {id}: bind http {}: {e}", shared.http_addr))?;
+    let rtmp_listener = TcpListener::bind(shared.rtmp_addr)
+        .map_err(|e| format!("shard {id}: bind rtmp {}: {e}", shared.rtmp_addr))?;
+    let wcfg = &cfg.webrtc;
+    let port = if wcfg.udp_port == 0 {
+        0
+    } else {
+        wcfg.udp_port + id as u16
+    };
+    let udp = UdpSocket::bind(SocketAddr::new(wcfg.bind, port))
+        .map_err(|e| format!("shard {id}: bind webrtc udp {}:{port}: {e}", wcfg.bind))?;
+    let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
+    shared.udp_ports[id].store(u64::from(udp_port), Ordering::Relaxed);
+
+    // Tasks that end with the shard: dropping a glommio Task cancels it.
+    let mut tasks = vec![
+        glommio::spawn_local(http::server::serve(shard.clone(), http_listener)),
+        glommio::spawn_local(crate::rtmp::serve(shard.clone(), rtmp_listener)),
+        glommio::spawn_local(udp_loop(shard.clone(), udp)),
+    ];
+    // Let every shard bind and connect before sources announce streams.
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+    for plan in shared.settings.streams.iter().filter(|p| p.shard == id) {
+        tasks.push(glommio::spawn_local(source::run(
+            shard.clone(),
+            plan.clone(),
+        )));
+    }
+    info!(shard = id, cpu = ?current_cpu(), udp_port, "shard ready");
+    if id == 0 {
+        info!(
+            "listening http={} rtmp={} webrtc_udp={:?}",
+            shared.http_addr,
+            shared.rtmp_addr,
+            (0..shared.shards())
+                .map(|i| shared.udp_ports[i].load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    let start = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut last_bytes: HashMap<Arc<str>, u64> = HashMap::new();
+    publish_snapshot(&shard, &mut last_bytes, Duration::from_secs(1));
+    while !shared.is_stopping() {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        shared.heartbeats[id].store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            let dt = last_tick.elapsed();
+            last_tick = Instant::now();
+            shard.hub.borrow_mut().prune();
+            publish_snapshot(&shard, &mut last_bytes, dt);
+        }
+    }
+
+    info!(shard = id, "shutting down");
+    shard.shutdown.fire();
+    drop(tasks.drain(..2)); // listeners close: no new connections
+    shard.hub.borrow_mut().unpublish_all();
+    // Let connections send their goodbyes.
+    let grace = Instant::now();
+    while stats::get(&shared.stats[id].connections) > 0
+        && grace.elapsed() < Duration::from_millis(500)
+    {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tasks);
+    mesh.close();
+    Ok(())
+}
+
+fn publish_snapshot(shard: &Shard, last_bytes: &mut HashMap<Arc<str>, u64>, dt: Duration) {
+    let infos = shard.hub.borrow().paths();
+    let secs = dt.as_secs_f64().max(0.001);
+    let mut seen = HashMap::new();
+    let paths = infos
+        .into_iter()
+        .map(|info| {
+            let prev = last_bytes.get(&info.path).copied().unwrap_or(info.bytes_in);
+            let bitrate_in = ((info.bytes_in.saturating_sub(prev)) as f64 * 8.0 / secs) as u64;
+            seen.insert(info.path.clone(), info.bytes_in);
+            PathSnapshot { info, bitrate_in }
+        })
+        .collect();
+    *last_bytes = seen;
+    if let Ok(mut s) = shard.shared.snapshots[shard.id].lock() {
+        *s = ShardSnapshot { paths };
+    }
+}
+
+/// Receives on the shard's WebRTC UDP port. Until WebRTC egress lands, datagrams are
+/// counted and dropped.
+async fn udp_loop(shard: ShardRef, udp: UdpSocket) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match udp.recv_from(&mut buf).await {
+            Ok((n, _)) => {
+                stats::add(&shard.stats().udp_datagrams_in, 1);
+                stats::add(&shard.stats().bytes_in, n as u64);
+            }
+            Err(e) => {
+                warn!(shard = shard.id, "udp receive: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no preconditions; it returns -1 on error.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}

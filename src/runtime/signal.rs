@@ -1,0 +1,58 @@
+//! SIGINT/SIGTERM: blocked in every thread and taken by one watcher thread, which sets
+//! the shared stop flag that every shard polls.
+
+use crate::shard::Shared;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tracing::{info, warn};
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a sigset_t we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts after.
+pub fn block_signals() {
+    let set = stop_signals();
+    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Starts the thread that waits for SIGINT/SIGTERM. The first signal starts a clean
+/// shutdown; a second one exits at once.
+pub fn spawn_watcher(shared: Arc<Shared>) {
+    let spawned = std::thread::Builder::new()
+        .name("corecast-signals".into())
+        .spawn(move || {
+            let set = stop_signals();
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
+                let rc = unsafe { libc::sigwait(&set, &mut sig) };
+                if rc != 0 {
+                    continue;
+                }
+                if shared.stopping.swap(true, Ordering::Relaxed) {
+                    warn!("second stop signal: exiting now");
+                    std::process::exit(130);
+                }
+                let name = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                info!("{name} received: shutting down");
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start the signal thread ({e}); stop with SIGKILL");
+    }
+}

@@ -1,0 +1,97 @@
+//! Streams, relays and the directory: the shard-local half of the media path.
+//!
+//! Each shard has one [`Hub`]. A path published on this shard is *owned* here: the hub
+//! keeps its tracks and GOP cache, fans frames out to local [`SinkQueue`]s and sends them
+//! once to each other shard that subscribed. On those shards the same path is a *relay*
+//! that keeps its own GOP cache copy (sharing the payloads) and fans out locally. Every
+//! hub keeps a replica of the directory (path → owner shard), maintained by
+//! announce/withdraw messages. Nothing here reads a clock or touches a socket: the shard
+//! driver feeds messages in and delivers what the hub sends through [`MeshTx`].
+
+mod hub;
+mod sink;
+
+pub use hub::{Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo};
+pub use sink::{SinkEvent, SinkLimits, SinkQueue};
+
+use crate::media::{Frame, TrackSet};
+use std::sync::Arc;
+
+/// A message between shards about streams.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamMsg {
+    /// `owner` now publishes `path`.
+    Announce {
+        /// Stream path.
+        path: Arc<str>,
+        /// Shard that owns it.
+        owner: usize,
+    },
+    /// `owner` stopped publishing `path`.
+    Withdraw {
+        /// Stream path.
+        path: Arc<str>,
+        /// Shard that owned it.
+        owner: usize,
+    },
+    /// Shard `shard` has viewers of `path` and wants its frames.
+    Subscribe {
+        /// Stream path.
+        path: Arc<str>,
+        /// The subscribing shard.
+        shard: usize,
+    },
+    /// Shard `shard` has no viewers of `path` any more.
+    Unsubscribe {
+        /// Stream path.
+        path: Arc<str>,
+        /// The unsubscribing shard.
+        shard: usize,
+    },
+    /// The state a new relay starts from: tracks and GOP cache.
+    Init {
+        /// Stream path.
+        path: Arc<str>,
+        /// Current tracks, if known.
+        tracks: Option<TrackSet>,
+        /// GOP cache, keyframe first.
+        gop: Vec<Frame>,
+    },
+    /// The tracks changed.
+    Tracks {
+        /// Stream path.
+        path: Arc<str>,
+        /// The new tracks.
+        tracks: TrackSet,
+    },
+    /// A media frame.
+    Frame {
+        /// Stream path.
+        path: Arc<str>,
+        /// The frame (its payload is shared, not copied).
+        frame: Frame,
+    },
+    /// The stream ended.
+    End {
+        /// Stream path.
+        path: Arc<str>,
+    },
+}
+
+impl StreamMsg {
+    /// Whether this is media (droppable under backpressure) rather than control.
+    pub fn is_media(&self) -> bool {
+        matches!(self, StreamMsg::Frame { .. })
+    }
+}
+
+/// How a hub sends to other shards. Control messages must arrive, in order; media may be
+/// refused when the channel is full (the hub then drops to the next keyframe).
+pub trait MeshTx {
+    /// Queues a control message for shard `to`; never lost, delivered in order.
+    fn send_control(&self, to: usize, msg: StreamMsg);
+    /// Tries to send a media message to shard `to`; false if it was not sent (channel
+    /// full, or control messages still queued ahead of it).
+    fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool;
+}

@@ -1,0 +1,219 @@
+//! A viewer's bounded queue of stream events, with drop-to-keyframe backpressure.
+
+use crate::media::{Frame, MediaKind, TrackSet};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+/// What a viewer is told about its stream.
+#[derive(Debug, Clone)]
+pub enum SinkEvent {
+    /// The stream's tracks (first event, and again whenever parameters change).
+    Tracks(TrackSet),
+    /// A media frame.
+    Frame(Frame),
+    /// The source stopped. The viewer stays attached: if the path is published again it
+    /// gets `Tracks` and frames again.
+    End,
+}
+
+/// Bounds of one sink queue.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkLimits {
+    /// Most frames queued.
+    pub max_frames: usize,
+    /// Most payload bytes queued.
+    pub max_bytes: usize,
+}
+
+/// The queue between a stream (or relay) and one local viewer. Shared by `Rc` between the
+/// producer (the shard's hub) and the viewer's task on the same shard.
+#[derive(Debug)]
+pub struct SinkQueue {
+    inner: RefCell<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: VecDeque<SinkEvent>,
+    frames: usize,
+    bytes: usize,
+    limits: SinkLimits,
+    has_video: bool,
+    waiting_keyframe: bool,
+    dropped: u64,
+    delivered: u64,
+    detached: bool,
+    waker: Option<Waker>,
+}
+
+impl SinkQueue {
+    /// An empty queue.
+    pub fn new(limits: SinkLimits) -> Self {
+        SinkQueue {
+            inner: RefCell::new(Inner {
+                queue: VecDeque::new(),
+                frames: 0,
+                bytes: 0,
+                limits,
+                has_video: false,
+                waiting_keyframe: false,
+                dropped: 0,
+                delivered: 0,
+                detached: false,
+                waker: None,
+            }),
+        }
+    }
+
+    /// Queues an event. A frame that does not fit is dropped, and so is every frame after
+    /// it until the next keyframe (a decoder cannot use a partial GOP). Never blocks.
+    /// Returns false if the frame was dropped.
+    pub fn push(&self, ev: SinkEvent) -> bool {
+        let mut s = self.inner.borrow_mut();
+        if s.detached {
+            return false;
+        }
+        match &ev {
+            SinkEvent::Tracks(t) => {
+                s.has_video = t.iter().any(|t| t.kind() == MediaKind::Video);
+            }
+            SinkEvent::Frame(f) => {
+                let resume = f.keyframe && (f.kind == MediaKind::Video || !s.has_video);
+                if s.waiting_keyframe && !resume {
+                    s.dropped += 1;
+                    return false;
+                }
+                if s.frames + 1 > s.limits.max_frames || s.bytes + f.data.len() > s.limits.max_bytes
+                {
+                    s.waiting_keyframe = true;
+                    s.dropped += 1;
+                    return false;
+                }
+                s.waiting_keyframe = false;
+                s.frames += 1;
+                s.bytes += f.data.len();
+            }
+            SinkEvent::End => {}
+        }
+        s.queue.push_back(ev);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        true
+    }
+
+    /// Takes the next event, if any.
+    pub fn try_pop(&self) -> Option<SinkEvent> {
+        let mut s = self.inner.borrow_mut();
+        let ev = s.queue.pop_front()?;
+        if let SinkEvent::Frame(f) = &ev {
+            s.frames -= 1;
+            s.bytes -= f.data.len();
+            s.delivered += 1;
+        }
+        Some(ev)
+    }
+
+    /// Waits for the next event.
+    pub async fn recv(&self) -> SinkEvent {
+        poll_fn(|cx| {
+            if let Some(ev) = self.try_pop() {
+                return Poll::Ready(ev);
+            }
+            self.inner.borrow_mut().waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Marks the viewer gone: the hub forgets the sink at its next pass.
+    pub fn detach(&self) {
+        let mut s = self.inner.borrow_mut();
+        s.detached = true;
+        s.queue.clear();
+        s.frames = 0;
+        s.bytes = 0;
+    }
+
+    /// Whether the viewer is gone.
+    pub fn is_detached(&self) -> bool {
+        self.inner.borrow().detached
+    }
+
+    /// Frames dropped for this viewer.
+    pub fn dropped(&self) -> u64 {
+        self.inner.borrow().dropped
+    }
+
+    /// Frames handed to the viewer.
+    pub fn delivered(&self) -> u64 {
+        self.inner.borrow().delivered
+    }
+
+    /// Frames waiting in the queue.
+    pub fn queued_frames(&self) -> usize {
+        self.inner.borrow().frames
+    }
+
+    /// Payload bytes waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.borrow().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, Track, TrackId};
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn video(keyframe: bool, t: i64) -> SinkEvent {
+        SinkEvent::Frame(Frame {
+            track: TrackId(0),
+            kind: MediaKind::Video,
+            keyframe,
+            dts: t,
+            pts: t,
+            data: Bytes::from_static(&[0; 100]),
+        })
+    }
+
+    fn tracks() -> SinkEvent {
+        SinkEvent::Tracks(Arc::from(vec![Track::new(TrackId(0), Codec::H264, 90_000)]))
+    }
+
+    #[test]
+    fn full_queue_drops_until_next_keyframe() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 2,
+            max_bytes: 1 << 20,
+        });
+        assert!(q.push(tracks()));
+        assert!(q.push(video(true, 0)));
+        assert!(q.push(video(false, 1)));
+        assert!(!q.push(video(false, 2))); // full
+        assert!(matches!(q.try_pop(), Some(SinkEvent::Tracks(_))));
+        assert!(matches!(q.try_pop(), Some(SinkEvent::Frame(_))));
+        // There is room again, but frame 3 depends on the dropped frame 2.
+        assert!(!q.push(video(false, 3)));
+        assert!(q.push(video(true, 4)));
+        assert_eq!(q.dropped(), 2);
+        assert_eq!(q.queued_frames(), 2);
+    }
+
+    #[test]
+    fn detached_sink_takes_nothing() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 10,
+            max_bytes: 1 << 20,
+        });
+        q.push(video(true, 0));
+        q.detach();
+        assert!(q.is_detached());
+        assert!(!q.push(video(true, 1)));
+        assert!(q.try_pop().is_none());
+    }
+}
