@@ -592,11 +592,11 @@ impl<'de> Deserialize<'de> for ByteSize {
 impl Serialize for ByteSize {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let n = self.0;
-        let text = if n >= 1 << 30 && n % (1 << 30) == 0 {
+        let text = if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
             format!("{}GiB", n >> 30)
-        } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
             format!("{}MiB", n >> 20)
-        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
             format!("{}KiB", n >> 10)
         } else {
             format!("{n}B")
@@ -617,7 +617,7 @@ impl<'de> Deserialize<'de> for Millis {
 impl Serialize for Millis {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ms = self.0.as_millis();
-        let text = if ms % 1000 == 0 {
+        let text = if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")

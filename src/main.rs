@@ -117,18 +117,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (http_addr, rtmp_addr) = match corecast::runtime::preflight(&settings) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corecast: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(&log);
     tracing::info!(
         "corecast {} starting: {} shards, config: {origin}",
         env!("CARGO_PKG_VERSION"),
         settings.shards
     );
-    match corecast::runtime::run(settings) {
+    match corecast::runtime::run(settings, http_addr, rtmp_addr) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(corecast::runtime::RunError::Preflight(e)) => {
-            eprintln!("corecast: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
             eprintln!("corecast: {e}");
             ExitCode::from(1)

@@ -14,13 +14,14 @@ use tracing::debug;
 /// shards start. Shard i takes row i (its senders) and column i (its receivers).
 pub struct MeshPlan {
     /// `ends[from][to]`: the sender half (taken by `from`) and receiver half (taken by `to`).
-    ends: Vec<
-        Vec<(
-            Option<SharedSender<StreamMsg>>,
-            Option<SharedReceiver<StreamMsg>>,
-        )>,
-    >,
+    ends: Vec<Vec<ChannelEnds>>,
 }
+
+/// Both halves of one channel, until the shards take them.
+type ChannelEnds = (
+    Option<SharedSender<StreamMsg>>,
+    Option<SharedReceiver<StreamMsg>>,
+);
 
 /// One shard's unconnected ends.
 pub struct MeshEnds {

@@ -38,11 +38,21 @@ pub enum RunError {
     Start(String),
 }
 
-/// Starts the server and blocks until it has shut down (SIGINT/SIGTERM).
-pub fn run(settings: Settings) -> Result<(), RunError> {
+/// The checks made before starting: locked memory, listen addresses and ports. Returns
+/// the HTTP and RTMP addresses with their ports resolved.
+pub fn preflight(settings: &Settings) -> Result<(SocketAddr, SocketAddr), PreflightError> {
+    check_memlock(settings.shards, settings.config.runtime.io_memory.0)?;
+    probe_listeners(settings)
+}
+
+/// Starts the server and blocks until it has shut down (SIGINT/SIGTERM). `http_addr` and
+/// `rtmp_addr` come from [`preflight`].
+pub fn run(
+    settings: Settings,
+    http_addr: SocketAddr,
+    rtmp_addr: SocketAddr,
+) -> Result<(), RunError> {
     let n = settings.shards;
-    check_memlock(n, settings.config.runtime.io_memory.0)?;
-    let (http_addr, rtmp_addr) = probe_listeners(&settings)?;
     signal::block_signals();
     let shared = Arc::new(Shared::new(settings, http_addr, rtmp_addr));
     signal::spawn_watcher(shared.clone());

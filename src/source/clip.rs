@@ -118,7 +118,7 @@ mod tests {
         let mut out = Vec::new();
         flv::write_header(&mut out, true, true);
         for (kind, ts) in tags {
-            flv::write_tag(&mut out, *kind, *ts, &[0x17, 1, 0, 0, 0, 0xAA]);
+            flv::write_tag(&mut out, *kind, *ts, &[0x17, 1, 0, 0, 0, 0xAA]).expect("small tag");
         }
         Bytes::from(out)
     }

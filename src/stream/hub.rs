@@ -269,10 +269,10 @@ impl Hub {
 
     /// Updates the state shown for an owned stream's source.
     pub fn set_source_state(&mut self, path: &str, state: impl Into<String>) {
-        if let Some(st) = self.paths.get_mut(path) {
-            if let Some(src) = &mut st.source {
-                src.state = state.into();
-            }
+        if let Some(st) = self.paths.get_mut(path)
+            && let Some(src) = &mut st.source
+        {
+            src.state = state.into();
         }
     }
 
@@ -370,16 +370,16 @@ impl Hub {
     pub fn subscribe(&mut self, path: &str) -> Result<SinkHandle, HubError> {
         let queue = Rc::new(SinkQueue::new(self.limits.sink));
         let limits = self.limits;
-        if let Some(st) = self.paths.get_mut(path) {
-            if st.role != Role::Waiting {
-                st.prime(&queue);
-                st.sinks.push(queue.clone());
-                stats::add(&self.stats.viewers, 1);
-                return Ok(SinkHandle {
-                    path: st.path.clone(),
-                    queue,
-                });
-            }
+        if let Some(st) = self.paths.get_mut(path)
+            && st.role != Role::Waiting
+        {
+            st.prime(&queue);
+            st.sinks.push(queue.clone());
+            stats::add(&self.stats.viewers, 1);
+            return Ok(SinkHandle {
+                path: st.path.clone(),
+                queue,
+            });
         }
         let owner = self
             .owner(path)
@@ -444,25 +444,26 @@ impl Hub {
     pub fn handle_msg(&mut self, from: usize, msg: StreamMsg) {
         match msg {
             StreamMsg::Announce { path, owner } => {
-                if let Some(prev) = self.directory.get(&path) {
-                    if *prev != owner {
-                        warn!(path = %path, prev, owner, "two shards announce the same stream");
-                    }
+                if let Some(prev) = self.directory.get(&path)
+                    && *prev != owner
+                {
+                    warn!(path = %path, prev, owner, "two shards announce the same stream");
                 }
                 self.directory.insert(path.clone(), owner);
                 // Viewers waiting here for this path: start relaying.
-                if let Some(st) = self.paths.get_mut(&path) {
-                    if st.role == Role::Waiting && !st.sinks.is_empty() {
-                        st.role = Role::Relay { owner };
-                        stats::add(&self.stats.relays, 1);
-                        self.tx.send_control(
-                            owner,
-                            StreamMsg::Subscribe {
-                                path,
-                                shard: self.shard,
-                            },
-                        );
-                    }
+                if let Some(st) = self.paths.get_mut(&path)
+                    && st.role == Role::Waiting
+                    && !st.sinks.is_empty()
+                {
+                    st.role = Role::Relay { owner };
+                    stats::add(&self.stats.relays, 1);
+                    self.tx.send_control(
+                        owner,
+                        StreamMsg::Subscribe {
+                            path,
+                            shard: self.shard,
+                        },
+                    );
                 }
             }
             StreamMsg::Withdraw { path, owner } => {

@@ -1,0 +1,966 @@
+//! FLV container and tag bodies (Adobe Flash Video File Format Specification v10.1,
+//! annex E). RTMP audio/video messages are exactly these tag bodies, so [`parse_video`],
+//! [`parse_audio`] and [`Demuxer`] serve both the file source and RTMP ingest.
+
+use super::aac::{AacError, AudioSpecificConfig};
+use super::h264::{self, AvcConfig, H264Error};
+use super::{Codec, Frame, MediaKind, Track, TrackId};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// `"FLV"`, the file signature.
+const SIGNATURE: [u8; 3] = *b"FLV";
+/// Length of the file header.
+const HEADER_LEN: usize = 9;
+/// Largest accepted `DataOffset` (the header is 9 bytes in version 1).
+const MAX_DATA_OFFSET: u32 = 0x400;
+/// Length of a tag header.
+const TAG_HEADER_LEN: usize = 11;
+/// Length of a `PreviousTagSize` field.
+const PREV_TAG_SIZE_LEN: usize = 4;
+/// Largest body a tag's 24-bit `DataSize` can describe.
+pub const MAX_DATA_SIZE: usize = 0xFF_FFFF;
+/// Filter bit of the first tag header byte (encrypted / pre-processed tag).
+const FILTER_FLAG: u8 = 0x20;
+/// `IsExHeader` bit of an Enhanced-RTMP video tag's first byte.
+const EX_HEADER_FLAG: u8 = 0x80;
+
+/// Video `CodecID` of AVC / H.264.
+pub const CODEC_AVC: u8 = 0x07;
+/// Video `FrameType` of a keyframe.
+pub const FRAME_TYPE_KEY: u8 = 0x01;
+/// Video `FrameType` of an inter frame.
+pub const FRAME_TYPE_INTER: u8 = 0x02;
+/// `AVCPacketType` of an AVC sequence header (decoder configuration record).
+pub const AVC_SEQUENCE_HEADER: u8 = 0x00;
+/// `AVCPacketType` of AVC NAL units.
+pub const AVC_NALU: u8 = 0x01;
+/// `AVCPacketType` of an AVC end of sequence.
+pub const AVC_END_OF_SEQUENCE: u8 = 0x02;
+/// Audio `SoundFormat` of AAC.
+pub const SOUND_FORMAT_AAC: u8 = 0x0A;
+/// `AACPacketType` of an AAC sequence header (AudioSpecificConfig).
+pub const AAC_SEQUENCE_HEADER: u8 = 0x00;
+/// `AACPacketType` of a raw AAC frame.
+pub const AAC_RAW: u8 = 0x01;
+
+/// Track of the video produced by [`Demuxer`].
+pub const VIDEO_TRACK: TrackId = TrackId(0);
+/// Track of the audio produced by [`Demuxer`].
+pub const AUDIO_TRACK: TrackId = TrackId(1);
+
+/// Errors from FLV parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlvError {
+    /// The file does not start with `FLV`.
+    #[error("not an FLV file")]
+    BadSignature,
+    /// A file version other than 1.
+    #[error("unsupported FLV version {0}")]
+    UnsupportedVersion(u8),
+    /// A header `DataOffset` below 9 or implausibly large.
+    #[error("invalid FLV data offset {0}")]
+    BadDataOffset(u32),
+    /// A tag body larger than the configured maximum.
+    #[error("FLV tag of {size} bytes exceeds the limit of {max}")]
+    TagTooLarge {
+        /// `DataSize` of the tag.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tag with the filter bit set (encrypted), which is not supported.
+    #[error("encrypted FLV tags are not supported")]
+    Encrypted,
+    /// A body too large for the 24-bit `DataSize` field.
+    #[error("tag body of {0} bytes does not fit FLV")]
+    BodyTooLarge(usize),
+    /// An empty audio or video tag body.
+    #[error("empty tag body")]
+    EmptyBody,
+    /// A tag body shorter than its header.
+    #[error("truncated tag body")]
+    Truncated,
+    /// An `AVCPacketType` other than 0, 1 or 2.
+    #[error("unknown AVC packet type {0}")]
+    UnknownAvcPacketType(u8),
+    /// An `AACPacketType` other than 0 or 1.
+    #[error("unknown AAC packet type {0}")]
+    UnknownAacPacketType(u8),
+    /// A bad AVC decoder configuration or SPS.
+    #[error("H.264: {0}")]
+    H264(#[from] H264Error),
+    /// A bad AAC AudioSpecificConfig.
+    #[error("AAC: {0}")]
+    Aac(#[from] AacError),
+}
+
+/// The FLV file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlvHeader {
+    /// `TypeFlagsAudio`.
+    pub has_audio: bool,
+    /// `TypeFlagsVideo`.
+    pub has_video: bool,
+    /// Length of the header; the first `PreviousTagSize` follows it.
+    pub data_offset: u32,
+}
+
+impl FlvHeader {
+    /// Parses the header; `Ok(None)` if `buf` is too short to tell.
+    pub fn parse(buf: &[u8]) -> Result<Option<FlvHeader>, FlvError> {
+        let seen = buf.len().min(SIGNATURE.len());
+        if buf.get(..seen) != SIGNATURE.get(..seen) {
+            return Err(FlvError::BadSignature);
+        }
+        let Some(&[_, _, _, version, flags, o0, o1, o2, o3]) = buf.first_chunk::<HEADER_LEN>()
+        else {
+            return Ok(None);
+        };
+        if version != 1 {
+            return Err(FlvError::UnsupportedVersion(version));
+        }
+        let data_offset = u32::from_be_bytes([o0, o1, o2, o3]);
+        if data_offset < HEADER_LEN as u32 || data_offset > MAX_DATA_OFFSET {
+            return Err(FlvError::BadDataOffset(data_offset));
+        }
+        Ok(Some(FlvHeader {
+            has_audio: flags & 0x04 != 0,
+            has_video: flags & 0x01 != 0,
+            data_offset,
+        }))
+    }
+
+    /// Offset of the first tag: after the header and `PreviousTagSize0`.
+    pub fn first_tag_offset(&self) -> usize {
+        self.data_offset as usize + PREV_TAG_SIZE_LEN
+    }
+}
+
+/// The type of an FLV tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TagType {
+    /// Audio (0x08).
+    Audio,
+    /// Video (0x09).
+    Video,
+    /// Script data, e.g. `onMetaData` (0x12).
+    Script,
+    /// Any other type; readers skip it.
+    Other(u8),
+}
+
+impl From<u8> for TagType {
+    fn from(v: u8) -> Self {
+        match v {
+            0x08 => TagType::Audio,
+            0x09 => TagType::Video,
+            0x12 => TagType::Script,
+            other => TagType::Other(other),
+        }
+    }
+}
+
+impl From<TagType> for u8 {
+    fn from(t: TagType) -> u8 {
+        match t {
+            TagType::Audio => 0x08,
+            TagType::Video => 0x09,
+            TagType::Script => 0x12,
+            TagType::Other(v) => v,
+        }
+    }
+}
+
+/// One FLV tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvTag {
+    /// Tag type.
+    pub tag_type: TagType,
+    /// Milliseconds, including the extended (upper) byte.
+    pub timestamp: u32,
+    /// The tag body (a zero-copy slice of the input).
+    pub data: Bytes,
+}
+
+/// Reads the tag at `pos` in `buf`. Returns the tag and the position after its
+/// `PreviousTagSize`, or `Ok(None)` if `buf` ends before that. `PreviousTagSize` and
+/// `StreamID` are not checked.
+pub fn read_tag(
+    buf: &Bytes,
+    pos: usize,
+    max_tag_size: usize,
+) -> Result<Option<(FlvTag, usize)>, FlvError> {
+    let Some(rest) = buf.get(pos..) else {
+        return Ok(None);
+    };
+    let Some(&[b0, s0, s1, s2, t0, t1, t2, t3, ..]) = rest.first_chunk::<TAG_HEADER_LEN>() else {
+        return Ok(None);
+    };
+    if b0 & FILTER_FLAG != 0 {
+        return Err(FlvError::Encrypted);
+    }
+    let size = u32::from_be_bytes([0, s0, s1, s2]) as usize;
+    if size > max_tag_size {
+        return Err(FlvError::TagTooLarge {
+            size,
+            max: max_tag_size,
+        });
+    }
+    // size < 2^24, so none of these sums overflow.
+    let total = TAG_HEADER_LEN + size + PREV_TAG_SIZE_LEN;
+    if rest.len() < total {
+        return Ok(None);
+    }
+    let start = pos + TAG_HEADER_LEN;
+    let tag = FlvTag {
+        tag_type: TagType::from(b0 & 0x1F),
+        timestamp: u32::from_be_bytes([t3, t0, t1, t2]),
+        data: buf.slice(start..start + size),
+    };
+    Ok(Some((tag, pos + total)))
+}
+
+/// Appends the file header and `PreviousTagSize0`.
+pub fn write_header(out: &mut Vec<u8>, has_audio: bool, has_video: bool) {
+    let flags = if has_audio { 0x04 } else { 0 } | if has_video { 0x01 } else { 0 };
+    out.extend_from_slice(&SIGNATURE);
+    out.extend_from_slice(&[0x01, flags]);
+    out.extend_from_slice(&(HEADER_LEN as u32).to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+}
+
+/// Appends a tag (header, body, `PreviousTagSize`). Only the low 5 bits of `tag_type`
+/// are used. Fails, writing nothing, if the body exceeds [`MAX_DATA_SIZE`].
+pub fn write_tag(
+    out: &mut Vec<u8>,
+    tag_type: u8,
+    timestamp: u32,
+    body: &[u8],
+) -> Result<(), FlvError> {
+    if body.len() > MAX_DATA_SIZE {
+        return Err(FlvError::BodyTooLarge(body.len()));
+    }
+    let [_, s0, s1, s2] = (body.len() as u32).to_be_bytes();
+    let [t3, t0, t1, t2] = timestamp.to_be_bytes();
+    out.reserve(TAG_HEADER_LEN + body.len() + PREV_TAG_SIZE_LEN);
+    out.extend_from_slice(&[tag_type & 0x1F, s0, s1, s2, t0, t1, t2, t3, 0, 0, 0]);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&((TAG_HEADER_LEN + body.len()) as u32).to_be_bytes());
+    Ok(())
+}
+
+/// The payload of a video tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VideoPacket {
+    /// An AVCDecoderConfigurationRecord.
+    AvcSequenceHeader(Bytes),
+    /// AVCC NAL units.
+    AvcNalus {
+        /// Composition time offset in ms (`pts - dts`), 24-bit signed.
+        cts: i32,
+        /// The NAL units, length prefixed.
+        data: Bytes,
+    },
+    /// End of the AVC sequence.
+    AvcEndOfSequence,
+    /// Another codec: the bytes after the first.
+    Other(Bytes),
+}
+
+/// A parsed video tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoTag {
+    /// `FrameType` (1 keyframe, 2 inter frame, ...).
+    pub frame_type: u8,
+    /// `CodecID` (7 = AVC); for Enhanced-RTMP bodies, the low nibble (`PacketType`).
+    pub codec_id: u8,
+    /// The payload.
+    pub packet: VideoPacket,
+}
+
+/// Parses a video tag body. Enhanced-RTMP bodies (`IsExHeader` set) are returned as
+/// [`VideoPacket::Other`].
+pub fn parse_video(body: &Bytes) -> Result<VideoTag, FlvError> {
+    let &b0 = body.first().ok_or(FlvError::EmptyBody)?;
+    let frame_type = (b0 >> 4) & 0x07;
+    let codec_id = b0 & 0x0F;
+    if b0 & EX_HEADER_FLAG != 0 || codec_id != CODEC_AVC {
+        return Ok(VideoTag {
+            frame_type,
+            codec_id,
+            packet: VideoPacket::Other(body.slice(1..)),
+        });
+    }
+    let Some(&[_, packet_type, c0, c1, c2]) = body.first_chunk::<5>() else {
+        return Err(FlvError::Truncated);
+    };
+    // Sign-extend the 24-bit composition time.
+    let cts = i32::from_be_bytes([c0, c1, c2, 0]) >> 8;
+    let data = body.slice(5..);
+    let packet = match packet_type {
+        AVC_SEQUENCE_HEADER => VideoPacket::AvcSequenceHeader(data),
+        AVC_NALU => VideoPacket::AvcNalus { cts, data },
+        AVC_END_OF_SEQUENCE => VideoPacket::AvcEndOfSequence,
+        other => return Err(FlvError::UnknownAvcPacketType(other)),
+    };
+    Ok(VideoTag {
+        frame_type,
+        codec_id,
+        packet,
+    })
+}
+
+/// The payload of an audio tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AudioPacket {
+    /// An AudioSpecificConfig.
+    AacSequenceHeader(Bytes),
+    /// A raw AAC frame.
+    AacRaw(Bytes),
+    /// Another sound format: the bytes after the first.
+    Other(Bytes),
+}
+
+/// A parsed audio tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioTag {
+    /// `SoundFormat` (2 MP3, 10 AAC, ...).
+    pub sound_format: u8,
+    /// `SoundRate`: 0 5.5 kHz, 1 11 kHz, 2 22 kHz, 3 44 kHz.
+    pub rate_index: u8,
+    /// `SoundSize`: 0 8-bit, 1 16-bit samples.
+    pub sample_size: u8,
+    /// `SoundType`: stereo.
+    pub stereo: bool,
+    /// The payload.
+    pub packet: AudioPacket,
+}
+
+/// Parses an audio tag body.
+pub fn parse_audio(body: &Bytes) -> Result<AudioTag, FlvError> {
+    let &b0 = body.first().ok_or(FlvError::EmptyBody)?;
+    let sound_format = b0 >> 4;
+    let packet = if sound_format == SOUND_FORMAT_AAC {
+        let &packet_type = body.get(1).ok_or(FlvError::Truncated)?;
+        let data = body.slice(2..);
+        match packet_type {
+            AAC_SEQUENCE_HEADER => AudioPacket::AacSequenceHeader(data),
+            AAC_RAW => AudioPacket::AacRaw(data),
+            other => return Err(FlvError::UnknownAacPacketType(other)),
+        }
+    } else {
+        AudioPacket::Other(body.slice(1..))
+    };
+    Ok(AudioTag {
+        sound_format,
+        rate_index: (b0 >> 2) & 0x03,
+        sample_size: (b0 >> 1) & 0x01,
+        stereo: b0 & 0x01 != 0,
+        packet,
+    })
+}
+
+/// The 5-byte header of an AVC video tag body. `cts` (ms) is clamped to 24 bits.
+pub fn video_tag_header(keyframe: bool, avc_packet_type: u8, cts: i32) -> [u8; 5] {
+    let first = if keyframe { 0x17 } else { 0x27 };
+    let [_, c0, c1, c2] = cts.clamp(-0x80_0000, 0x7F_FFFF).to_be_bytes();
+    [first, avc_packet_type, c0, c1, c2]
+}
+
+/// The 2-byte header of an AAC audio tag body (AAC, 44 kHz, 16-bit, stereo, as the spec
+/// requires for AAC).
+pub fn aac_tag_header(aac_packet_type: u8) -> [u8; 2] {
+    [0xAF, aac_packet_type]
+}
+
+/// What [`Demuxer`] made of a tag body.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DemuxOutput {
+    /// A track appeared or its parameters changed; see [`Demuxer::tracks`].
+    TracksChanged,
+    /// A frame.
+    Frame(Frame),
+}
+
+/// Turns FLV/RTMP audio and video tag bodies into tracks and frames. Video (H.264) is
+/// [`VIDEO_TRACK`] with a 90 kHz clock; audio is [`AUDIO_TRACK`], AAC in its sample rate
+/// or any other sound format passed through as [`Codec::FlvAudio`] with a 1 kHz clock.
+#[derive(Debug, Clone, Default)]
+pub struct Demuxer {
+    video: Option<Track>,
+    /// The raw AVCDecoderConfigurationRecord of `video`.
+    video_config: Option<Bytes>,
+    /// NAL unit length prefix size of `video`.
+    nal_length_size: u8,
+    audio: Option<Track>,
+}
+
+impl Demuxer {
+    /// A demuxer with no tracks yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current tracks, video first.
+    pub fn tracks(&self) -> Vec<Track> {
+        self.video.iter().chain(&self.audio).cloned().collect()
+    }
+
+    /// Handles a video tag body with its timestamp in ms. NAL units before the first
+    /// sequence header, non-AVC codecs and end-of-sequence give `Ok(None)`. NAL units with
+    /// 1-, 2- or 3-byte length prefixes are rewritten to 4-byte AVCC (a copy).
+    pub fn video(
+        &mut self,
+        timestamp_ms: i64,
+        body: &Bytes,
+    ) -> Result<Option<DemuxOutput>, FlvError> {
+        let tag = parse_video(body)?;
+        match tag.packet {
+            VideoPacket::AvcSequenceHeader(record) => {
+                if self.video_config.as_ref() == Some(&record) {
+                    return Ok(None);
+                }
+                let cfg = AvcConfig::parse(&record)?;
+                let mut track = self
+                    .video
+                    .clone()
+                    .unwrap_or_else(|| Track::new(VIDEO_TRACK, Codec::H264, 90_000));
+                h264::apply_avc_config(&mut track, &cfg)?;
+                self.video = Some(track);
+                self.video_config = Some(record);
+                self.nal_length_size = cfg.nal_length_size;
+                Ok(Some(DemuxOutput::TracksChanged))
+            }
+            VideoPacket::AvcNalus { cts, data } => {
+                if self.video.is_none() || data.is_empty() {
+                    return Ok(None);
+                }
+                let data = to_avcc4(&data, self.nal_length_size).ok_or(H264Error::Truncated)?;
+                let keyframe = tag.frame_type == FRAME_TYPE_KEY || h264::avcc_has_idr(&data);
+                Ok(Some(DemuxOutput::Frame(Frame {
+                    track: VIDEO_TRACK,
+                    kind: MediaKind::Video,
+                    keyframe,
+                    dts: timestamp_ms.saturating_mul(90),
+                    pts: timestamp_ms
+                        .saturating_add(i64::from(cts))
+                        .saturating_mul(90),
+                    data,
+                })))
+            }
+            VideoPacket::AvcEndOfSequence => Ok(None),
+            VideoPacket::Other(_) => {
+                tracing::debug!(codec_id = tag.codec_id, "ignoring non-AVC FLV video");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Handles an audio tag body with its timestamp in ms. AAC frames before the first
+    /// sequence header give `Ok(None)`. For other sound formats the first body (and any
+    /// that changes format or channels) only announces the track and is dropped.
+    pub fn audio(
+        &mut self,
+        timestamp_ms: i64,
+        body: &Bytes,
+    ) -> Result<Option<DemuxOutput>, FlvError> {
+        let tag = parse_audio(body)?;
+        match tag.packet {
+            AudioPacket::AacSequenceHeader(config) => {
+                if let Some(t) = &self.audio
+                    && t.codec == Codec::Aac
+                    && t.params.audio_config.as_ref() == Some(&config)
+                {
+                    return Ok(None);
+                }
+                let asc = AudioSpecificConfig::parse(&config)?;
+                let mut track = Track::new(AUDIO_TRACK, Codec::Aac, asc.sample_rate);
+                track.channels = Some(asc.channels).filter(|c| *c != 0);
+                track.profile = Some(asc.object_type_name().to_string());
+                track.params.audio_config = Some(config);
+                self.audio = Some(track);
+                Ok(Some(DemuxOutput::TracksChanged))
+            }
+            AudioPacket::AacRaw(data) => {
+                let rate = match &self.audio {
+                    Some(t) if t.codec == Codec::Aac => i64::from(t.clock_rate),
+                    _ => return Ok(None),
+                };
+                if data.is_empty() {
+                    return Ok(None);
+                }
+                let ts = timestamp_ms.saturating_mul(rate) / 1000;
+                Ok(Some(DemuxOutput::Frame(audio_frame(ts, data))))
+            }
+            AudioPacket::Other(_) => {
+                let codec = Codec::FlvAudio(tag.sound_format);
+                let channels = Some(if tag.stereo { 2 } else { 1 });
+                let known =
+                    matches!(&self.audio, Some(t) if t.codec == codec && t.channels == channels);
+                if !known {
+                    let mut track = Track::new(AUDIO_TRACK, codec, 1000);
+                    track.channels = channels;
+                    self.audio = Some(track);
+                    return Ok(Some(DemuxOutput::TracksChanged));
+                }
+                Ok(Some(DemuxOutput::Frame(audio_frame(
+                    timestamp_ms,
+                    body.clone(),
+                ))))
+            }
+        }
+    }
+}
+
+/// An audio frame on [`AUDIO_TRACK`].
+fn audio_frame(ts: i64, data: Bytes) -> Frame {
+    Frame {
+        track: AUDIO_TRACK,
+        kind: MediaKind::Audio,
+        keyframe: true,
+        dts: ts,
+        pts: ts,
+        data,
+    }
+}
+
+/// Rewrites NAL units with `size`-byte length prefixes to 4-byte prefixes; zero-copy when
+/// `size` is already 4. `None` if a unit is truncated.
+fn to_avcc4(data: &Bytes, size: u8) -> Option<Bytes> {
+    if size == 4 {
+        return Some(data.clone());
+    }
+    let size = usize::from(size);
+    let mut out = BytesMut::with_capacity(data.len().saturating_add(0x40));
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let prefix = data.get(pos..pos.checked_add(size)?)?;
+        let len = prefix
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        let start = pos + size;
+        let end = start.checked_add(len)?;
+        out.put_u32(u32::try_from(len).ok()?);
+        out.put_slice(data.get(start..end)?);
+        pos = end;
+    }
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::avcc_nal_units;
+
+    const FILE: &[u8] = include_bytes!("../../tests/data/ffmpeg_320x240_baseline_aac.flv");
+
+    #[test]
+    fn header_parse() {
+        assert_eq!(FlvHeader::parse(b""), Ok(None));
+        assert_eq!(FlvHeader::parse(b"FL"), Ok(None));
+        assert_eq!(FlvHeader::parse(b"FLV\x01\x05\x00\x00\x00"), Ok(None));
+        let h = FlvHeader::parse(b"FLV\x01\x05\x00\x00\x00\x09")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            h,
+            FlvHeader {
+                has_audio: true,
+                has_video: true,
+                data_offset: 9
+            }
+        );
+        assert_eq!(h.first_tag_offset(), 13);
+        assert_eq!(FlvHeader::parse(b"G"), Err(FlvError::BadSignature));
+        assert_eq!(FlvHeader::parse(b"FLX\x01"), Err(FlvError::BadSignature));
+        assert_eq!(
+            FlvHeader::parse(b"FLV\x02\x05\x00\x00\x00\x09"),
+            Err(FlvError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            FlvHeader::parse(b"FLV\x01\x05\x00\x00\x00\x08"),
+            Err(FlvError::BadDataOffset(8))
+        );
+        assert_eq!(
+            FlvHeader::parse(b"FLV\x01\x05\xFF\x00\x00\x00"),
+            Err(FlvError::BadDataOffset(0xFF00_0000))
+        );
+        assert_eq!(
+            FlvHeader::parse(&FILE[..9])
+                .unwrap()
+                .unwrap()
+                .first_tag_offset(),
+            13
+        );
+    }
+
+    #[test]
+    fn tag_round_trip() {
+        let mut out = Vec::new();
+        write_header(&mut out, true, false);
+        assert_eq!(out, b"FLV\x01\x04\x00\x00\x00\x09\x00\x00\x00\x00");
+        write_tag(&mut out, 0x09, 40, &[0x17, 0x01, 0, 0, 0, 0xAA]).unwrap();
+        write_tag(&mut out, 0x08, 0x1234_5678, &[0xAF, 0x01, 0x21]).unwrap();
+        write_tag(&mut out, 0x0F, 0, &[]).unwrap();
+        let buf = Bytes::from(out);
+        let mut pos = FlvHeader::parse(&buf).unwrap().unwrap().first_tag_offset();
+        let mut tags = Vec::new();
+        while let Some((tag, next)) = read_tag(&buf, pos, 1000).unwrap() {
+            tags.push(tag);
+            pos = next;
+        }
+        assert_eq!(pos, buf.len());
+        assert_eq!(tags.len(), 3);
+        assert_eq!(tags[0].tag_type, TagType::Video);
+        assert_eq!(tags[0].timestamp, 40);
+        assert_eq!(&tags[0].data[..], &[0x17, 0x01, 0, 0, 0, 0xAA]);
+        // The extended timestamp byte (0x12) follows the low 24 bits (34 56 78).
+        let t1 = 13 + 11 + 6 + 4;
+        assert_eq!(&buf[t1..t1 + 8], &[0x08, 0, 0, 3, 0x34, 0x56, 0x78, 0x12]);
+        assert_eq!(tags[1].timestamp, 0x1234_5678);
+        assert_eq!(tags[1].tag_type, TagType::Audio);
+        assert_eq!(tags[2].tag_type, TagType::Other(0x0F));
+        assert!(tags[2].data.is_empty());
+        // PreviousTagSize of the first tag: 11 + 6.
+        assert_eq!(&buf[t1 - 4..t1], &[0, 0, 0, 17]);
+        // Zero-copy.
+        assert_eq!(tags[0].data.as_ptr(), buf[13 + 11..].as_ptr());
+        assert_eq!(u8::from(TagType::Script), 0x12);
+        assert_eq!(TagType::from(0x12), TagType::Script);
+    }
+
+    #[test]
+    fn truncated_oversize_and_encrypted_tags() {
+        let mut out = Vec::new();
+        write_tag(&mut out, 0x09, 7, &[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]).unwrap();
+        let full = Bytes::from(out);
+        for len in 0..full.len() {
+            assert_eq!(read_tag(&full.slice(..len), 0, 100), Ok(None), "len {len}");
+        }
+        assert!(read_tag(&full, 0, 100).unwrap().is_some());
+        assert_eq!(read_tag(&full, full.len() + 5, 100), Ok(None));
+        assert_eq!(
+            read_tag(&full, 0, 9),
+            Err(FlvError::TagTooLarge { size: 10, max: 9 })
+        );
+        // Oversize is reported as soon as the header is complete.
+        assert_eq!(
+            read_tag(&full.slice(..11), 0, 9),
+            Err(FlvError::TagTooLarge { size: 10, max: 9 })
+        );
+        let mut enc = full.to_vec();
+        enc[0] |= 0x20;
+        assert_eq!(
+            read_tag(&Bytes::from(enc), 0, 100),
+            Err(FlvError::Encrypted)
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            write_tag(&mut out, 0x09, 0, &vec![0; MAX_DATA_SIZE + 1]),
+            Err(FlvError::BodyTooLarge(MAX_DATA_SIZE + 1))
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn video_bodies() {
+        let seq = Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xC0, 0x1E]);
+        let tag = parse_video(&seq).unwrap();
+        assert_eq!((tag.frame_type, tag.codec_id), (1, CODEC_AVC));
+        assert_eq!(
+            tag.packet,
+            VideoPacket::AvcSequenceHeader(Bytes::from_static(&[0x01, 0x42, 0xC0, 0x1E]))
+        );
+
+        let mut body = video_tag_header(false, AVC_NALU, -2).to_vec();
+        assert_eq!(body, [0x27, 0x01, 0xFF, 0xFF, 0xFE]);
+        body.extend_from_slice(&[0, 0, 0, 2, 0x41, 0x9A]);
+        let tag = parse_video(&Bytes::from(body)).unwrap();
+        assert_eq!(tag.frame_type, FRAME_TYPE_INTER);
+        let VideoPacket::AvcNalus { cts, data } = tag.packet else {
+            panic!("{:?}", tag.packet)
+        };
+        assert_eq!(cts, -2);
+        assert_eq!(&data[..], &[0, 0, 0, 2, 0x41, 0x9A]);
+
+        for cts in [0x7F_FFFF, -0x80_0000, 1000, -1] {
+            let h = Bytes::from(video_tag_header(true, AVC_NALU, cts).to_vec());
+            let VideoPacket::AvcNalus { cts: back, .. } = parse_video(&h).unwrap().packet else {
+                panic!()
+            };
+            assert_eq!(back, cts);
+        }
+        assert_eq!(video_tag_header(true, 1, i32::MAX)[2..], [0x7F, 0xFF, 0xFF]);
+        assert_eq!(video_tag_header(true, 1, i32::MIN)[2..], [0x80, 0x00, 0x00]);
+
+        let eos = parse_video(&Bytes::from_static(&[0x17, 0x02, 0, 0, 0])).unwrap();
+        assert_eq!(eos.packet, VideoPacket::AvcEndOfSequence);
+        // VP6 (codec 4) and an Enhanced-RTMP HEVC header are passed as Other.
+        let vp6 = parse_video(&Bytes::from_static(&[0x14, 0x00, 0x11])).unwrap();
+        assert_eq!(
+            vp6.packet,
+            VideoPacket::Other(Bytes::from_static(&[0x00, 0x11]))
+        );
+        let ex = parse_video(&Bytes::from_static(b"\x90hvc1\x01")).unwrap();
+        assert!(matches!(ex.packet, VideoPacket::Other(_)));
+
+        assert_eq!(parse_video(&Bytes::new()), Err(FlvError::EmptyBody));
+        assert_eq!(
+            parse_video(&Bytes::from_static(&[0x17, 0x01, 0])),
+            Err(FlvError::Truncated)
+        );
+        assert_eq!(
+            parse_video(&Bytes::from_static(&[0x17, 0x05, 0, 0, 0])),
+            Err(FlvError::UnknownAvcPacketType(5))
+        );
+    }
+
+    #[test]
+    fn audio_bodies() {
+        let mut seq = aac_tag_header(AAC_SEQUENCE_HEADER).to_vec();
+        seq.extend_from_slice(&[0x12, 0x10]);
+        let tag = parse_audio(&Bytes::from(seq)).unwrap();
+        assert_eq!(tag.sound_format, SOUND_FORMAT_AAC);
+        assert_eq!((tag.rate_index, tag.sample_size, tag.stereo), (3, 1, true));
+        assert_eq!(
+            tag.packet,
+            AudioPacket::AacSequenceHeader(Bytes::from_static(&[0x12, 0x10]))
+        );
+        let raw = parse_audio(&Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10])).unwrap();
+        assert_eq!(
+            raw.packet,
+            AudioPacket::AacRaw(Bytes::from_static(&[0x21, 0x10]))
+        );
+        // MP3, 22 kHz, 16-bit, mono.
+        let mp3 = parse_audio(&Bytes::from_static(&[0x2A, 0xFF, 0xFB])).unwrap();
+        assert_eq!(
+            (mp3.sound_format, mp3.rate_index, mp3.stereo),
+            (2, 2, false)
+        );
+        assert_eq!(
+            mp3.packet,
+            AudioPacket::Other(Bytes::from_static(&[0xFF, 0xFB]))
+        );
+
+        assert_eq!(parse_audio(&Bytes::new()), Err(FlvError::EmptyBody));
+        assert_eq!(
+            parse_audio(&Bytes::from_static(&[0xAF])),
+            Err(FlvError::Truncated)
+        );
+        assert_eq!(
+            parse_audio(&Bytes::from_static(&[0xAF, 0x07])),
+            Err(FlvError::UnknownAacPacketType(7))
+        );
+    }
+
+    /// Reads every tag of `FILE` through a [`Demuxer`].
+    fn demux_file() -> (Demuxer, Vec<Frame>, usize) {
+        let buf = Bytes::from_static(FILE);
+        let header = FlvHeader::parse(&buf).unwrap().unwrap();
+        assert!(header.has_audio && header.has_video);
+        let mut pos = header.first_tag_offset();
+        let mut demux = Demuxer::new();
+        let (mut frames, mut changes) = (Vec::new(), 0);
+        while let Some((tag, next)) = read_tag(&buf, pos, 1 << 20).unwrap() {
+            pos = next;
+            let ts = i64::from(tag.timestamp);
+            let out = match tag.tag_type {
+                TagType::Video => demux.video(ts, &tag.data).unwrap(),
+                TagType::Audio => demux.audio(ts, &tag.data).unwrap(),
+                _ => None,
+            };
+            match out {
+                Some(DemuxOutput::Frame(f)) => frames.push(f),
+                Some(DemuxOutput::TracksChanged) => changes += 1,
+                None => {}
+            }
+        }
+        assert_eq!(pos, buf.len());
+        (demux, frames, changes)
+    }
+
+    #[test]
+    fn demux_ffmpeg_file() {
+        let (demux, frames, changes) = demux_file();
+        assert_eq!(changes, 2);
+        let tracks = demux.tracks();
+        assert_eq!(tracks.len(), 2);
+        let (v, a) = (&tracks[0], &tracks[1]);
+        assert_eq!(
+            (v.id, v.codec, v.clock_rate),
+            (VIDEO_TRACK, Codec::H264, 90_000)
+        );
+        assert_eq!((v.width, v.height), (Some(320), Some(240)));
+        assert_eq!(v.profile.as_deref(), Some("Constrained Baseline"));
+        assert_eq!(v.fps, Some(10.0));
+        assert_eq!((v.params.sps.len(), v.params.pps.len()), (1, 1));
+        assert_eq!(
+            (a.id, a.codec, a.clock_rate),
+            (AUDIO_TRACK, Codec::Aac, 44_100)
+        );
+        assert_eq!(a.channels, Some(1));
+        assert_eq!(
+            a.params.audio_config.as_deref(),
+            Some(&[0x12, 0x08, 0x56, 0xE5, 0x00][..])
+        );
+
+        let video: Vec<&Frame> = frames.iter().filter(|f| f.track == VIDEO_TRACK).collect();
+        let audio: Vec<&Frame> = frames.iter().filter(|f| f.track == AUDIO_TRACK).collect();
+        assert_eq!(video.len(), 10);
+        assert_eq!(audio.len(), 45);
+        assert!(video[0].keyframe);
+        assert_eq!(video.iter().filter(|f| f.keyframe).count(), 1);
+        assert_eq!(video[0].dts, 23 * 90);
+        assert!(video.windows(2).all(|w| w[0].dts < w[1].dts));
+        assert!(
+            video
+                .iter()
+                .all(|f| f.pts >= f.dts && f.kind == MediaKind::Video)
+        );
+        assert!(audio.windows(2).all(|w| w[0].dts <= w[1].dts));
+        assert!(
+            audio
+                .iter()
+                .all(|f| f.keyframe && f.kind == MediaKind::Audio)
+        );
+        // Every video payload is well-formed AVCC.
+        for f in &video {
+            let total: usize = avcc_nal_units(&f.data).map(|n| n.len() + 4).sum();
+            assert_eq!(total, f.data.len());
+        }
+    }
+
+    fn avc_seq_header(record: &[u8]) -> Bytes {
+        let mut b = video_tag_header(true, AVC_SEQUENCE_HEADER, 0).to_vec();
+        b.extend_from_slice(record);
+        Bytes::from(b)
+    }
+
+    /// The file's AVCDecoderConfigurationRecord.
+    const RECORD: &[u8] = &[
+        0x01, 0x42, 0xC0, 0x0B, 0xFF, 0xE1, 0x00, 0x18, 0x67, 0x42, 0xC0, 0x0B, 0xD9, 0x01, 0x41,
+        0xFB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xF1, 0x42,
+        0xA4, 0x80, 0x01, 0x00, 0x05, 0x68, 0xCB, 0x83, 0xCB, 0x20,
+    ];
+
+    #[test]
+    fn demux_video_rules() {
+        let mut d = Demuxer::new();
+        let mut nalus = video_tag_header(false, AVC_NALU, 80).to_vec();
+        nalus.extend_from_slice(&[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        let nalus = Bytes::from(nalus);
+        // Before any sequence header: dropped.
+        assert_eq!(d.video(0, &nalus), Ok(None));
+        assert!(d.tracks().is_empty());
+        assert_eq!(
+            d.video(0, &avc_seq_header(RECORD)),
+            Ok(Some(DemuxOutput::TracksChanged))
+        );
+        // The same header again changes nothing.
+        assert_eq!(d.video(0, &avc_seq_header(RECORD)), Ok(None));
+        let Ok(Some(DemuxOutput::Frame(f))) = d.video(1000, &nalus) else {
+            panic!()
+        };
+        // An IDR makes a keyframe even with frame type 2; pts includes the cts.
+        assert!(f.keyframe);
+        assert_eq!((f.dts, f.pts), (90_000, 97_200));
+        assert_eq!(f.data, nalus.slice(5..));
+        assert_eq!(f.data.as_ptr(), nalus[5..].as_ptr());
+
+        // A record with 2-byte NAL lengths: the payload is rewritten to 4-byte AVCC.
+        let mut rec2 = RECORD.to_vec();
+        rec2[4] = 0xFD;
+        assert_eq!(
+            d.video(0, &avc_seq_header(&rec2)),
+            Ok(Some(DemuxOutput::TracksChanged))
+        );
+        let short = Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 2, 0x41, 0x9A, 0, 1, 0x06]);
+        let Ok(Some(DemuxOutput::Frame(f))) = d.video(40, &short) else {
+            panic!()
+        };
+        assert!(!f.keyframe);
+        assert_eq!(&f.data[..], &[0, 0, 0, 2, 0x41, 0x9A, 0, 0, 0, 1, 0x06]);
+        let cut = Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 9, 0x41]);
+        assert!(d.video(40, &cut).is_err());
+
+        // Bad records are errors and leave the track alone.
+        let before = d.tracks();
+        assert!(d.video(0, &avc_seq_header(&RECORD[..20])).is_err());
+        assert_eq!(d.tracks(), before);
+        assert_eq!(d.video(0, &Bytes::new()), Err(FlvError::EmptyBody));
+        assert_eq!(d.video(0, &Bytes::from_static(&[0x12, 0x00])), Ok(None));
+        assert_eq!(
+            d.video(0, &Bytes::from_static(&[0x17, 0x02, 0, 0, 0])),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn demux_audio_rules() {
+        let mut d = Demuxer::new();
+        let raw = Bytes::from_static(&[0xAF, 0x01, 0x21, 0x1B]);
+        assert_eq!(d.audio(0, &raw), Ok(None));
+        let seq = Bytes::from_static(&[0xAF, 0x00, 0x11, 0x90]);
+        assert_eq!(d.audio(0, &seq), Ok(Some(DemuxOutput::TracksChanged)));
+        assert_eq!(d.audio(0, &seq), Ok(None));
+        let t = &d.tracks()[0];
+        assert_eq!(
+            (t.codec, t.clock_rate, t.channels),
+            (Codec::Aac, 48_000, Some(2))
+        );
+        assert_eq!(t.profile.as_deref(), Some("LC"));
+        let Ok(Some(DemuxOutput::Frame(f))) = d.audio(1000, &raw) else {
+            panic!()
+        };
+        assert_eq!((f.dts, f.pts, f.keyframe), (48_000, 48_000, true));
+        assert_eq!(&f.data[..], &[0x21, 0x1B]);
+        assert!(
+            d.audio(0, &Bytes::from_static(&[0xAF, 0x00, 0x16, 0x90]))
+                .is_err()
+        );
+
+        // MP3 passthrough: the first body announces the track, later ones are frames
+        // carrying the whole body on a 1 kHz clock.
+        let mp3 = Bytes::from_static(&[0x2F, 0xFF, 0xFB, 0x90]);
+        assert_eq!(d.audio(10, &mp3), Ok(Some(DemuxOutput::TracksChanged)));
+        let t = &d.tracks()[0];
+        assert_eq!(
+            (t.codec, t.clock_rate, t.channels),
+            (Codec::FlvAudio(2), 1000, Some(2))
+        );
+        let Ok(Some(DemuxOutput::Frame(f))) = d.audio(36, &mp3) else {
+            panic!()
+        };
+        assert_eq!((f.dts, f.pts), (36, 36));
+        assert_eq!(f.data, mp3);
+        assert_eq!(d.audio(0, &Bytes::new()), Err(FlvError::EmptyBody));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut d = Demuxer::new();
+        let _ = d.video(0, &avc_seq_header(RECORD));
+        let _ = d.audio(0, &Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]));
+        let mut x = 0x1234_5678u32;
+        for len in 0..300usize {
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                v.push(x as u8);
+            }
+            let b = Bytes::from(v);
+            let _ = FlvHeader::parse(&b);
+            let _ = read_tag(&b, 0, 64);
+            let _ = d.video(i64::from(x), &b);
+            let _ = d.audio(i64::MAX, &b);
+            let _ = d.video(i64::MIN, &b);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Test harness: starts the real corecast binary on loopback with ephemeral ports and
+//! talks to it with plain sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running server, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+    pub dir: PathBuf,
+}
+
+/// A config for tests: loopback, ephemeral ports, 2 shards, the demo stream.
+pub fn test_config(extra: &str) -> String {
+    test_config_http("", extra)
+}
+
+/// Like [`test_config`], with extra lines in the `[http]` section.
+pub fn test_config_http(http: &str, extra: &str) -> String {
+    format!(
+        r#"
+[runtime]
+shards = 2
+io_memory = "256KiB"
+log = "info"
+[http]
+listen = "127.0.0.1:0"
+{http}
+[rtmp]
+listen = "127.0.0.1:0"
+[webrtc]
+udp_port = 0
+bind = "127.0.0.1"
+{extra}
+"#
+    )
+}
+
+pub fn demo_stream(path: &str, shard: usize) -> String {
+    format!(
+        "[[streams]]\npath = \"{path}\"\nsource = \"file:{}\"\nshard = {shard}\n",
+        root().join("configs/media/demo.flv").display()
+    )
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "corecast-test-{tag}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ (rand_u64() & 0xffff_ffff) as u128
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// Writes `config` to a temp file and returns the path.
+pub fn write_config(tag: &str, config: &str) -> PathBuf {
+    let dir = temp_dir(tag);
+    let p = dir.join("corecast.toml");
+    std::fs::write(&p, config).expect("write config");
+    p
+}
+
+/// Runs the binary with `args` to completion (bounded), returning (exit code, stderr).
+pub fn run_to_exit(args: &[&str], pre: Option<fn()>) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(f) = pre {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                f();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn corecast");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("corecast {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    /// Starts corecast with `config` and waits until it listens.
+    pub fn start(tag: &str, config: &str) -> Server {
+        let path = write_config(tag, config);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corecast"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corecast");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("CORECAST_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening http=").nth(1) {
+                        let mut parts = rest.split_whitespace();
+                        let http = parts
+                            .next()
+                            .and_then(|a| a.parse().ok())
+                            .expect("http addr");
+                        let rtmp = parts
+                            .next()
+                            .and_then(|a| a.strip_prefix("rtmp="))
+                            .and_then(|a| a.parse().ok())
+                            .expect("rtmp addr");
+                        return Server {
+                            child,
+                            http,
+                            rtmp,
+                            log: rx,
+                            dir,
+                        };
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("corecast did not start; log:\n{}", seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit code.
+    pub fn stop(&mut self) -> i32 {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("corecast did not stop after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Log lines seen so far (drains the channel).
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        request(
+            self.http,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body_text());
+        serde_json::from_slice(&r.body).expect("json body")
+    }
+
+    /// Polls `/api/v1/streams` until `pred` holds for the stream at `path` (bounded).
+    pub fn wait_stream(
+        &self,
+        path: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.get_json("/api/v1/streams");
+            if let Some(s) = v["streams"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["path"] == path))
+                && pred(s)
+            {
+                return s.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {path} never matched: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Connects with a read timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// Sends raw bytes and reads one response.
+pub fn request(addr: SocketAddr, raw: &str) -> HttpResponse {
+    let mut s = connect(addr);
+    s.write_all(raw.as_bytes()).expect("write");
+    let mut r = BufReader::new(s);
+    read_response(&mut r).expect("response")
+}
+
+/// Reads one HTTP/1.1 response (Content-Length framed) from a buffered stream.
+pub fn read_response(r: &mut impl BufRead) -> Option<HttpResponse> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Fails (never skips) when a tool the test needs is missing.
+pub fn require_tool(name: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{name} is required for this test but is not installed (tests/run.sh installs it)"
+    );
+}

@@ -1,0 +1,105 @@
+//! A bad configuration or environment stops the binary with one clear line and exit code 2.
+
+mod common;
+
+use common::*;
+
+fn expect_exit_2(config: &str, needle: &str) {
+    let path = write_config("cfg", config);
+    let (code, err) = run_to_exit(&["--config", path.to_str().expect("utf8")], None);
+    assert_eq!(code, 2, "stderr: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr {err:?} does not mention {needle:?}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key() {
+    expect_exit_2("[runtime]\nshardz = 2\n", "runtime.shardz");
+}
+
+#[test]
+fn wrong_type() {
+    expect_exit_2("[http]\nlisten = 8080\n", "http.listen");
+    expect_exit_2("[runtime]\nshards = \"lots\"\n", "runtime.shards");
+}
+
+#[test]
+fn bad_cpu_id() {
+    expect_exit_2("[runtime]\ncpus = [4096]\n", "runtime.cpus[0]");
+}
+
+#[test]
+fn duplicate_path_and_missing_file() {
+    let demo = demo_stream("a", 0).replace("shard = 0\n", "");
+    expect_exit_2(&format!("{demo}{demo}"), "streams[1].path");
+    expect_exit_2(
+        "[[streams]]\npath = \"a\"\nsource = \"file:/nonexistent/x.flv\"\n",
+        "streams[0].source",
+    );
+}
+
+#[test]
+fn port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    expect_exit_2(
+        &test_config("").replace(
+            "[http]\nlisten = \"127.0.0.1:0\"",
+            &format!("[http]\nlisten = \"127.0.0.1:{port}\""),
+        ),
+        "http.listen",
+    );
+}
+
+#[test]
+fn unreadable_config_file() {
+    let (code, err) = run_to_exit(&["--config", "/nonexistent/corecast.toml"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn print_config_prints_the_effective_config() {
+    let (code, _) = run_to_exit(&["--print-config"], None);
+    assert_eq!(code, 0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corecast"))
+        .arg("--print-config")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[runtime]") && text.contains("io_memory = \"512KiB\""),
+        "{text}"
+    );
+    assert!(text.contains("path = \"demo\""), "{text}");
+}
+
+fn low_memlock() {
+    let lim = libc::rlimit {
+        rlim_cur: 128 * 1024,
+        rlim_max: 128 * 1024,
+    };
+    // SAFETY: setrlimit with a valid rlimit; called between fork and exec.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+    }
+}
+
+#[test]
+fn too_low_memlock_names_the_limit_and_the_fix() {
+    let path = write_config("memlock", &test_config(""));
+    let (code, err) = run_to_exit(
+        &["--config", path.to_str().expect("utf8")],
+        Some(low_memlock),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("RLIMIT_MEMLOCK is 128 KiB"), "{err}");
+    assert!(err.contains("ulimit -l"), "{err}");
+}

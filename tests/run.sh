@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need when it is missing, then runs
+# formatting, lints, unit and integration tests, and a bounded fuzzing pass.
+#
+#   tests/run.sh            everything
+#   FUZZ_SECONDS=0 tests/run.sh   skip the fuzzing pass (it is on by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to install: $*" >&2; return 1; fi
+}
+
+# --- tools the tests drive -------------------------------------------------------------
+apt_needed=()
+command -v ffmpeg  >/dev/null || apt_needed+=(ffmpeg)
+command -v ffprobe >/dev/null || apt_needed+=(ffmpeg)
+command -v python3 >/dev/null || apt_needed+=(python3)
+if [ ${#apt_needed[@]} -gt 0 ]; then
+  say "installing with apt-get: ${apt_needed[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
+fi
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  say "installing the Prometheus text-format parser (prometheus-client) with pip"
+  python3 -m pip install -q prometheus-client 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages prometheus-client \
+    || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client; }
+fi
+
+# --- static checks ---------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+# --- tests -----------------------------------------------------------------------------
+say "cargo test"
+cargo test --all-targets
+
+# --- fuzzing ---------------------------------------------------------------------------
+# libFuzzer targets built on the stable toolchain with the same coverage flags cargo-fuzz
+# passes (without AddressSanitizer, which needs nightly), each run for a bounded time.
+FUZZ_SECONDS="${FUZZ_SECONDS:-8}"
+if [ "$FUZZ_SECONDS" != "0" ]; then
+  say "fuzzing each target for ${FUZZ_SECONDS}s"
+  fuzz_flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+  # An explicit --target keeps the coverage flags off build scripts, as cargo-fuzz does.
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  RUSTFLAGS="$fuzz_flags" cargo build --release --target "$host" --manifest-path fuzz/Cargo.toml --bins -q
+  for target in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v corecast-fuzz); do
+    corpus="fuzz/corpus/$target"
+    mkdir -p "$corpus"
+    echo "fuzz $target"
+    "fuzz/target/$host/release/$target" "$corpus" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+      -print_final_stats=0 2>"fuzz/target/$target.log" || {
+        echo "fuzz target $target failed:"; tail -40 "fuzz/target/$target.log"; exit 1; }
+  done
+fi
+
+say "all checks passed"
