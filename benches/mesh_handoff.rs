@@ -1,10 +1,11 @@
 //! Cross-shard frame hand-off: frames per second from shard 0 to a viewer queue on
 //! shard 1, over the real glommio mesh (two executors, one per thread).
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 
 use bytes::Bytes;
 use corecast::media::{Frame, MediaKind, TrackId};
 use corecast::runtime::MeshPlan;
-use corecast::stream::{MeshTx, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
+use corecast::stream::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ fn handoff(c: &mut Criterion) {
                 // Ends when shard 0 drops its sender.
                 while let Some(msg) = rx.recv().await {
                     if let StreamMsg::Frame { frame, .. } = msg {
-                        sink.push(SinkEvent::Frame(frame));
+                        sink.push(SinkEvent::Frame(OutFrame::new(frame)));
                         while sink.try_pop().is_some() {}
                         received.fetch_add(1, Ordering::Relaxed);
                     }

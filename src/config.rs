@@ -130,12 +130,35 @@ impl Default for HttpConfig {
 pub struct RtmpConfig {
     /// Listen address for publishers and players.
     pub listen: SocketAddr,
+    /// Chunk size corecast sends with (players share one encoding of each frame per shard).
+    pub chunk_size: u32,
+    /// Largest message a peer may send.
+    pub max_message_bytes: ByteSize,
+    /// Most open RTMP connections per shard.
+    pub max_connections: usize,
+    /// Time a client has for the handshake and `connect`.
+    pub handshake_timeout: Millis,
+    /// A publisher that sends nothing for this long is disconnected.
+    pub idle_timeout: Millis,
+    /// A player whose socket accepts no data for this long is disconnected.
+    pub send_timeout: Millis,
+    /// Key every publisher must give (`?key=...`) on paths without their own
+    /// `publish_key`. Unset: publishing is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_key: Option<String>,
 }
 
 impl Default for RtmpConfig {
     fn default() -> Self {
         RtmpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            chunk_size: 4096,
+            max_message_bytes: ByteSize(8 * 1024 * 1024),
+            max_connections: 4096,
+            handshake_timeout: Millis(Duration::from_secs(10)),
+            idle_timeout: Millis(Duration::from_secs(30)),
+            send_timeout: Millis(Duration::from_secs(10)),
+            publish_key: None,
         }
     }
 }
@@ -196,11 +219,16 @@ impl Default for MediaConfig {
 pub struct StreamConfig {
     /// The stream's path (`demo`, `live/cam1`).
     pub path: String,
-    /// Where its media come from: `file:PATH` (an FLV looped as a live stream).
-    pub source: String,
+    /// Where its media come from: `file:PATH` (an FLV looped as a live stream). Without a
+    /// source the entry configures a path that publishers push to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Pin the stream to this shard; by default streams are spread round-robin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<usize>,
+    /// Key a publisher of this path must give (`rtmp://host/app/key?key=...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_key: Option<String>,
 }
 
 /// A size in bytes, written as a number or a string with a unit (`"512KiB"`, `"8MiB"`).
@@ -291,6 +319,23 @@ pub struct Settings {
     pub cpus: Option<Vec<usize>>,
     /// Streams with parsed sources and assigned owner shards.
     pub streams: Vec<StreamPlan>,
+    /// Publish keys of paths that publishers push to (path → key).
+    pub publish_keys: std::collections::HashMap<String, String>,
+}
+
+impl Settings {
+    /// The key a publisher of `path` must give, if any.
+    pub fn publish_key(&self, path: &str) -> Option<&str> {
+        self.publish_keys
+            .get(path)
+            .map(String::as_str)
+            .or(self.config.rtmp.publish_key.as_deref())
+    }
+
+    /// Whether `path` is fed by a configured source (and so cannot be published to).
+    pub fn has_source(&self, path: &str) -> bool {
+        self.streams.iter().any(|s| s.path == path)
+    }
 }
 
 /// A configured stream, resolved.
@@ -427,17 +472,75 @@ impl Config {
             ));
         }
 
+        let r = &self.rtmp;
+        if !(128..=65536).contains(&r.chunk_size) {
+            return Err(ConfigError::new(
+                "rtmp.chunk_size",
+                "must be between 128 and 65536",
+            ));
+        }
+        if r.max_message_bytes.0 < 64 * 1024 || r.max_message_bytes.0 > 0xFF_FFFF {
+            return Err(ConfigError::new(
+                "rtmp.max_message_bytes",
+                "must be between 64KiB and 16MiB (the RTMP message length field is 24 bits)",
+            ));
+        }
+        if r.max_connections == 0 {
+            return Err(ConfigError::new(
+                "rtmp.max_connections",
+                "must be at least 1",
+            ));
+        }
+        for (key, d) in [
+            ("rtmp.handshake_timeout", r.handshake_timeout),
+            ("rtmp.idle_timeout", r.idle_timeout),
+            ("rtmp.send_timeout", r.send_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::new(key, "must be more than 0"));
+            }
+        }
+        if r.publish_key.as_deref() == Some("") {
+            return Err(ConfigError::new(
+                "rtmp.publish_key",
+                "must not be empty (remove it to allow any publisher)",
+            ));
+        }
+
         let mut streams: Vec<StreamPlan> = Vec::new();
+        let mut publish_keys = std::collections::HashMap::new();
+        let mut seen: Vec<String> = Vec::new();
         for (i, s) in self.streams.iter().enumerate() {
             let path = normalize_path(&s.path)
                 .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e))?;
-            if streams.iter().any(|p| p.path == path) {
+            if seen.contains(&path) {
                 return Err(ConfigError::new(
                     format!("streams[{i}].path"),
                     format!("duplicate stream path '{path}'"),
                 ));
             }
-            let source = SourceUrl::parse(&s.source, base)
+            seen.push(path.clone());
+            let Some(source) = &s.source else {
+                match &s.publish_key {
+                    Some(k) if !k.is_empty() => {
+                        publish_keys.insert(path, k.clone());
+                        continue;
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            format!("streams[{i}]"),
+                            "needs a source, or a publish_key for a path publishers push to",
+                        ));
+                    }
+                }
+            };
+            if s.publish_key.is_some() {
+                return Err(ConfigError::new(
+                    format!("streams[{i}].publish_key"),
+                    "a stream with a source cannot be published to; remove one of the two",
+                ));
+            }
+            let source = SourceUrl::parse(source, base)
                 .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
             match &source {
                 SourceUrl::File(p) => {
@@ -474,6 +577,7 @@ impl Config {
             shards,
             cpus,
             streams,
+            publish_keys,
         })
     }
 }
@@ -720,6 +824,13 @@ mod tests {
         let e = validate("[[streams]]\npath = \"a\"\n").unwrap_err();
         assert_eq!(e.key, "streams[0]");
         assert!(e.message.contains("source"), "{e}");
+        let e = validate(&format!(
+            "[[streams]]\npath = \"a\"\n{demo}\npublish_key = \"k\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "streams[0].publish_key");
+        let e = validate("[rtmp]\nchunk_size = 1\n").unwrap_err();
+        assert_eq!(e.key, "rtmp.chunk_size");
     }
 
     #[test]
@@ -731,6 +842,19 @@ mod tests {
         .unwrap();
         let shards: Vec<usize> = s.streams.iter().map(|p| p.shard).collect();
         assert_eq!(shards, [0, 1, 0]);
+    }
+
+    #[test]
+    fn publish_keys_per_path_and_global() {
+        let s = validate(
+            "[rtmp]\npublish_key = \"all\"\n[[streams]]\npath = \"live/cam\"\npublish_key = \"cam\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.publish_key("live/cam"), Some("cam"));
+        assert_eq!(s.publish_key("live/other"), Some("all"));
+        assert!(s.streams.is_empty());
+        let s = validate("").unwrap();
+        assert_eq!(s.publish_key("live/x"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a shard's drivers share: the process-wide [`Shared`] state (immutable settings,
 //! atomic counters, published snapshots) and the shard-local [`Shard`] context (the hub,
 //! the shutdown signal).
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use crate::config::Settings;
 use crate::stats::ShardStats;

@@ -1,4 +1,5 @@
 //! A bad configuration or environment stops the binary with one clear line and exit code 2.
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Our FLV, SPS and AAC parsers against ffprobe as the oracle, on the shipped demo clip
 //! and a second ffmpeg-made file.
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 
 mod common;
 

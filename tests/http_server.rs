@@ -1,5 +1,6 @@
 //! The HTTP layer against the real binary: routes, limits, keep-alive, pipelining,
 //! timeouts and WebSocket, each checked with raw sockets.
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 
 mod common;
 

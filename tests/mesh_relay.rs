@@ -1,6 +1,7 @@
 //! Two real glommio shards joined by the mesh: a frame published on shard 0 reaches a
 //! viewer on shard 1 without its payload being copied, and a stalled viewer does not hold
 //! back the source or the other viewers.
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 
 use bytes::Bytes;
 use corecast::media::{Codec, Frame, MediaKind, Track, TrackId};
@@ -129,6 +130,7 @@ fn frame_crosses_shards_without_copy_and_stalled_viewer_does_not_block() {
                 .await
                 .expect("frames stopped arriving");
                 if let SinkEvent::Frame(f) = ev {
+                    let f = &f.frame;
                     if r.frames == 0 {
                         r.first_is_keyframe = f.keyframe;
                     }

@@ -1,6 +1,7 @@
 //! The HTTP connection driver: accepts connections on a shard, reads requests through the
 //! sans-IO parser, answers them in order, enforces the timeouts, and hands WebSocket
 //! upgrades to the WebSocket loop.
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::api;
 use super::proto::{Limits, Request, RequestParser, Response};

@@ -4,6 +4,19 @@
 use super::{Frame, MediaKind};
 use std::collections::VecDeque;
 
+/// What a GOP cache can hold: a frame, or something that carries one (a frame with
+/// cached derived forms).
+pub trait GopFrame: Clone {
+    /// The frame.
+    fn frame(&self) -> &Frame;
+}
+
+impl GopFrame for Frame {
+    fn frame(&self) -> &Frame {
+        self
+    }
+}
+
 /// Frames since the last video keyframe, bounded in frames and bytes.
 ///
 /// For a stream with video the cache starts at a video keyframe and holds the audio
@@ -11,8 +24,8 @@ use std::collections::VecDeque;
 /// the bounds. A GOP larger than the bounds empties the cache until the next keyframe
 /// (counted in [`GopCache::overflows`]): a partial GOP would only give a broken picture.
 #[derive(Debug)]
-pub struct GopCache {
-    frames: VecDeque<Frame>,
+pub struct GopCache<T: GopFrame = Frame> {
+    frames: VecDeque<T>,
     bytes: usize,
     max_frames: usize,
     max_bytes: usize,
@@ -20,7 +33,7 @@ pub struct GopCache {
     overflows: u64,
 }
 
-impl GopCache {
+impl<T: GopFrame> GopCache<T> {
     /// An empty cache with the given bounds.
     pub fn new(max_frames: usize, max_bytes: usize) -> Self {
         GopCache {
@@ -34,7 +47,8 @@ impl GopCache {
     }
 
     /// Adds a frame (cheap: the payload is shared, not copied).
-    pub fn push(&mut self, frame: &Frame) {
+    pub fn push(&mut self, item: &T) {
+        let frame = item.frame();
         let video = frame.kind == MediaKind::Video;
         if video && frame.keyframe {
             self.has_video = true;
@@ -52,7 +66,7 @@ impl GopCache {
             }
             // Audio only: keep a sliding window.
             while let Some(old) = self.frames.pop_front() {
-                self.bytes -= old.data.len();
+                self.bytes -= old.frame().data.len();
                 if self.frames.len() < self.max_frames
                     && self.bytes + frame.data.len() <= self.max_bytes
                 {
@@ -64,7 +78,7 @@ impl GopCache {
             }
         }
         self.bytes += frame.data.len();
-        self.frames.push_back(frame.clone());
+        self.frames.push_back(item.clone());
     }
 
     /// Forgets every frame (the stream restarted or its codec changed).
@@ -74,7 +88,7 @@ impl GopCache {
     }
 
     /// The cached frames, oldest (the keyframe) first.
-    pub fn frames(&self) -> impl ExactSizeIterator<Item = &Frame> + '_ {
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
         self.frames.iter()
     }
 
@@ -118,7 +132,7 @@ mod tests {
 
     #[test]
     fn starts_at_keyframe_and_restarts_at_the_next() {
-        let mut g = GopCache::new(100, 1 << 20);
+        let mut g: GopCache = GopCache::new(100, 1 << 20);
         g.push(&frame(MediaKind::Video, false, 0, 10)); // before any keyframe: dropped
         g.push(&frame(MediaKind::Audio, true, 0, 10)); // audio before any video keyframe
         g.push(&frame(MediaKind::Video, true, 1, 100));
@@ -138,7 +152,7 @@ mod tests {
 
     #[test]
     fn oversized_gop_is_dropped_whole_until_next_keyframe() {
-        let mut g = GopCache::new(3, 1 << 20);
+        let mut g: GopCache = GopCache::new(3, 1 << 20);
         g.push(&frame(MediaKind::Video, true, 0, 1));
         g.push(&frame(MediaKind::Video, false, 1, 1));
         g.push(&frame(MediaKind::Video, false, 2, 1));
@@ -153,7 +167,7 @@ mod tests {
 
     #[test]
     fn byte_bound_applies() {
-        let mut g = GopCache::new(100, 150);
+        let mut g: GopCache = GopCache::new(100, 150);
         g.push(&frame(MediaKind::Video, true, 0, 100));
         g.push(&frame(MediaKind::Video, false, 1, 100));
         assert!(g.is_empty());
@@ -162,7 +176,7 @@ mod tests {
 
     #[test]
     fn audio_only_keeps_a_window() {
-        let mut g = GopCache::new(3, 1 << 20);
+        let mut g: GopCache = GopCache::new(3, 1 << 20);
         for t in 0..10 {
             g.push(&frame(MediaKind::Audio, true, t, 5));
         }
@@ -173,7 +187,7 @@ mod tests {
 
     #[test]
     fn cached_frames_share_the_payload() {
-        let mut g = GopCache::new(10, 1 << 20);
+        let mut g: GopCache = GopCache::new(10, 1 << 20);
         let f = frame(MediaKind::Video, true, 0, 1000);
         g.push(&f);
         assert_eq!(

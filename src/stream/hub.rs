@@ -1,9 +1,10 @@
 //! The per-shard hub: owned streams, relays, waiting viewers and the directory replica.
 
-use super::{MeshTx, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
+use super::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
 use crate::media::gop::GopCache;
 use crate::media::{Frame, Track, TrackSet};
 use crate::stats::{self, ShardStats};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -105,8 +106,9 @@ struct PathState {
     role: Role,
     source: Option<SourceInfo>,
     tracks: Option<TrackSet>,
+    metadata: Option<Bytes>,
     has_video: bool,
-    gop: GopCache,
+    gop: GopCache<Rc<OutFrame>>,
     sinks: Vec<Rc<SinkQueue>>,
     remote: Vec<RemoteSub>,
     bytes_in: u64,
@@ -121,6 +123,7 @@ impl PathState {
             role,
             source: None,
             tracks: None,
+            metadata: None,
             has_video: false,
             gop: GopCache::new(limits.gop_max_frames, limits.gop_max_bytes),
             sinks: Vec::new(),
@@ -141,19 +144,32 @@ impl PathState {
         self.tracks = Some(tracks);
     }
 
-    /// Local fan-out of one frame: cache it and queue it for every local viewer.
-    fn fan_out(&mut self, frame: &Frame, stats: &ShardStats) {
-        self.gop.push(frame);
+    fn set_metadata(&mut self, metadata: Bytes) {
         for s in &self.sinks {
-            if !s.push(SinkEvent::Frame(frame.clone())) {
+            s.push(SinkEvent::Metadata(metadata.clone()));
+        }
+        self.metadata = Some(metadata);
+    }
+
+    /// Local fan-out of one frame: cache it and queue it for every local viewer. The
+    /// frame is wrapped once, so its derived forms are computed once per shard.
+    fn fan_out(&mut self, frame: Frame, stats: &ShardStats) {
+        let out = OutFrame::new(frame);
+        self.gop.push(&out);
+        for s in &self.sinks {
+            if !s.push(SinkEvent::Frame(out.clone())) {
                 self.dropped += 1;
                 stats::add(&stats.frames_dropped, 1);
             }
         }
     }
 
-    /// Hands a new viewer what it needs to start at once: tracks, then the GOP cache.
+    /// Hands a new viewer what it needs to start at once: metadata, tracks, then the GOP
+    /// cache.
     fn prime(&self, q: &SinkQueue) {
+        if let Some(m) = &self.metadata {
+            q.push(SinkEvent::Metadata(m.clone()));
+        }
         if let Some(t) = &self.tracks {
             q.push(SinkEvent::Tracks(t.clone()));
             for f in self.gop.frames() {
@@ -167,6 +183,7 @@ impl PathState {
             s.push(SinkEvent::End);
         }
         self.tracks = None;
+        self.metadata = None;
         self.gop.clear();
     }
 }
@@ -295,6 +312,24 @@ impl Hub {
         Ok(())
     }
 
+    /// Sets the metadata of an owned stream (RTMP `@setDataFrame`/`onMetaData`).
+    pub fn set_metadata(&mut self, path: &str, metadata: Bytes) -> Result<(), HubError> {
+        let st = self.owned_mut(path)?;
+        st.set_metadata(metadata.clone());
+        let subs: Vec<usize> = st.remote.iter().map(|r| r.shard).collect();
+        let p = st.path.clone();
+        for to in subs {
+            self.tx.send_control(
+                to,
+                StreamMsg::Metadata {
+                    path: p.clone(),
+                    metadata: metadata.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Pushes a frame of an owned stream to its GOP cache, local viewers and subscribed
     /// shards. Never blocks: a full queue or channel drops frames to the next keyframe.
     pub fn push_frame(&mut self, path: &str, frame: Frame) -> Result<(), HubError> {
@@ -309,9 +344,13 @@ impl Hub {
         st.frames_in += 1;
         stats::add(&stats.frames_in, 1);
         stats::add(&stats.bytes_in, frame.data.len() as u64);
-        st.fan_out(&frame, stats);
         let resume =
             frame.keyframe && (frame.kind == crate::media::MediaKind::Video || !st.has_video);
+        let remote_frame = (!st.remote.is_empty()).then(|| frame.clone());
+        st.fan_out(frame, stats);
+        let Some(frame) = remote_frame else {
+            return Ok(());
+        };
         for sub in &mut st.remote {
             if sub.waiting_keyframe && !resume {
                 st.dropped += 1;
@@ -480,8 +519,9 @@ impl Hub {
                     });
                     let init = StreamMsg::Init {
                         path: path.clone(),
+                        metadata: st.metadata.clone(),
                         tracks: st.tracks.clone(),
-                        gop: st.gop.frames().cloned().collect(),
+                        gop: st.gop.frames().map(|f| f.frame.clone()).collect(),
                     };
                     self.tx.send_control(shard, init);
                 }
@@ -492,16 +532,29 @@ impl Hub {
                     st.remote.retain(|r| r.shard != shard);
                 }
             }
-            StreamMsg::Init { path, tracks, gop } => {
+            StreamMsg::Init {
+                path,
+                metadata,
+                tracks,
+                gop,
+            } => {
                 let stats = &self.stats;
                 if let Some(st) = relay_in(&mut self.paths, &path, from) {
                     st.gop.clear();
+                    if let Some(m) = metadata {
+                        st.set_metadata(m);
+                    }
                     if let Some(t) = tracks {
                         st.set_tracks(t);
                     }
-                    for f in &gop {
+                    for f in gop {
                         st.fan_out(f, stats);
                     }
+                }
+            }
+            StreamMsg::Metadata { path, metadata } => {
+                if let Some(st) = self.relay_mut(&path, from) {
+                    st.set_metadata(metadata);
                 }
             }
             StreamMsg::Tracks { path, tracks } => {
@@ -512,7 +565,7 @@ impl Hub {
             StreamMsg::Frame { path, frame } => {
                 let stats = &self.stats;
                 if let Some(st) = relay_in(&mut self.paths, &path, from) {
-                    st.fan_out(&frame, stats);
+                    st.fan_out(frame, stats);
                 }
             }
             StreamMsg::End { path } => {
@@ -680,7 +733,7 @@ mod tests {
     fn frames(q: &SinkQueue) -> Vec<i64> {
         std::iter::from_fn(|| q.try_pop())
             .filter_map(|e| match e {
-                SinkEvent::Frame(f) => Some(f.dts),
+                SinkEvent::Frame(f) => Some(f.frame.dts),
                 _ => None,
             })
             .collect()
@@ -737,7 +790,7 @@ mod tests {
         assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
         let got: Vec<Frame> = std::iter::from_fn(|| v.queue.try_pop())
             .filter_map(|e| match e {
-                SinkEvent::Frame(f) => Some(f),
+                SinkEvent::Frame(f) => Some(f.frame.clone()),
                 _ => None,
             })
             .collect();

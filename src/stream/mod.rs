@@ -12,9 +12,10 @@ mod hub;
 mod sink;
 
 pub use hub::{Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo};
-pub use sink::{SinkEvent, SinkLimits, SinkQueue};
+pub use sink::{OutFrame, SinkEvent, SinkLimits, SinkQueue};
 
 use crate::media::{Frame, TrackSet};
+use bytes::Bytes;
 use std::sync::Arc;
 
 /// A message between shards about streams.
@@ -49,10 +50,12 @@ pub enum StreamMsg {
         /// The unsubscribing shard.
         shard: usize,
     },
-    /// The state a new relay starts from: tracks and GOP cache.
+    /// The state a new relay starts from: metadata, tracks and GOP cache.
     Init {
         /// Stream path.
         path: Arc<str>,
+        /// Current metadata, if any.
+        metadata: Option<Bytes>,
         /// Current tracks, if known.
         tracks: Option<TrackSet>,
         /// GOP cache, keyframe first.
@@ -64,6 +67,13 @@ pub enum StreamMsg {
         path: Arc<str>,
         /// The new tracks.
         tracks: TrackSet,
+    },
+    /// The stream's metadata changed.
+    Metadata {
+        /// Stream path.
+        path: Arc<str>,
+        /// AMF0 `onMetaData` body.
+        metadata: Bytes,
     },
     /// A media frame.
     Frame {

@@ -1,9 +1,12 @@
 //! A viewer's bounded queue of stream events, with drop-to-keyframe backpressure.
 
+use crate::media::gop::GopFrame;
 use crate::media::{Frame, MediaKind, TrackSet};
-use std::cell::RefCell;
+use bytes::Bytes;
+use std::cell::{OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 /// What a viewer is told about its stream.
@@ -11,11 +14,39 @@ use std::task::{Poll, Waker};
 pub enum SinkEvent {
     /// The stream's tracks (first event, and again whenever parameters change).
     Tracks(TrackSet),
-    /// A media frame.
-    Frame(Frame),
+    /// Stream metadata (an AMF0 `onMetaData` body, as RTMP publishers send it).
+    Metadata(Bytes),
+    /// A media frame, shared by every viewer on the shard.
+    Frame(Rc<OutFrame>),
     /// The source stopped. The viewer stays attached: if the path is published again it
     /// gets `Tracks` and frames again.
     End,
+}
+
+/// A frame as fanned out on one shard: the frame, plus the forms derived from it that
+/// every viewer of the shard shares, computed by the first viewer that needs them.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// The frame.
+    pub frame: Frame,
+    /// The frame as RTMP chunk bytes (FLV tag body, chunked at the server's chunk size).
+    pub rtmp: OnceCell<Bytes>,
+}
+
+impl OutFrame {
+    /// Wraps a frame for fan-out.
+    pub fn new(frame: Frame) -> Rc<OutFrame> {
+        Rc::new(OutFrame {
+            frame,
+            rtmp: OnceCell::new(),
+        })
+    }
+}
+
+impl GopFrame for Rc<OutFrame> {
+    fn frame(&self) -> &Frame {
+        &self.frame
+    }
 }
 
 /// Bounds of one sink queue.
@@ -80,6 +111,7 @@ impl SinkQueue {
                 s.has_video = t.iter().any(|t| t.kind() == MediaKind::Video);
             }
             SinkEvent::Frame(f) => {
+                let f = &f.frame;
                 let resume = f.keyframe && (f.kind == MediaKind::Video || !s.has_video);
                 if s.waiting_keyframe && !resume {
                     s.dropped += 1;
@@ -95,7 +127,7 @@ impl SinkQueue {
                 s.frames += 1;
                 s.bytes += f.data.len();
             }
-            SinkEvent::End => {}
+            SinkEvent::End | SinkEvent::Metadata(_) => {}
         }
         s.queue.push_back(ev);
         if let Some(w) = s.waker.take() {
@@ -110,7 +142,7 @@ impl SinkQueue {
         let ev = s.queue.pop_front()?;
         if let SinkEvent::Frame(f) = &ev {
             s.frames -= 1;
-            s.bytes -= f.data.len();
+            s.bytes -= f.frame.data.len();
             s.delivered += 1;
         }
         Some(ev)
@@ -167,18 +199,17 @@ impl SinkQueue {
 mod tests {
     use super::*;
     use crate::media::{Codec, Track, TrackId};
-    use bytes::Bytes;
     use std::sync::Arc;
 
     fn video(keyframe: bool, t: i64) -> SinkEvent {
-        SinkEvent::Frame(Frame {
+        SinkEvent::Frame(OutFrame::new(Frame {
             track: TrackId(0),
             kind: MediaKind::Video,
             keyframe,
             dts: t,
             pts: t,
             data: Bytes::from_static(&[0; 100]),
-        })
+        }))
     }
 
     fn tracks() -> SinkEvent {

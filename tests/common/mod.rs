@@ -1,5 +1,6 @@
 //! Test harness: starts the real corecast binary on loopback with ephemeral ports and
 //! talks to it with plain sockets.
+#![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};

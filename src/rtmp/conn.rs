@@ -1,0 +1,527 @@
+//! The RTMP connection driver: owns the socket, feeds the sans-IO [`ServerSession`], and
+//! connects publishers and players to the shard's hub.
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
+
+use super::proto::session::{ServerSession, SessionConfig, SessionEvent, encode_media};
+use crate::config::normalize_path;
+use crate::http::server::ConnGuard;
+use crate::media::flv::{self, DemuxOutput, Demuxer};
+use crate::media::{Track, TrackSet};
+use crate::shard::{Shard, ShardRef};
+use crate::stats;
+use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo};
+use bytes::{Bytes, BytesMut};
+use futures_lite::future;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// Sink events handled before the player's output is written out.
+const PLAYER_BATCH: usize = 64;
+
+/// Accepts RTMP connections until the task is dropped.
+pub async fn serve(shard: ShardRef, listener: TcpListener) {
+    let max = shard.shared.settings.config.rtmp.max_connections as u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(shard = shard.id, "rtmp accept: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if stats::get(&shard.stats().connections) >= max {
+            stats::add(&shard.stats().connections_refused, 1);
+            warn!(shard = shard.id, peer = ?stream.peer_addr().ok(), "RTMP connection refused: shard at rtmp.max_connections");
+            continue;
+        }
+        glommio::spawn_local(connection(shard.clone(), stream)).detach();
+    }
+}
+
+/// Why a connection ended, for the log.
+enum End {
+    Closed,
+    Quiet(String),
+    Error(String),
+}
+
+/// What the connection is doing.
+enum Role {
+    /// Handshake, connect, createStream...
+    Control,
+    /// Publishing `path`.
+    Publisher(Box<Publisher>),
+    /// Playing.
+    Player(Player),
+}
+
+struct Publisher {
+    path: Arc<str>,
+    demux: Demuxer,
+    clock: Unwrap32,
+}
+
+struct Player {
+    sink: SinkHandle,
+    tracks: Option<TrackSet>,
+    ended: bool,
+    audio: bool,
+    video: bool,
+}
+
+async fn connection(shard: ShardRef, mut stream: TcpStream) {
+    let _guard = ConnGuard::new(&shard);
+    let peer = stream.peer_addr().ok();
+    let cfg = &shard.shared.settings.config.rtmp;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(cfg.send_timeout.0));
+    let seed = seed(peer);
+    let mut session = ServerSession::new(
+        SessionConfig {
+            out_chunk_size: cfg.chunk_size,
+            max_message_len: cfg.max_message_bytes.as_usize(),
+            ..SessionConfig::default()
+        },
+        seed,
+    );
+    let mut role = Role::Control;
+    let end = run(&shard, &mut stream, &mut session, &mut role, peer).await;
+    // Whatever ended the connection, the session may have a last word (an error status).
+    let _ = write_output(&shard, &mut stream, &mut session).await;
+    if let Role::Publisher(p) = &role {
+        let _ = shard.hub.borrow_mut().unpublish(&p.path);
+    }
+    match end {
+        End::Closed => debug!(peer = ?peer, "rtmp connection closed"),
+        End::Quiet(why) => info!(peer = ?peer, "rtmp connection closed: {why}"),
+        End::Error(why) => warn!(peer = ?peer, "rtmp connection closed: {why}"),
+    }
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Sink(SinkEvent),
+    Timeout,
+    Shutdown,
+}
+
+async fn run(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    session: &mut ServerSession,
+    role: &mut Role,
+    peer: Option<SocketAddr>,
+) -> End {
+    let cfg = &shard.shared.settings.config.rtmp;
+    let mut tmp = vec![0u8; READ_CHUNK];
+    let started = Instant::now();
+    let mut last_input = Instant::now();
+    loop {
+        // Wait for input, for media to send (players), a deadline or shutdown.
+        let deadline = match role {
+            Role::Control => cfg.handshake_timeout.0.saturating_sub(started.elapsed()),
+            Role::Publisher(_) => cfg.idle_timeout.0.saturating_sub(last_input.elapsed()),
+            Role::Player(_) => Duration::from_secs(3600),
+        };
+        let sink = match role {
+            Role::Player(p) => Some(p.sink.queue.clone()),
+            _ => None,
+        };
+        let wake = future::or(
+            async { Wake::Read(stream.read(&mut tmp).await) },
+            future::or(
+                async {
+                    match &sink {
+                        Some(q) => Wake::Sink(q.recv().await),
+                        None => future::pending().await,
+                    }
+                },
+                future::or(
+                    async {
+                        glommio::timer::sleep(deadline).await;
+                        Wake::Timeout
+                    },
+                    async {
+                        shard.shutdown.wait().await;
+                        Wake::Shutdown
+                    },
+                ),
+            ),
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => return End::Closed,
+            Wake::Read(Ok(n)) => {
+                last_input = Instant::now();
+                stats::add(&shard.stats().bytes_in, n as u64);
+                if let Err(e) = session.handle_input(&tmp[..n]) {
+                    return End::Error(format!("protocol error: {e}"));
+                }
+                if let Some(end) = handle_events(shard, session, role, peer) {
+                    return end;
+                }
+            }
+            Wake::Read(Err(e)) => return End::Error(format!("read: {e}")),
+            Wake::Sink(ev) => {
+                if let Role::Player(p) = role {
+                    play_event(shard, session, p, ev);
+                    // Take what else is queued, then write it all out.
+                    for _ in 1..PLAYER_BATCH {
+                        let Some(ev) = p.sink.queue.try_pop() else {
+                            break;
+                        };
+                        play_event(shard, session, p, ev);
+                    }
+                }
+            }
+            Wake::Timeout => {
+                return match role {
+                    Role::Control => End::Quiet(format!(
+                        "no connect/publish/play within {:?}",
+                        cfg.handshake_timeout.0
+                    )),
+                    _ => End::Quiet(format!("publisher silent for {:?}", cfg.idle_timeout.0)),
+                };
+            }
+            Wake::Shutdown => {
+                if let Role::Player(_) = role {
+                    session.send_unpublish_notify();
+                }
+                return End::Quiet("server shutting down".into());
+            }
+        }
+        if let Err(e) = write_output(shard, stream, session).await {
+            return End::Error(format!("write: {e}"));
+        }
+        if session.is_closed() {
+            return End::Quiet("session ended".into());
+        }
+    }
+}
+
+/// Writes every pending output buffer (shared fan-out buffers are written as they are).
+async fn write_output(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    session: &mut ServerSession,
+) -> std::io::Result<()> {
+    while let Some(b) = session.take_output() {
+        stream.write_all(&b).await?;
+        stats::add(&shard.stats().bytes_out, b.len() as u64);
+    }
+    Ok(())
+}
+
+/// Reacts to what the session reports.
+fn handle_events(
+    shard: &Shard,
+    session: &mut ServerSession,
+    role: &mut Role,
+    peer: Option<SocketAddr>,
+) -> Option<End> {
+    while let Some(ev) = session.poll_event() {
+        match ev {
+            SessionEvent::Connected { app, flash_ver, .. } => {
+                debug!(peer = ?peer, app, flash_ver = ?flash_ver, "rtmp connect");
+            }
+            SessionEvent::PublishRequested {
+                app,
+                stream_key,
+                query,
+                ..
+            } => {
+                let path = match stream_path(&app, &stream_key) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = session.reject_publish("NetStream.Publish.BadName", &e);
+                        return Some(End::Quiet(format!("publish refused: {e}")));
+                    }
+                };
+                let settings = &shard.shared.settings;
+                if let Some(key) = settings.publish_key(&path)
+                    && query_value(query.as_deref(), "key") != Some(key)
+                {
+                    let _ = session.reject_publish(
+                        "NetStream.Publish.Unauthorized",
+                        "publishing to this path needs a valid ?key=",
+                    );
+                    return Some(End::Quiet(format!(
+                        "publish to '{path}' refused: wrong or missing key"
+                    )));
+                }
+                if settings.has_source(&path) {
+                    let _ = session.reject_publish(
+                        "NetStream.Publish.BadName",
+                        "this path is fed by a configured source",
+                    );
+                    return Some(End::Quiet(format!(
+                        "publish to '{path}' refused: it has a configured source"
+                    )));
+                }
+                let info = SourceInfo {
+                    kind: "rtmp",
+                    url: match peer {
+                        Some(a) => format!("rtmp://{a}"),
+                        None => "rtmp".into(),
+                    },
+                    state: "live".into(),
+                };
+                match shard.hub.borrow_mut().publish(&path, info) {
+                    Ok(p) => {
+                        if session.accept_publish().is_err() {
+                            return Some(End::Error("session refused accept_publish".into()));
+                        }
+                        info!(peer = ?peer, path = %p, "rtmp publish started");
+                        *role = Role::Publisher(Box::new(Publisher {
+                            path: p,
+                            demux: Demuxer::new(),
+                            clock: Unwrap32::default(),
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = session.reject_publish("NetStream.Publish.BadName", &e.to_string());
+                        return Some(End::Quiet(format!("publish refused: {e}")));
+                    }
+                }
+            }
+            SessionEvent::PlayRequested {
+                app, stream_key, ..
+            } => {
+                let path = match stream_path(&app, &stream_key) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = session.reject_play("NetStream.Play.StreamNotFound", &e);
+                        return Some(End::Quiet(format!("play refused: {e}")));
+                    }
+                };
+                // A one-segment path (`demo`) is reachable under any app
+                // (`rtmp://host/live/demo`): RTMP clients insist on an app and a name.
+                let path = match shard.hub.borrow().owner(&path) {
+                    None if shard.hub.borrow().owner(&stream_key).is_some() => stream_key.clone(),
+                    _ => path,
+                };
+                let subscribed = shard.hub.borrow_mut().subscribe(&path);
+                match subscribed {
+                    Ok(sink) => {
+                        if session.accept_play().is_err() {
+                            return Some(End::Error("session refused accept_play".into()));
+                        }
+                        info!(peer = ?peer, path = %path, "rtmp play started");
+                        *role = Role::Player(Player {
+                            sink,
+                            tracks: None,
+                            ended: false,
+                            audio: true,
+                            video: true,
+                        });
+                    }
+                    Err(HubError::NotFound(_)) | Err(_) => {
+                        let _ = session.reject_play(
+                            "NetStream.Play.StreamNotFound",
+                            &format!("no stream is published at '{path}'"),
+                        );
+                        return Some(End::Quiet(format!("play refused: '{path}' not found")));
+                    }
+                }
+            }
+            SessionEvent::Metadata(body) => {
+                if let Role::Publisher(p) = role {
+                    let _ = shard.hub.borrow_mut().set_metadata(&p.path, body);
+                }
+            }
+            SessionEvent::Media {
+                type_id,
+                timestamp,
+                body,
+            } => {
+                if let Role::Publisher(p) = role {
+                    publish_media(shard, p, type_id, timestamp, &body);
+                }
+            }
+            SessionEvent::Unpublished => {
+                if let Role::Publisher(p) = role {
+                    let _ = shard.hub.borrow_mut().unpublish(&p.path);
+                    info!(peer = ?peer, path = %p.path, "rtmp publish stopped");
+                    *role = Role::Control;
+                    return Some(End::Closed);
+                }
+            }
+            SessionEvent::PlayStopped => {
+                if let Role::Player(_) = role {
+                    return Some(End::Closed);
+                }
+            }
+            SessionEvent::ReceiveAudio(on) => {
+                if let Role::Player(p) = role {
+                    p.audio = on;
+                }
+            }
+            SessionEvent::ReceiveVideo(on) => {
+                if let Role::Player(p) = role {
+                    p.video = on;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Hands one publisher message to the hub as tracks or a frame.
+fn publish_media(shard: &Shard, p: &mut Publisher, type_id: u8, timestamp: u32, body: &Bytes) {
+    if body.is_empty() {
+        return;
+    }
+    let ts = p.clock.unwrap(timestamp);
+    let out = match type_id {
+        0x09 => p.demux.video(ts, body),
+        0x08 => p.demux.audio(ts, body),
+        _ => return,
+    };
+    let mut hub = shard.hub.borrow_mut();
+    match out {
+        Ok(Some(DemuxOutput::TracksChanged)) => {
+            let _ = hub.set_tracks(&p.path, p.demux.tracks());
+        }
+        Ok(Some(DemuxOutput::Frame(frame))) => {
+            let _ = hub.push_frame(&p.path, frame);
+        }
+        Ok(None) => {}
+        Err(e) => debug!(path = %p.path, "rtmp: skipping undecodable media message: {e}"),
+    }
+}
+
+/// Sends one stream event to a player.
+fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: SinkEvent) {
+    match ev {
+        SinkEvent::Metadata(body) => session.send_metadata(&body, 0),
+        SinkEvent::Tracks(tracks) => {
+            if p.ended {
+                session.send_publish_notify();
+                p.ended = false;
+            }
+            for t in tracks.iter() {
+                if let Some(sh) = flv::mux_sequence_header(t) {
+                    session.send_media(sh.tag_type, sh.timestamp, &sh.body);
+                }
+            }
+            p.tracks = Some(tracks);
+        }
+        SinkEvent::Frame(out) => {
+            let Some(track) = find_track(p.tracks.as_deref(), out.frame.track) else {
+                return;
+            };
+            let video = out.frame.kind == crate::media::MediaKind::Video;
+            if (video && !p.video) || (!video && !p.audio) {
+                return;
+            }
+            let chunk_size = shard.shared.settings.config.rtmp.chunk_size;
+            if session.shares_encoding(chunk_size) {
+                // Muxed and chunked once per shard; every player here sends these bytes.
+                let bytes = out
+                    .rtmp
+                    .get_or_init(|| match flv::mux_frame(track, &out.frame) {
+                        Some(tag) => {
+                            let chunks = tag.body.len() / chunk_size as usize + 1;
+                            let mut buf =
+                                BytesMut::with_capacity(tag.body.len() + chunks * 12 + 16);
+                            encode_media(
+                                tag.tag_type,
+                                tag.timestamp,
+                                &tag.body,
+                                chunk_size,
+                                &mut buf,
+                            );
+                            buf.freeze()
+                        }
+                        None => Bytes::new(),
+                    });
+                if !bytes.is_empty() {
+                    session.send_prechunked(bytes.clone());
+                }
+            } else if let Some(tag) = flv::mux_frame(track, &out.frame) {
+                session.send_media(tag.tag_type, tag.timestamp, &tag.body);
+            }
+        }
+        SinkEvent::End => {
+            session.send_unpublish_notify();
+            p.ended = true;
+        }
+    }
+}
+
+fn find_track(tracks: Option<&[Track]>, id: crate::media::TrackId) -> Option<&Track> {
+    tracks?.iter().find(|t| t.id == id)
+}
+
+/// `app` + `/` + `key`, normalized.
+fn stream_path(app: &str, key: &str) -> Result<String, String> {
+    let joined = if key.is_empty() {
+        app.to_string()
+    } else {
+        format!("{app}/{key}")
+    };
+    normalize_path(&joined).map_err(|e| format!("bad stream name '{joined}': {e}"))
+}
+
+/// The value of `name` in a `a=1&b=2` query string.
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Extends RTMP's 32-bit millisecond timestamps across wrap-around.
+#[derive(Debug, Default)]
+struct Unwrap32 {
+    last: Option<u32>,
+    epoch: i64,
+}
+
+impl Unwrap32 {
+    fn unwrap(&mut self, ts: u32) -> i64 {
+        if let Some(last) = self.last {
+            // A jump back of more than half the range is a wrap, not reordering.
+            if ts < last && last - ts > u32::MAX / 2 {
+                self.epoch += 1 << 32;
+            }
+        }
+        self.last = Some(ts);
+        self.epoch + i64::from(ts)
+    }
+}
+
+fn seed(peer: Option<SocketAddr>) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(format!("{peer:?}").as_bytes());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_keys() {
+        assert_eq!(stream_path("live", "cam1").as_deref(), Ok("live/cam1"));
+        assert!(stream_path("live", "../x").is_err());
+        assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
+        assert_eq!(query_value(None, "key"), None);
+    }
+
+    #[test]
+    fn timestamps_unwrap() {
+        let mut u = Unwrap32::default();
+        assert_eq!(u.unwrap(u32::MAX - 10), i64::from(u32::MAX) - 10);
+        assert_eq!(u.unwrap(5), (1i64 << 32) + 5);
+        assert_eq!(u.unwrap(3), (1i64 << 32) + 3);
+    }
+}

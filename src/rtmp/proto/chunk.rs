@@ -1,0 +1,1126 @@
+//! The RTMP chunk stream (RTMP 1.0 spec section 5.3) and protocol control messages
+//! (sections 5.4 and 6.2).
+//!
+//! [`ChunkReader`] reassembles messages from interleaved chunk streams; [`ChunkWriter`] and
+//! [`encode_message`] chunk outgoing messages. Writing always uses a type-0 header for the
+//! first chunk of a message and type-3 headers for its continuations, so the bytes of a
+//! message depend only on `(csid, type, stream id, timestamp, body, chunk size)` and never
+//! on what was sent before: a media message can be chunked once and the same [`Bytes`]
+//! written to every player that uses the same chunk size.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::BTreeMap;
+
+/// Smallest chunk stream id (0 and 1 select the 2- and 3-byte basic headers).
+pub const CSID_MIN: u32 = 0x02;
+/// Largest chunk stream id (3-byte basic header: 64 + 0xFFFF).
+pub const CSID_MAX: u32 = 0x1_003F;
+/// Chunk stream id of protocol control and user control messages.
+pub const CSID_PROTOCOL_CONTROL: u32 = 0x02;
+/// Chunk size in force until a Set Chunk Size message changes it.
+pub const DEFAULT_CHUNK_SIZE: u32 = 0x80;
+/// Largest chunk size (the first bit of Set Chunk Size must be zero).
+pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
+/// Default limit on one message's length.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 0x80_0000;
+/// Largest length the 24-bit message length field can describe.
+pub const MAX_MESSAGE_LEN_FIELD: usize = 0xFF_FFFF;
+/// Timestamp field value announcing a 4-byte extended timestamp.
+pub const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
+
+/// Message type: Set Chunk Size.
+pub const MSG_SET_CHUNK_SIZE: u8 = 0x01;
+/// Message type: Abort Message.
+pub const MSG_ABORT: u8 = 0x02;
+/// Message type: Acknowledgement.
+pub const MSG_ACKNOWLEDGEMENT: u8 = 0x03;
+/// Message type: User Control Message.
+pub const MSG_USER_CONTROL: u8 = 0x04;
+/// Message type: Window Acknowledgement Size.
+pub const MSG_WINDOW_ACK_SIZE: u8 = 0x05;
+/// Message type: Set Peer Bandwidth.
+pub const MSG_SET_PEER_BANDWIDTH: u8 = 0x06;
+/// Message type: audio (an FLV audio tag body).
+pub const MSG_AUDIO: u8 = 0x08;
+/// Message type: video (an FLV video tag body).
+pub const MSG_VIDEO: u8 = 0x09;
+/// Message type: AMF3 data message.
+pub const MSG_DATA_AMF3: u8 = 0x0F;
+/// Message type: AMF3 shared object message.
+pub const MSG_SHARED_OBJECT_AMF3: u8 = 0x10;
+/// Message type: AMF3 command message.
+pub const MSG_COMMAND_AMF3: u8 = 0x11;
+/// Message type: AMF0 data message.
+pub const MSG_DATA_AMF0: u8 = 0x12;
+/// Message type: AMF0 shared object message.
+pub const MSG_SHARED_OBJECT_AMF0: u8 = 0x13;
+/// Message type: AMF0 command message.
+pub const MSG_COMMAND_AMF0: u8 = 0x14;
+/// Message type: aggregate message.
+pub const MSG_AGGREGATE: u8 = 0x16;
+
+/// User control event: Stream Begin.
+pub const UC_STREAM_BEGIN: u16 = 0x00;
+/// User control event: Stream EOF.
+pub const UC_STREAM_EOF: u16 = 0x01;
+/// User control event: Stream Dry.
+pub const UC_STREAM_DRY: u16 = 0x02;
+/// User control event: Set Buffer Length.
+pub const UC_SET_BUFFER_LENGTH: u16 = 0x03;
+/// User control event: Stream Is Recorded.
+pub const UC_STREAM_IS_RECORDED: u16 = 0x04;
+/// User control event: Ping Request.
+pub const UC_PING_REQUEST: u16 = 0x06;
+/// User control event: Ping Response.
+pub const UC_PING_RESPONSE: u16 = 0x07;
+
+/// Set Peer Bandwidth limit type: hard.
+pub const LIMIT_HARD: u8 = 0x00;
+/// Set Peer Bandwidth limit type: soft.
+pub const LIMIT_SOFT: u8 = 0x01;
+/// Set Peer Bandwidth limit type: dynamic.
+pub const LIMIT_DYNAMIC: u8 = 0x02;
+
+/// Chunk stream ids below this are kept in a directly indexed table.
+const DIRECT_CSIDS: u32 = 0x140;
+
+/// Errors from the chunk stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// A chunk size outside 1..=0x7FFF_FFFF.
+    #[error("invalid chunk size {size}, expected 1..=0x7FFFFFFF")]
+    InvalidChunkSize {
+        /// The rejected size.
+        size: u32,
+    },
+    /// A type 1/2/3 header on a chunk stream with no previous header to inherit.
+    #[error("chunk header type {fmt} on csid {csid}, which has no previous type-0 header")]
+    UnknownChunkStream {
+        /// The chunk stream id.
+        csid: u32,
+        /// The header type (1, 2 or 3).
+        fmt: u8,
+    },
+    /// A message longer than the configured limit.
+    #[error("message of {len} bytes (type {type_id:#04x}, csid {csid}) exceeds the limit of {max}")]
+    MessageTooLarge {
+        /// The chunk stream id.
+        csid: u32,
+        /// The message type.
+        type_id: u8,
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too many bytes announced by messages being reassembled at once.
+    #[error("{pending} bytes of interleaved partial messages (csid {csid}) exceed {max}")]
+    TooMuchPending {
+        /// The chunk stream that went over.
+        csid: u32,
+        /// Total announced length of incomplete messages.
+        pending: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A protocol control message with a body too short for its type.
+    #[error("control message type {type_id:#04x} with {len}-byte body, expected {expected}")]
+    BadControlMessage {
+        /// The message type.
+        type_id: u8,
+        /// The body length received.
+        len: usize,
+        /// What the body should hold.
+        expected: &'static str,
+    },
+}
+
+/// One RTMP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The chunk stream it travelled on.
+    pub csid: u32,
+    /// Milliseconds; absolute (after accumulating deltas), wrapping at 2^32.
+    pub timestamp: u32,
+    /// Message type id (`MSG_*`).
+    pub type_id: u8,
+    /// Message stream id (0 for NetConnection / control traffic).
+    pub stream_id: u32,
+    /// The payload.
+    pub body: Bytes,
+}
+
+/// Header state of one incoming chunk stream.
+#[derive(Debug, Default)]
+struct StreamState {
+    /// Absolute timestamp of the current (or last) message.
+    timestamp: u32,
+    /// Timestamp delta to apply to a type-3 header that starts a new message.
+    delta: u32,
+    /// Length of the current message.
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    /// Whether the last type 0/1/2 header carried an extended timestamp.
+    extended: bool,
+    /// The raw (extended) timestamp field of that header, expected again on type-3 chunks.
+    ext_field: u32,
+    /// Body of the message being reassembled, if any.
+    partial: Option<BytesMut>,
+}
+
+/// What one chunk produced.
+enum Step {
+    NeedMore,
+    Partial,
+    Message(Message),
+}
+
+/// Reassembles messages from the incoming chunk stream.
+#[derive(Debug)]
+pub struct ChunkReader {
+    chunk_size: usize,
+    max_message_len: usize,
+    direct: Vec<Option<StreamState>>,
+    others: BTreeMap<u32, StreamState>,
+    /// Sum of the announced lengths of incomplete messages.
+    pending: usize,
+    bytes_read: u64,
+}
+
+fn be24(b: &[u8]) -> u32 {
+    b.iter()
+        .take(3)
+        .fold(0, |acc, &x| (acc << 8) | u32::from(x))
+}
+
+fn be32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+impl ChunkReader {
+    /// A reader with the default chunk size (128) and the given message length limit
+    /// (capped at 0xFF_FFFF, the largest the header can announce; 8 MiB is a good default).
+    pub fn new(max_message_len: usize) -> Self {
+        ChunkReader {
+            chunk_size: DEFAULT_CHUNK_SIZE as usize,
+            max_message_len: max_message_len.min(MAX_MESSAGE_LEN_FIELD),
+            direct: Vec::new(),
+            others: BTreeMap::new(),
+            pending: 0,
+            bytes_read: 0,
+        }
+    }
+
+    /// Applies the peer's Set Chunk Size to subsequent chunks.
+    pub fn set_chunk_size(&mut self, n: u32) -> Result<(), ChunkError> {
+        if !(1..=MAX_CHUNK_SIZE).contains(&n) {
+            return Err(ChunkError::InvalidChunkSize { size: n });
+        }
+        self.chunk_size = usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(())
+    }
+
+    /// The incoming chunk size in force.
+    pub fn chunk_size(&self) -> u32 {
+        u32::try_from(self.chunk_size).unwrap_or(MAX_CHUNK_SIZE)
+    }
+
+    /// Drops the partially received message on `csid` (Abort Message).
+    pub fn abort(&mut self, csid: u32) {
+        let dropped = self
+            .state_mut(csid)
+            .and_then(|s| s.partial.take().map(|_| s.length as usize));
+        if let Some(len) = dropped {
+            self.pending = self.pending.saturating_sub(len);
+        }
+    }
+
+    /// Total bytes consumed from the input (chunk headers included), for acknowledgements.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn state(&self, csid: u32) -> Option<&StreamState> {
+        if csid < DIRECT_CSIDS {
+            self.direct.get(csid as usize).and_then(Option::as_ref)
+        } else {
+            self.others.get(&csid)
+        }
+    }
+
+    fn state_mut(&mut self, csid: u32) -> Option<&mut StreamState> {
+        if csid < DIRECT_CSIDS {
+            self.direct.get_mut(csid as usize).and_then(Option::as_mut)
+        } else {
+            self.others.get_mut(&csid)
+        }
+    }
+
+    fn state_entry(&mut self, csid: u32) -> &mut StreamState {
+        if csid < DIRECT_CSIDS {
+            let i = csid as usize;
+            if self.direct.len() <= i {
+                self.direct.resize_with(i + 1, || None);
+            }
+            self.direct[i].get_or_insert_with(StreamState::default)
+        } else {
+            self.others.entry(csid).or_default()
+        }
+    }
+
+    /// Reads the next complete message from `buf`, consuming the chunks it uses.
+    ///
+    /// Returns `Ok(None)` when `buf` holds no further complete chunk; call in a loop.
+    /// Incomplete chunks are left in `buf` untouched. A message that arrives as a single
+    /// chunk is sliced out of `buf` without copying.
+    pub fn read(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ChunkError> {
+        loop {
+            match self.read_chunk(buf)? {
+                Step::NeedMore => return Ok(None),
+                Step::Partial => {}
+                Step::Message(m) => return Ok(Some(m)),
+            }
+        }
+    }
+
+    /// Parses and consumes one chunk if `buf` holds all of it.
+    fn read_chunk(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
+        let b: &[u8] = buf;
+        let Some(&b0) = b.first() else {
+            return Ok(Step::NeedMore);
+        };
+        let fmt = b0 >> 6;
+        let (csid, mut pos) = match b0 & 0x3F {
+            0 => match b.get(1) {
+                Some(&b1) => (64 + u32::from(b1), 2),
+                None => return Ok(Step::NeedMore),
+            },
+            1 => match (b.get(1), b.get(2)) {
+                (Some(&b1), Some(&b2)) => (64 + u32::from(b1) + (u32::from(b2) << 8), 3),
+                _ => return Ok(Step::NeedMore),
+            },
+            n => (u32::from(n), 1),
+        };
+        let header_len = match fmt {
+            0 => 11,
+            1 => 7,
+            2 => 3,
+            _ => 0,
+        };
+        let Some(h) = b.get(pos..pos + header_len) else {
+            return Ok(Step::NeedMore);
+        };
+        pos += header_len;
+        let prev = self.state(csid);
+        let Some(prev) = prev.or(if fmt == 0 { Some(&EMPTY_STATE) } else { None }) else {
+            return Err(ChunkError::UnknownChunkStream { csid, fmt });
+        };
+        let in_progress = prev.partial.as_ref().map(BytesMut::len);
+
+        // Header fields, inherited from the previous header where the type omits them.
+        let ts_field = if fmt < 3 { be24(h) } else { 0 };
+        let (length, type_id) = match h.get(3..7) {
+            Some(lt) if fmt < 2 => (be24(lt), lt[3]),
+            _ => (prev.length, prev.type_id),
+        };
+        let stream_id = match h.get(7..11) {
+            Some(s) if fmt == 0 => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+            _ => prev.stream_id,
+        };
+
+        // Extended timestamp.
+        let (extended, field) = if fmt < 3 {
+            if ts_field == EXTENDED_TIMESTAMP {
+                let Some(ext) = b.get(pos..).and_then(be32) else {
+                    return Ok(Step::NeedMore);
+                };
+                pos += 4;
+                (true, ext)
+            } else {
+                (false, ts_field)
+            }
+        } else if prev.extended {
+            // Present per the spec; some encoders omit it on continuation chunks. Accept it
+            // when it repeats the stored value (as nginx-rtmp and SRS do).
+            let Some(ext) = b.get(pos..).and_then(be32) else {
+                return Ok(Step::NeedMore);
+            };
+            if ext == prev.ext_field {
+                pos += 4;
+            }
+            (true, prev.ext_field)
+        } else {
+            (false, prev.ext_field)
+        };
+
+        if let (3, Some(have)) = (fmt, in_progress) {
+            // Continuation of the message being reassembled.
+            let remaining = (prev.length as usize).saturating_sub(have);
+            let piece = remaining.min(self.chunk_size);
+            if b.len() < pos + piece {
+                return Ok(Step::NeedMore);
+            }
+            buf.advance(pos);
+            self.bytes_read += (pos + piece) as u64;
+            let data = buf.split_to(piece);
+            let Some(st) = self.state_mut(csid) else {
+                return Ok(Step::Partial);
+            };
+            let Some(partial) = st.partial.as_mut() else {
+                return Ok(Step::Partial);
+            };
+            partial.extend_from_slice(&data);
+            if partial.len() < st.length as usize {
+                return Ok(Step::Partial);
+            }
+            let body = st.partial.take().unwrap_or_default().freeze();
+            let msg = Message {
+                csid,
+                timestamp: st.timestamp,
+                type_id: st.type_id,
+                stream_id: st.stream_id,
+                body,
+            };
+            self.pending = self.pending.saturating_sub(msg.body.len());
+            return Ok(Step::Message(msg));
+        }
+
+        // A new message.
+        let (timestamp, delta) = match fmt {
+            0 => (field, field),
+            1 | 2 => (prev.timestamp.wrapping_add(field), field),
+            _ => (prev.timestamp.wrapping_add(prev.delta), prev.delta),
+        };
+        let len = length as usize;
+        if len > self.max_message_len {
+            return Err(ChunkError::MessageTooLarge {
+                csid,
+                type_id,
+                len,
+                max: self.max_message_len,
+            });
+        }
+        let piece = len.min(self.chunk_size);
+        if b.len() < pos + piece {
+            return Ok(Step::NeedMore);
+        }
+        // A new header in the middle of a message replaces it (as ffmpeg does).
+        let replaced = in_progress.map_or(0, |_| prev.length as usize);
+        let pending_after = self.pending.saturating_sub(replaced);
+        let pending_limit = self.max_message_len.saturating_mul(2);
+        if piece < len && pending_after.saturating_add(len) > pending_limit {
+            return Err(ChunkError::TooMuchPending {
+                csid,
+                pending: pending_after.saturating_add(len),
+                max: pending_limit,
+            });
+        }
+
+        buf.advance(pos);
+        self.bytes_read += (pos + piece) as u64;
+        self.pending = pending_after;
+        let st = self.state_entry(csid);
+        st.timestamp = timestamp;
+        st.delta = delta;
+        st.length = length;
+        st.type_id = type_id;
+        st.stream_id = stream_id;
+        st.extended = extended;
+        st.ext_field = field;
+        if piece == len {
+            st.partial = None;
+            let body = buf.split_to(len).freeze();
+            return Ok(Step::Message(Message {
+                csid,
+                timestamp,
+                type_id,
+                stream_id,
+                body,
+            }));
+        }
+        let mut partial = BytesMut::with_capacity(len);
+        partial.extend_from_slice(buf.split_to(piece).as_ref());
+        st.partial = Some(partial);
+        self.pending += len;
+        Ok(Step::Partial)
+    }
+}
+
+/// Header state a type-0 chunk on a new chunk stream "inherits" (nothing).
+static EMPTY_STATE: StreamState = StreamState {
+    timestamp: 0,
+    delta: 0,
+    length: 0,
+    type_id: 0,
+    stream_id: 0,
+    extended: false,
+    ext_field: 0,
+    partial: None,
+};
+
+/// Chunks outgoing messages: a type-0 header per message, type-3 headers on continuations.
+#[derive(Debug, Clone)]
+pub struct ChunkWriter {
+    chunk_size: u32,
+}
+
+impl Default for ChunkWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkWriter {
+    /// A writer using the default chunk size (128).
+    pub fn new() -> Self {
+        ChunkWriter {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// Changes the outgoing chunk size; send Set Chunk Size to the peer first.
+    pub fn set_chunk_size(&mut self, n: u32) -> Result<(), ChunkError> {
+        if !(1..=MAX_CHUNK_SIZE).contains(&n) {
+            return Err(ChunkError::InvalidChunkSize { size: n });
+        }
+        self.chunk_size = n;
+        Ok(())
+    }
+
+    /// The outgoing chunk size in force.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Appends the chunks of `msg` to `out`; identical to [`encode_message`] with this
+    /// writer's chunk size.
+    pub fn write(&mut self, msg: &Message, out: &mut BytesMut) {
+        encode_message(
+            msg.csid,
+            msg.type_id,
+            msg.stream_id,
+            msg.timestamp,
+            &msg.body,
+            self.chunk_size as usize,
+            out,
+        );
+    }
+}
+
+fn put_basic_header(fmt: u8, csid: u32, out: &mut BytesMut) {
+    let fmt = fmt << 6;
+    match csid {
+        0..=63 => out.put_u8(fmt | csid as u8),
+        64..=319 => {
+            out.put_u8(fmt);
+            out.put_u8((csid - 64) as u8);
+        }
+        _ => {
+            let id = csid.saturating_sub(64);
+            out.put_u8(fmt | 0x01);
+            out.put_u8(id as u8);
+            out.put_u8((id >> 8) as u8);
+        }
+    }
+}
+
+/// Appends `body` as a chunked message to `out`: a type-0 chunk, then type-3 chunks of at
+/// most `chunk_size` payload bytes, repeating the extended timestamp on each continuation
+/// when `timestamp >= 0xFF_FFFF`.
+///
+/// The output depends only on the arguments (no per-connection header compression), so one
+/// encoding can be shared by every connection with the same outgoing chunk size, and it is
+/// byte-identical to [`ChunkWriter::write`]. `csid` is clamped to 2..=65599, a zero
+/// `chunk_size` is treated as 1, and a body beyond the 24-bit length field (0xFF_FFFF) is
+/// truncated; the session never produces either.
+pub fn encode_message(
+    csid: u32,
+    type_id: u8,
+    stream_id: u32,
+    timestamp: u32,
+    body: &[u8],
+    chunk_size: usize,
+    out: &mut BytesMut,
+) {
+    let csid = csid.clamp(CSID_MIN, CSID_MAX);
+    let chunk_size = chunk_size.max(1);
+    let body = body.get(..MAX_MESSAGE_LEN_FIELD).unwrap_or(body);
+    let extended = timestamp >= EXTENDED_TIMESTAMP;
+    let ext_len = if extended { 4 } else { 0 };
+    let continuations = body.len().saturating_sub(1) / chunk_size;
+    out.reserve(body.len() + 3 + 11 + ext_len + continuations * (3 + ext_len));
+
+    put_basic_header(0, csid, out);
+    out.put_uint(u64::from(timestamp.min(EXTENDED_TIMESTAMP)), 3);
+    out.put_uint(body.len() as u64, 3);
+    out.put_u8(type_id);
+    out.put_u32_le(stream_id);
+    if extended {
+        out.put_u32(timestamp);
+    }
+    let mut chunks = body.chunks(chunk_size);
+    if let Some(first) = chunks.next() {
+        out.put_slice(first);
+    }
+    for chunk in chunks {
+        put_basic_header(3, csid, out);
+        if extended {
+            out.put_u32(timestamp);
+        }
+        out.put_slice(chunk);
+    }
+}
+
+/// User control events (message type 0x04), RTMP 1.0 section 6.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserControlEvent {
+    /// Stream Begin (0x00): the stream with this id is ready.
+    StreamBegin(u32),
+    /// Stream EOF (0x01): playback of the stream is over.
+    StreamEof(u32),
+    /// Stream Dry (0x02): no more data for now.
+    StreamDry(u32),
+    /// Set Buffer Length (0x03), from a player.
+    SetBufferLength {
+        /// The message stream id.
+        stream_id: u32,
+        /// Buffer length in milliseconds.
+        buffer_ms: u32,
+    },
+    /// Stream Is Recorded (0x04).
+    StreamIsRecorded(u32),
+    /// Ping Request (0x06) with the sender's timestamp.
+    PingRequest(u32),
+    /// Ping Response (0x07) echoing a Ping Request timestamp.
+    PingResponse(u32),
+    /// Any other event, kept raw.
+    Other {
+        /// The event type.
+        event_type: u16,
+        /// The event data.
+        data: Bytes,
+    },
+}
+
+/// Protocol control messages (types 0x01-0x06).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlMessage {
+    /// 0x01 Set Chunk Size.
+    SetChunkSize(u32),
+    /// 0x02 Abort Message for a chunk stream id.
+    Abort {
+        /// The chunk stream whose partial message to drop.
+        csid: u32,
+    },
+    /// 0x03 Acknowledgement of the bytes received so far.
+    Acknowledgement {
+        /// Bytes received (wrapping at 2^32).
+        sequence: u32,
+    },
+    /// 0x04 User Control Message.
+    UserControl(UserControlEvent),
+    /// 0x05 Window Acknowledgement Size.
+    WindowAckSize(u32),
+    /// 0x06 Set Peer Bandwidth.
+    SetPeerBandwidth {
+        /// Window size in bytes.
+        size: u32,
+        /// Limit type (`LIMIT_HARD`, `LIMIT_SOFT`, `LIMIT_DYNAMIC`).
+        limit: u8,
+    },
+}
+
+impl ControlMessage {
+    /// Parses a protocol control message; `Ok(None)` if `type_id` is not one.
+    ///
+    /// Bodies longer than needed are tolerated.
+    pub fn parse(type_id: u8, body: &Bytes) -> Result<Option<Self>, ChunkError> {
+        let short = |expected| ChunkError::BadControlMessage {
+            type_id,
+            len: body.len(),
+            expected,
+        };
+        let u32_at =
+            |at: usize, expected| body.get(at..).and_then(be32).ok_or_else(|| short(expected));
+        Ok(Some(match type_id {
+            MSG_SET_CHUNK_SIZE => {
+                ControlMessage::SetChunkSize(u32_at(0, "a 4-byte chunk size")? & MAX_CHUNK_SIZE)
+            }
+            MSG_ABORT => ControlMessage::Abort {
+                csid: u32_at(0, "a 4-byte chunk stream id")?,
+            },
+            MSG_ACKNOWLEDGEMENT => ControlMessage::Acknowledgement {
+                sequence: u32_at(0, "a 4-byte sequence number")?,
+            },
+            MSG_USER_CONTROL => {
+                let Some(&[hi, lo]) = body.get(..2) else {
+                    return Err(short("a 2-byte event type"));
+                };
+                let event_type = u16::from_be_bytes([hi, lo]);
+                let arg = |expected| u32_at(2, expected);
+                ControlMessage::UserControl(match event_type {
+                    UC_STREAM_BEGIN => UserControlEvent::StreamBegin(arg("a stream id")?),
+                    UC_STREAM_EOF => UserControlEvent::StreamEof(arg("a stream id")?),
+                    UC_STREAM_DRY => UserControlEvent::StreamDry(arg("a stream id")?),
+                    UC_SET_BUFFER_LENGTH => UserControlEvent::SetBufferLength {
+                        stream_id: arg("a stream id and buffer length")?,
+                        buffer_ms: u32_at(6, "a stream id and buffer length")?,
+                    },
+                    UC_STREAM_IS_RECORDED => {
+                        UserControlEvent::StreamIsRecorded(arg("a stream id")?)
+                    }
+                    UC_PING_REQUEST => UserControlEvent::PingRequest(arg("a timestamp")?),
+                    UC_PING_RESPONSE => UserControlEvent::PingResponse(arg("a timestamp")?),
+                    event_type => UserControlEvent::Other {
+                        event_type,
+                        data: body.slice(2..),
+                    },
+                })
+            }
+            MSG_WINDOW_ACK_SIZE => ControlMessage::WindowAckSize(u32_at(0, "a 4-byte window")?),
+            MSG_SET_PEER_BANDWIDTH => ControlMessage::SetPeerBandwidth {
+                size: u32_at(0, "a 4-byte window and a limit type")?,
+                limit: *body
+                    .get(4)
+                    .ok_or_else(|| short("a 4-byte window and a limit type"))?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The message type id.
+    pub fn type_id(&self) -> u8 {
+        match self {
+            ControlMessage::SetChunkSize(_) => MSG_SET_CHUNK_SIZE,
+            ControlMessage::Abort { .. } => MSG_ABORT,
+            ControlMessage::Acknowledgement { .. } => MSG_ACKNOWLEDGEMENT,
+            ControlMessage::UserControl(_) => MSG_USER_CONTROL,
+            ControlMessage::WindowAckSize(_) => MSG_WINDOW_ACK_SIZE,
+            ControlMessage::SetPeerBandwidth { .. } => MSG_SET_PEER_BANDWIDTH,
+        }
+    }
+
+    /// The message body.
+    pub fn body(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(10);
+        match self {
+            ControlMessage::SetChunkSize(n) => b.put_u32(n & MAX_CHUNK_SIZE),
+            ControlMessage::Abort { csid } => b.put_u32(*csid),
+            ControlMessage::Acknowledgement { sequence } => b.put_u32(*sequence),
+            ControlMessage::WindowAckSize(n) => b.put_u32(*n),
+            ControlMessage::SetPeerBandwidth { size, limit } => {
+                b.put_u32(*size);
+                b.put_u8(*limit);
+            }
+            ControlMessage::UserControl(ev) => {
+                let (ty, a) = match ev {
+                    UserControlEvent::StreamBegin(id) => (UC_STREAM_BEGIN, *id),
+                    UserControlEvent::StreamEof(id) => (UC_STREAM_EOF, *id),
+                    UserControlEvent::StreamDry(id) => (UC_STREAM_DRY, *id),
+                    UserControlEvent::SetBufferLength {
+                        stream_id,
+                        buffer_ms,
+                    } => {
+                        b.put_u16(UC_SET_BUFFER_LENGTH);
+                        b.put_u32(*stream_id);
+                        b.put_u32(*buffer_ms);
+                        return b.freeze();
+                    }
+                    UserControlEvent::StreamIsRecorded(id) => (UC_STREAM_IS_RECORDED, *id),
+                    UserControlEvent::PingRequest(t) => (UC_PING_REQUEST, *t),
+                    UserControlEvent::PingResponse(t) => (UC_PING_RESPONSE, *t),
+                    UserControlEvent::Other { event_type, data } => {
+                        b.put_u16(*event_type);
+                        b.put_slice(data);
+                        return b.freeze();
+                    }
+                };
+                b.put_u16(ty);
+                b.put_u32(a);
+            }
+        }
+        b.freeze()
+    }
+
+    /// The message to send: chunk stream 2, message stream 0, timestamp 0.
+    pub fn to_message(&self) -> Message {
+        Message {
+            csid: CSID_PROTOCOL_CONTROL,
+            timestamp: 0,
+            type_id: self.type_id(),
+            stream_id: 0,
+            body: self.body(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(r: &mut ChunkReader, bytes: &[u8]) -> Vec<Message> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = r.read(&mut buf).unwrap() {
+            out.push(m);
+        }
+        assert!(buf.is_empty(), "{} bytes left", buf.len());
+        out
+    }
+
+    fn msg(csid: u32, ts: u32, type_id: u8, sid: u32, body: &[u8]) -> Message {
+        Message {
+            csid,
+            timestamp: ts,
+            type_id,
+            stream_id: sid,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[test]
+    fn basic_header_forms() {
+        for (csid, header) in [
+            (2u32, vec![0x02]),
+            (63, vec![0x3F]),
+            (64, vec![0x00, 0x00]),
+            (319, vec![0x00, 0xFF]),
+            (320, vec![0x01, 0x00, 0x01]),
+            (65599, vec![0x01, 0xFF, 0xFF]),
+        ] {
+            let mut bytes = header.clone();
+            bytes.extend_from_slice(&[0, 0, 0x0A, 0, 0, 2, 0x09, 1, 0, 0, 0, 0xAB, 0xCD]);
+            let mut r = ChunkReader::new(DEFAULT_MAX_MESSAGE_LEN);
+            let got = read_all(&mut r, &bytes);
+            assert_eq!(got, [msg(csid, 10, 0x09, 1, &[0xAB, 0xCD])], "csid {csid}");
+            assert_eq!(r.bytes_read(), bytes.len() as u64);
+            // The writer produces the same header.
+            let mut out = BytesMut::new();
+            encode_message(csid, 0x09, 1, 10, &[0xAB, 0xCD], 128, &mut out);
+            assert_eq!(&out[..], &bytes[..], "csid {csid}");
+        }
+    }
+
+    #[test]
+    fn header_type_inheritance() {
+        let mut b = Vec::new();
+        // fmt 0: ts 1000, len 3, type 8, stream 1.
+        b.extend_from_slice(&[0x04, 0x00, 0x03, 0xE8, 0, 0, 3, 0x08, 1, 0, 0, 0, 1, 2, 3]);
+        // fmt 1: delta 20, len 2, type 9.
+        b.extend_from_slice(&[0x44, 0, 0, 20, 0, 0, 2, 0x09, 4, 5]);
+        // fmt 2: delta 30.
+        b.extend_from_slice(&[0x84, 0, 0, 30, 6, 7]);
+        // fmt 3 starting a new message: repeats delta 30.
+        b.extend_from_slice(&[0xC4, 8, 9]);
+        let mut r = ChunkReader::new(1 << 20);
+        let got = read_all(&mut r, &b);
+        assert_eq!(
+            got,
+            [
+                msg(4, 1000, 8, 1, &[1, 2, 3]),
+                msg(4, 1020, 9, 1, &[4, 5]),
+                msg(4, 1050, 9, 1, &[6, 7]),
+                msg(4, 1080, 9, 1, &[8, 9]),
+            ]
+        );
+    }
+
+    #[test]
+    fn fmt3_after_fmt0_repeats_the_field() {
+        // As ffmpeg and SRS read it: the type-0 timestamp field is the delta.
+        let b = [0x05, 0, 0, 40, 0, 0, 1, 0x12, 0, 0, 0, 0, 0xAA, 0xC5, 0xBB];
+        let got = read_all(&mut ChunkReader::new(1024), &b);
+        assert_eq!(got[1].timestamp, 80);
+    }
+
+    /// 300-byte message at chunk size 128 with timestamp 0x0100_0000 (extended).
+    fn extended_message(repeat_on_continuations: bool) -> (Vec<u8>, Vec<u8>) {
+        let body: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let mut b = vec![0x06, 0xFF, 0xFF, 0xFF, 0x00, 0x01, 0x2C, 0x09, 1, 0, 0, 0];
+        b.extend_from_slice(&[0x01, 0x00, 0x00, 0x00]);
+        for (i, c) in body.chunks(128).enumerate() {
+            if i > 0 {
+                b.push(0xC6);
+                if repeat_on_continuations {
+                    b.extend_from_slice(&[0x01, 0x00, 0x00, 0x00]);
+                }
+            }
+            b.extend_from_slice(c);
+        }
+        (b, body)
+    }
+
+    #[test]
+    fn extended_timestamp_on_continuations() {
+        for repeat in [true, false] {
+            let (b, body) = extended_message(repeat);
+            let got = read_all(&mut ChunkReader::new(1024), &b);
+            assert_eq!(got, [msg(6, 0x0100_0000, 9, 1, &body)], "repeat {repeat}");
+        }
+        // The writer always repeats it, and matches the hand-built bytes.
+        let (b, body) = extended_message(true);
+        let mut out = BytesMut::new();
+        encode_message(6, 9, 1, 0x0100_0000, &body, 128, &mut out);
+        assert_eq!(&out[..], &b[..]);
+    }
+
+    #[test]
+    fn extended_timestamp_on_fmt0_and_new_fmt3() {
+        let mut b = vec![0x07, 0xFF, 0xFF, 0xFF, 0, 0, 1, 0x08, 1, 0, 0, 0];
+        b.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0xAA]);
+        // A type-3 new message with the repeated extended field: delta 0x0100_0000.
+        b.extend_from_slice(&[0xC7, 0x01, 0x00, 0x00, 0x00, 0xBB]);
+        let got = read_all(&mut ChunkReader::new(1024), &b);
+        assert_eq!(got[0].timestamp, 0x0100_0000);
+        assert_eq!(got[1].timestamp, 0x0200_0000);
+        assert_eq!(&got[1].body[..], &[0xBB]);
+    }
+
+    #[test]
+    fn interleaved_chunk_streams() {
+        let a: Vec<u8> = vec![0xA0; 200];
+        let v: Vec<u8> = vec![0xB0; 150];
+        let mut b = vec![0x06, 0, 0, 1, 0, 0, 200, 0x08, 1, 0, 0, 0];
+        b.extend_from_slice(&a[..128]);
+        b.extend_from_slice(&[0x07, 0, 0, 2, 0, 0, 150, 0x09, 1, 0, 0, 0]);
+        b.extend_from_slice(&v[..128]);
+        b.push(0xC6);
+        b.extend_from_slice(&a[128..]);
+        b.push(0xC7);
+        b.extend_from_slice(&v[128..]);
+        let got = read_all(&mut ChunkReader::new(1024), &b);
+        assert_eq!(got, [msg(6, 1, 8, 1, &a), msg(7, 2, 9, 1, &v)]);
+    }
+
+    #[test]
+    fn abort_drops_partial() {
+        let mut b = vec![0x06, 0, 0, 1, 0, 0, 200, 0x08, 1, 0, 0, 0];
+        b.extend_from_slice(&[0xA0; 128]);
+        let mut r = ChunkReader::new(1024);
+        let mut buf = BytesMut::from(&b[..]);
+        assert_eq!(r.read(&mut buf).unwrap(), None);
+        r.abort(6);
+        // A type-3 chunk now starts a new 200-byte message with the same header.
+        let mut next = vec![0xC6];
+        next.extend_from_slice(&[0xCC; 128]);
+        next.push(0xC6);
+        next.extend_from_slice(&[0xCC; 72]);
+        buf.extend_from_slice(&next);
+        let m = r.read(&mut buf).unwrap().unwrap();
+        assert_eq!(m.body, Bytes::from(vec![0xCC; 200]));
+        assert_eq!(m.timestamp, 2);
+        r.abort(99); // Unknown csid: no-op.
+    }
+
+    #[test]
+    fn set_chunk_size_mid_stream() {
+        let mut r = ChunkReader::new(1 << 20);
+        let body = vec![0x11; 300];
+        let mut first = BytesMut::new();
+        encode_message(5, 9, 1, 0, &body, 128, &mut first);
+        let mut second = BytesMut::new();
+        encode_message(5, 9, 1, 0, &body, 4096, &mut second);
+        let mut buf = first;
+        assert_eq!(r.read(&mut buf).unwrap().unwrap().body.len(), 300);
+        r.set_chunk_size(4096).unwrap();
+        buf.extend_from_slice(&second);
+        assert_eq!(r.read(&mut buf).unwrap().unwrap().body.len(), 300);
+        assert_eq!(
+            r.set_chunk_size(0),
+            Err(ChunkError::InvalidChunkSize { size: 0 })
+        );
+        assert!(r.set_chunk_size(0x8000_0000).is_err());
+        assert_eq!(r.chunk_size(), 4096);
+    }
+
+    #[test]
+    fn max_length_error() {
+        let mut r = ChunkReader::new(100);
+        let mut buf = BytesMut::from(&[0x04, 0, 0, 0, 0, 0, 101, 0x09, 1, 0, 0, 0][..]);
+        assert_eq!(
+            r.read(&mut buf),
+            Err(ChunkError::MessageTooLarge {
+                csid: 4,
+                type_id: 9,
+                len: 101,
+                max: 100
+            })
+        );
+    }
+
+    #[test]
+    fn pending_limit() {
+        let mut r = ChunkReader::new(1000);
+        let mut buf = BytesMut::new();
+        for csid in 4..6u8 {
+            buf.extend_from_slice(&[csid, 0, 0, 0, 0, 0x03, 0xE8, 0x09, 1, 0, 0, 0]);
+            buf.extend_from_slice(&[0; 128]);
+        }
+        buf.extend_from_slice(&[0x06, 0, 0, 0, 0, 0, 200, 0x09, 1, 0, 0, 0]);
+        buf.extend_from_slice(&[0; 128]);
+        assert!(matches!(
+            r.read(&mut buf),
+            Err(ChunkError::TooMuchPending { csid: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_csid_errors() {
+        for (fmt, b) in [
+            (3u8, vec![0xC9, 0]),
+            (1, vec![0x49, 0, 0, 0, 0, 0, 1, 8, 0]),
+        ] {
+            let mut r = ChunkReader::new(1024);
+            assert_eq!(
+                r.read(&mut BytesMut::from(&b[..])),
+                Err(ChunkError::UnknownChunkStream { csid: 9, fmt })
+            );
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_multi_chunk() {
+        let body: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut enc = BytesMut::new();
+        encode_message(320, 9, 1, 0x0123_4567, &body, 128, &mut enc);
+        encode_message(3, 0x14, 0, 5, b"x", 128, &mut enc);
+        let mut r = ChunkReader::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in enc.iter() {
+            buf.put_u8(b);
+            while let Some(m) = r.read(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(
+            got,
+            [msg(320, 0x0123_4567, 9, 1, &body), msg(3, 5, 0x14, 0, b"x")]
+        );
+        assert_eq!(r.bytes_read(), enc.len() as u64);
+    }
+
+    #[test]
+    fn single_chunk_is_zero_copy() {
+        let mut enc = BytesMut::new();
+        encode_message(7, 9, 1, 0, &[0x42; 64], 128, &mut enc);
+        let start = enc.as_ptr() as usize;
+        let m = ChunkReader::new(1024).read(&mut enc).unwrap().unwrap();
+        assert_eq!(m.body.as_ptr() as usize, start + 12);
+    }
+
+    #[test]
+    fn writer_matches_encode_message_and_round_trips() {
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i * 31) as u8).collect();
+        for chunk_size in [1u32, 128, 4096, 0xFF_FFFF] {
+            for ts in [0u32, 0xFF_FFFE, 0xFF_FFFF, u32::MAX] {
+                let m = msg(7, ts, 9, 1, &body);
+                let mut w = ChunkWriter::new();
+                w.set_chunk_size(chunk_size).unwrap();
+                let mut a = BytesMut::new();
+                w.write(&m, &mut a);
+                let mut b = BytesMut::new();
+                encode_message(7, 9, 1, ts, &body, chunk_size as usize, &mut b);
+                assert_eq!(a, b);
+                let mut r = ChunkReader::new(1 << 20);
+                r.set_chunk_size(chunk_size).unwrap();
+                assert_eq!(read_all(&mut r, &a), [m]);
+            }
+        }
+        // An empty body is one bare header.
+        let mut e = BytesMut::new();
+        encode_message(2, 4, 0, 0, &[], 128, &mut e);
+        assert_eq!(e.len(), 12);
+        assert_eq!(
+            read_all(&mut ChunkReader::new(16), &e),
+            [msg(2, 0, 4, 0, &[])]
+        );
+    }
+
+    #[test]
+    fn control_messages() {
+        let cases = [
+            (
+                ControlMessage::SetChunkSize(4096),
+                vec![0x01, 0, 0, 0x10, 0],
+            ),
+            (ControlMessage::Abort { csid: 6 }, vec![0x02, 0, 0, 0, 6]),
+            (
+                ControlMessage::Acknowledgement {
+                    sequence: 0x0102_0304,
+                },
+                vec![0x03, 1, 2, 3, 4],
+            ),
+            (
+                ControlMessage::WindowAckSize(2_500_000),
+                vec![0x05, 0x00, 0x26, 0x25, 0xA0],
+            ),
+            (
+                ControlMessage::SetPeerBandwidth {
+                    size: 2_500_000,
+                    limit: LIMIT_DYNAMIC,
+                },
+                vec![0x06, 0x00, 0x26, 0x25, 0xA0, 0x02],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::StreamBegin(1)),
+                vec![0x04, 0, 0, 0, 0, 0, 1],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::StreamEof(1)),
+                vec![0x04, 0, 1, 0, 0, 0, 1],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::StreamDry(1)),
+                vec![0x04, 0, 2, 0, 0, 0, 1],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::SetBufferLength {
+                    stream_id: 1,
+                    buffer_ms: 3000,
+                }),
+                vec![0x04, 0, 3, 0, 0, 0, 1, 0, 0, 0x0B, 0xB8],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::StreamIsRecorded(1)),
+                vec![0x04, 0, 4, 0, 0, 0, 1],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::PingRequest(77)),
+                vec![0x04, 0, 6, 0, 0, 0, 77],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::PingResponse(77)),
+                vec![0x04, 0, 7, 0, 0, 0, 77],
+            ),
+            (
+                ControlMessage::UserControl(UserControlEvent::Other {
+                    event_type: 0x1F,
+                    data: Bytes::from_static(&[0, 0, 0, 1]),
+                }),
+                vec![0x04, 0, 0x1F, 0, 0, 0, 1],
+            ),
+        ];
+        for (cm, wire) in cases {
+            let m = cm.to_message();
+            assert_eq!(m.type_id, wire[0]);
+            assert_eq!(&m.body[..], &wire[1..], "{cm:?}");
+            assert_eq!((m.csid, m.stream_id), (2, 0));
+            assert_eq!(ControlMessage::parse(wire[0], &m.body), Ok(Some(cm)));
+        }
+        assert_eq!(ControlMessage::parse(0x09, &Bytes::new()), Ok(None));
+        for t in 1..=6u8 {
+            assert!(ControlMessage::parse(t, &Bytes::from_static(&[0])).is_err());
+        }
+        assert!(ControlMessage::parse(4, &Bytes::from_static(&[0, 3, 0, 0, 0, 1])).is_err());
+        // The reserved top bit of Set Chunk Size is ignored.
+        assert_eq!(
+            ControlMessage::parse(1, &Bytes::from_static(&[0x80, 0, 0x10, 0])),
+            Ok(Some(ControlMessage::SetChunkSize(4096)))
+        );
+    }
+}

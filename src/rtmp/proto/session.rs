@@ -1,0 +1,1043 @@
+//! The server side of one RTMP connection, sans-IO: handshake, chunk stream, protocol
+//! control and the NetConnection/NetStream commands of publishers and players.
+//!
+//! The driver feeds received bytes to [`ServerSession::handle_input`], writes out every
+//! [`Bytes`] returned by [`ServerSession::take_output`] in order, and drains
+//! [`ServerSession::poll_event`]. Publish and play requests are decided by the driver:
+//! after [`SessionEvent::PublishRequested`] the session processes no further input until
+//! [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`] (likewise for
+//! play), so nothing is lost while the decision is pending.
+//!
+//! # Chunk streams and message stream used towards players
+//!
+//! | what                                   | csid            | message stream id |
+//! |----------------------------------------|-----------------|-------------------|
+//! | protocol / user control                | 2               | 0                 |
+//! | `_result`, `_error`, `onFCPublish`      | 3 [`CSID_COMMAND`] | 0              |
+//! | `onStatus`, metadata, sample access    | 5 [`CSID_DATA`]  | the stream's id   |
+//! | audio (type 0x08)                      | 6 [`CSID_AUDIO`] | the stream's id   |
+//! | video (type 0x09)                      | 7 [`CSID_VIDEO`] | the stream's id   |
+//!
+//! `createStream` hands out ids from [`MEDIA_STREAM_ID`] (1) up; ffmpeg, OBS/librtmp and
+//! Flash create one stream, so players use stream 1. Every message is written with a type-0
+//! header, so [`encode_media`] at the session's [`ServerSession::out_chunk_size`] produces
+//! exactly the bytes [`ServerSession::send_media`] would: a shard can chunk a frame once
+//! and hand the same [`Bytes`] to every player with [`ServerSession::send_prechunked`]
+//! (check [`ServerSession::shares_encoding`] first).
+
+use super::amf0::{self, Amf0Error, Amf0Value};
+use super::chunk::{
+    self, ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
+};
+use super::handshake::{Handshake, HandshakeError, HandshakeProgress};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+/// Chunk stream of command replies on the NetConnection (stream 0).
+pub const CSID_COMMAND: u32 = 0x03;
+/// Chunk stream of `onStatus`, metadata and other data on the media stream.
+pub const CSID_DATA: u32 = 0x05;
+/// Chunk stream of audio sent to players.
+pub const CSID_AUDIO: u32 = 0x06;
+/// Chunk stream of video sent to players.
+pub const CSID_VIDEO: u32 = 0x07;
+/// The first (and in practice only) message stream id handed out by `createStream`.
+pub const MEDIA_STREAM_ID: u32 = 0x01;
+
+/// `fmsVer` reported in the `connect` reply.
+const FMS_VERSION: &str = "FMS/3,0,1,123";
+/// `capabilities` reported in the `connect` reply.
+const FMS_CAPABILITIES: f64 = 31.0;
+
+/// Per-connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Chunk size announced after `connect` and used for everything sent afterwards.
+    pub out_chunk_size: u32,
+    /// Window Acknowledgement Size announced to the peer.
+    pub window_ack_size: u32,
+    /// Set Peer Bandwidth window announced to the peer (limit type dynamic).
+    pub peer_bandwidth: u32,
+    /// Longest accepted incoming message.
+    pub max_message_len: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            out_chunk_size: 0x1000,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            max_message_len: chunk::DEFAULT_MAX_MESSAGE_LEN,
+        }
+    }
+}
+
+/// Errors that end the session; the driver should flush pending output and close.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The chunk stream or a control message was malformed.
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    /// A command message whose name or AMF0 encoding could not be read.
+    #[error("undecodable command (type {type_id:#04x}, csid {csid}): {source}")]
+    BadCommand {
+        /// Message type (0x14 or 0x11).
+        type_id: u8,
+        /// Chunk stream it arrived on.
+        csid: u32,
+        /// The decoding error.
+        source: Amf0Error,
+    },
+    /// A command message whose first value is not a string.
+    #[error("command message (csid {csid}) does not start with a name")]
+    UnnamedCommand {
+        /// Chunk stream it arrived on.
+        csid: u32,
+    },
+    /// A command other than `connect` before `connect`.
+    #[error("command {command:?} before connect")]
+    NotConnected {
+        /// The command name.
+        command: String,
+    },
+    /// Too much input buffered while a publish/play decision was pending.
+    #[error("{len} bytes buffered awaiting a publish/play decision (limit {max})")]
+    InputBacklog {
+        /// Bytes buffered.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `accept_*`/`reject_*` called when no such request is pending.
+    #[error("{action} called while {state}")]
+    NoPendingRequest {
+        /// The method called.
+        action: &'static str,
+        /// What the session was doing.
+        state: &'static str,
+    },
+    /// Input after the session ended (error or rejection).
+    #[error("session closed")]
+    Closed,
+}
+
+/// What the session reports to the driver.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// `connect` was answered.
+    Connected {
+        /// Application name, query string removed (`live` for `rtmp://host/live`).
+        app: String,
+        /// Query string of the app, if it carried one (`rtmp://host/live?token=x`).
+        app_query: Option<String>,
+        /// `tcUrl` as sent by the client.
+        tc_url: Option<String>,
+        /// `flashVer` as sent by the client (e.g. `FMLE/3.0 (compatible; Lavf61.7.100)`).
+        flash_ver: Option<String>,
+        /// `objectEncoding` requested (0 = AMF0, 3 = AMF3).
+        object_encoding: f64,
+    },
+    /// `publish`: answer with [`ServerSession::accept_publish`] or
+    /// [`ServerSession::reject_publish`]; input is held until then.
+    PublishRequested {
+        /// Application name.
+        app: String,
+        /// Stream name with any `?query` removed.
+        stream_key: String,
+        /// The query string after `?`, if any.
+        query: Option<String>,
+        /// Message stream the publisher uses.
+        stream_id: u32,
+        /// Publishing type: `live`, `record` or `append`.
+        publish_type: String,
+    },
+    /// `play`: answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`];
+    /// input is held until then.
+    PlayRequested {
+        /// Application name.
+        app: String,
+        /// Stream name with any `?query` removed.
+        stream_key: String,
+        /// The query string after `?`, if any.
+        query: Option<String>,
+        /// Message stream the player uses.
+        stream_id: u32,
+    },
+    /// Stream metadata from the publisher, as a ready-to-send AMF0 data message body
+    /// (`"onMetaData"` followed by the object or ECMA array).
+    Metadata(Bytes),
+    /// An audio (0x08) or video (0x09) message from the publisher; the body is an FLV
+    /// tag body.
+    Media {
+        /// 0x08 audio or 0x09 video.
+        type_id: u8,
+        /// Milliseconds.
+        timestamp: u32,
+        /// The message body (shares the receive buffer, no copy).
+        body: Bytes,
+    },
+    /// The publisher stopped (`FCUnpublish`, `deleteStream` or `closeStream`).
+    Unpublished,
+    /// The player stopped (`deleteStream` or `closeStream`).
+    PlayStopped,
+    /// The player's `receiveAudio` flag.
+    ReceiveAudio(bool),
+    /// The player's `receiveVideo` flag.
+    ReceiveVideo(bool),
+}
+
+/// What the session is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// C0/C1, then C2.
+    ExpectHandshake,
+    /// The `connect` command.
+    ExpectConnect,
+    /// `createStream`, `publish` or `play`.
+    ExpectStreamCommand,
+    /// The driver's publish decision.
+    AwaitPublishDecision,
+    /// Media from the publisher.
+    Publishing,
+    /// The driver's play decision.
+    AwaitPlayDecision,
+    /// Nothing in particular: the driver sends media to the player.
+    Playing,
+    /// Nothing: the session ended.
+    Closed,
+}
+
+impl State {
+    fn describe(self) -> &'static str {
+        match self {
+            State::ExpectHandshake => "awaiting the handshake",
+            State::ExpectConnect => "awaiting connect",
+            State::ExpectStreamCommand => "connected",
+            State::AwaitPublishDecision => "awaiting a publish decision",
+            State::Publishing => "publishing",
+            State::AwaitPlayDecision => "awaiting a play decision",
+            State::Playing => "playing",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// A decoded command message.
+struct Command {
+    name: String,
+    transaction: f64,
+    args: Vec<Amf0Value>,
+}
+
+/// The server session of one RTMP connection.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: SessionConfig,
+    state: State,
+    handshake: Handshake,
+    reader: ChunkReader,
+    writer: ChunkWriter,
+    inbuf: BytesMut,
+    out_buf: BytesMut,
+    out_queue: VecDeque<Bytes>,
+    events: VecDeque<SessionEvent>,
+    app: String,
+    stream_key: String,
+    stream_id: u32,
+    next_stream_id: u32,
+    chunk_size_sent: bool,
+    peer_window: Option<u32>,
+    last_ack: u64,
+    peer_acked: Option<u32>,
+    peer_bandwidth: Option<(u32, u8)>,
+    peer_buffer_ms: Option<u32>,
+}
+
+/// Chunk stream the session uses for a media or data message type.
+pub fn media_csid(type_id: u8) -> u32 {
+    match type_id {
+        chunk::MSG_AUDIO => CSID_AUDIO,
+        chunk::MSG_VIDEO => CSID_VIDEO,
+        _ => CSID_DATA,
+    }
+}
+
+/// Chunks a message for players exactly as [`ServerSession::send_media`] (and, for type
+/// 0x12, [`ServerSession::send_metadata`]) does on stream [`MEDIA_STREAM_ID`]: encode a
+/// frame once per chunk size and share the result with [`ServerSession::send_prechunked`].
+pub fn encode_media(type_id: u8, timestamp: u32, body: &[u8], chunk_size: u32, out: &mut BytesMut) {
+    chunk::encode_message(
+        media_csid(type_id),
+        type_id,
+        MEDIA_STREAM_ID,
+        timestamp,
+        body,
+        chunk_size as usize,
+        out,
+    );
+}
+
+/// Splits `name?query` into the name and the query.
+fn split_query(s: &str) -> (String, Option<String>) {
+    match s.split_once('?') {
+        Some((name, query)) => (name.to_owned(), Some(query.to_owned())),
+        None => (s.to_owned(), None),
+    }
+}
+
+fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
+    Amf0Value::object([
+        ("level", Amf0Value::string(level)),
+        ("code", Amf0Value::string(code)),
+        ("description", Amf0Value::string(description)),
+    ])
+}
+
+impl ServerSession {
+    /// A session awaiting the client's handshake; `random_seed` feeds the handshake filler.
+    pub fn new(config: SessionConfig, random_seed: u64) -> Self {
+        let mut config = config;
+        config.out_chunk_size = config.out_chunk_size.clamp(1, chunk::MAX_CHUNK_SIZE);
+        ServerSession {
+            reader: ChunkReader::new(config.max_message_len),
+            config,
+            state: State::ExpectHandshake,
+            handshake: Handshake::new(random_seed),
+            writer: ChunkWriter::new(),
+            inbuf: BytesMut::new(),
+            out_buf: BytesMut::new(),
+            out_queue: VecDeque::new(),
+            events: VecDeque::new(),
+            app: String::new(),
+            stream_key: String::new(),
+            stream_id: MEDIA_STREAM_ID,
+            next_stream_id: MEDIA_STREAM_ID,
+            chunk_size_sent: false,
+            peer_window: None,
+            last_ack: 0,
+            peer_acked: None,
+            peer_bandwidth: None,
+            peer_buffer_ms: None,
+        }
+    }
+
+    /// Feeds bytes received from the peer and processes as much as possible.
+    ///
+    /// After an error the session is closed: flush [`Self::take_output`] and drop the
+    /// connection.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        if self.state == State::Closed {
+            return Err(SessionError::Closed);
+        }
+        self.inbuf.extend_from_slice(data);
+        self.process()
+    }
+
+    /// The next bytes to send, in order (handshake replies, control and command messages,
+    /// media). Returns `None` when nothing is pending.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        self.flush_out_buf();
+        self.out_queue.pop_front()
+    }
+
+    /// Whether [`Self::take_output`] would return something.
+    pub fn has_output(&self) -> bool {
+        !self.out_buf.is_empty() || !self.out_queue.is_empty()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// Accepts the pending publish: sends Stream Begin and `NetStream.Publish.Start`, then
+    /// processes input held while the decision was pending.
+    pub fn accept_publish(&mut self) -> Result<(), SessionError> {
+        self.expect_pending(State::AwaitPublishDecision, "accept_publish")?;
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamBegin(
+            self.stream_id,
+        )));
+        let description = format!("{} is now published.", self.stream_key);
+        self.send_on_status("status", "NetStream.Publish.Start", &description);
+        self.state = State::Publishing;
+        self.process()
+    }
+
+    /// Rejects the pending publish with an error `onStatus` (e.g.
+    /// `NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`); the session closes.
+    pub fn reject_publish(&mut self, code: &str, description: &str) -> Result<(), SessionError> {
+        self.expect_pending(State::AwaitPublishDecision, "reject_publish")?;
+        self.send_on_status("error", code, description);
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// Accepts the pending play: sends Set Chunk Size (if not yet sent), Stream Begin,
+    /// `NetStream.Play.Reset`, `NetStream.Play.Start` and `|RtmpSampleAccess`, then processes
+    /// input held while the decision was pending. Send metadata and media afterwards.
+    pub fn accept_play(&mut self) -> Result<(), SessionError> {
+        self.expect_pending(State::AwaitPlayDecision, "accept_play")?;
+        self.ensure_chunk_size_sent();
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamBegin(
+            self.stream_id,
+        )));
+        let key = self.stream_key.clone();
+        self.send_on_status(
+            "status",
+            "NetStream.Play.Reset",
+            &format!("Playing and resetting {key}."),
+        );
+        self.send_on_status(
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {key}."),
+        );
+        let access = amf0::encode_all(&[
+            Amf0Value::string("|RtmpSampleAccess"),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ]);
+        self.send_stream_message(CSID_DATA, chunk::MSG_DATA_AMF0, 0, &access);
+        self.state = State::Playing;
+        self.process()
+    }
+
+    /// Rejects the pending play with an error `onStatus` (e.g.
+    /// `NetStream.Play.StreamNotFound`); the session closes.
+    pub fn reject_play(&mut self, code: &str, description: &str) -> Result<(), SessionError> {
+        self.expect_pending(State::AwaitPlayDecision, "reject_play")?;
+        self.send_on_status("error", code, description);
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// Sends a metadata body (as in [`SessionEvent::Metadata`]) to the player as an AMF0
+    /// data message on csid 5.
+    pub fn send_metadata(&mut self, body: &[u8], timestamp: u32) {
+        self.send_stream_message(CSID_DATA, chunk::MSG_DATA_AMF0, timestamp, body);
+    }
+
+    /// Sends an audio (0x08) or video (0x09) message to the player, on csid 6 or 7.
+    pub fn send_media(&mut self, type_id: u8, timestamp: u32, body: &[u8]) {
+        self.send_stream_message(media_csid(type_id), type_id, timestamp, body);
+    }
+
+    /// Queues bytes chunked elsewhere (see [`encode_media`]) after all pending output.
+    /// They must be whole messages encoded at [`Self::out_chunk_size`] for this session's
+    /// stream id, which [`Self::shares_encoding`] checks.
+    pub fn send_prechunked(&mut self, chunks: Bytes) {
+        self.flush_out_buf();
+        if !chunks.is_empty() {
+            self.out_queue.push_back(chunks);
+        }
+    }
+
+    /// Whether bytes from [`encode_media`] at `chunk_size` equal what [`Self::send_media`]
+    /// would write, so a shared encoding may be sent with [`Self::send_prechunked`].
+    pub fn shares_encoding(&self, chunk_size: u32) -> bool {
+        self.stream_id == MEDIA_STREAM_ID && self.writer.chunk_size() == chunk_size
+    }
+
+    /// Sends User Control Stream EOF for the player's stream.
+    pub fn send_stream_eof(&mut self) {
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamEof(
+            self.stream_id,
+        )));
+    }
+
+    /// Tells the player its publisher went away: `NetStream.Play.UnpublishNotify` and
+    /// Stream EOF.
+    pub fn send_unpublish_notify(&mut self) {
+        let description = format!("{} is now unpublished.", self.stream_key);
+        self.send_on_status("status", "NetStream.Play.UnpublishNotify", &description);
+        self.send_stream_eof();
+    }
+
+    /// Tells the player a publisher (re)appeared: Stream Begin and
+    /// `NetStream.Play.PublishNotify`.
+    pub fn send_publish_notify(&mut self) {
+        self.send_control(ControlMessage::UserControl(UserControlEvent::StreamBegin(
+            self.stream_id,
+        )));
+        let description = format!("{} is now published.", self.stream_key);
+        self.send_on_status("status", "NetStream.Play.PublishNotify", &description);
+    }
+
+    /// The outgoing chunk size in force (128 until `connect` or `accept_play` switch it to
+    /// the configured size).
+    pub fn out_chunk_size(&self) -> u32 {
+        self.writer.chunk_size()
+    }
+
+    /// Message stream id of the publish/play stream (1 in practice).
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// Application name from `connect`, without its query (empty before).
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// Stream key of the publish/play request (empty before).
+    pub fn stream_key(&self) -> &str {
+        &self.stream_key
+    }
+
+    /// Whether the session is publishing (after `accept_publish`).
+    pub fn is_publishing(&self) -> bool {
+        self.state == State::Publishing
+    }
+
+    /// Whether the session is playing (after `accept_play`).
+    pub fn is_playing(&self) -> bool {
+        self.state == State::Playing
+    }
+
+    /// Whether the session has ended (error or rejection).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Bytes received and processed (handshake and chunk stream).
+    pub fn bytes_received(&self) -> u64 {
+        self.handshake.bytes_consumed() + self.reader.bytes_read()
+    }
+
+    /// The last Acknowledgement sequence number from the peer.
+    pub fn peer_acknowledged(&self) -> Option<u32> {
+        self.peer_acked
+    }
+
+    /// The peer's Set Peer Bandwidth (window, limit type), if it sent one.
+    pub fn peer_bandwidth(&self) -> Option<(u32, u8)> {
+        self.peer_bandwidth
+    }
+
+    /// The player's buffer length (User Control Set Buffer Length), in milliseconds.
+    pub fn peer_buffer_ms(&self) -> Option<u32> {
+        self.peer_buffer_ms
+    }
+
+    fn expect_pending(&self, state: State, action: &'static str) -> Result<(), SessionError> {
+        if self.state == state {
+            Ok(())
+        } else {
+            Err(SessionError::NoPendingRequest {
+                action,
+                state: self.state.describe(),
+            })
+        }
+    }
+
+    /// Most input held while a publish/play decision is pending.
+    fn backlog_limit(&self) -> usize {
+        self.config.max_message_len.saturating_mul(2).max(0x10_0000)
+    }
+
+    fn process(&mut self) -> Result<(), SessionError> {
+        let result = self.process_inner();
+        if result.is_err() {
+            self.state = State::Closed;
+        }
+        result
+    }
+
+    fn process_inner(&mut self) -> Result<(), SessionError> {
+        while self.state == State::ExpectHandshake {
+            match self.handshake.handle_input(&mut self.inbuf)? {
+                HandshakeProgress::Send(reply) => self.send_prechunked(reply),
+                HandshakeProgress::Done => self.state = State::ExpectConnect,
+                _ => return Ok(()),
+            }
+        }
+        loop {
+            match self.state {
+                State::AwaitPublishDecision | State::AwaitPlayDecision => {
+                    let max = self.backlog_limit();
+                    if self.inbuf.len() > max {
+                        return Err(SessionError::InputBacklog {
+                            len: self.inbuf.len(),
+                            max,
+                        });
+                    }
+                    return Ok(());
+                }
+                State::Closed => return Ok(()),
+                _ => {}
+            }
+            let Some(msg) = self.reader.read(&mut self.inbuf)? else {
+                // Complete chunks of unfinished messages count too.
+                self.maybe_acknowledge();
+                return Ok(());
+            };
+            self.handle_message(msg)?;
+            self.maybe_acknowledge();
+        }
+    }
+
+    /// Sends an Acknowledgement once the peer's window of bytes has been received.
+    fn maybe_acknowledge(&mut self) {
+        let Some(window) = self.peer_window.filter(|&w| w > 0) else {
+            return;
+        };
+        let total = self.bytes_received();
+        if total.saturating_sub(self.last_ack) >= u64::from(window) {
+            self.last_ack = total;
+            // The sequence number wraps at 2^32 by definition.
+            self.send_control(ControlMessage::Acknowledgement {
+                sequence: total as u32,
+            });
+        }
+    }
+
+    fn handle_message(&mut self, msg: Message) -> Result<(), SessionError> {
+        if let Some(control) = ControlMessage::parse(msg.type_id, &msg.body)? {
+            return self.handle_control(control);
+        }
+        match msg.type_id {
+            chunk::MSG_COMMAND_AMF0 | chunk::MSG_COMMAND_AMF3 => {
+                let command = parse_command(&msg)?;
+                self.handle_command(command, &msg)
+            }
+            chunk::MSG_DATA_AMF0 | chunk::MSG_DATA_AMF3 => {
+                self.handle_data(&msg);
+                Ok(())
+            }
+            chunk::MSG_AUDIO | chunk::MSG_VIDEO => {
+                if self.state == State::Publishing {
+                    self.events.push_back(SessionEvent::Media {
+                        type_id: msg.type_id,
+                        timestamp: msg.timestamp,
+                        body: msg.body,
+                    });
+                } else {
+                    tracing::debug!(type_id = msg.type_id, "media while not publishing ignored");
+                }
+                Ok(())
+            }
+            chunk::MSG_AGGREGATE => {
+                if self.state == State::Publishing {
+                    self.handle_aggregate(&msg);
+                }
+                Ok(())
+            }
+            other => {
+                tracing::debug!(type_id = other, csid = msg.csid, "message type ignored");
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_control(&mut self, control: ControlMessage) -> Result<(), SessionError> {
+        match control {
+            ControlMessage::SetChunkSize(n) => self.reader.set_chunk_size(n)?,
+            ControlMessage::Abort { csid } => self.reader.abort(csid),
+            ControlMessage::Acknowledgement { sequence } => self.peer_acked = Some(sequence),
+            ControlMessage::WindowAckSize(w) => self.peer_window = Some(w),
+            ControlMessage::SetPeerBandwidth { size, limit } => {
+                self.peer_bandwidth = Some((size, limit));
+            }
+            ControlMessage::UserControl(UserControlEvent::PingRequest(t)) => {
+                self.send_control(ControlMessage::UserControl(UserControlEvent::PingResponse(
+                    t,
+                )));
+            }
+            ControlMessage::UserControl(UserControlEvent::SetBufferLength {
+                buffer_ms, ..
+            }) => self.peer_buffer_ms = Some(buffer_ms),
+            ControlMessage::UserControl(other) => {
+                tracing::debug!(event = ?other, "user control event ignored");
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, cmd: Command, msg: &Message) -> Result<(), SessionError> {
+        let txn = cmd.transaction;
+        if self.state == State::ExpectConnect && cmd.name != "connect" {
+            return Err(SessionError::NotConnected { command: cmd.name });
+        }
+        match cmd.name.as_str() {
+            "connect" => self.on_connect(&cmd),
+            "releaseStream" => {
+                if txn != 0.0 {
+                    self.send_command_reply("_result", txn, Amf0Value::Null, Amf0Value::Undefined);
+                }
+            }
+            "FCPublish" => {
+                let name = cmd
+                    .args
+                    .get(1)
+                    .and_then(Amf0Value::as_str)
+                    .unwrap_or_default();
+                let values = [
+                    Amf0Value::string("onFCPublish"),
+                    Amf0Value::Number(0.0),
+                    Amf0Value::Null,
+                    status_object("status", "NetStream.Publish.Start", name),
+                ];
+                self.send_amf(CSID_COMMAND, 0, &values);
+            }
+            "createStream" => {
+                if matches!(self.state, State::ExpectStreamCommand) {
+                    let id = self.next_stream_id;
+                    self.next_stream_id = id.saturating_add(1);
+                    let id = Amf0Value::Number(f64::from(id));
+                    self.send_command_reply("_result", txn, Amf0Value::Null, id);
+                } else {
+                    self.call_failed(txn, "createStream while a stream is active");
+                }
+            }
+            "publish" => self.on_publish(&cmd, msg),
+            "play" => self.on_play(&cmd, msg),
+            "FCUnpublish" | "deleteStream" | "closeStream" => self.stop_stream(&cmd.name),
+            "getStreamLength" => {
+                self.send_command_reply("_result", txn, Amf0Value::Null, Amf0Value::Number(0.0));
+            }
+            "receiveAudio" | "receiveVideo" => {
+                let flag = cmd.args.get(1).and_then(Amf0Value::as_bool).unwrap_or(true);
+                self.events.push_back(if cmd.name == "receiveAudio" {
+                    SessionEvent::ReceiveAudio(flag)
+                } else {
+                    SessionEvent::ReceiveVideo(flag)
+                });
+            }
+            "_result" | "_error" | "onStatus" | "onBWDone" => {
+                tracing::debug!(command = %cmd.name, "reply from peer ignored");
+            }
+            _ => {
+                if txn != 0.0 {
+                    let description = format!("unknown command {}", cmd.name);
+                    self.call_failed(txn, &description);
+                } else {
+                    tracing::debug!(command = %cmd.name, "unknown command ignored");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, cmd: &Command) {
+        let txn = cmd.transaction;
+        if self.state != State::ExpectConnect {
+            self.call_failed(txn, "already connected");
+            return;
+        }
+        let obj = cmd.args.first();
+        let text = |key: &str| {
+            obj.and_then(|o| o.get(key))
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned)
+        };
+        let (app, app_query) = split_query(text("app").unwrap_or_default().trim_end_matches('/'));
+        let object_encoding = obj
+            .and_then(|o| o.get("objectEncoding"))
+            .and_then(Amf0Value::as_f64)
+            .unwrap_or(0.0);
+
+        self.send_control(ControlMessage::WindowAckSize(self.config.window_ack_size));
+        self.send_control(ControlMessage::SetPeerBandwidth {
+            size: self.config.peer_bandwidth,
+            limit: chunk::LIMIT_DYNAMIC,
+        });
+        self.ensure_chunk_size_sent();
+        let props = Amf0Value::object([
+            ("fmsVer", Amf0Value::string(FMS_VERSION)),
+            ("capabilities", Amf0Value::Number(FMS_CAPABILITIES)),
+        ]);
+        let info = Amf0Value::object([
+            ("level", Amf0Value::string("status")),
+            ("code", Amf0Value::string("NetConnection.Connect.Success")),
+            ("description", Amf0Value::string("Connection succeeded.")),
+            ("objectEncoding", Amf0Value::Number(object_encoding)),
+        ]);
+        self.send_command_reply("_result", txn, props, info);
+        self.state = State::ExpectStreamCommand;
+        self.app.clone_from(&app);
+        self.events.push_back(SessionEvent::Connected {
+            app,
+            app_query,
+            tc_url: text("tcUrl"),
+            flash_ver: text("flashVer"),
+            object_encoding,
+        });
+    }
+
+    /// The stream name argument and the message stream of a publish/play command.
+    fn stream_request(&mut self, cmd: &Command, msg: &Message) -> Option<(String, Option<String>)> {
+        let name = cmd
+            .args
+            .get(1)
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default();
+        let (key, query) = split_query(name);
+        self.stream_id = if msg.stream_id == 0 {
+            MEDIA_STREAM_ID
+        } else {
+            msg.stream_id
+        };
+        (!key.is_empty()).then_some((key, query))
+    }
+
+    fn on_publish(&mut self, cmd: &Command, msg: &Message) {
+        if self.state != State::ExpectStreamCommand {
+            self.call_failed(cmd.transaction, "publish while a stream is active");
+            return;
+        }
+        let Some((stream_key, query)) = self.stream_request(cmd, msg) else {
+            self.send_on_status("error", "NetStream.Publish.BadName", "Empty stream name.");
+            return;
+        };
+        let publish_type = cmd
+            .args
+            .get(2)
+            .and_then(Amf0Value::as_str)
+            .unwrap_or("live")
+            .to_owned();
+        self.stream_key.clone_from(&stream_key);
+        self.state = State::AwaitPublishDecision;
+        self.events.push_back(SessionEvent::PublishRequested {
+            app: self.app.clone(),
+            stream_key,
+            query,
+            stream_id: self.stream_id,
+            publish_type,
+        });
+    }
+
+    fn on_play(&mut self, cmd: &Command, msg: &Message) {
+        if self.state != State::ExpectStreamCommand {
+            self.call_failed(cmd.transaction, "play while a stream is active");
+            return;
+        }
+        let Some((stream_key, query)) = self.stream_request(cmd, msg) else {
+            self.send_on_status(
+                "error",
+                "NetStream.Play.StreamNotFound",
+                "Empty stream name.",
+            );
+            return;
+        };
+        self.stream_key.clone_from(&stream_key);
+        self.state = State::AwaitPlayDecision;
+        self.events.push_back(SessionEvent::PlayRequested {
+            app: self.app.clone(),
+            stream_key,
+            query,
+            stream_id: self.stream_id,
+        });
+    }
+
+    fn stop_stream(&mut self, command: &str) {
+        match self.state {
+            State::Publishing => {
+                self.events.push_back(SessionEvent::Unpublished);
+                self.state = State::ExpectStreamCommand;
+            }
+            State::Playing => {
+                self.events.push_back(SessionEvent::PlayStopped);
+                self.state = State::ExpectStreamCommand;
+            }
+            _ => tracing::debug!(command, "no active stream to stop"),
+        }
+    }
+
+    fn handle_data(&mut self, msg: &Message) {
+        if self.state != State::Publishing {
+            tracing::debug!(csid = msg.csid, "data message while not publishing ignored");
+            return;
+        }
+        let body = if msg.type_id == chunk::MSG_DATA_AMF3 && msg.body.first() == Some(&0x00) {
+            msg.body.slice(1..)
+        } else {
+            msg.body.clone()
+        };
+        let mut rest: &[u8] = &body;
+        let name = match amf0::decode(&mut rest) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable data message ignored");
+                return;
+            }
+        };
+        let metadata = match name.as_str() {
+            Some("@setDataFrame") => body.slice(body.len() - rest.len()..),
+            Some("onMetaData") => body,
+            other => {
+                tracing::debug!(name = ?other, "data message ignored");
+                return;
+            }
+        };
+        // Forward only a well-formed AMF0 `onMetaData` + object, ready for players.
+        match amf0::decode_all(&metadata) {
+            Ok(values)
+                if values.first().and_then(Amf0Value::as_str) == Some("onMetaData")
+                    && values.get(1).and_then(Amf0Value::properties).is_some() =>
+            {
+                self.events.push_back(SessionEvent::Metadata(metadata));
+            }
+            Ok(_) => tracing::debug!("metadata without onMetaData object ignored"),
+            Err(e) => tracing::debug!(error = %e, "undecodable metadata ignored"),
+        }
+    }
+
+    /// Splits an aggregate message (FLV tags back to back) into media events.
+    fn handle_aggregate(&mut self, msg: &Message) {
+        let body = &msg.body;
+        let mut pos = 0usize;
+        let mut first_ts = None;
+        while let Some(h) = body.get(pos..pos + 11) {
+            let type_id = h[0];
+            let size = ((h[1] as usize) << 16) | ((h[2] as usize) << 8) | h[3] as usize;
+            let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+            let start = pos + 11;
+            let Some(end) = start.checked_add(size).filter(|&e| e <= body.len()) else {
+                tracing::debug!("truncated aggregate message");
+                return;
+            };
+            let base = *first_ts.get_or_insert(ts);
+            if matches!(type_id, chunk::MSG_AUDIO | chunk::MSG_VIDEO) {
+                self.events.push_back(SessionEvent::Media {
+                    type_id,
+                    timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
+                    body: body.slice(start..end),
+                });
+            }
+            pos = end + 4; // PreviousTagSize
+        }
+    }
+
+    fn ensure_chunk_size_sent(&mut self) {
+        if self.chunk_size_sent {
+            return;
+        }
+        self.chunk_size_sent = true;
+        let size = self.config.out_chunk_size;
+        self.send_control(ControlMessage::SetChunkSize(size));
+        // The size was clamped to the valid range in `new`.
+        let _ = self.writer.set_chunk_size(size);
+    }
+
+    fn write(&mut self, msg: &Message) {
+        self.writer.write(msg, &mut self.out_buf);
+    }
+
+    fn send_control(&mut self, control: ControlMessage) {
+        self.write(&control.to_message());
+    }
+
+    fn send_amf(&mut self, csid: u32, stream_id: u32, values: &[Amf0Value]) {
+        let msg = Message {
+            csid,
+            timestamp: 0,
+            type_id: chunk::MSG_COMMAND_AMF0,
+            stream_id,
+            body: Bytes::from(amf0::encode_all(values)),
+        };
+        self.write(&msg);
+    }
+
+    fn send_command_reply(&mut self, name: &str, txn: f64, obj: Amf0Value, info: Amf0Value) {
+        let values = [Amf0Value::string(name), Amf0Value::Number(txn), obj, info];
+        self.send_amf(CSID_COMMAND, 0, &values);
+    }
+
+    /// `_error` with `NetConnection.Call.Failed`, or nothing for transaction 0.
+    fn call_failed(&mut self, txn: f64, description: &str) {
+        if txn == 0.0 {
+            tracing::debug!(description, "failed call without transaction id");
+            return;
+        }
+        let info = status_object("error", "NetConnection.Call.Failed", description);
+        self.send_command_reply("_error", txn, Amf0Value::Null, info);
+    }
+
+    fn send_on_status(&mut self, level: &str, code: &str, description: &str) {
+        let mut info = status_object(level, code, description);
+        if let Amf0Value::Object(props) = &mut info {
+            props.push((
+                "details".into(),
+                Amf0Value::string(self.stream_key.as_str()),
+            ));
+        }
+        let values = [
+            Amf0Value::string("onStatus"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            info,
+        ];
+        self.send_amf(CSID_DATA, self.stream_id, &values);
+    }
+
+    fn send_stream_message(&mut self, csid: u32, type_id: u8, timestamp: u32, body: &[u8]) {
+        chunk::encode_message(
+            csid,
+            type_id,
+            self.stream_id,
+            timestamp,
+            body,
+            self.writer.chunk_size() as usize,
+            &mut self.out_buf,
+        );
+    }
+
+    fn flush_out_buf(&mut self) {
+        if !self.out_buf.is_empty() {
+            self.out_queue.push_back(self.out_buf.split().freeze());
+        }
+    }
+}
+
+/// Decodes a command message: name, transaction id, then the command object and arguments.
+///
+/// Values after the name and transaction id that fail to decode (e.g. AMF3 inside an
+/// argument) end the argument list instead of failing the command.
+fn parse_command(msg: &Message) -> Result<Command, SessionError> {
+    let mut body: &[u8] = &msg.body;
+    if msg.type_id == chunk::MSG_COMMAND_AMF3 && body.first() == Some(&0x00) {
+        body = body.get(1..).unwrap_or_default();
+    }
+    let bad = |source| SessionError::BadCommand {
+        type_id: msg.type_id,
+        csid: msg.csid,
+        source,
+    };
+    let name = match amf0::decode(&mut body).map_err(bad)? {
+        Amf0Value::String(s) | Amf0Value::LongString(s) => s,
+        _ => return Err(SessionError::UnnamedCommand { csid: msg.csid }),
+    };
+    let transaction = if body.is_empty() {
+        0.0
+    } else {
+        amf0::decode(&mut body)
+            .map_err(bad)?
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let mut args = Vec::new();
+    while !body.is_empty() {
+        match amf0::decode(&mut body) {
+            Ok(v) => args.push(v),
+            Err(e) => {
+                tracing::debug!(command = %name, error = %e, "command arguments cut short");
+                break;
+            }
+        }
+    }
+    Ok(Command {
+        name,
+        transaction,
+        args,
+    })
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,708 @@
+//! Session tests: a scripted client built from this module's own encoders.
+
+use super::*;
+use crate::rtmp::proto::chunk::{
+    MSG_ACKNOWLEDGEMENT, MSG_AUDIO, MSG_COMMAND_AMF0, MSG_COMMAND_AMF3, MSG_DATA_AMF0,
+    MSG_SET_CHUNK_SIZE, MSG_SET_PEER_BANDWIDTH, MSG_USER_CONTROL, MSG_VIDEO, MSG_WINDOW_ACK_SIZE,
+    encode_message,
+};
+use crate::rtmp::proto::handshake::HANDSHAKE_LEN;
+
+/// The scripted client side of a connection.
+struct Client {
+    session: ServerSession,
+    /// Reads what the server sends.
+    reader: ChunkReader,
+    received: BytesMut,
+}
+
+impl Client {
+    /// A session through the plain handshake.
+    fn new() -> Self {
+        Self::with_config(SessionConfig::default())
+    }
+
+    fn with_config(config: SessionConfig) -> Self {
+        let mut session = ServerSession::new(config, 0x5EED);
+        let mut c0c1 = vec![0x03];
+        c0c1.extend_from_slice(&[0u8; HANDSHAKE_LEN]);
+        session.handle_input(&c0c1).unwrap();
+        let s0s1s2 = session.take_output().unwrap();
+        assert_eq!(s0s1s2.len(), 1 + 2 * HANDSHAKE_LEN);
+        assert!(session.take_output().is_none());
+        session.handle_input(&[0u8; HANDSHAKE_LEN]).unwrap();
+        Client {
+            session,
+            reader: ChunkReader::new(1 << 24),
+            received: BytesMut::new(),
+        }
+    }
+
+    fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, ts: u32, body: &[u8]) {
+        self.try_send(csid, type_id, stream_id, ts, body).unwrap();
+    }
+
+    fn try_send(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        ts: u32,
+        body: &[u8],
+    ) -> Result<(), SessionError> {
+        let mut out = BytesMut::new();
+        encode_message(csid, type_id, stream_id, ts, body, 128, &mut out);
+        self.session.handle_input(&out)
+    }
+
+    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        self.send(3, MSG_COMMAND_AMF0, stream_id, 0, &amf0::encode_all(values));
+    }
+
+    /// Messages the server sent since the last call.
+    fn replies(&mut self) -> Vec<Message> {
+        while let Some(b) = self.session.take_output() {
+            self.received.extend_from_slice(&b);
+        }
+        let mut out = Vec::new();
+        while let Some(m) = self.reader.read(&mut self.received).unwrap() {
+            if m.type_id == MSG_SET_CHUNK_SIZE {
+                let Ok(Some(ControlMessage::SetChunkSize(n))) = ControlMessage::parse(1, &m.body)
+                else {
+                    panic!("bad Set Chunk Size");
+                };
+                self.reader.set_chunk_size(n).unwrap();
+            }
+            out.push(m);
+        }
+        assert!(self.received.is_empty());
+        out
+    }
+
+    fn events(&mut self) -> Vec<SessionEvent> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    fn connect(&mut self) -> Vec<Message> {
+        let obj = Amf0Value::object([
+            ("app", Amf0Value::string("live")),
+            ("type", Amf0Value::string("nonprivate")),
+            (
+                "flashVer",
+                Amf0Value::string("FMLE/3.0 (compatible; Lavf61.7.100)"),
+            ),
+            ("tcUrl", Amf0Value::string("rtmp://127.0.0.1:1935/live")),
+        ]);
+        self.command(
+            0,
+            &[Amf0Value::string("connect"), Amf0Value::Number(1.0), obj],
+        );
+        self.replies()
+    }
+}
+
+fn cmd(name: &str, txn: f64, args: &[Amf0Value]) -> Vec<Amf0Value> {
+    let mut v = vec![
+        Amf0Value::string(name),
+        Amf0Value::Number(txn),
+        Amf0Value::Null,
+    ];
+    v.extend_from_slice(args);
+    v
+}
+
+fn decode(m: &Message) -> Vec<Amf0Value> {
+    amf0::decode_all(&m.body).unwrap()
+}
+
+/// Name and `info.code` (or the 4th value's string) of a command reply.
+fn name_and_code(m: &Message) -> (String, Option<String>) {
+    let v = decode(m);
+    let name = v[0].as_str().unwrap().to_owned();
+    let code = v
+        .get(3)
+        .and_then(|i| i.get("code"))
+        .and_then(Amf0Value::as_str)
+        .map(str::to_owned);
+    (name, code)
+}
+
+fn user_control(m: &Message) -> UserControlEvent {
+    assert_eq!(m.type_id, MSG_USER_CONTROL);
+    match ControlMessage::parse(m.type_id, &m.body).unwrap() {
+        Some(ControlMessage::UserControl(ev)) => ev,
+        other => panic!("not a user control message: {other:?}"),
+    }
+}
+
+#[test]
+fn connect_reply_sequence() {
+    let mut c = Client::new();
+    let r = c.connect();
+    let types: Vec<u8> = r.iter().map(|m| m.type_id).collect();
+    assert_eq!(
+        types,
+        [
+            MSG_WINDOW_ACK_SIZE,
+            MSG_SET_PEER_BANDWIDTH,
+            MSG_SET_CHUNK_SIZE,
+            MSG_COMMAND_AMF0
+        ]
+    );
+    assert_eq!(&r[0].body[..], &2_500_000u32.to_be_bytes());
+    assert_eq!(&r[1].body[..], &[0x00, 0x26, 0x25, 0xA0, 0x02]);
+    assert_eq!(&r[2].body[..], &[0x00, 0x00, 0x10, 0x00]);
+    let v = decode(&r[3]);
+    assert_eq!(v[0].as_str(), Some("_result"));
+    assert_eq!(v[1].as_f64(), Some(1.0));
+    assert_eq!(
+        v[2].get("fmsVer").and_then(Amf0Value::as_str),
+        Some("FMS/3,0,1,123")
+    );
+    assert_eq!(
+        v[2].get("capabilities").and_then(Amf0Value::as_f64),
+        Some(31.0)
+    );
+    assert_eq!(
+        v[3].get("code").and_then(Amf0Value::as_str),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(
+        v[3].get("objectEncoding").and_then(Amf0Value::as_f64),
+        Some(0.0)
+    );
+    assert_eq!((r[3].csid, r[3].stream_id), (CSID_COMMAND, 0));
+    assert_eq!(c.session.out_chunk_size(), 4096);
+    assert_eq!(
+        c.events(),
+        [SessionEvent::Connected {
+            app: "live".into(),
+            app_query: None,
+            tc_url: Some("rtmp://127.0.0.1:1935/live".into()),
+            flash_ver: Some("FMLE/3.0 (compatible; Lavf61.7.100)".into()),
+            object_encoding: 0.0,
+        }]
+    );
+    // A second connect fails the call.
+    c.command(0, &cmd("connect", 2.0, &[]));
+    let r = c.replies();
+    assert_eq!(
+        name_and_code(&r[0]),
+        ("_error".into(), Some("NetConnection.Call.Failed".into()))
+    );
+}
+
+#[test]
+fn ffmpeg_style_publish() {
+    let mut c = Client::new();
+    c.connect();
+    c.events();
+
+    c.command(0, &cmd("releaseStream", 2.0, &[Amf0Value::string("key")]));
+    let r = c.replies();
+    assert_eq!(name_and_code(&r[0]).0, "_result");
+    assert_eq!(decode(&r[0])[1].as_f64(), Some(2.0));
+
+    c.command(0, &cmd("FCPublish", 3.0, &[Amf0Value::string("key")]));
+    let r = c.replies();
+    assert_eq!(
+        name_and_code(&r[0]),
+        ("onFCPublish".into(), Some("NetStream.Publish.Start".into()))
+    );
+
+    c.command(0, &cmd("createStream", 4.0, &[]));
+    let r = c.replies();
+    let v = decode(&r[0]);
+    assert_eq!(v[0].as_str(), Some("_result"));
+    assert_eq!(v[1].as_f64(), Some(4.0));
+    assert_eq!(v[3].as_f64(), Some(1.0));
+
+    let publish = cmd(
+        "publish",
+        5.0,
+        &[
+            Amf0Value::string("key?token=abc"),
+            Amf0Value::string("live"),
+        ],
+    );
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &amf0::encode_all(&publish));
+    assert!(c.replies().is_empty(), "publish waits for the driver");
+    assert_eq!(
+        c.events(),
+        [SessionEvent::PublishRequested {
+            app: "live".into(),
+            stream_key: "key".into(),
+            query: Some("token=abc".into()),
+            stream_id: 1,
+            publish_type: "live".into(),
+        }]
+    );
+
+    // The encoder does not wait: metadata arrives before the decision and is held.
+    let mut meta = amf0::encode_all(&[
+        Amf0Value::string("@setDataFrame"),
+        Amf0Value::string("onMetaData"),
+    ]);
+    let meta_obj = amf0::encode_all(&[Amf0Value::EcmaArray(vec![
+        ("width".into(), Amf0Value::Number(1280.0)),
+        ("encoder".into(), Amf0Value::string("Lavf61.7.100")),
+    ])]);
+    meta.extend_from_slice(&meta_obj);
+    c.send(4, MSG_DATA_AMF0, 1, 0, &meta);
+    assert!(c.events().is_empty());
+
+    c.session.accept_publish().unwrap();
+    let r = c.replies();
+    assert_eq!(r.len(), 2);
+    assert_eq!(user_control(&r[0]), UserControlEvent::StreamBegin(1));
+    assert_eq!(
+        name_and_code(&r[1]),
+        ("onStatus".into(), Some("NetStream.Publish.Start".into()))
+    );
+    assert_eq!((r[1].csid, r[1].stream_id), (CSID_DATA, 1));
+    assert!(c.session.is_publishing());
+
+    let ev = c.events();
+    let [SessionEvent::Metadata(m)] = ev.as_slice() else {
+        panic!("expected metadata, got {ev:?}");
+    };
+    let mut expected = amf0::encode_all(&[Amf0Value::string("onMetaData")]);
+    expected.extend_from_slice(&meta_obj);
+    assert_eq!(&m[..], &expected[..]);
+
+    let video = vec![0x17, 0x01, 0, 0, 0, 0xAA, 0xBB];
+    c.send(6, MSG_VIDEO, 1, 40, &video);
+    let audio = vec![0xAF, 0x01, 0x21];
+    c.send(4, MSG_AUDIO, 1, 23, &audio);
+    assert_eq!(
+        c.events(),
+        [
+            SessionEvent::Media {
+                type_id: MSG_VIDEO,
+                timestamp: 40,
+                body: Bytes::from(video)
+            },
+            SessionEvent::Media {
+                type_id: MSG_AUDIO,
+                timestamp: 23,
+                body: Bytes::from(audio)
+            },
+        ]
+    );
+
+    c.command(0, &cmd("FCUnpublish", 6.0, &[Amf0Value::string("key")]));
+    c.command(1, &cmd("deleteStream", 7.0, &[Amf0Value::Number(1.0)]));
+    assert_eq!(c.events(), [SessionEvent::Unpublished]);
+    assert!(!c.session.is_publishing());
+}
+
+#[test]
+fn rejected_publish_closes() {
+    let mut c = Client::new();
+    c.connect();
+    c.command(0, &cmd("createStream", 2.0, &[]));
+    c.send(
+        4,
+        MSG_COMMAND_AMF0,
+        1,
+        0,
+        &amf0::encode_all(&cmd("publish", 3.0, &[Amf0Value::string("k")])),
+    );
+    c.replies();
+    c.events();
+    assert!(c.session.accept_play().is_err(), "no play pending");
+    c.session
+        .reject_publish("NetStream.Publish.Unauthorized", "Bad key.")
+        .unwrap();
+    let r = c.replies();
+    let v = decode(&r[0]);
+    assert_eq!(v[3].get("level").and_then(Amf0Value::as_str), Some("error"));
+    assert_eq!(
+        v[3].get("code").and_then(Amf0Value::as_str),
+        Some("NetStream.Publish.Unauthorized")
+    );
+    assert!(c.session.is_closed());
+    assert_eq!(
+        c.try_send(4, MSG_AUDIO, 1, 0, &[0xAF]),
+        Err(SessionError::Closed)
+    );
+}
+
+#[test]
+fn play_sequence() {
+    let mut c = Client::new();
+    c.connect();
+    c.events();
+    c.command(0, &cmd("createStream", 2.0, &[]));
+    c.replies();
+    c.command(1, &cmd("getStreamLength", 3.0, &[Amf0Value::string("cam")]));
+    assert_eq!(name_and_code(&c.replies()[0]).0, "_result");
+    let play = cmd(
+        "play",
+        4.0,
+        &[
+            Amf0Value::string("cam?sig=1"),
+            Amf0Value::Number(-2000.0),
+            Amf0Value::Number(-1.0),
+        ],
+    );
+    c.send(8, MSG_COMMAND_AMF0, 1, 0, &amf0::encode_all(&play));
+    // ffmpeg follows play with Set Buffer Length.
+    let sbl = ControlMessage::UserControl(UserControlEvent::SetBufferLength {
+        stream_id: 1,
+        buffer_ms: 3000,
+    })
+    .to_message();
+    c.send(2, MSG_USER_CONTROL, 0, 0, &sbl.body);
+    assert_eq!(
+        c.events(),
+        [SessionEvent::PlayRequested {
+            app: "live".into(),
+            stream_key: "cam".into(),
+            query: Some("sig=1".into()),
+            stream_id: 1,
+        }]
+    );
+    assert!(c.replies().is_empty());
+
+    c.session.accept_play().unwrap();
+    assert_eq!(
+        c.session.peer_buffer_ms(),
+        Some(3000),
+        "held input processed"
+    );
+    let r = c.replies();
+    assert_eq!(r.len(), 4);
+    assert_eq!(user_control(&r[0]), UserControlEvent::StreamBegin(1));
+    assert_eq!(
+        name_and_code(&r[1]).1.as_deref(),
+        Some("NetStream.Play.Reset")
+    );
+    assert_eq!(
+        name_and_code(&r[2]).1.as_deref(),
+        Some("NetStream.Play.Start")
+    );
+    assert_eq!(r[3].type_id, MSG_DATA_AMF0);
+    assert_eq!(
+        decode(&r[3]),
+        [
+            Amf0Value::string("|RtmpSampleAccess"),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true)
+        ]
+    );
+    assert!(
+        r[1..]
+            .iter()
+            .all(|m| m.stream_id == 1 && m.csid == CSID_DATA)
+    );
+    assert!(c.session.is_playing());
+
+    // Media: the session's chunking equals the shared fan-out encoding.
+    let frame: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    assert!(c.session.shares_encoding(4096));
+    c.session.send_media(MSG_VIDEO, 0x0100_0000, &frame);
+    let own = c.session.take_output().unwrap();
+    let mut shared = BytesMut::new();
+    encode_media(
+        MSG_VIDEO,
+        0x0100_0000,
+        &frame,
+        c.session.out_chunk_size(),
+        &mut shared,
+    );
+    assert_eq!(own, shared);
+    c.received.extend_from_slice(&own);
+    c.session.send_prechunked(shared.freeze());
+    c.session
+        .send_metadata(&amf0::encode_all(&[Amf0Value::string("onMetaData")]), 0);
+    c.session.send_media(MSG_AUDIO, 5, &[0xAF, 0x01]);
+    let r = c.replies();
+    assert_eq!(r.len(), 4);
+    assert_eq!(
+        (r[0].csid, r[0].type_id, r[0].stream_id),
+        (CSID_VIDEO, MSG_VIDEO, 1)
+    );
+    assert_eq!(r[0], r[1]);
+    assert_eq!(&r[0].body[..], &frame[..]);
+    assert_eq!((r[2].csid, r[2].type_id), (CSID_DATA, MSG_DATA_AMF0));
+    assert_eq!(
+        (r[3].csid, r[3].type_id, r[3].timestamp),
+        (CSID_AUDIO, MSG_AUDIO, 5)
+    );
+
+    c.session.send_unpublish_notify();
+    let r = c.replies();
+    assert_eq!(
+        name_and_code(&r[0]).1.as_deref(),
+        Some("NetStream.Play.UnpublishNotify")
+    );
+    assert_eq!(user_control(&r[1]), UserControlEvent::StreamEof(1));
+    c.session.send_publish_notify();
+    let r = c.replies();
+    assert_eq!(user_control(&r[0]), UserControlEvent::StreamBegin(1));
+    assert_eq!(
+        name_and_code(&r[1]).1.as_deref(),
+        Some("NetStream.Play.PublishNotify")
+    );
+
+    c.command(0, &cmd("receiveVideo", 0.0, &[Amf0Value::Boolean(false)]));
+    c.command(1, &cmd("deleteStream", 0.0, &[Amf0Value::Number(1.0)]));
+    assert_eq!(
+        c.events(),
+        [SessionEvent::ReceiveVideo(false), SessionEvent::PlayStopped]
+    );
+}
+
+#[test]
+fn rejected_play() {
+    let mut c = Client::new();
+    c.connect();
+    c.send(
+        8,
+        MSG_COMMAND_AMF0,
+        1,
+        0,
+        &amf0::encode_all(&cmd("play", 0.0, &[Amf0Value::string("nope")])),
+    );
+    c.session
+        .reject_play("NetStream.Play.StreamNotFound", "No such stream.")
+        .unwrap();
+    let r = c.replies();
+    let last = r.last().unwrap();
+    assert_eq!(
+        name_and_code(last).1.as_deref(),
+        Some("NetStream.Play.StreamNotFound")
+    );
+}
+
+#[test]
+fn ping_request_gets_response() {
+    let mut c = Client::new();
+    let ping = ControlMessage::UserControl(UserControlEvent::PingRequest(0xABCD)).to_message();
+    c.send(2, MSG_USER_CONTROL, 0, 0, &ping.body);
+    let r = c.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(user_control(&r[0]), UserControlEvent::PingResponse(0xABCD));
+}
+
+#[test]
+fn acknowledgement_after_window() {
+    let mut c = Client::new();
+    c.connect();
+    let was = ControlMessage::WindowAckSize(8000).to_message();
+    c.send(2, MSG_WINDOW_ACK_SIZE, 0, 0, &was.body);
+    // Media outside publishing is ignored but still counted.
+    c.send(6, MSG_AUDIO, 1, 0, &[0u8; 3000]);
+    assert!(c.replies().is_empty());
+    c.send(6, MSG_AUDIO, 1, 0, &[0u8; 3000]);
+    let r = c.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].type_id, MSG_ACKNOWLEDGEMENT);
+    let seq = u32::from_be_bytes(r[0].body[..4].try_into().unwrap());
+    assert_eq!(u64::from(seq), c.session.bytes_received());
+    assert!(seq > 3073 + 6000);
+    // The peer's acknowledgements are recorded.
+    let ack = ControlMessage::Acknowledgement { sequence: 1234 }.to_message();
+    c.send(2, MSG_ACKNOWLEDGEMENT, 0, 0, &ack.body);
+    assert_eq!(c.session.peer_acknowledged(), Some(1234));
+}
+
+#[test]
+fn publish_before_connect_is_an_error() {
+    let mut c = Client::new();
+    let body = amf0::encode_all(&cmd("publish", 5.0, &[Amf0Value::string("key")]));
+    assert_eq!(
+        c.try_send(4, MSG_COMMAND_AMF0, 1, 0, &body),
+        Err(SessionError::NotConnected {
+            command: "publish".into()
+        })
+    );
+    assert!(c.session.is_closed());
+}
+
+#[test]
+fn publish_twice_fails_the_call() {
+    let mut c = Client::new();
+    c.connect();
+    let body = amf0::encode_all(&cmd("publish", 5.0, &[Amf0Value::string("key")]));
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
+    c.session.accept_publish().unwrap();
+    c.replies();
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
+    let r = c.replies();
+    assert_eq!(
+        name_and_code(&r[0]),
+        ("_error".into(), Some("NetConnection.Call.Failed".into()))
+    );
+}
+
+#[test]
+fn garbage_after_handshake_is_an_error() {
+    let mut c = Client::new();
+    let err = c.session.handle_input(&[0xC5, 0x12, 0x34]).unwrap_err();
+    assert_eq!(
+        err,
+        SessionError::Chunk(ChunkError::UnknownChunkStream { csid: 5, fmt: 3 })
+    );
+    let mut c = Client::new();
+    let err = c
+        .session
+        .handle_input(&[0x03, 0, 0, 0, 0, 0, 2, 0x14, 0, 0, 0, 0, 0xFF, 0xFF]);
+    assert!(
+        matches!(err, Err(SessionError::BadCommand { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn bad_handshake_version_is_an_error() {
+    let mut s = ServerSession::new(SessionConfig::default(), 1);
+    assert!(matches!(
+        s.handle_input(&[0x06, 0, 0]),
+        Err(SessionError::Handshake(_))
+    ));
+    assert_eq!(s.handle_input(&[0]), Err(SessionError::Closed));
+}
+
+#[test]
+fn unknown_command_with_transaction_gets_error() {
+    let mut c = Client::new();
+    c.connect();
+    c.command(0, &cmd("_checkbw", 9.0, &[]));
+    let r = c.replies();
+    assert_eq!(r.len(), 1);
+    let v = decode(&r[0]);
+    assert_eq!(v[0].as_str(), Some("_error"));
+    assert_eq!(v[1].as_f64(), Some(9.0));
+    assert_eq!(
+        v[3].get("code").and_then(Amf0Value::as_str),
+        Some("NetConnection.Call.Failed")
+    );
+    c.command(0, &cmd("somethingElse", 0.0, &[]));
+    assert!(c.replies().is_empty());
+}
+
+#[test]
+fn amf3_command_and_client_chunk_size() {
+    let mut c = Client::new();
+    // The client raises its chunk size first, as OBS does.
+    let scs = ControlMessage::SetChunkSize(4096).to_message();
+    c.send(2, MSG_SET_CHUNK_SIZE, 0, 0, &scs.body);
+    let obj = Amf0Value::object([
+        ("app", Amf0Value::string("live?x=1/")),
+        ("objectEncoding", Amf0Value::Number(3.0)),
+    ]);
+    let mut body = vec![0x00];
+    body.extend_from_slice(&amf0::encode_all(&[
+        Amf0Value::string("connect"),
+        Amf0Value::Number(1.0),
+        obj,
+    ]));
+    let mut out = BytesMut::new();
+    encode_message(3, MSG_COMMAND_AMF3, 0, 0, &body, 4096, &mut out);
+    c.session.handle_input(&out).unwrap();
+    let r = c.replies();
+    let v = decode(&r[3]);
+    assert_eq!(
+        v[3].get("objectEncoding").and_then(Amf0Value::as_f64),
+        Some(3.0)
+    );
+    let ev = c.events();
+    let [SessionEvent::Connected { app, app_query, .. }] = ev.as_slice() else {
+        panic!("{ev:?}");
+    };
+    assert_eq!((app.as_str(), app_query.as_deref()), ("live", Some("x=1")));
+}
+
+#[test]
+fn bare_on_metadata_and_aggregate() {
+    let mut c = Client::new();
+    c.connect();
+    let body = amf0::encode_all(&cmd("publish", 1.0, &[Amf0Value::string("s")]));
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
+    c.session.accept_publish().unwrap();
+    c.events();
+    let meta = amf0::encode_all(&[
+        Amf0Value::string("onMetaData"),
+        Amf0Value::object([("fps", Amf0Value::Number(30.0))]),
+    ]);
+    c.send(4, MSG_DATA_AMF0, 1, 0, &meta);
+    // Non-metadata data and AMF3 payloads are ignored, not fatal.
+    c.send(4, MSG_DATA_AMF0, 1, 0, &[0x11, 0x0A]);
+    c.send(
+        4,
+        MSG_DATA_AMF0,
+        1,
+        0,
+        &amf0::encode_all(&[Amf0Value::string("onCuePoint")]),
+    );
+    assert_eq!(c.events(), [SessionEvent::Metadata(Bytes::from(meta))]);
+
+    // Two FLV tags in one aggregate message, at 1000 and 1040 (base 1000 → 5000).
+    let mut agg = Vec::new();
+    for (ty, ts, data) in [(9u8, 1000u32, &[1u8, 2][..]), (8, 1040, &[3][..])] {
+        agg.push(ty);
+        agg.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+        agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+        agg.push((ts >> 24) as u8);
+        agg.extend_from_slice(&[0, 0, 0]);
+        agg.extend_from_slice(data);
+        agg.extend_from_slice(&(11 + data.len() as u32).to_be_bytes());
+    }
+    c.send(4, 0x16, 1, 5000, &agg);
+    let ev = c.events();
+    assert_eq!(
+        ev,
+        [
+            SessionEvent::Media {
+                type_id: 9,
+                timestamp: 5000,
+                body: Bytes::from_static(&[1, 2])
+            },
+            SessionEvent::Media {
+                type_id: 8,
+                timestamp: 5040,
+                body: Bytes::from_static(&[3])
+            },
+        ]
+    );
+}
+
+#[test]
+fn byte_by_byte_session() {
+    let mut s = ServerSession::new(SessionConfig::default(), 2);
+    let mut input = vec![0x03];
+    input.extend_from_slice(&[0u8; 2 * HANDSHAKE_LEN]);
+    let connect = amf0::encode_all(&cmd("connect", 1.0, &[]));
+    let mut out = BytesMut::new();
+    encode_message(3, MSG_COMMAND_AMF0, 0, 0, &connect, 128, &mut out);
+    input.extend_from_slice(&out);
+    for b in input {
+        s.handle_input(&[b]).unwrap();
+    }
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Connected { .. })
+    ));
+    let total: usize = std::iter::from_fn(|| s.take_output())
+        .map(|b| b.len())
+        .sum();
+    assert!(total > 3073);
+}
+
+#[test]
+fn backlog_limit_while_awaiting_decision() {
+    let mut c = Client::with_config(SessionConfig {
+        max_message_len: 1000,
+        ..SessionConfig::default()
+    });
+    c.connect();
+    let body = amf0::encode_all(&cmd("publish", 1.0, &[Amf0Value::string("s")]));
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
+    let big = vec![0u8; 0x10_0001];
+    assert!(matches!(
+        c.session.handle_input(&big),
+        Err(SessionError::InputBacklog { .. })
+    ));
+}
