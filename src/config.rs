@@ -142,6 +142,9 @@ pub struct RtmpConfig {
     pub idle_timeout: Millis,
     /// A player whose socket accepts no data for this long is disconnected.
     pub send_timeout: Millis,
+    /// Kernel send buffer (SO_SNDBUF) of each connection; bounds the memory a slow player
+    /// can hold in the kernel. 0 keeps the kernel's auto-tuning.
+    pub send_buffer: ByteSize,
     /// Key every publisher must give (`?key=...`) on paths without their own
     /// `publish_key`. Unset: publishing is open.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,6 +161,7 @@ impl Default for RtmpConfig {
             handshake_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(30)),
             send_timeout: Millis(Duration::from_secs(10)),
+            send_buffer: ByteSize(512 * 1024),
             publish_key: None,
         }
     }

@@ -411,3 +411,64 @@ fn publish_key_is_enforced() {
     let log = s.drain_log().join("\n");
     assert!(log.contains("wrong or missing key"), "{log}");
 }
+
+#[test]
+fn stalled_player_drops_frames_then_is_closed_and_others_keep_playing() {
+    let s = Server::start(
+        "rtmp-stall",
+        &test_config_sections(
+            "",
+            "send_timeout = \"2s\"\nsend_buffer = \"64KiB\"",
+            &format!("[media]\nsink_max_frames = 300\n{}", demo_stream("demo", 0)),
+        )
+        .replace("shards = 2", "shards = 1"),
+    );
+    wait_published(&s, "demo");
+    let url = format!("rtmp://{}/live/demo", s.rtmp);
+    let player = |secs: &str| {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostats", "-loglevel", "error", "-i", &url, "-t", secs])
+            .args(["-c", "copy", "-f", "null", "-", "-progress", "pipe:1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("player")
+    };
+    let mut stalled = Killed(player("60"));
+    std::thread::sleep(Duration::from_millis(800));
+    // Freeze the player: it stops reading, its socket fills up.
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(stalled.0.id() as i32, libc::SIGSTOP);
+    }
+    let mut healthy = player("6");
+    let status = wait_exit(&mut healthy, Duration::from_secs(30)).expect("healthy player hung");
+    assert!(status.success());
+    let mut out = String::new();
+    if let Some(mut o) = healthy.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let frames: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    // 6 s of 30 fps video, the first from the GOP cache: nothing held it back.
+    assert!(frames >= 150, "healthy player got {frames} frames");
+    let log = s.drain_log().join("\n");
+    assert!(log.contains("rtmp connection closed: write"), "stalled player not closed: {log}");
+    let m = s.get("/metrics").body_text();
+    let dropped: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("corecast_frames_dropped_total{shard=\"0\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "no frames counted as dropped");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(stalled.0.id() as i32, libc::SIGCONT);
+    }
+    let _ = stalled.0.kill();
+}

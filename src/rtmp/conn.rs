@@ -81,6 +81,9 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
     let cfg = &shard.shared.settings.config.rtmp;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(cfg.send_timeout.0));
+    if cfg.send_buffer.0 > 0 {
+        set_send_buffer(&stream, cfg.send_buffer.as_usize());
+    }
     let seed = seed(peer);
     let mut session = ServerSession::new(
         SessionConfig {
@@ -340,8 +343,14 @@ fn handle_events(
                 timestamp,
                 body,
             } => {
-                if let Role::Publisher(p) = role {
-                    publish_media(shard, p, type_id, timestamp, &body);
+                if let Role::Publisher(p) = role
+                    && !publish_media(shard, p, type_id, timestamp, &body)
+                {
+                    let path = p.path.clone();
+                    *role = Role::Control;
+                    return Some(End::Quiet(format!(
+                        "publisher of '{path}' cut off: the stream was published on another shard at the same time"
+                    )));
                 }
             }
             SessionEvent::Unpublished => {
@@ -372,28 +381,35 @@ fn handle_events(
     None
 }
 
-/// Hands one publisher message to the hub as tracks or a frame.
-fn publish_media(shard: &Shard, p: &mut Publisher, type_id: u8, timestamp: u32, body: &Bytes) {
+/// Hands one publisher message to the hub as tracks or a frame. False if this shard no
+/// longer owns the stream.
+fn publish_media(
+    shard: &Shard,
+    p: &mut Publisher,
+    type_id: u8,
+    timestamp: u32,
+    body: &Bytes,
+) -> bool {
     if body.is_empty() {
-        return;
+        return true;
     }
     let ts = p.clock.unwrap(timestamp);
     let out = match type_id {
         0x09 => p.demux.video(ts, body),
         0x08 => p.demux.audio(ts, body),
-        _ => return,
+        _ => return true,
     };
     let mut hub = shard.hub.borrow_mut();
-    match out {
-        Ok(Some(DemuxOutput::TracksChanged)) => {
-            let _ = hub.set_tracks(&p.path, p.demux.tracks());
+    let pushed = match out {
+        Ok(Some(DemuxOutput::TracksChanged)) => hub.set_tracks(&p.path, p.demux.tracks()),
+        Ok(Some(DemuxOutput::Frame(frame))) => hub.push_frame(&p.path, frame),
+        Ok(None) => Ok(()),
+        Err(e) => {
+            debug!(path = %p.path, "rtmp: skipping undecodable media message: {e}");
+            Ok(())
         }
-        Ok(Some(DemuxOutput::Frame(frame))) => {
-            let _ = hub.push_frame(&p.path, frame);
-        }
-        Ok(None) => {}
-        Err(e) => debug!(path = %p.path, "rtmp: skipping undecodable media message: {e}"),
-    }
+    };
+    !matches!(pushed, Err(HubError::NotOwner(_)))
 }
 
 /// Sends one stream event to a player.
@@ -452,6 +468,24 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
             session.send_unpublish_notify();
             p.ended = true;
         }
+    }
+}
+
+fn set_send_buffer(stream: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        debug!("SO_SNDBUF {bytes}: {}", std::io::Error::last_os_error());
     }
 }
 

@@ -483,12 +483,33 @@ impl Hub {
     pub fn handle_msg(&mut self, from: usize, msg: StreamMsg) {
         match msg {
             StreamMsg::Announce { path, owner } => {
-                if let Some(prev) = self.directory.get(&path)
-                    && *prev != owner
+                // Two shards may publish the same path at the same moment (each checked
+                // only its own directory). The lower shard keeps it, on every shard, in
+                // whatever order the announcements arrive.
+                if let Some(&prev) = self.directory.get(&path)
+                    && prev < owner
                 {
-                    warn!(path = %path, prev, owner, "two shards announce the same stream");
+                    warn!(path = %path, kept = prev, refused = owner, "stream published on two shards at once; the lower shard keeps it");
+                    return;
                 }
                 self.directory.insert(path.clone(), owner);
+                let me = self.shard;
+                if let Some(st) = self.paths.get_mut(&path)
+                    && st.role == Role::Owner
+                {
+                    // We lost the race: our publisher is cut off (its next push gets
+                    // `NotOwner`) and our viewers are relayed from the winner.
+                    warn!(path = %path, shard = me, winner = owner, "stream published on two shards at once; this shard gives it up");
+                    st.end_sinks();
+                    st.source = None;
+                    st.role = Role::Waiting;
+                    let subs: Vec<usize> = st.remote.drain(..).map(|r| r.shard).collect();
+                    for to in subs {
+                        self.tx
+                            .send_control(to, StreamMsg::End { path: path.clone() });
+                    }
+                    stats::sub(&self.stats.streams, 1);
+                }
                 // Viewers waiting here for this path: start relaying.
                 if let Some(st) = self.paths.get_mut(&path)
                     && st.role == Role::Waiting
@@ -885,6 +906,35 @@ mod tests {
         settle(&mesh, &mut h);
         assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
         assert_eq!(frames(&v.queue), [7]);
+    }
+
+    #[test]
+    fn simultaneous_publish_on_two_shards_leaves_the_lower_shard_owner_everywhere() {
+        let (mesh, mut h) = hubs(3, 100);
+        // Both publish before either hears of the other.
+        h[2].publish("a", src()).unwrap();
+        h[1].publish("a", src()).unwrap();
+        let v = h[2].subscribe("a").unwrap();
+        settle(&mesh, &mut h);
+        for hub in &h {
+            assert_eq!(hub.owner("a"), Some(1));
+        }
+        // Shard 2's publisher is cut off; its viewer is now relayed from shard 1.
+        assert!(matches!(
+            h[2].push_frame("a", video(true, 0)),
+            Err(HubError::NotOwner(_))
+        ));
+        h[1].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+            .unwrap();
+        h[1].push_frame("a", video(true, 5)).unwrap();
+        settle(&mesh, &mut h);
+        let events: Vec<SinkEvent> = std::iter::from_fn(|| v.queue.try_pop()).collect();
+        assert!(matches!(events.first(), Some(SinkEvent::End)));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, SinkEvent::Frame(f) if f.frame.dts == 5))
+        );
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub fn test_config(extra: &str) -> String {
 
 /// Like [`test_config`], with extra lines in the `[http]` section.
 pub fn test_config_http(http: &str, extra: &str) -> String {
+    test_config_sections(http, "", extra)
+}
+
+/// Like [`test_config`], with extra lines in the `[http]` and `[rtmp]` sections.
+pub fn test_config_sections(http: &str, rtmp: &str, extra: &str) -> String {
     format!(
         r#"
 [runtime]
@@ -42,6 +47,7 @@ listen = "127.0.0.1:0"
 {http}
 [rtmp]
 listen = "127.0.0.1:0"
+{rtmp}
 [webrtc]
 udp_port = 0
 bind = "127.0.0.1"
