@@ -183,3 +183,51 @@ impl Drop for ShutdownWait<'_> {
 
 /// A shard handle as drivers hold it.
 pub type ShardRef = Rc<Shard>;
+
+/// What woke a connection task: see [`Shard::wait_io`].
+pub enum Wake<T> {
+    /// The socket read returned (bytes, EOF as `Ok(0)`, or an error).
+    Read(std::io::Result<usize>),
+    /// The extra future finished first.
+    Other(T),
+    /// The deadline passed.
+    Timeout,
+    /// The shard is shutting down.
+    Shutdown,
+}
+
+impl Shard {
+    /// Waits for the first of: bytes on `stream` (read into `buf`, counted in
+    /// `bytes_in`), `other`, `timeout`, or shutdown. The one wait every connection driver
+    /// makes; a losing read is safely abandoned (glommio reads on readiness).
+    pub async fn wait_io<T>(
+        &self,
+        stream: &mut glommio::net::TcpStream,
+        buf: &mut [u8],
+        other: impl Future<Output = T>,
+        timeout: std::time::Duration,
+    ) -> Wake<T> {
+        use futures_lite::{AsyncReadExt, future};
+        let wake = future::or(
+            async { Wake::Read(stream.read(buf).await) },
+            future::or(
+                async { Wake::Other(other.await) },
+                future::or(
+                    async {
+                        glommio::timer::sleep(timeout).await;
+                        Wake::Timeout
+                    },
+                    async {
+                        self.shutdown.wait().await;
+                        Wake::Shutdown
+                    },
+                ),
+            ),
+        )
+        .await;
+        if let Wake::Read(Ok(n)) = &wake {
+            crate::stats::add(&self.stats().bytes_in, *n as u64);
+        }
+        wake
+    }
+}

@@ -6,11 +6,11 @@
 use super::api;
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
-use crate::shard::{Shard, ShardRef};
+use crate::shard::{Shard, ShardRef, Wake};
 use crate::stats;
 use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
 use futures_lite::future;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -66,12 +66,6 @@ impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
         stats::sub(&self.0.stats().connections, 1);
     }
-}
-
-enum Wake {
-    Read(std::io::Result<usize>),
-    Timeout,
-    Shutdown,
 }
 
 async fn connection(shard: ShardRef, mut stream: TcpStream) {
@@ -142,24 +136,12 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
             Some(t) => cfg.header_timeout.0.saturating_sub(t.elapsed()),
             None => cfg.idle_timeout.0,
         };
-        let wake = future::or(
-            async { Wake::Read(stream.read(&mut tmp).await) },
-            future::or(
-                async {
-                    glommio::timer::sleep(wait).await;
-                    Wake::Timeout
-                },
-                async {
-                    shard.shutdown.wait().await;
-                    Wake::Shutdown
-                },
-            ),
-        )
-        .await;
+        let wake = shard
+            .wait_io(&mut stream, &mut tmp, future::pending::<()>(), wait)
+            .await;
         match wake {
-            Wake::Read(Ok(0)) => return,
+            Wake::Read(Ok(0)) | Wake::Other(()) => return,
             Wake::Read(Ok(n)) => {
-                stats::add(&shard.stats().bytes_in, n as u64);
                 if started.is_none() {
                     started = Some(Instant::now());
                 }
@@ -298,26 +280,12 @@ async fn websocket(
         if flush(shard, &mut stream, &mut out).await.is_err() || ws.is_closed() {
             return;
         }
-        let wake = future::or(
-            async { Wake::Read(stream.read(&mut tmp).await) },
-            future::or(
-                async {
-                    glommio::timer::sleep(idle).await;
-                    Wake::Timeout
-                },
-                async {
-                    shard.shutdown.wait().await;
-                    Wake::Shutdown
-                },
-            ),
-        )
-        .await;
+        let wake = shard
+            .wait_io(&mut stream, &mut tmp, future::pending::<()>(), idle)
+            .await;
         match wake {
-            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => return,
-            Wake::Read(Ok(n)) => {
-                stats::add(&shard.stats().bytes_in, n as u64);
-                ws.handle_input(&tmp[..n]);
-            }
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) | Wake::Other(()) => return,
+            Wake::Read(Ok(n)) => ws.handle_input(&tmp[..n]),
             Wake::Timeout | Wake::Shutdown => {
                 ws.close();
                 out.extend_from_slice(&ws.take_output());

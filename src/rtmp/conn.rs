@@ -7,12 +7,12 @@ use crate::config::normalize_path;
 use crate::http::server::ConnGuard;
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
-use crate::shard::{Shard, ShardRef};
+use crate::shard::{Shard, ShardRef, Wake};
 use crate::stats;
 use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo};
 use bytes::{Bytes, BytesMut};
+use futures_lite::AsyncWriteExt;
 use futures_lite::future;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,13 +107,6 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
     }
 }
 
-enum Wake {
-    Read(std::io::Result<usize>),
-    Sink(SinkEvent),
-    Timeout,
-    Shutdown,
-}
-
 async fn run(
     shard: &Shard,
     stream: &mut TcpStream,
@@ -136,33 +129,17 @@ async fn run(
             Role::Player(p) => Some(p.sink.queue.clone()),
             _ => None,
         };
-        let wake = future::or(
-            async { Wake::Read(stream.read(&mut tmp).await) },
-            future::or(
-                async {
-                    match &sink {
-                        Some(q) => Wake::Sink(q.recv().await),
-                        None => future::pending().await,
-                    }
-                },
-                future::or(
-                    async {
-                        glommio::timer::sleep(deadline).await;
-                        Wake::Timeout
-                    },
-                    async {
-                        shard.shutdown.wait().await;
-                        Wake::Shutdown
-                    },
-                ),
-            ),
-        )
-        .await;
+        let next_event = async {
+            match &sink {
+                Some(q) => q.recv().await,
+                None => future::pending().await,
+            }
+        };
+        let wake = shard.wait_io(stream, &mut tmp, next_event, deadline).await;
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
                 last_input = Instant::now();
-                stats::add(&shard.stats().bytes_in, n as u64);
                 if let Err(e) = session.handle_input(&tmp[..n]) {
                     return End::Error(format!("protocol error: {e}"));
                 }
@@ -171,7 +148,7 @@ async fn run(
                 }
             }
             Wake::Read(Err(e)) => return End::Error(format!("read: {e}")),
-            Wake::Sink(ev) => {
+            Wake::Other(ev) => {
                 if let Role::Player(p) = role {
                     play_event(shard, session, p, ev);
                     // Take what else is queued, then write it all out.
