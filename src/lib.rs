@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod rtmp;
+pub mod rtp;
 pub mod runtime;
 pub mod shard;
 pub mod source;

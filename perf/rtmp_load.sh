@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# RTMP play load benchmark: corecast against nginx-rtmp on the same machine.
+#
+#   perf/rtmp_load.sh                               N = 100 500 1000, 20 s windows
+#   NS="100 500" DURATION=15 perf/rtmp_load.sh      fewer players, shorter windows
+#
+# For each server and each N: start the server on 127.0.0.1 pinned to CPU $SERVER_CPU,
+# publish a 2 Mbit/s 720p30 clip to it with ffmpeg, open N players with corecast-load
+# (both pinned to CPU $LOAD_CPU), and read the server's CPU time and RSS from /proc at the
+# start and end of the tool's measurement window. Prints one Markdown table per server and
+# the corecast/nginx ratios, and appends them to perf/RESULTS.md.
+#
+# Environment: NS, DURATION (s), RAMP (connections/s), SERVERS ("corecast nginx"),
+# SERVER_CPU (0), LOAD_CPU (1), CLIP_SECONDS (20), RESULTS (perf/RESULTS.md),
+# KEEP_TMP=1 keeps the temp dir (configs, logs, per-run JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+NS=${NS:-"100 500 1000"}
+DURATION=${DURATION:-20}
+RAMP=${RAMP:-200}
+SERVERS=${SERVERS:-"corecast nginx"}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+CLIP_SECONDS=${CLIP_SECONDS:-20}
+RESULTS=${RESULTS:-perf/RESULTS.md}
+SETTLE=2
+CMDLINE="NS=\"$NS\" DURATION=$DURATION RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'rtmp_load: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to install: $*" >&2; return 1; fi
+}
+
+TMP=$(mktemp -d /tmp/rtmp_load.XXXXXX)
+SERVER_PID="" PUB_PID="" LOAD_PID=""
+
+# Stops a process we started: SIGTERM, up to 5 s, then SIGKILL.
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  stop_pid "$LOAD_PID"; LOAD_PID=""
+  stop_pid "$PUB_PID"; PUB_PID=""
+  stop_pid "$SERVER_PID"; SERVER_PID=""
+  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "rtmp_load: kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Everything this script starts (the load tool, ffmpeg, probes) runs on LOAD_CPU; the
+# servers are started with taskset on SERVER_CPU.
+taskset -cp "$LOAD_CPU" $$ >/dev/null || die "cannot pin to CPU $LOAD_CPU (taskset)"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# --- tools -------------------------------------------------------------------------------
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v python3 >/dev/null || need+=(python3)
+command -v taskset >/dev/null || need+=(util-linux)
+if [[ " $SERVERS " == *" nginx "* ]]; then
+  command -v nginx >/dev/null || need+=(nginx)
+  if ! ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 \
+     && ! nginx -V 2>&1 | grep -q rtmp; then
+    need+=(libnginx-mod-rtmp)
+  fi
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing with apt-get: ${need[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+say "cargo build --release -p corecast -p corecast-perf"
+cargo build --release -q -p corecast -p corecast-perf
+CORECAST="$REPO/target/release/corecast"
+LOAD="$REPO/target/release/corecast-load"
+
+say "making a ${CLIP_SECONDS} s 720p30 2 Mbit/s H.264 + AAC clip"
+CLIP="$TMP/clip.flv"
+timeout 300 ffmpeg -hide_banner -loglevel error -nostdin -y \
+  -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=44100" \
+  -t "$CLIP_SECONDS" -c:v libx264 -preset veryfast -pix_fmt yuv420p \
+  -b:v 2M -maxrate 2M -bufsize 2M -g 60 -bf 0 -c:a aac -b:a 64k -f flv "$CLIP"
+CLIP_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$CLIP")
+say "clip: $(stat -c %s "$CLIP") bytes, ${CLIP_BPS} bit/s"
+
+CLK_TCK=$(getconf CLK_TCK)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+now() { date +%s.%N; }
+
+# Waits (bounded) until something accepts TCP connections on 127.0.0.1:$1.
+wait_port() {
+  for _ in $(seq 100); do
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Waits (bounded) until file $1 contains line $2 while $LOAD_PID runs.
+wait_marker() {
+  local file=$1 text=$2 limit=$3 start
+  start=$SECONDS
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    grep -qF "$text" "$file" 2>/dev/null && return 0
+    kill -0 "$LOAD_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+start_corecast() {
+  local dir=$1 port=$2
+  cat >"$dir/corecast.toml" <<EOF
+[runtime]
+shards = 1
+cpus = [$SERVER_CPU]
+log = "warn"
+
+[http]
+listen = "127.0.0.1:$(free_port)"
+
+[rtmp]
+listen = "127.0.0.1:$port"
+
+[webrtc]
+udp_port = 0
+bind = "127.0.0.1"
+EOF
+  taskset -c "$SERVER_CPU" "$CORECAST" --config "$dir/corecast.toml" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+}
+
+start_nginx() {
+  local dir=$1 port=$2 module=""
+  mkdir -p "$dir/nginx/logs"
+  if [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+    module="load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"
+  fi
+  cat >"$dir/nginx/nginx.conf" <<EOF
+$module
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log $dir/nginx/logs/error.log warn;
+pid $dir/nginx/nginx.pid;
+events { worker_connections 16384; }
+rtmp {
+  server {
+    listen 127.0.0.1:$port;
+    chunk_size 4096;
+    application live { live on; }
+  }
+}
+EOF
+  taskset -c "$SERVER_CPU" nginx -p "$dir/nginx" -e "$dir/nginx/logs/error.log" \
+    -c "$dir/nginx/nginx.conf" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+}
+
+ROWS="$TMP/rows.jsonl"
+: >"$ROWS"
+
+# One measurement: server $1 with $2 players. Appends a JSON row to $ROWS.
+measure() {
+  local server=$1 n=$2 dir port url
+  dir="$TMP/$server-$n"
+  mkdir -p "$dir"
+  port=$(free_port)
+  url="rtmp://127.0.0.1:$port/live/load"
+  say "$server, $n players"
+  case $server in
+    corecast) start_corecast "$dir" "$port" ;;
+    nginx) start_nginx "$dir" "$port" ;;
+    *) die "unknown server $server" ;;
+  esac
+  wait_port "$port" || { cat "$dir/server.log" >&2; die "$server did not listen on $port"; }
+
+  timeout 36000 ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$CLIP" \
+    -c copy -f flv "$url" >"$dir/publisher.log" 2>&1 &
+  PUB_PID=$!
+  local live=0
+  for _ in 1 2 3 4 5; do
+    local streams
+    streams=$(timeout 10 ffprobe -v error -show_entries stream=codec_type -of csv=p=0 "$url" \
+      2>>"$dir/probe.log" || true)
+    if [[ "$streams" == *video* ]]; then live=1; break; fi
+    kill -0 "$PUB_PID" 2>/dev/null || break
+    sleep 1
+  done
+  [ "$live" = 1 ] || { cat "$dir/publisher.log" >&2; die "$server: the publisher did not go live"; }
+  sleep 1
+
+  # Idle: only the publisher, for 3 s.
+  local idle_rss it0 ic0 it1 ic1
+  it0=$(now); ic0=$(cpu_ticks "$SERVER_PID")
+  sleep 3
+  it1=$(now); ic1=$(cpu_ticks "$SERVER_PID")
+  idle_rss=$(rss_kib "$SERVER_PID")
+
+  local setup_limit=$(( n / RAMP + 5 + 10 + 1 + SETTLE + 10 ))
+  timeout $(( setup_limit + DURATION + 30 )) "$LOAD" --url "$url" --players "$n" \
+    --duration "$DURATION" --ramp-per-sec "$RAMP" --settle "$SETTLE" --cpu "$LOAD_CPU" \
+    >"$dir/load.json" 2>"$dir/load.err" &
+  LOAD_PID=$!
+  wait_marker "$dir/load.err" "window start" "$setup_limit" \
+    || { cat "$dir/load.err" >&2; die "$server: the load tool did not start its window"; }
+  local t0 c0 r0 t1 c1 r1
+  t0=$(now); c0=$(cpu_ticks "$SERVER_PID"); r0=$(rss_kib "$SERVER_PID")
+  wait_marker "$dir/load.err" "window end" $(( DURATION + 10 )) \
+    || { cat "$dir/load.err" >&2; die "$server: the load tool did not end its window"; }
+  t1=$(now); c1=$(cpu_ticks "$SERVER_PID"); r1=$(rss_kib "$SERVER_PID")
+  local rc=0
+  wait "$LOAD_PID" || rc=$?
+  LOAD_PID=""
+  [ "$rc" = 0 ] || { cat "$dir/load.err" >&2; die "$server: corecast-load exited $rc"; }
+
+  stop_pid "$PUB_PID"; PUB_PID=""
+  stop_pid "$SERVER_PID"; SERVER_PID=""
+
+  python3 - "$server" "$n" "$CLK_TCK" "$idle_rss" "$it0" "$ic0" "$it1" "$ic1" "$t0" "$c0" "$r0" "$t1" "$c1" "$r1" \
+    "$CLIP_BPS" "$dir/load.json" >>"$ROWS" <<'PY'
+import json, sys
+server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path = sys.argv[1:]
+load = json.load(open(path))
+n, clk = int(n), float(clk)
+window = float(t1) - float(t0)
+cpu_pct = (int(c1) - int(c0)) / clk / window * 100.0
+idle_pct = (int(ic1) - int(ic0)) / clk / (float(it1) - float(it0)) * 100.0
+playing = load["players_in_window"] or 1
+row = {
+    "server": server, "n": n, "playing": load["players_in_window"],
+    "connected": load["players_connected"], "failed": load["players_failed"],
+    "window_s": round(window, 2), "cpu_pct": cpu_pct,
+    "cpu_pct_per_player": cpu_pct / playing, "idle_cpu_pct": idle_pct,
+    "cpu_pct_per_player_net": max(cpu_pct - idle_pct, 0.0) / playing,
+    "rss_idle_kib": int(idle_rss), "rss_start_kib": int(r0), "rss_end_kib": int(r1),
+    "rss_per_player_kib": (int(r1) - int(idle_rss)) / playing,
+    "expected_bps": int(clip_bps), "load": load,
+}
+print(json.dumps(row))
+PY
+  python3 -c 'import json,sys; r=json.loads(sys.stdin.readlines()[-1]); print("    cpu %.2f%% (%.4f%%/player), rss +%.1f KiB/player, median %.2f Mbit/s, stalled %d" % (r["cpu_pct"], r["cpu_pct_per_player"], r["rss_per_player_kib"], r["load"]["bitrate_per_player_bps"]["median"]/1e6, r["load"]["players_stalled"]))' <"$ROWS" >&2
+}
+
+for server in $SERVERS; do
+  for n in $NS; do
+    measure "$server" "$n"
+  done
+done
+
+# --- report ------------------------------------------------------------------------------
+HEAD=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then HEAD="$HEAD (working tree modified)"; fi
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+REPORT="$TMP/report.md"
+python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
+  "$CMDLINE" "$DURATION" "$RAMP" "$SERVER_CPU" "$LOAD_CPU" >"$REPORT" <<'PY'
+import json, sys
+rows_path, date, head, nproc, cpu, kernel, cmd, duration, ramp, scpu, lcpu = sys.argv[1:]
+rows = [json.loads(l) for l in open(rows_path) if l.strip()]
+name = {"corecast": "corecast", "nginx": "nginx-rtmp"}
+out = []
+out.append(f"## RTMP play load, {date}\n")
+out.append(f"- commit `{head}`, {nproc} CPUs ({cpu}), kernel {kernel}")
+out.append(f"- command: `{cmd}`")
+out.append(f"- server pinned to CPU {scpu}; ffmpeg publisher and corecast-load on CPU {lcpu}; "
+           f"{duration} s window after all players started (ramp {ramp}/s + 2 s settle)")
+exp = rows[0]["expected_bps"] / 1e6 if rows else 0
+out.append(f"- clip: 1280x720 30 fps H.264 2 Mbit/s (GOP 60, no B-frames) + AAC 64 kbit/s, "
+           f"{exp:.2f} Mbit/s expected per player")
+out.append("- CPU % is of one core: utime+stime from /proc/PID/stat over the window; "
+           "CPU %/player = server CPU % / players playing; net = (server CPU % - idle CPU % "
+           "with only the publisher) / players")
+out.append("- RSS/player = (VmRSS at window end - idle VmRSS with only the publisher) / players "
+           "playing; Mbit/s/player is what each player received over the window (RTMP bytes)")
+out.append("- TTFF: from the start of TCP connect to the first video message; stalled: playing "
+           "at window start but no bytes in the last 2 s of it (dropped ones included)\n")
+for server in dict.fromkeys(r["server"] for r in rows):
+    out.append(f"### {name.get(server, server)}\n")
+    out.append("| players | playing | failed | idle CPU % | server CPU % | CPU %/player "
+               "| net CPU %/player | RSS idle MiB "
+               "| RSS end MiB | RSS/player KiB | Mbit/s/player median (p5) | TTFF p50 / p95 / max ms "
+               "| stalled | dropped | load CPU % |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    for r in (r for r in rows if r["server"] == server):
+        l = r["load"]
+        b = l["bitrate_per_player_bps"]
+        t = l["ttff_ms"]
+        out.append(
+            f"| {r['n']} | {r['playing']} | {r['failed']} | {r['idle_cpu_pct']:.1f} "
+            f"| {r['cpu_pct']:.1f} | {r['cpu_pct_per_player']:.4f} "
+            f"| {r['cpu_pct_per_player_net']:.4f} | {r['rss_idle_kib']/1024:.1f} "
+            f"| {r['rss_end_kib']/1024:.1f} | {r['rss_per_player_kib']:.1f} "
+            f"| {b['median']/1e6:.2f} ({b['p5']/1e6:.2f}) "
+            f"| {t['p50']:.1f} / {t['p95']:.1f} / {t['max']:.1f} "
+            f"| {l['players_stalled']} | {l['players_dropped']} | {l['load_cpu_pct'] or 0:.0f} |")
+    out.append("")
+by = {(r["server"], r["n"]): r for r in rows}
+ns = list(dict.fromkeys(r["n"] for r in rows))
+if any(("corecast", n) in by and ("nginx", n) in by for n in ns):
+    out.append("### corecast / nginx-rtmp\n")
+    out.append("| players | CPU %/player corecast | nginx-rtmp | ratio | net ratio "
+               "| RSS/player KiB corecast | nginx-rtmp | ratio |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in ns:
+        c, g = by.get(("corecast", n)), by.get(("nginx", n))
+        if not (c and g):
+            continue
+        ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "n/a"
+        out.append(
+            f"| {n} | {c['cpu_pct_per_player']:.4f} | {g['cpu_pct_per_player']:.4f} "
+            f"| {ratio(c['cpu_pct_per_player'], g['cpu_pct_per_player'])} "
+            f"| {ratio(c['cpu_pct_per_player_net'], g['cpu_pct_per_player_net'])} "
+            f"| {c['rss_per_player_kib']:.1f} | {g['rss_per_player_kib']:.1f} "
+            f"| {ratio(c['rss_per_player_kib'], g['rss_per_player_kib'])} |")
+    out.append("")
+print("\n".join(out))
+PY
+
+cat "$REPORT"
+if [ ! -f "$RESULTS" ]; then
+  printf '# Measured results\n\nNumbers measured on the machine named in each section, with the command that produced them.\n\n' >"$RESULTS"
+fi
+{ echo; cat "$REPORT"; } >>"$RESULTS"
+say "appended to $RESULTS"
