@@ -11,7 +11,9 @@
 # the corecast/nginx ratios, and appends them to perf/RESULTS.md.
 #
 # Environment: NS, DURATION (s), RAMP (connections/s), SERVERS ("corecast nginx"),
-# SERVER_CPU (0), LOAD_CPU (1), CLIP_SECONDS (20), RESULTS (perf/RESULTS.md),
+# REPEAT (runs per cell, 1; the report shows medians and [min-max]), CORECAST_REV (measure
+# this commit, built from a clean export, instead of the working tree), SERVER_CPU (0),
+# LOAD_CPU (1), CLIP_SECONDS (20), RESULTS (perf/RESULTS.md),
 # KEEP_TMP=1 keeps the temp dir (configs, logs, per-run JSON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +26,10 @@ SERVERS=${SERVERS:-"corecast nginx"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CLIP_SECONDS=${CLIP_SECONDS:-20}
+REPEAT=${REPEAT:-1}
 RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=2
-CMDLINE="NS=\"$NS\" DURATION=$DURATION RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
+CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'rtmp_load: %s\n' "$*" >&2; exit 1; }
@@ -89,6 +92,21 @@ say "cargo build --release -p corecast -p corecast-perf"
 cargo build --release -q -p corecast -p corecast-perf
 CORECAST="$REPO/target/release/corecast"
 LOAD="$REPO/target/release/corecast-load"
+# The corecast measured: the working tree, or a committed revision (CORECAST_REV), built
+# from a clean export so that edits in progress do not leak into the numbers.
+if [ -n "${CORECAST_REV:-}" ]; then
+  REV_LABEL=$(git rev-parse --short "$CORECAST_REV") || die "unknown revision $CORECAST_REV"
+  say "building corecast at $REV_LABEL from a clean export"
+  mkdir -p "$TMP/src"
+  git archive "$CORECAST_REV" | tar -x -C "$TMP/src"
+  cargo build --release -q --manifest-path "$TMP/src/Cargo.toml" -p corecast \
+    --target-dir "$REPO/target/rev-build"
+  CORECAST="$REPO/target/rev-build/release/corecast"
+else
+  REV_LABEL=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git status --porcelain --untracked-files=no -- . ':!perf' 2>/dev/null | awk '{ print $2 }' | paste -sd, -)
+  [ -z "$dirty" ] || REV_LABEL="$REV_LABEL + uncommitted changes to $dirty"
+fi
 
 say "making a ${CLIP_SECONDS} s 720p30 2 Mbit/s H.264 + AAC clip"
 CLIP="$TMP/clip.flv"
@@ -180,14 +198,14 @@ EOF
 ROWS="$TMP/rows.jsonl"
 : >"$ROWS"
 
-# One measurement: server $1 with $2 players. Appends a JSON row to $ROWS.
+# One measurement: server $1 with $2 players, run $3. Appends a JSON row to $ROWS.
 measure() {
-  local server=$1 n=$2 dir port url
-  dir="$TMP/$server-$n"
+  local server=$1 n=$2 run=$3 dir port url
+  dir="$TMP/$server-$n-$run"
   mkdir -p "$dir"
   port=$(free_port)
   url="rtmp://127.0.0.1:$port/live/load"
-  say "$server, $n players"
+  say "$server, $n players (run $run of $REPEAT)"
   case $server in
     corecast) start_corecast "$dir" "$port" ;;
     nginx) start_nginx "$dir" "$port" ;;
@@ -238,9 +256,9 @@ measure() {
   stop_pid "$SERVER_PID"; SERVER_PID=""
 
   python3 - "$server" "$n" "$CLK_TCK" "$idle_rss" "$it0" "$ic0" "$it1" "$ic1" "$t0" "$c0" "$r0" "$t1" "$c1" "$r1" \
-    "$CLIP_BPS" "$dir/load.json" >>"$ROWS" <<'PY'
+    "$CLIP_BPS" "$dir/load.json" "$run" >>"$ROWS" <<'PY'
 import json, sys
-server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path = sys.argv[1:]
+server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path, run = sys.argv[1:]
 load = json.load(open(path))
 n, clk = int(n), float(clk)
 window = float(t1) - float(t0)
@@ -248,7 +266,7 @@ cpu_pct = (int(c1) - int(c0)) / clk / window * 100.0
 idle_pct = (int(ic1) - int(ic0)) / clk / (float(it1) - float(it0)) * 100.0
 playing = load["players_in_window"] or 1
 row = {
-    "server": server, "n": n, "playing": load["players_in_window"],
+    "server": server, "n": n, "run": int(run), "playing": load["players_in_window"],
     "connected": load["players_connected"], "failed": load["players_failed"],
     "window_s": round(window, 2), "cpu_pct": cpu_pct,
     "cpu_pct_per_player": cpu_pct / playing, "idle_cpu_pct": idle_pct,
@@ -262,77 +280,98 @@ PY
   python3 -c 'import json,sys; r=json.loads(sys.stdin.readlines()[-1]); print("    cpu %.2f%% (%.4f%%/player), rss +%.1f KiB/player, median %.2f Mbit/s, stalled %d" % (r["cpu_pct"], r["cpu_pct_per_player"], r["rss_per_player_kib"], r["load"]["bitrate_per_player_bps"]["median"]/1e6, r["load"]["players_stalled"]))' <"$ROWS" >&2
 }
 
-for server in $SERVERS; do
+# Servers alternate at each N, so that drift of the machine hits both alike.
+for run in $(seq "$REPEAT"); do
   for n in $NS; do
-    measure "$server" "$n"
+    for server in $SERVERS; do
+      measure "$server" "$n" "$run"
+    done
   done
 done
 
 # --- report ------------------------------------------------------------------------------
-HEAD=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then HEAD="$HEAD (working tree modified)"; fi
+HEAD=$REV_LABEL
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 REPORT="$TMP/report.md"
 python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
-  "$CMDLINE" "$DURATION" "$RAMP" "$SERVER_CPU" "$LOAD_CPU" >"$REPORT" <<'PY'
-import json, sys
-rows_path, date, head, nproc, cpu, kernel, cmd, duration, ramp, scpu, lcpu = sys.argv[1:]
+  "$CMDLINE" "$DURATION" "$RAMP" "$SERVER_CPU" "$LOAD_CPU" "$REPEAT" >"$REPORT" <<'PY'
+import json, statistics, sys
+rows_path, date, head, nproc, cpu, kernel, cmd, duration, ramp, scpu, lcpu, repeat = sys.argv[1:]
 rows = [json.loads(l) for l in open(rows_path) if l.strip()]
 name = {"corecast": "corecast", "nginx": "nginx-rtmp"}
+med = statistics.median
 out = []
 out.append(f"## RTMP play load, {date}\n")
 out.append(f"- commit `{head}`, {nproc} CPUs ({cpu}), kernel {kernel}")
 out.append(f"- command: `{cmd}`")
 out.append(f"- server pinned to CPU {scpu}; ffmpeg publisher and corecast-load on CPU {lcpu}; "
-           f"{duration} s window after all players started (ramp {ramp}/s + 2 s settle)")
+           f"{duration} s window after all players started (ramp {ramp}/s + 2 s settle); "
+           f"{repeat} run(s) per cell, servers alternating")
 exp = rows[0]["expected_bps"] / 1e6 if rows else 0
 out.append(f"- clip: 1280x720 30 fps H.264 2 Mbit/s (GOP 60, no B-frames) + AAC 64 kbit/s, "
            f"{exp:.2f} Mbit/s expected per player")
-out.append("- CPU % is of one core: utime+stime from /proc/PID/stat over the window; "
-           "CPU %/player = server CPU % / players playing; net = (server CPU % - idle CPU % "
-           "with only the publisher) / players")
+out.append("- CPU % is of one core: utime+stime of the server process from /proc/PID/stat over "
+           "the window; CPU %/player = server CPU % / players playing, median of the runs "
+           "[min-max]; net = (server CPU % - idle CPU % with only the publisher) / players")
 out.append("- RSS/player = (VmRSS at window end - idle VmRSS with only the publisher) / players "
-           "playing; Mbit/s/player is what each player received over the window (RTMP bytes)")
-out.append("- TTFF: from the start of TCP connect to the first video message; stalled: playing "
-           "at window start but no bytes in the last 2 s of it (dropped ones included)\n")
+           "playing; Mbit/s/player: median (lowest p5) of what each player received over the "
+           "window (RTMP bytes)")
+out.append("- TTFF: from the start of TCP connect to the first video message (median of the "
+           "runs' p50 / highest p95 / max); stalled: playing at window start but no bytes in "
+           "the last 2 s of it, dropped ones included (sum over runs)\n")
+
+def cell(rs, key, fmt):
+    v = [r[key] for r in rs]
+    if len(v) == 1:
+        return format(v[0], fmt)
+    return f"{format(med(v), fmt)} [{format(min(v), fmt)}-{format(max(v), fmt)}]"
+
+groups = {}
+for r in rows:
+    groups.setdefault((r["server"], r["n"]), []).append(r)
 for server in dict.fromkeys(r["server"] for r in rows):
     out.append(f"### {name.get(server, server)}\n")
     out.append("| players | playing | failed | idle CPU % | server CPU % | CPU %/player "
-               "| net CPU %/player | RSS idle MiB "
-               "| RSS end MiB | RSS/player KiB | Mbit/s/player median (p5) | TTFF p50 / p95 / max ms "
-               "| stalled | dropped | load CPU % |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
-    for r in (r for r in rows if r["server"] == server):
-        l = r["load"]
-        b = l["bitrate_per_player_bps"]
-        t = l["ttff_ms"]
+               "| net CPU %/player | RSS idle MiB | RSS/player KiB | Mbit/s/player "
+               "| TTFF p50 / p95 / max ms | stalled | load CPU % |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+    for (srv, n), rs in groups.items():
+        if srv != server:
+            continue
+        loads = [r["load"] for r in rs]
         out.append(
-            f"| {r['n']} | {r['playing']} | {r['failed']} | {r['idle_cpu_pct']:.1f} "
-            f"| {r['cpu_pct']:.1f} | {r['cpu_pct_per_player']:.4f} "
-            f"| {r['cpu_pct_per_player_net']:.4f} | {r['rss_idle_kib']/1024:.1f} "
-            f"| {r['rss_end_kib']/1024:.1f} | {r['rss_per_player_kib']:.1f} "
-            f"| {b['median']/1e6:.2f} ({b['p5']/1e6:.2f}) "
-            f"| {t['p50']:.1f} / {t['p95']:.1f} / {t['max']:.1f} "
-            f"| {l['players_stalled']} | {l['players_dropped']} | {l['load_cpu_pct'] or 0:.0f} |")
+            f"| {n} | {min(r['playing'] for r in rs)} | {sum(r['failed'] for r in rs)} "
+            f"| {cell(rs, 'idle_cpu_pct', '.1f')} | {cell(rs, 'cpu_pct', '.1f')} "
+            f"| {cell(rs, 'cpu_pct_per_player', '.4f')} "
+            f"| {cell(rs, 'cpu_pct_per_player_net', '.4f')} "
+            f"| {med(r['rss_idle_kib'] for r in rs) / 1024:.1f} "
+            f"| {cell(rs, 'rss_per_player_kib', '.1f')} "
+            f"| {med(l['bitrate_per_player_bps']['median'] for l in loads) / 1e6:.2f} "
+            f"({min(l['bitrate_per_player_bps']['p5'] for l in loads) / 1e6:.2f}) "
+            f"| {med(l['ttff_ms']['p50'] for l in loads):.1f} "
+            f"/ {max(l['ttff_ms']['p95'] for l in loads):.1f} "
+            f"/ {max(l['ttff_ms']['max'] for l in loads):.1f} "
+            f"| {sum(l['players_stalled'] for l in loads)} "
+            f"| {med((l['load_cpu_pct'] or 0) for l in loads):.0f} |")
     out.append("")
-by = {(r["server"], r["n"]): r for r in rows}
 ns = list(dict.fromkeys(r["n"] for r in rows))
-if any(("corecast", n) in by and ("nginx", n) in by for n in ns):
-    out.append("### corecast / nginx-rtmp\n")
+if any(("corecast", n) in groups and ("nginx", n) in groups for n in ns):
+    out.append("### corecast / nginx-rtmp (medians)\n")
     out.append("| players | CPU %/player corecast | nginx-rtmp | ratio | net ratio "
                "| RSS/player KiB corecast | nginx-rtmp | ratio |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "n/a"
     for n in ns:
-        c, g = by.get(("corecast", n)), by.get(("nginx", n))
+        c, g = groups.get(("corecast", n)), groups.get(("nginx", n))
         if not (c and g):
             continue
-        ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "n/a"
+        m = lambda rs, k: med(r[k] for r in rs)
         out.append(
-            f"| {n} | {c['cpu_pct_per_player']:.4f} | {g['cpu_pct_per_player']:.4f} "
-            f"| {ratio(c['cpu_pct_per_player'], g['cpu_pct_per_player'])} "
-            f"| {ratio(c['cpu_pct_per_player_net'], g['cpu_pct_per_player_net'])} "
-            f"| {c['rss_per_player_kib']:.1f} | {g['rss_per_player_kib']:.1f} "
-            f"| {ratio(c['rss_per_player_kib'], g['rss_per_player_kib'])} |")
+            f"| {n} | {m(c, 'cpu_pct_per_player'):.4f} | {m(g, 'cpu_pct_per_player'):.4f} "
+            f"| {ratio(m(c, 'cpu_pct_per_player'), m(g, 'cpu_pct_per_player'))} "
+            f"| {ratio(m(c, 'cpu_pct_per_player_net'), m(g, 'cpu_pct_per_player_net'))} "
+            f"| {m(c, 'rss_per_player_kib'):.1f} | {m(g, 'rss_per_player_kib'):.1f} "
+            f"| {ratio(m(c, 'rss_per_player_kib'), m(g, 'rss_per_player_kib'))} |")
     out.append("")
 print("\n".join(out))
 PY

@@ -142,6 +142,9 @@ pub struct RtmpConfig {
     pub idle_timeout: Millis,
     /// A player whose socket accepts no data for this long is disconnected.
     pub send_timeout: Millis,
+    /// Merged writes: a player is sent to at most once per this interval, everything
+    /// queued meanwhile in one system call. "0ms" sends every frame as it comes.
+    pub merge_write: Millis,
     /// Kernel send buffer (SO_SNDBUF) of each connection; bounds the memory a slow player
     /// can hold in the kernel. 0 keeps the kernel's auto-tuning.
     pub send_buffer: ByteSize,
@@ -161,6 +164,7 @@ impl Default for RtmpConfig {
             handshake_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(30)),
             send_timeout: Millis(Duration::from_secs(10)),
+            merge_write: Millis(Duration::from_millis(100)),
             send_buffer: ByteSize(512 * 1024),
             publish_key: None,
         }
@@ -503,6 +507,12 @@ impl Config {
             if d.0.is_zero() {
                 return Err(ConfigError::new(key, "must be more than 0"));
             }
+        }
+        if r.merge_write.0 > Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "rtmp.merge_write",
+                "at most 1s (it adds up to this much latency)",
+            ));
         }
         if r.publish_key.as_deref() == Some("") {
             return Err(ConfigError::new(

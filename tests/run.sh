@@ -35,12 +35,12 @@ fi
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 # --- tests -----------------------------------------------------------------------------
-say "cargo test"
-cargo test --all-targets
+say "cargo test --workspace"
+cargo test --workspace --all-targets
 
 # --- fuzzing ---------------------------------------------------------------------------
 # libFuzzer targets built on the stable toolchain with the same coverage flags cargo-fuzz

@@ -19,9 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+/// Read buffer of a publisher (media comes in large messages).
 const READ_CHUNK: usize = 64 * 1024;
-/// Sink events handled before the player's output is written out.
-const PLAYER_BATCH: usize = 64;
+/// Read buffer of other connections (handshake, commands, a player's acknowledgements):
+/// small, as a thousand players hold one each.
+const READ_CHUNK_SMALL: usize = 4 * 1024;
+/// Most sink events handled before the player's output is written out.
+const PLAYER_BATCH: usize = 1024;
 
 /// Accepts RTMP connections until the task is dropped.
 pub async fn serve(shard: ShardRef, listener: TcpListener) {
@@ -115,10 +119,15 @@ async fn run(
     peer: Option<SocketAddr>,
 ) -> End {
     let cfg = &shard.shared.settings.config.rtmp;
-    let mut tmp = vec![0u8; READ_CHUNK];
+    let mut tmp = vec![0u8; READ_CHUNK_SMALL];
     let started = Instant::now();
     let mut last_input = Instant::now();
+    let mut last_write: Option<Instant> = None;
+    let merge = cfg.merge_write.0;
     loop {
+        if matches!(role, Role::Publisher(_)) && tmp.len() < READ_CHUNK {
+            tmp.resize(READ_CHUNK, 0);
+        }
         // Wait for input, for media to send (players), a deadline or shutdown.
         let deadline = match role {
             Role::Control => cfg.handshake_timeout.0.saturating_sub(started.elapsed()),
@@ -151,6 +160,15 @@ async fn run(
             Wake::Other(ev) => {
                 if let Role::Player(p) = role {
                     play_event(shard, session, p, ev);
+                    // Merged writes: at most one send per `rtmp.merge_write` per player
+                    // (the first one after joining goes at once). Frames that arrive
+                    // meanwhile wait in the player's queue and go in the same send.
+                    if let Some(at) = last_write {
+                        let since = at.elapsed();
+                        if since < merge {
+                            glommio::timer::sleep(merge - since).await;
+                        }
+                    }
                     // Take what else is queued, then write it all out.
                     for _ in 1..PLAYER_BATCH {
                         let Some(ev) = p.sink.queue.try_pop() else {
@@ -176,8 +194,10 @@ async fn run(
                 return End::Quiet("server shutting down".into());
             }
         }
-        if let Err(e) = write_output(shard, stream, session).await {
-            return End::Error(format!("write: {e}"));
+        match write_output(shard, stream, session).await {
+            Ok(true) => last_write = Some(Instant::now()),
+            Ok(false) => {}
+            Err(e) => return End::Error(format!("write: {e}")),
         }
         if session.is_closed() {
             return End::Quiet("session ended".into());
@@ -190,14 +210,15 @@ async fn run(
 /// Everything pending goes out in one `sendmsg` when the socket has room (the common case:
 /// one system call per wake-up however many frames were queued); what does not fit is
 /// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
+/// Returns whether anything was written.
 async fn write_output(
     shard: &Shard,
     stream: &mut TcpStream,
     session: &mut ServerSession,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let mut pending: Vec<Bytes> = std::iter::from_fn(|| session.take_output()).collect();
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let written = writev_now(stream, &pending)?;
     stats::add(&shard.stats().bytes_out, written as u64);
@@ -211,7 +232,7 @@ async fn write_output(
         stats::add(&shard.stats().bytes_out, (b.len() - skip) as u64);
         skip = 0;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Writes as much of `bufs` as the socket takes right now, without waiting. Returns the
