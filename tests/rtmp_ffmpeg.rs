@@ -427,7 +427,16 @@ fn stalled_player_drops_frames_then_is_closed_and_others_keep_playing() {
     let url = format!("rtmp://{}/live/demo", s.rtmp);
     let player = |secs: &str| {
         Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostats", "-loglevel", "error", "-i", &url, "-t", secs])
+            .args([
+                "-hide_banner",
+                "-nostats",
+                "-loglevel",
+                "error",
+                "-i",
+                &url,
+                "-t",
+                secs,
+            ])
             .args(["-c", "copy", "-f", "null", "-", "-progress", "pipe:1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -458,7 +467,10 @@ fn stalled_player_drops_frames_then_is_closed_and_others_keep_playing() {
     // 6 s of 30 fps video, the first from the GOP cache: nothing held it back.
     assert!(frames >= 150, "healthy player got {frames} frames");
     let log = s.drain_log().join("\n");
-    assert!(log.contains("rtmp connection closed: write"), "stalled player not closed: {log}");
+    assert!(
+        log.contains("rtmp connection closed: write"),
+        "stalled player not closed: {log}"
+    );
     let m = s.get("/metrics").body_text();
     let dropped: u64 = m
         .lines()
