@@ -145,6 +145,7 @@ async fn run(
             }
         };
         let wake = shard.wait_io(stream, &mut tmp, next_event, deadline).await;
+        let media = matches!(wake, Wake::Other(_));
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
@@ -195,8 +196,10 @@ async fn run(
             }
         }
         match write_output(shard, stream, session).await {
-            Ok(true) => last_write = Some(Instant::now()),
-            Ok(false) => {}
+            // Only media sends start a merge interval: the replies to `play` must not
+            // hold back the first frames.
+            Ok(true) if media => last_write = Some(Instant::now()),
+            Ok(_) => {}
             Err(e) => return End::Error(format!("write: {e}")),
         }
         if session.is_closed() {
