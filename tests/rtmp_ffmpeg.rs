@@ -105,6 +105,24 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
     }
 }
 
+/// Waits (bounded) for an ffmpeg player started with `-progress pipe:1` and returns its
+/// exit status and the frames it reported.
+fn finish_player(p: &mut Child) -> (std::process::ExitStatus, u64) {
+    let status = wait_exit(p, Duration::from_secs(30)).expect("player did not finish");
+    let mut out = String::new();
+    if let Some(mut o) = p.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let frames = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    (status, frames)
+}
+
 #[test]
 fn ffmpeg_publishes_and_ffprobe_sees_h264_720p() {
     let s = Server::start("rtmp-pub", &test_config(""));
@@ -215,18 +233,7 @@ fn twenty_concurrent_players_each_receive_frames() {
         std::thread::sleep(Duration::from_millis(200));
     }
     for (i, p) in players.iter_mut().enumerate() {
-        let status = wait_exit(p, Duration::from_secs(30)).expect("player did not finish");
-        let mut out = String::new();
-        if let Some(mut o) = p.stdout.take() {
-            use std::io::Read;
-            let _ = o.read_to_string(&mut out);
-        }
-        let frames: u64 = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("frame="))
-            .filter_map(|n| n.trim().parse().ok())
-            .max()
-            .unwrap_or(0);
+        let (status, frames) = finish_player(p);
         assert!(status.success(), "player {i} failed");
         assert!(frames > 30, "player {i} got {frames} frames");
     }
@@ -451,19 +458,8 @@ fn stalled_player_drops_frames_then_is_closed_and_others_keep_playing() {
         libc::kill(stalled.0.id() as i32, libc::SIGSTOP);
     }
     let mut healthy = player("6");
-    let status = wait_exit(&mut healthy, Duration::from_secs(30)).expect("healthy player hung");
+    let (status, frames) = finish_player(&mut healthy);
     assert!(status.success());
-    let mut out = String::new();
-    if let Some(mut o) = healthy.stdout.take() {
-        use std::io::Read;
-        let _ = o.read_to_string(&mut out);
-    }
-    let frames: u64 = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0);
     // 6 s of 30 fps video, the first from the GOP cache: nothing held it back.
     assert!(frames >= 150, "healthy player got {frames} frames");
     let log = s.drain_log().join("\n");
