@@ -49,6 +49,11 @@ impl GopFrame for Rc<OutFrame> {
     }
 }
 
+/// Queue capacity past which an empty queue gives its memory back.
+const SHRINK_ABOVE: usize = 64;
+/// Capacity an empty queue shrinks to.
+const SHRINK_TO: usize = 16;
+
 /// Bounds of one sink queue.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkLimits {
@@ -139,7 +144,14 @@ impl SinkQueue {
     /// Takes the next event, if any.
     pub fn try_pop(&self) -> Option<SinkEvent> {
         let mut s = self.inner.borrow_mut();
-        let ev = s.queue.pop_front()?;
+        let Some(ev) = s.queue.pop_front() else {
+            // A joining viewer's GOP burst grows the queue; give that memory back once
+            // it has drained, as a shard holds thousands of these.
+            if s.queue.capacity() > SHRINK_ABOVE {
+                s.queue.shrink_to(SHRINK_TO);
+            }
+            return None;
+        };
         if let SinkEvent::Frame(f) = &ev {
             s.frames -= 1;
             s.bytes -= f.frame.data.len();
@@ -233,6 +245,20 @@ mod tests {
         assert!(q.push(video(true, 4)));
         assert_eq!(q.dropped(), 2);
         assert_eq!(q.queued_frames(), 2);
+    }
+
+    #[test]
+    fn drained_queue_gives_back_the_memory_of_a_burst() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 1000,
+            max_bytes: 1 << 30,
+        });
+        for t in 0..300 {
+            q.push(video(t == 0, t));
+        }
+        assert!(q.inner.borrow().queue.capacity() >= 300);
+        while q.try_pop().is_some() {}
+        assert!(q.inner.borrow().queue.capacity() <= SHRINK_ABOVE);
     }
 
     #[test]

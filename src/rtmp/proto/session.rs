@@ -343,7 +343,12 @@ impl ServerSession {
     /// media). Returns `None` when nothing is pending.
     pub fn take_output(&mut self) -> Option<Bytes> {
         self.flush_out_buf();
-        self.out_queue.pop_front()
+        let out = self.out_queue.pop_front();
+        if out.is_none() && self.out_queue.capacity() > 0x40 {
+            // The burst of a joining player's GOP is over: give the memory back.
+            self.out_queue.shrink_to(0x10);
+        }
+        out
     }
 
     /// Whether [`Self::take_output`] would return something.
