@@ -32,6 +32,7 @@ fn demo_stream_is_listed_with_h264_720p() {
         s["tracks"].as_array().is_some_and(|t| t.len() == 2)
     });
     assert_eq!(demo["owner_shard"], 1);
+    assert_eq!(demo["rtmp_path"], "live/demo");
     assert_eq!(demo["source"]["kind"], "file");
     assert_eq!(demo["source"]["state"], "live");
     let video = &demo["tracks"][0];

@@ -33,8 +33,9 @@ fn track_json(t: &Track) -> Value {
 }
 
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
-/// bitrate and viewers (total and per shard).
-pub fn streams_json(snapshots: &[ShardSnapshot]) -> String {
+/// bitrate, viewers (total and per shard) and the RTMP path players open
+/// (`rtmp://HOST:rtmp_port/rtmp_path`).
+pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for (shard, snap) in snapshots.iter().enumerate() {
@@ -55,8 +56,15 @@ pub fn streams_json(snapshots: &[ShardSnapshot]) -> String {
                 .source
                 .as_ref()
                 .map(|s| json!({ "kind": s.kind, "url": s.url, "state": s.state }));
+            // RTMP clients need an app and a name: a one-segment path plays under `live/`.
+            let rtmp_path = if i.path.contains('/') {
+                i.path.to_string()
+            } else {
+                format!("live/{}", i.path)
+            };
             streams.push(json!({
                 "path": &*i.path,
+                "rtmp_path": rtmp_path,
                 "source": source,
                 "owner_shard": shard,
                 "tracks": i.tracks.as_ref().map(|t| t.iter().map(track_json).collect::<Vec<_>>()).unwrap_or_default(),
@@ -70,7 +78,7 @@ pub fn streams_json(snapshots: &[ShardSnapshot]) -> String {
         }
     }
     streams.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    json!({ "streams": streams }).to_string()
+    json!({ "rtmp_port": rtmp_port, "streams": streams }).to_string()
 }
 
 /// `GET /api/v1/health`: per-shard status. `ok` is false if a shard missed heartbeats.

@@ -210,9 +210,12 @@ pub fn route(shard: &Shard, req: &Request) -> Response {
         "/" | "/index.html" => Response::new(200)
             .header("Cache-Control", "no-cache")
             .body("text/html; charset=utf-8", PAGE),
-        "/api/v1/streams" => Response::json(200, api::streams_json(&shared.snapshots()))
-            .header("Access-Control-Allow-Origin", "*")
-            .header("Cache-Control", "no-store"),
+        "/api/v1/streams" => Response::json(
+            200,
+            api::streams_json(&shared.snapshots(), shared.rtmp_addr.port()),
+        )
+        .header("Access-Control-Allow-Origin", "*")
+        .header("Cache-Control", "no-store"),
         "/api/v1/health" => {
             let now_ms = shared
                 .started

@@ -254,6 +254,17 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
                 .map(|i| shared.udp_ports[i].load(Ordering::Relaxed))
                 .collect::<Vec<_>>()
         );
+        let ip = shared.http_addr.ip();
+        let host = match ip {
+            _ if ip.is_unspecified() => "localhost".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        info!(
+            "web page: http://{host}:{}/  publish: rtmp://{host}:{}/live/KEY",
+            shared.http_addr.port(),
+            shared.rtmp_addr.port()
+        );
     }
 
     let start = Instant::now();
