@@ -152,9 +152,10 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Whether a viewer that lost frames may resume here.
-    pub fn is_resume_point(&self) -> bool {
-        self.keyframe
+    /// Whether a viewer that lost frames may resume here: a video keyframe, or any audio
+    /// frame of a stream without video (`stream_has_video` false).
+    pub fn is_resume_point(&self, stream_has_video: bool) -> bool {
+        self.keyframe && (self.kind == MediaKind::Video || !stream_has_video)
     }
 }
 

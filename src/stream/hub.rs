@@ -344,8 +344,7 @@ impl Hub {
         st.frames_in += 1;
         stats::add(&stats.frames_in, 1);
         stats::add(&stats.bytes_in, frame.data.len() as u64);
-        let resume =
-            frame.keyframe && (frame.kind == crate::media::MediaKind::Video || !st.has_video);
+        let resume = frame.is_resume_point(st.has_video);
         let remote_frame = (!st.remote.is_empty()).then(|| frame.clone());
         st.fan_out(frame, stats);
         let Some(frame) = remote_frame else {

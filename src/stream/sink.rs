@@ -117,7 +117,7 @@ impl SinkQueue {
             }
             SinkEvent::Frame(f) => {
                 let f = &f.frame;
-                let resume = f.keyframe && (f.kind == MediaKind::Video || !s.has_video);
+                let resume = f.is_resume_point(s.has_video);
                 if s.waiting_keyframe && !resume {
                     s.dropped += 1;
                     return false;
@@ -199,11 +199,6 @@ impl SinkQueue {
     /// Frames waiting in the queue.
     pub fn queued_frames(&self) -> usize {
         self.inner.borrow().frames
-    }
-
-    /// Payload bytes waiting in the queue.
-    pub fn queued_bytes(&self) -> usize {
-        self.inner.borrow().bytes
     }
 }
 
