@@ -552,16 +552,59 @@ fn to_avcc4(data: &Bytes, size: u8) -> Option<Bytes> {
     Some(out.freeze())
 }
 
-/// A tag body ready to send: FLV tag type (audio 0x08, video 0x09), timestamp in ms,
-/// body bytes.
+/// A tag body ready to send: FLV tag type (audio 0x08, video 0x09), timestamp in ms, and
+/// the body as a short header plus the payload it shares with the frame (no copy; write
+/// both parts, see [`MuxedTag::parts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MuxedTag {
     /// [`TagType`] byte: 0x08 audio, 0x09 video.
     pub tag_type: u8,
     /// Decode time in milliseconds (wrapping, as FLV and RTMP carry it).
     pub timestamp: u32,
-    /// The tag body.
-    pub body: Vec<u8>,
+    head: [u8; 5],
+    head_len: u8,
+    /// The body after the header (the frame's payload, shared).
+    pub payload: Bytes,
+}
+
+impl MuxedTag {
+    fn new(tag_type: u8, timestamp: u32, head: &[u8], payload: Bytes) -> Self {
+        let mut h = [0u8; 5];
+        let n = head.len().min(5);
+        h[..n].copy_from_slice(&head[..n]);
+        MuxedTag {
+            tag_type,
+            timestamp,
+            head: h,
+            head_len: n as u8,
+            payload,
+        }
+    }
+
+    /// The tag header bytes (5 for AVC, 2 for AAC, none for pass-through audio).
+    pub fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    /// The body as its two parts, header then payload.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [self.head(), &self.payload]
+    }
+
+    /// Body length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.head_len) + self.payload.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer (a copy; for rare paths and tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        [self.head(), &self.payload[..]].concat()
+    }
 }
 
 /// Milliseconds of a time in a track clock, wrapped to 32 bits as FLV and RTMP carry it.
@@ -581,23 +624,17 @@ pub fn mux_sequence_header(track: &Track) -> Option<MuxedTag> {
     match track.codec {
         Codec::H264 => {
             let cfg = AvcConfig::from_parameter_sets(&track.params.sps, &track.params.pps).ok()?;
-            let mut body = video_tag_header(true, AVC_SEQUENCE_HEADER, 0).to_vec();
-            body.extend_from_slice(&cfg.to_bytes());
-            Some(MuxedTag {
-                tag_type: 0x09,
-                timestamp: 0,
-                body,
-            })
+            let head = video_tag_header(true, AVC_SEQUENCE_HEADER, 0);
+            Some(MuxedTag::new(0x09, 0, &head, cfg.to_bytes()))
         }
         Codec::Aac => {
-            let asc = track.params.audio_config.as_ref()?;
-            let mut body = aac_tag_header(AAC_SEQUENCE_HEADER).to_vec();
-            body.extend_from_slice(asc);
-            Some(MuxedTag {
-                tag_type: 0x08,
-                timestamp: 0,
-                body,
-            })
+            let asc = track.params.audio_config.clone()?;
+            Some(MuxedTag::new(
+                0x08,
+                0,
+                &aac_tag_header(AAC_SEQUENCE_HEADER),
+                asc,
+            ))
         }
         _ => None,
     }
@@ -605,38 +642,28 @@ pub fn mux_sequence_header(track: &Track) -> Option<MuxedTag> {
 
 /// A frame as an FLV tag body: H.264 gets the 5-byte AVC header with the composition time
 /// (pts - dts), AAC the 2-byte header, and pass-through audio (`Codec::FlvAudio`) is
-/// already a whole tag body. `None` for codecs FLV cannot carry (H.265, Opus, G.711 are
-/// not in classic FLV).
+/// already a whole tag body. The payload is shared with the frame, not copied. `None` for
+/// codecs FLV cannot carry (H.265, Opus, G.711 are not in classic FLV).
 pub fn mux_frame(track: &Track, frame: &Frame) -> Option<MuxedTag> {
     let timestamp = to_millis(frame.dts, track.clock_rate);
-    let body = match track.codec {
+    let data = frame.data.clone();
+    match track.codec {
         Codec::H264 => {
             let cts_ms =
                 (frame.pts - frame.dts).saturating_mul(1000) / i64::from(track.clock_rate.max(1));
             let cts = i32::try_from(cts_ms).unwrap_or(0);
-            let mut body = Vec::with_capacity(5 + frame.data.len());
-            body.extend_from_slice(&video_tag_header(frame.keyframe, AVC_NALU, cts));
-            body.extend_from_slice(&frame.data);
-            return Some(MuxedTag {
-                tag_type: 0x09,
-                timestamp,
-                body,
-            });
+            let head = video_tag_header(frame.keyframe, AVC_NALU, cts);
+            Some(MuxedTag::new(0x09, timestamp, &head, data))
         }
-        Codec::Aac => {
-            let mut body = Vec::with_capacity(2 + frame.data.len());
-            body.extend_from_slice(&aac_tag_header(AAC_RAW));
-            body.extend_from_slice(&frame.data);
-            body
-        }
-        Codec::FlvAudio(_) => frame.data.to_vec(),
-        _ => return None,
-    };
-    Some(MuxedTag {
-        tag_type: 0x08,
-        timestamp,
-        body,
-    })
+        Codec::Aac => Some(MuxedTag::new(
+            0x08,
+            timestamp,
+            &aac_tag_header(AAC_RAW),
+            data,
+        )),
+        Codec::FlvAudio(_) => Some(MuxedTag::new(0x08, timestamp, &[], data)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -1080,9 +1107,9 @@ mod tests {
         for t in &tracks {
             let sh = mux_sequence_header(t).expect("sequence header");
             let out = if sh.tag_type == 0x09 {
-                again.video(0, &Bytes::from(sh.body))
+                again.video(0, &Bytes::from(sh.to_vec()))
             } else {
-                again.audio(0, &Bytes::from(sh.body))
+                again.audio(0, &Bytes::from(sh.to_vec()))
             };
             assert!(matches!(out, Ok(Some(DemuxOutput::TracksChanged))));
         }
@@ -1092,7 +1119,8 @@ mod tests {
             let t = tracks.iter().find(|t| t.id == f.track).expect("track");
             let m = mux_frame(t, f).expect("muxable");
             assert_eq!(m.timestamp, *ts);
-            assert_eq!(&m.body[..], &body[..], "frame at {ts} ms");
+            assert_eq!(&m.to_vec()[..], &body[..], "frame at {ts} ms");
+            assert_eq!(m.payload.as_ptr(), f.data.as_ptr(), "payload copied");
         }
         assert!(frames.len() > 40);
     }
@@ -1110,7 +1138,7 @@ mod tests {
         };
         let m = mux_frame(&track, &f).expect("h264");
         assert_eq!(m.timestamp, 1000);
-        assert_eq!(&m.body[..5], &[0x27, 0x01, 0x00, 0x00, 80]);
+        assert_eq!(m.head(), &[0x27, 0x01, 0x00, 0x00, 80]);
         assert_eq!(to_millis(-90, 90_000), u32::MAX);
     }
 }

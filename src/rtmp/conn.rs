@@ -2,7 +2,7 @@
 //! connects publishers and players to the shard's hub.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::proto::session::{ServerSession, SessionConfig, SessionEvent, encode_media};
+use super::proto::session::{ServerSession, SessionConfig, SessionEvent, encode_media_parts};
 use crate::config::normalize_path;
 use crate::http::server::ConnGuard;
 use crate::media::flv::{self, DemuxOutput, Demuxer};
@@ -100,7 +100,7 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
     let mut role = Role::Control;
     let end = run(&shard, &mut stream, &mut session, &mut role, peer).await;
     // Whatever ended the connection, the session may have a last word (an error status).
-    let _ = write_output(&shard, &mut stream, &mut session).await;
+    let _ = write_output(&shard, &mut stream, &mut session, &mut Vec::new()).await;
     if let Role::Publisher(p) = &role {
         let _ = shard.hub.borrow_mut().unpublish(&p.path);
     }
@@ -124,6 +124,7 @@ async fn run(
     let mut last_input = Instant::now();
     let mut last_write: Option<Instant> = None;
     let merge = cfg.merge_write.0;
+    let mut pending = Vec::new();
     loop {
         if matches!(role, Role::Publisher(_)) && tmp.len() < READ_CHUNK {
             tmp.resize(READ_CHUNK, 0);
@@ -195,7 +196,7 @@ async fn run(
                 return End::Quiet("server shutting down".into());
             }
         }
-        match write_output(shard, stream, session).await {
+        match write_output(shard, stream, session, &mut pending).await {
             // Only media sends start a merge interval: the replies to `play` must not
             // hold back the first frames.
             Ok(true) if media => last_write = Some(Instant::now()),
@@ -214,16 +215,20 @@ async fn run(
 /// one system call per wake-up however many frames were queued); what does not fit is
 /// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
 /// Returns whether anything was written.
+/// `pending` is the connection's scratch list, kept between calls so that a send costs no
+/// allocation.
 async fn write_output(
     shard: &Shard,
     stream: &mut TcpStream,
     session: &mut ServerSession,
+    pending: &mut Vec<Bytes>,
 ) -> std::io::Result<bool> {
-    let mut pending: Vec<Bytes> = std::iter::from_fn(|| session.take_output()).collect();
+    pending.clear();
+    pending.extend(std::iter::from_fn(|| session.take_output()));
     if pending.is_empty() {
         return Ok(false);
     }
-    let written = writev_now(stream, &pending)?;
+    let written = writev_now(stream, pending)?;
     stats::add(&shard.stats().bytes_out, written as u64);
     let mut skip = written;
     for b in pending.drain(..) {
@@ -247,21 +252,23 @@ fn writev_now(stream: &TcpStream, bufs: &[Bytes]) -> std::io::Result<usize> {
     let mut start = 0;
     while start < bufs.len() {
         let batch = &bufs[start..bufs.len().min(start + MAX_IOV)];
-        let iov: Vec<libc::iovec> = batch
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        for (v, b) in iov.iter_mut().zip(batch) {
+            v.iov_base = b.as_ptr() as *mut libc::c_void;
+            v.iov_len = b.len();
+        }
         let want: usize = batch.iter().map(Bytes::len).sum();
         // SAFETY: zeroed msghdr is valid (no name, no control data); every iovec points
-        // into a live `Bytes` of `bufs` with its exact length, and sendmsg only reads them.
+        // into a live `Bytes` of `batch` with its exact length (only the first `batch.len()`
+        // entries are passed), and sendmsg only reads them.
         // MSG_DONTWAIT keeps the call from blocking whatever the socket's mode.
         let n = unsafe {
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = iov.len();
+            msg.msg_iovlen = batch.len();
             libc::sendmsg(
                 stream.as_raw_fd(),
                 &msg,
@@ -487,7 +494,7 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
             }
             for t in tracks.iter() {
                 if let Some(sh) = flv::mux_sequence_header(t) {
-                    session.send_media(sh.tag_type, sh.timestamp, &sh.body);
+                    session.send_media(sh.tag_type, sh.timestamp, &sh.to_vec());
                 }
             }
             p.tracks = Some(tracks);
@@ -507,13 +514,14 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
                     .rtmp
                     .get_or_init(|| match flv::mux_frame(track, &out.frame) {
                         Some(tag) => {
-                            let chunks = tag.body.len() / chunk_size as usize + 1;
-                            let mut buf =
-                                BytesMut::with_capacity(tag.body.len() + chunks * 12 + 16);
-                            encode_media(
+                            // Straight from the frame's payload into the chunked buffer:
+                            // the one copy of the media bytes per shard.
+                            let chunks = tag.len() / chunk_size as usize + 1;
+                            let mut buf = BytesMut::with_capacity(tag.len() + chunks * 12 + 16);
+                            encode_media_parts(
                                 tag.tag_type,
                                 tag.timestamp,
-                                &tag.body,
+                                &tag.parts(),
                                 chunk_size,
                                 &mut buf,
                             );
@@ -525,7 +533,7 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
                     session.send_prechunked(bytes.clone());
                 }
             } else if let Some(tag) = flv::mux_frame(track, &out.frame) {
-                session.send_media(tag.tag_type, tag.timestamp, &tag.body);
+                session.send_media(tag.tag_type, tag.timestamp, &tag.to_vec());
             }
         }
         SinkEvent::End => {

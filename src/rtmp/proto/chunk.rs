@@ -544,32 +544,65 @@ pub fn encode_message(
     chunk_size: usize,
     out: &mut BytesMut,
 ) {
+    encode_message_parts(
+        csid,
+        type_id,
+        stream_id,
+        timestamp,
+        &[body],
+        chunk_size,
+        out,
+    );
+}
+
+/// [`encode_message`] for a body given in parts (a tag header and a shared payload, say),
+/// chunked as if the parts were one buffer, so the body is never assembled first.
+pub fn encode_message_parts(
+    csid: u32,
+    type_id: u8,
+    stream_id: u32,
+    timestamp: u32,
+    parts: &[&[u8]],
+    chunk_size: usize,
+    out: &mut BytesMut,
+) {
     let csid = csid.clamp(CSID_MIN, CSID_MAX);
     let chunk_size = chunk_size.max(1);
-    let body = body.get(..MAX_MESSAGE_LEN_FIELD).unwrap_or(body);
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = total.min(MAX_MESSAGE_LEN_FIELD);
     let extended = timestamp >= EXTENDED_TIMESTAMP;
     let ext_len = if extended { 4 } else { 0 };
-    let continuations = body.len().saturating_sub(1) / chunk_size;
-    out.reserve(body.len() + 3 + 11 + ext_len + continuations * (3 + ext_len));
+    let continuations = len.saturating_sub(1) / chunk_size;
+    out.reserve(len + 3 + 11 + ext_len + continuations * (3 + ext_len));
 
     put_basic_header(0, csid, out);
     out.put_uint(u64::from(timestamp.min(EXTENDED_TIMESTAMP)), 3);
-    out.put_uint(body.len() as u64, 3);
+    out.put_uint(len as u64, 3);
     out.put_u8(type_id);
     out.put_u32_le(stream_id);
     if extended {
         out.put_u32(timestamp);
     }
-    let mut chunks = body.chunks(chunk_size);
-    if let Some(first) = chunks.next() {
-        out.put_slice(first);
-    }
-    for chunk in chunks {
-        put_basic_header(3, csid, out);
-        if extended {
-            out.put_u32(timestamp);
+    // Copy `len` bytes across the parts, starting a continuation chunk every
+    // `chunk_size` bytes.
+    let mut left = len;
+    let mut in_chunk = 0;
+    for part in parts {
+        let mut part = *part;
+        while !part.is_empty() && left > 0 {
+            if in_chunk == chunk_size {
+                put_basic_header(3, csid, out);
+                if extended {
+                    out.put_u32(timestamp);
+                }
+                in_chunk = 0;
+            }
+            let n = part.len().min(chunk_size - in_chunk).min(left);
+            out.put_slice(&part[..n]);
+            part = &part[n..];
+            in_chunk += n;
+            left -= n;
         }
-        out.put_slice(chunk);
     }
 }
 
@@ -1122,5 +1155,22 @@ mod tests {
             ControlMessage::parse(1, &Bytes::from_static(&[0x80, 0, 0x10, 0])),
             Ok(Some(ControlMessage::SetChunkSize(4096)))
         );
+    }
+
+    #[test]
+    fn parts_encode_like_the_joined_body() {
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        for chunk_size in [1, 5, 128, 4096, 20_000] {
+            for ts in [0, 0xFF_FFFF + 3] {
+                let mut joined = BytesMut::new();
+                encode_message(7, 0x09, 1, ts, &body, chunk_size, &mut joined);
+                for split in [0, 1, 5, 127, 128, 129, 4096, 9_999, 10_000] {
+                    let mut parts = BytesMut::new();
+                    let (a, b) = body.split_at(split);
+                    encode_message_parts(7, 0x09, 1, ts, &[a, &[], b], chunk_size, &mut parts);
+                    assert_eq!(parts, joined, "chunk size {chunk_size}, split {split}");
+                }
+            }
+        }
     }
 }

@@ -11,10 +11,11 @@ pub mod session;
 
 pub use amf0::{Amf0Error, Amf0Value};
 pub use chunk::{
-    ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent, encode_message,
+    ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
+    encode_message, encode_message_parts,
 };
 pub use handshake::{Handshake, HandshakeError, HandshakeProgress};
 pub use session::{
     CSID_AUDIO, CSID_COMMAND, CSID_DATA, CSID_VIDEO, MEDIA_STREAM_ID, ServerSession, SessionConfig,
-    SessionError, SessionEvent, encode_media,
+    SessionError, SessionEvent, encode_media, encode_media_parts,
 };

@@ -272,12 +272,23 @@ pub fn media_csid(type_id: u8) -> u32 {
 /// 0x12, [`ServerSession::send_metadata`]) does on stream [`MEDIA_STREAM_ID`]: encode a
 /// frame once per chunk size and share the result with [`ServerSession::send_prechunked`].
 pub fn encode_media(type_id: u8, timestamp: u32, body: &[u8], chunk_size: u32, out: &mut BytesMut) {
-    chunk::encode_message(
+    encode_media_parts(type_id, timestamp, &[body], chunk_size, out);
+}
+
+/// [`encode_media`] for a body in parts (tag header, shared payload), without assembling it.
+pub fn encode_media_parts(
+    type_id: u8,
+    timestamp: u32,
+    parts: &[&[u8]],
+    chunk_size: u32,
+    out: &mut BytesMut,
+) {
+    chunk::encode_message_parts(
         media_csid(type_id),
         type_id,
         MEDIA_STREAM_ID,
         timestamp,
-        body,
+        parts,
         chunk_size as usize,
         out,
     );
