@@ -68,7 +68,6 @@ enum Role {
 struct Publisher {
     path: Arc<str>,
     demux: Demuxer,
-    clock: Unwrap32,
 }
 
 struct Player {
@@ -355,7 +354,6 @@ fn handle_events(
                         *role = Role::Publisher(Box::new(Publisher {
                             path: p,
                             demux: Demuxer::new(),
-                            clock: Unwrap32::default(),
                         }));
                     }
                     Err(e) => {
@@ -454,17 +452,10 @@ fn handle_events(
 
 /// Hands one publisher message to the hub as tracks or a frame. False if this shard no
 /// longer owns the stream.
-fn publish_media(
-    shard: &Shard,
-    p: &mut Publisher,
-    type_id: u8,
-    timestamp: u32,
-    body: &Bytes,
-) -> bool {
+fn publish_media(shard: &Shard, p: &mut Publisher, type_id: u8, ts: i64, body: &Bytes) -> bool {
     if body.is_empty() {
         return true;
     }
-    let ts = p.clock.unwrap(timestamp);
     let out = match type_id {
         0x09 => p.demux.video(ts, body),
         0x08 => p.demux.audio(ts, body),
@@ -584,26 +575,6 @@ fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Extends RTMP's 32-bit millisecond timestamps across wrap-around.
-#[derive(Debug, Default)]
-struct Unwrap32 {
-    last: Option<u32>,
-    epoch: i64,
-}
-
-impl Unwrap32 {
-    fn unwrap(&mut self, ts: u32) -> i64 {
-        if let Some(last) = self.last {
-            // A jump back of more than half the range is a wrap, not reordering.
-            if ts < last && last - ts > u32::MAX / 2 {
-                self.epoch += 1 << 32;
-            }
-        }
-        self.last = Some(ts);
-        self.epoch + i64::from(ts)
-    }
-}
-
 fn seed(peer: Option<SocketAddr>) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -621,13 +592,5 @@ mod tests {
         assert!(stream_path("live", "../x").is_err());
         assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
         assert_eq!(query_value(None, "key"), None);
-    }
-
-    #[test]
-    fn timestamps_unwrap() {
-        let mut u = Unwrap32::default();
-        assert_eq!(u.unwrap(u32::MAX - 10), i64::from(u32::MAX) - 10);
-        assert_eq!(u.unwrap(5), (1i64 << 32) + 5);
-        assert_eq!(u.unwrap(3), (1i64 << 32) + 3);
     }
 }

@@ -177,8 +177,9 @@ pub enum SessionEvent {
     Media {
         /// 0x08 audio or 0x09 video.
         type_id: u8,
-        /// Milliseconds.
-        timestamp: u32,
+        /// Milliseconds, extended past the 32-bit wrap of the wire timestamp (about every
+        /// 49 days) so that it only ever moves forward across the wrap.
+        timestamp: i64,
         /// The message body (shares the receive buffer, no copy).
         body: Bytes,
     },
@@ -257,6 +258,29 @@ pub struct ServerSession {
     peer_acked: Option<u32>,
     peer_bandwidth: Option<(u32, u8)>,
     peer_buffer_ms: Option<u32>,
+    media_clock: Timestamp32,
+}
+
+/// Extends RTMP's 32-bit millisecond timestamps past their wrap-around.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timestamp32 {
+    last: Option<u32>,
+    epoch: i64,
+}
+
+impl Timestamp32 {
+    /// The 64-bit time of a wire timestamp. A jump back of more than half the range is a
+    /// wrap, not reordering.
+    pub fn extend(&mut self, ts: u32) -> i64 {
+        if let Some(last) = self.last
+            && ts < last
+            && last - ts > u32::MAX / 2
+        {
+            self.epoch += 1 << 32;
+        }
+        self.last = Some(ts);
+        self.epoch + i64::from(ts)
+    }
 }
 
 /// Chunk stream the session uses for a media or data message type.
@@ -335,6 +359,7 @@ impl ServerSession {
             peer_acked: None,
             peer_bandwidth: None,
             peer_buffer_ms: None,
+            media_clock: Timestamp32::default(),
         }
     }
 
@@ -628,9 +653,10 @@ impl ServerSession {
             }
             chunk::MSG_AUDIO | chunk::MSG_VIDEO => {
                 if self.state == State::Publishing {
+                    let timestamp = self.media_clock.extend(msg.timestamp);
                     self.events.push_back(SessionEvent::Media {
                         type_id: msg.type_id,
-                        timestamp: msg.timestamp,
+                        timestamp,
                         body: msg.body,
                     });
                 } else {
@@ -920,9 +946,12 @@ impl ServerSession {
             };
             let base = *first_ts.get_or_insert(ts);
             if matches!(type_id, chunk::MSG_AUDIO | chunk::MSG_VIDEO) {
+                let timestamp = self
+                    .media_clock
+                    .extend(msg.timestamp.wrapping_add(ts.wrapping_sub(base)));
                 self.events.push_back(SessionEvent::Media {
                     type_id,
-                    timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
+                    timestamp,
                     body: body.slice(start..end),
                 });
             }

@@ -706,3 +706,12 @@ fn backlog_limit_while_awaiting_decision() {
         Err(SessionError::InputBacklog { .. })
     ));
 }
+
+#[test]
+fn media_timestamps_extend_past_the_32_bit_wrap() {
+    let mut t = Timestamp32::default();
+    assert_eq!(t.extend(u32::MAX - 10), i64::from(u32::MAX) - 10);
+    assert_eq!(t.extend(5), (1i64 << 32) + 5);
+    // Small reordering just after the wrap stays in the new epoch.
+    assert_eq!(t.extend(3), (1i64 << 32) + 3);
+}
