@@ -56,12 +56,7 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
                 .source
                 .as_ref()
                 .map(|s| json!({ "kind": s.kind, "url": s.url, "state": s.state }));
-            // RTMP clients need an app and a name: a one-segment path plays under `live/`.
-            let rtmp_path = if i.path.contains('/') {
-                i.path.to_string()
-            } else {
-                format!("live/{}", i.path)
-            };
+            let rtmp_path = crate::rtmp::play_path(&i.path);
             streams.push(json!({
                 "path": &*i.path,
                 "rtmp_path": rtmp_path,

@@ -372,8 +372,8 @@ fn handle_events(
                         return Some(End::Quiet(format!("play refused: {e}")));
                     }
                 };
-                // A one-segment path (`demo`) is reachable under any app
-                // (`rtmp://host/live/demo`): RTMP clients insist on an app and a name.
+                // A one-segment path (`demo`) is reachable under any app (see
+                // `rtmp::play_path`): RTMP clients insist on an app and a name.
                 let path = match shard.hub.borrow().owner(&path) {
                     None if shard.hub.borrow().owner(&stream_key).is_some() => stream_key.clone(),
                     _ => path,
