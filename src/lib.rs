@@ -6,6 +6,7 @@
 //! `rtmp`, `source`) started by the `runtime`.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod media;
@@ -16,3 +17,4 @@ pub mod shard;
 pub mod source;
 pub mod stats;
 pub mod stream;
+pub mod webrtc;

@@ -1,0 +1,1 @@
+//! WebRTC egress: per-shard str0m peers behind one UDP socket.
