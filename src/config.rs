@@ -181,6 +181,16 @@ pub struct WebRtcConfig {
     pub bind: std::net::IpAddr,
     /// Addresses announced to browsers as host candidates; empty = the machine's own.
     pub advertised: Vec<std::net::IpAddr>,
+    /// Most WebRTC sessions per shard; more get 503.
+    pub max_sessions: usize,
+    /// Kernel send buffer of each shard's UDP socket.
+    pub send_buffer: ByteSize,
+    /// Send queued datagrams with one sendmmsg call per batch instead of one sendto each.
+    pub batch_send: bool,
+    /// A session from which nothing (STUN consent, RTCP) arrives this long is closed.
+    pub session_timeout: Millis,
+    /// Fewest time between two GOP re-sends to one viewer answering its keyframe requests.
+    pub keyframe_interval: Millis,
 }
 
 impl Default for WebRtcConfig {
@@ -189,6 +199,11 @@ impl Default for WebRtcConfig {
             udp_port: 8189,
             bind: std::net::IpAddr::from([0, 0, 0, 0]),
             advertised: Vec::new(),
+            max_sessions: 2000,
+            send_buffer: ByteSize(4 * 1024 * 1024),
+            batch_send: true,
+            session_timeout: Millis(Duration::from_secs(7)),
+            keyframe_interval: Millis(Duration::from_secs(1)),
         }
     }
 }
@@ -461,6 +476,18 @@ impl Config {
         }
         if http.idle_timeout.0.is_zero() {
             return Err(ConfigError::new("http.idle_timeout", "must be more than 0"));
+        }
+        if self.webrtc.max_sessions == 0 {
+            return Err(ConfigError::new(
+                "webrtc.max_sessions",
+                "must be at least 1",
+            ));
+        }
+        if self.webrtc.session_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "webrtc.session_timeout",
+                "must be at least 1s (browsers send consent checks every ~5s)",
+            ));
         }
         if self.webrtc.udp_port != 0 && usize::from(self.webrtc.udp_port) + shards - 1 > 65535 {
             return Err(ConfigError::new(

@@ -49,6 +49,20 @@ counters! {
         viewers,
         /// UDP datagrams received on the shard's WebRTC port.
         udp_datagrams_in,
+        /// UDP datagrams sent from the shard's WebRTC port.
+        udp_datagrams_out,
+        /// UDP datagrams not sent (socket buffer full or send error).
+        udp_send_dropped,
+        /// Send system calls made for WebRTC datagrams.
+        udp_send_calls,
+        /// WebRTC sessions open on this shard.
+        webrtc_sessions,
+        /// WebRTC sessions created since start.
+        webrtc_sessions_total,
+        /// WebRTC offers refused because the shard was at webrtc.max_sessions.
+        webrtc_refused,
+        /// RTP packets written to WebRTC viewers.
+        rtp_packets_out,
     }
 }
 

@@ -97,6 +97,7 @@ pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
                 "streams": st.streams.load(Ordering::Relaxed),
                 "relays": st.relays.load(Ordering::Relaxed),
                 "viewers": st.viewers.load(Ordering::Relaxed),
+                "webrtc_sessions": st.webrtc_sessions.load(Ordering::Relaxed),
             })
         })
         .collect();
@@ -129,6 +130,16 @@ fn help(name: &str) -> (&'static str, &'static str) {
         "relays" => ("gauge", "Streams relayed to the shard from their owner."),
         "viewers" => ("gauge", "Viewers attached on the shard."),
         "udp_datagrams_in" => ("counter", "UDP datagrams received on the WebRTC port."),
+        "udp_datagrams_out" => ("counter", "UDP datagrams sent from the WebRTC port."),
+        "udp_send_dropped" => (
+            "counter",
+            "UDP datagrams not sent (socket buffer full or send error).",
+        ),
+        "udp_send_calls" => ("counter", "Send system calls made for WebRTC datagrams."),
+        "webrtc_sessions" => ("gauge", "WebRTC sessions open on the shard."),
+        "webrtc_sessions_total" => ("counter", "WebRTC sessions created."),
+        "webrtc_refused" => ("counter", "WebRTC offers refused at webrtc.max_sessions."),
+        "rtp_packets_out" => ("counter", "RTP packets written to WebRTC viewers."),
         _ => ("untyped", "corecast counter."),
     }
 }

@@ -1,8 +1,9 @@
 //! HTTP/1.1 and WebSocket: a sans-IO request parser and response writer (`proto`), a
 //! sans-IO WebSocket session over tungstenite (`ws`), the REST API and metrics (`api`),
-//! and the glommio connection driver (`server`).
+//! WHEP signaling (`whep`) and the glommio connection driver (`server`).
 
 pub mod api;
 pub mod proto;
 pub mod server;
+pub mod whep;
 pub mod ws;

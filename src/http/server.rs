@@ -186,6 +186,9 @@ async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std
 pub fn route(shard: &Shard, req: &Request) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
+    if req.path.starts_with(super::whep::PREFIX) {
+        return super::whep::handle(shard, req);
+    }
     let known = matches!(
         req.path.as_str(),
         "/" | "/index.html" | "/api/v1/streams" | "/api/v1/health" | "/metrics" | "/ws"

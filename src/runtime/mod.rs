@@ -195,8 +195,39 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
         mesh.clone(),
         shared.stats[id].clone(),
     );
+    let wcfg = &cfg.webrtc;
+    let port = if wcfg.udp_port == 0 {
+        0
+    } else {
+        wcfg.udp_port + id as u16
+    };
+    let udp = UdpSocket::bind(SocketAddr::new(wcfg.bind, port))
+        .map_err(|e| format!("shard {id}: bind webrtc udp {}:{port}: {e}", wcfg.bind))?;
+    let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
+    shared.udp_ports[id].store(u64::from(udp_port), Ordering::Relaxed);
+    let cert = crate::webrtc::process_cert().ok_or_else(|| {
+        format!("shard {id}: the crypto provider could not make a DTLS certificate")
+    })?;
+    let candidates = crate::webrtc::driver::candidate_addrs(wcfg.bind, &wcfg.advertised, udp_port);
+    if id == 0 {
+        info!(candidates = ?candidates, "webrtc host candidates");
+    }
+    let engine = crate::webrtc::engine::Engine::new(
+        cert,
+        crate::webrtc::engine::EngineConfig {
+            peer: crate::webrtc::peer::PeerConfig {
+                inactivity: wcfg.session_timeout.0,
+                keyframe_interval: wcfg.keyframe_interval.0,
+                ..Default::default()
+            },
+            max_sessions: wcfg.max_sessions,
+            candidates,
+            local: SocketAddr::new(wcfg.bind, udp_port),
+        },
+    );
     let shard: ShardRef = Rc::new(Shard {
         id,
+        webrtc: RefCell::new(engine),
         shared: shared.clone(),
         hub: RefCell::new(hub),
         shutdown: Shutdown::default(),
@@ -219,22 +250,12 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
         .map_err(|e| format!("shard {id}: bind http {}: {e}", shared.http_addr))?;
     let rtmp_listener = TcpListener::bind(shared.rtmp_addr)
         .map_err(|e| format!("shard {id}: bind rtmp {}: {e}", shared.rtmp_addr))?;
-    let wcfg = &cfg.webrtc;
-    let port = if wcfg.udp_port == 0 {
-        0
-    } else {
-        wcfg.udp_port + id as u16
-    };
-    let udp = UdpSocket::bind(SocketAddr::new(wcfg.bind, port))
-        .map_err(|e| format!("shard {id}: bind webrtc udp {}:{port}: {e}", wcfg.bind))?;
-    let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
-    shared.udp_ports[id].store(u64::from(udp_port), Ordering::Relaxed);
 
     // Tasks that end with the shard: dropping a glommio Task cancels it.
     let mut tasks = vec![
         glommio::spawn_local(http::server::serve(shard.clone(), http_listener)),
         glommio::spawn_local(crate::rtmp::serve(shard.clone(), rtmp_listener)),
-        glommio::spawn_local(udp_loop(shard.clone(), udp)),
+        glommio::spawn_local(crate::webrtc::driver::run(shard.clone(), udp)),
     ];
     // Let every shard bind and connect before sources announce streams.
     glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -314,24 +335,6 @@ fn publish_snapshot(shard: &Shard, last_bytes: &mut HashMap<Arc<str>, u64>, dt: 
     *last_bytes = seen;
     if let Ok(mut s) = shard.shared.snapshots[shard.id].lock() {
         *s = ShardSnapshot { paths };
-    }
-}
-
-/// Receives on the shard's WebRTC UDP port. Until WebRTC egress lands, datagrams are
-/// counted and dropped.
-async fn udp_loop(shard: ShardRef, udp: UdpSocket) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        match udp.recv_from(&mut buf).await {
-            Ok((n, _)) => {
-                stats::add(&shard.stats().udp_datagrams_in, 1);
-                stats::add(&shard.stats().bytes_in, n as u64);
-            }
-            Err(e) => {
-                warn!(shard = shard.id, "udp receive: {e}");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 

@@ -403,6 +403,20 @@ impl Hub {
         Ok(())
     }
 
+    /// The tracks of `path` as this shard knows them (owned or relayed here).
+    pub fn tracks(&self, path: &str) -> Option<TrackSet> {
+        self.paths.get(path).and_then(|st| st.tracks.clone())
+    }
+
+    /// The GOP cache of `path` on this shard (keyframe first), for a viewer that asked
+    /// for a keyframe.
+    pub fn gop(&self, path: &str) -> Vec<Rc<OutFrame>> {
+        self.paths
+            .get(path)
+            .map(|st| st.gop.frames().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Attaches a viewer to `path`, wherever it is owned. The viewer's queue first gets
     /// the tracks and the GOP cache, then live frames.
     pub fn subscribe(&mut self, path: &str) -> Result<SinkHandle, HubError> {

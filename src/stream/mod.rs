@@ -12,7 +12,7 @@ mod hub;
 mod sink;
 
 pub use hub::{Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo};
-pub use sink::{OutFrame, SinkEvent, SinkLimits, SinkQueue};
+pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 
 use crate::media::{Frame, TrackSet};
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 
 use crate::media::gop::GopFrame;
 use crate::media::{Frame, MediaKind, TrackSet};
+use crate::rtp::PacketizedFrame;
 use bytes::Bytes;
 use std::cell::{OnceCell, RefCell};
 use std::collections::VecDeque;
@@ -31,6 +32,8 @@ pub struct OutFrame {
     pub frame: Frame,
     /// The frame as RTMP chunk bytes (FLV tag body, chunked at the server's chunk size).
     pub rtmp: OnceCell<Bytes>,
+    /// The frame as RTP payloads for WebRTC viewers; `None` if it cannot be packetized.
+    pub rtp: OnceCell<Option<PacketizedFrame>>,
 }
 
 impl OutFrame {
@@ -39,6 +42,7 @@ impl OutFrame {
         Rc::new(OutFrame {
             frame,
             rtmp: OnceCell::new(),
+            rtp: OnceCell::new(),
         })
     }
 }
@@ -82,6 +86,63 @@ struct Inner {
     delivered: u64,
     detached: bool,
     waker: Option<Waker>,
+    /// Where to announce new events instead of `waker`, with this sink's key.
+    ready: Option<(Rc<ReadyList>, u64)>,
+    /// The key is on the ready list and the consumer has not drained the queue since.
+    announced: bool,
+}
+
+/// How one consumer task serves many sinks: a sink that gets an event puts its key on
+/// the list (once until it is drained) and wakes the one task waiting on the list.
+#[derive(Debug, Default)]
+pub struct ReadyList {
+    keys: RefCell<Vec<u64>>,
+    waker: RefCell<Option<Waker>>,
+    kicked: std::cell::Cell<bool>,
+}
+
+impl ReadyList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn announce(&self, key: u64) {
+        self.keys.borrow_mut().push(key);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Wakes the waiting task without a key (it has other work).
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Moves the announced keys into `into`.
+    pub fn take(&self, into: &mut Vec<u64>) {
+        into.append(&mut self.keys.borrow_mut());
+    }
+
+    /// Whether no key is announced.
+    pub fn is_empty(&self) -> bool {
+        self.keys.borrow().is_empty()
+    }
+
+    /// Waits until a key is announced or the list is kicked.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if !self.keys.borrow().is_empty() || self.kicked.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 impl SinkQueue {
@@ -99,6 +160,8 @@ impl SinkQueue {
                 delivered: 0,
                 detached: false,
                 waker: None,
+                ready: None,
+                announced: false,
             }),
         }
     }
@@ -135,7 +198,12 @@ impl SinkQueue {
             SinkEvent::End | SinkEvent::Metadata(_) => {}
         }
         s.queue.push_back(ev);
-        if let Some(w) = s.waker.take() {
+        if let Some((list, key)) = &s.ready {
+            if !s.announced {
+                list.announce(*key);
+                s.announced = true;
+            }
+        } else if let Some(w) = s.waker.take() {
             w.wake();
         }
         true
@@ -145,6 +213,7 @@ impl SinkQueue {
     pub fn try_pop(&self) -> Option<SinkEvent> {
         let mut s = self.inner.borrow_mut();
         let Some(ev) = s.queue.pop_front() else {
+            s.announced = false;
             // A joining viewer's GOP burst grows the queue; give that memory back once
             // it has drained, as a shard holds thousands of these.
             if s.queue.capacity() > SHRINK_ABOVE {
@@ -158,6 +227,17 @@ impl SinkQueue {
             s.delivered += 1;
         }
         Some(ev)
+    }
+
+    /// Announces this sink's events on `list` under `key` instead of waking a task
+    /// waiting in [`SinkQueue::recv`]. A sink with queued events announces at once.
+    pub fn set_ready(&self, list: Rc<ReadyList>, key: u64) {
+        let mut s = self.inner.borrow_mut();
+        if !s.queue.is_empty() {
+            list.announce(key);
+            s.announced = true;
+        }
+        s.ready = Some((list, key));
     }
 
     /// Waits for the next event.

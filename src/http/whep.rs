@@ -1,0 +1,104 @@
+//! WHEP (WebRTC-HTTP Egress Protocol): `POST /whep/{path}` with an SDP offer creates a
+//! session on this shard and answers `201 Created` with the SDP answer (all candidates
+//! included: the server is ICE-lite, so no trickle is needed) and a `Location` to
+//! `DELETE`. `PATCH` (trickle ICE) is not supported: 405.
+
+use super::proto::{Request, Response};
+use crate::shard::Shard;
+use crate::webrtc::signal::{self, SignalError};
+use crate::webrtc::table::SessionId;
+
+/// URL prefix of WHEP resources.
+pub const PREFIX: &str = "/whep/";
+
+const ALLOW: &str = "OPTIONS, POST, DELETE, PATCH";
+
+fn cors(r: Response) -> Response {
+    r.header("Access-Control-Allow-Origin", "*")
+        .header("Access-Control-Expose-Headers", "Location, Link")
+}
+
+/// Answers a request under [`PREFIX`].
+pub fn handle(shard: &Shard, req: &Request) -> Response {
+    let rest = req.path[PREFIX.len()..].trim_end_matches('/');
+    if rest.is_empty() {
+        return cors(Response::text(
+            404,
+            "no stream path given: POST /whep/{path}",
+        ));
+    }
+    match req.method.as_str() {
+        "OPTIONS" => cors(
+            Response::new(204)
+                .header("Allow", ALLOW)
+                .header("Access-Control-Allow-Methods", ALLOW)
+                .header(
+                    "Access-Control-Allow-Headers",
+                    "Content-Type, If-Match, Authorization",
+                )
+                .header("Accept-Post", "application/sdp"),
+        ),
+        "POST" => post(shard, req, rest),
+        "DELETE" => {
+            let Some(id) = session_of(rest) else {
+                return cors(Response::text(404, &format!("no session at {}", req.path)));
+            };
+            if signal::end_session(shard, id) {
+                cors(Response::new(200))
+            } else {
+                cors(Response::text(404, &format!("no session {id}")))
+            }
+        }
+        "PATCH" => cors(
+            Response::text(
+                405,
+                "trickle ICE is not supported: the answer carries every candidate",
+            )
+            .header("Allow", ALLOW),
+        ),
+        other => cors(
+            Response::text(405, &format!("{other} is not allowed on {}", req.path))
+                .header("Allow", ALLOW),
+        ),
+    }
+}
+
+fn session_of(rest: &str) -> Option<SessionId> {
+    let (_, id) = rest.rsplit_once('/')?;
+    if id.len() != 16 {
+        return None;
+    }
+    id.parse().ok()
+}
+
+fn post(shard: &Shard, req: &Request, path: &str) -> Response {
+    let ctype = req.header("Content-Type").unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/sdp") {
+        return cors(Response::text(
+            415,
+            &format!("the offer must be sent as Content-Type: application/sdp (got '{ctype}')"),
+        ));
+    }
+    let Ok(sdp) = std::str::from_utf8(&req.body) else {
+        return cors(Response::text(400, "the SDP offer is not UTF-8"));
+    };
+    match signal::create_session(shard, path, sdp) {
+        Ok(c) => {
+            let location = format!("{PREFIX}{}/{}", c.path, c.id);
+            cors(
+                Response::new(201)
+                    .header("Location", location)
+                    .header("ETag", format!("\"{}\"", c.id))
+                    .body("application/sdp", c.answer),
+            )
+        }
+        Err(e) => {
+            let mut r = Response::text(e.status(), &e.to_string());
+            if matches!(e, SignalError::NoMediaYet(_) | SignalError::Busy(_)) {
+                r = r.header("Retry-After", "1");
+            }
+            cors(r)
+        }
+    }
+}

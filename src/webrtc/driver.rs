@@ -1,0 +1,343 @@
+//! The shard's WebRTC driver: one UDP socket, two tasks. The receive task feeds every
+//! datagram to the shard's [`Engine`]; the media task wakes when viewers' queues have
+//! frames, when the earliest session timer is due, or when signaling kicks it. Both send
+//! what the engine produced in batches (`sendmmsg`, non-blocking) on the socket's fd.
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
+
+use super::engine::Closed;
+use super::peer::CloseReason;
+use crate::shard::{Shard, ShardRef};
+use crate::stats::{self, ShardStats};
+use glommio::net::UdpSocket;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use str0m::net::Transmit;
+use tracing::{info, warn};
+
+/// Most datagrams per `sendmmsg` call.
+const BATCH: usize = 64;
+
+/// Runs the shard's WebRTC egress until the shard shuts down.
+pub async fn run(shard: ShardRef, udp: UdpSocket) {
+    let udp = Rc::new(udp);
+    set_send_buffer(
+        udp.as_raw_fd(),
+        shard.shared.settings.config.webrtc.send_buffer.as_usize(),
+    );
+    let rx = glommio::spawn_local(receive_loop(shard.clone(), udp.clone()));
+    media_loop(&shard, udp.as_raw_fd()).await;
+    drop(rx);
+    // Tell viewers goodbye (DTLS close), then forget them.
+    let now = Instant::now();
+    shard
+        .webrtc
+        .borrow_mut()
+        .close_all(now, CloseReason::Shutdown);
+    flush(&shard, udp.as_raw_fd());
+}
+
+async fn receive_loop(shard: ShardRef, udp: Rc<UdpSocket>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match udp.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let st = shard.stats();
+                stats::add(&st.udp_datagrams_in, 1);
+                stats::add(&st.bytes_in, n as u64);
+                let now = Instant::now();
+                shard.webrtc.borrow_mut().datagram(now, from, &buf[..n]);
+                after_work(&shard, now);
+                flush(&shard, udp.as_raw_fd());
+            }
+            Err(e) => {
+                warn!(shard = shard.id, "webrtc udp receive: {e}");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn media_loop(shard: &Shard, fd: RawFd) {
+    use futures_lite::future;
+    let ready = shard.webrtc.borrow().ready_list();
+    loop {
+        let next = shard.webrtc.borrow().next_deadline();
+        let wait = next
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(1));
+        let stop = future::or(
+            async {
+                ready.wait().await;
+                false
+            },
+            future::or(
+                async {
+                    if !wait.is_zero() {
+                        glommio::timer::sleep(wait).await;
+                    }
+                    false
+                },
+                async {
+                    shard.shutdown.wait().await;
+                    true
+                },
+            ),
+        )
+        .await;
+        if stop {
+            return;
+        }
+        let now = Instant::now();
+        super::signal::take_remote_deletes(shard);
+        {
+            let mut engine = shard.webrtc.borrow_mut();
+            engine.on_ready(now);
+            engine.on_timers(now);
+        }
+        after_work(shard, now);
+        flush(shard, fd);
+    }
+}
+
+/// Serves keyframe requests from the GOP cache and accounts for ended sessions.
+fn after_work(shard: &Shard, now: Instant) {
+    let wanted = shard.webrtc.borrow_mut().take_gop_wanted();
+    for (id, path) in wanted {
+        let gop = shard.hub.borrow().gop(&path);
+        if !gop.is_empty() {
+            shard.webrtc.borrow_mut().send_gop(now, id, &gop);
+        }
+    }
+    let closed = shard.webrtc.borrow_mut().take_closed();
+    for c in closed {
+        ended(shard, &c);
+    }
+}
+
+fn ended(shard: &Shard, c: &Closed) {
+    if let Ok(mut reg) = shard.shared.webrtc_registry.lock() {
+        reg.remove(&c.id.0);
+    }
+    stats::sub(&shard.stats().webrtc_sessions, 1);
+    info!(
+        shard = shard.id,
+        session = %c.id,
+        path = %c.path,
+        reason = c.reason.as_str(),
+        lived_ms = c.lived.as_millis() as u64,
+        frames = c.stats.frames,
+        packets = c.stats.packets,
+        "webrtc session ended"
+    );
+}
+
+/// Sends everything the engine has queued.
+fn flush(shard: &Shard, fd: RawFd) {
+    let mut out = std::mem::take(&mut shard.webrtc.borrow_mut().out);
+    if out.is_empty() {
+        shard.webrtc.borrow_mut().out = out;
+        return;
+    }
+    let batch = shard.shared.settings.config.webrtc.batch_send;
+    send_all(fd, &out, batch, shard.stats());
+    out.clear();
+    // Keep the buffer's capacity for the next round, unless a burst made it huge.
+    if out.capacity() > 4096 {
+        out.shrink_to(256);
+    }
+    shard.webrtc.borrow_mut().out = out;
+}
+
+/// Sends `out` on `fd` without blocking: `sendmmsg` in batches of [`BATCH`], or one
+/// `sendto` each when `batch` is false. A full socket buffer drops the rest (UDP: the
+/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped.
+pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
+    let mut sent = 0u64;
+    let mut bytes = 0u64;
+    let mut calls = 0u64;
+    let mut dropped = 0u64;
+    let mut i = 0;
+    while i < out.len() {
+        let n = if batch { (out.len() - i).min(BATCH) } else { 1 };
+        calls += 1;
+        let r = send_batch(fd, &out[i..i + n]);
+        match r {
+            Ok(k) if k > 0 => {
+                bytes += out[i..i + k]
+                    .iter()
+                    .map(|t| t.contents.len() as u64)
+                    .sum::<u64>();
+                sent += k as u64;
+                i += k;
+            }
+            Ok(_) => {
+                dropped += 1;
+                i += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                dropped += (out.len() - i) as u64;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                // Refused by the kernel (e.g. an ICMP error reported for an earlier
+                // datagram to a gone viewer): skip this one.
+                dropped += 1;
+                i += 1;
+            }
+        }
+    }
+    stats::add(&st.udp_datagrams_out, sent);
+    stats::add(&st.bytes_out, bytes);
+    stats::add(&st.udp_send_calls, calls);
+    if dropped > 0 {
+        stats::add(&st.udp_send_dropped, dropped);
+    }
+}
+
+/// One `sendmmsg` (or `sendto` for a single datagram) of `out`, non-blocking.
+fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
+    let addrs: Vec<socket2::SockAddr> = out
+        .iter()
+        .map(|t| socket2::SockAddr::from(t.destination))
+        .collect();
+    if out.len() == 1 {
+        let data: &[u8] = &out[0].contents;
+        // SAFETY: `data` and `addrs[0]` are valid for the duration of the call; the
+        // kernel only reads them.
+        let r = unsafe {
+            libc::sendto(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT,
+                addrs[0].as_ptr().cast(),
+                addrs[0].len(),
+            )
+        };
+        return if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(1)
+        };
+    }
+    let mut iovs: Vec<libc::iovec> = out
+        .iter()
+        .map(|t| libc::iovec {
+            iov_base: t.contents.as_ptr() as *mut libc::c_void,
+            iov_len: t.contents.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .zip(&addrs)
+        .map(|(iov, addr)| {
+            // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = addr.len();
+            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: every header points at an address and an iovec that live until the call
+    // returns (`addrs`, `iovs`), and each iovec at a datagram borrowed from `out`; the
+    // kernel only reads them and writes `msg_len`.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Raises the socket's send buffer (with SO_SNDBUFFORCE when allowed, past
+/// `net.core.wmem_max`); logs what it got.
+fn set_send_buffer(fd: RawFd, bytes: usize) {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    let set = |opt| {
+        // SAFETY: `v` is a valid c_int for the duration of the call.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_SNDBUFFORCE) != 0 && set(libc::SO_SNDBUF) != 0 {
+        warn!(
+            "webrtc: could not set the UDP send buffer to {bytes} bytes: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The addresses to announce as ICE host candidates for a socket bound to `bind`:
+/// `advertised` if set; the bound address if specific; otherwise the machine's IPv4
+/// addresses, non-loopback first, then loopback.
+pub fn candidate_addrs(
+    bind: std::net::IpAddr,
+    advertised: &[std::net::IpAddr],
+    port: u16,
+) -> Vec<SocketAddr> {
+    let ips: Vec<std::net::IpAddr> = if !advertised.is_empty() {
+        advertised.to_vec()
+    } else if !bind.is_unspecified() {
+        vec![bind]
+    } else {
+        let mut v = local_ipv4();
+        v.sort_by_key(|ip| ip.is_loopback());
+        if !v.iter().any(|ip| ip.is_loopback()) {
+            v.push(std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        v
+    };
+    ips.into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+/// The machine's IPv4 interface addresses (up interfaces).
+fn local_ipv4() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `ifap` with a list we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return out;
+    }
+    let mut p = ifap;
+    while !p.is_null() {
+        // SAFETY: `p` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*p };
+        let up = ifa.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
+        if up && !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null and points at a sockaddr of the family it names.
+            let family = unsafe { (*ifa.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                // SAFETY: AF_INET addresses are sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !out.contains(&std::net::IpAddr::V4(ip)) {
+                    out.push(std::net::IpAddr::V4(ip));
+                }
+            }
+        }
+        p = ifa.ifa_next;
+    }
+    // SAFETY: `ifap` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    out
+}

@@ -1,0 +1,544 @@
+//! What a viewer's SDP offer can receive, and which of a stream's tracks to send it.
+//!
+//! Pure: SDP text and tracks in, a [`Selection`] out. str0m negotiates the answer; this
+//! module decides beforehand which payload type of the offer each track uses, so the
+//! answer carries the browser's own payload type and `fmtp` for the stream's codec (for
+//! H.264: packetization-mode 1 and the profile closest to the stream's).
+
+use crate::media::{Codec, MediaKind, Track, TrackId};
+use std::fmt;
+
+/// Most `m=` sections read from one offer.
+pub const MAX_MEDIA: usize = 16;
+/// Most payload types read per `m=` section.
+pub const MAX_CODECS: usize = 64;
+
+/// Why an offer cannot be used at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The text is not an SDP offer (no `v=0`, no `m=` line, a broken `m=` line).
+    #[error("not an SDP offer: {0}")]
+    Malformed(&'static str),
+    /// More `m=` sections than [`MAX_MEDIA`].
+    #[error("offer has more than {MAX_MEDIA} media sections")]
+    TooManyMedia,
+}
+
+/// One payload type the offer lists for a media section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedCodec {
+    /// RTP payload type.
+    pub pt: u8,
+    /// Encoding name, upper case (`H264`, `OPUS`, `PCMU`).
+    pub name: String,
+    /// RTP clock rate.
+    pub clock_rate: u32,
+    /// Audio channels, if given.
+    pub channels: Option<u8>,
+    /// The `a=fmtp` parameters, in order.
+    pub fmtp: Vec<(String, String)>,
+    /// Payload type of the RTX stream for this one (`apt=` of an `rtx` entry).
+    pub rtx: Option<u8>,
+}
+
+impl OfferedCodec {
+    /// An `fmtp` parameter's value.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.fmtp
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// H.264 `profile-level-id` as a number (`0x42e01f`).
+    pub fn profile_level_id(&self) -> Option<u32> {
+        u32::from_str_radix(self.param("profile-level-id")?, 16).ok()
+    }
+}
+
+/// One `m=` section of an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedMedia {
+    /// Audio or video; `None` for application (data channel) sections.
+    pub kind: Option<MediaKind>,
+    /// Whether the offerer wants to receive here (`recvonly` or `sendrecv`).
+    pub receives: bool,
+    /// The section's `a=mid`.
+    pub mid: Option<String>,
+    /// Payload types in `m=` order (RTX, RED, FEC entries excluded).
+    pub codecs: Vec<OfferedCodec>,
+}
+
+/// Reads the media sections of an SDP offer. Tolerant of unknown lines; bounded in
+/// sections and payload types.
+pub fn parse_offer(sdp: &str) -> Result<Vec<OfferedMedia>, OfferError> {
+    let mut lines = sdp.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some("v=0") {
+        return Err(OfferError::Malformed("does not start with v=0"));
+    }
+    struct Raw {
+        kind: Option<MediaKind>,
+        pts: Vec<u8>,
+        dir: Option<bool>,
+        mid: Option<String>,
+        rtpmap: Vec<(u8, String, u32, Option<u8>)>,
+        fmtp: Vec<(u8, Vec<(String, String)>)>,
+    }
+    let mut session_receives = true;
+    let mut raws: Vec<Raw> = Vec::new();
+    for line in lines {
+        if let Some(m) = line.strip_prefix("m=") {
+            if raws.len() == MAX_MEDIA {
+                return Err(OfferError::TooManyMedia);
+            }
+            let mut parts = m.split_ascii_whitespace();
+            let kind = match parts.next() {
+                Some("video") => Some(MediaKind::Video),
+                Some("audio") => Some(MediaKind::Audio),
+                Some(_) => None,
+                None => return Err(OfferError::Malformed("empty m= line")),
+            };
+            let (Some(_port), Some(_proto)) = (parts.next(), parts.next()) else {
+                return Err(OfferError::Malformed("short m= line"));
+            };
+            let pts = if kind.is_some() {
+                parts
+                    .take(MAX_CODECS)
+                    .map(|p| p.parse::<u8>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| OfferError::Malformed("bad payload type in m= line"))?
+            } else {
+                Vec::new()
+            };
+            raws.push(Raw {
+                kind,
+                pts,
+                dir: None,
+                mid: None,
+                rtpmap: Vec::new(),
+                fmtp: Vec::new(),
+            });
+            continue;
+        }
+        let Some(attr) = line.strip_prefix("a=") else {
+            continue;
+        };
+        let dir = match attr {
+            "recvonly" | "sendrecv" => Some(true),
+            "sendonly" | "inactive" => Some(false),
+            _ => None,
+        };
+        let Some(raw) = raws.last_mut() else {
+            if let Some(d) = dir {
+                session_receives = d;
+            }
+            continue;
+        };
+        if dir.is_some() {
+            raw.dir = dir;
+        } else if let Some(mid) = attr.strip_prefix("mid:") {
+            raw.mid = Some(mid.chars().take(32).collect());
+        } else if let Some(v) = attr.strip_prefix("rtpmap:") {
+            if let Some(e) = parse_rtpmap(v)
+                && raw.rtpmap.len() < MAX_CODECS
+            {
+                raw.rtpmap.push(e);
+            }
+        } else if let Some(v) = attr.strip_prefix("fmtp:") {
+            let (pt, params) = v.split_once(' ').unwrap_or((v, ""));
+            if let Ok(pt) = pt.parse::<u8>()
+                && raw.fmtp.len() < MAX_CODECS
+            {
+                raw.fmtp.push((pt, parse_fmtp(params)));
+            }
+        }
+    }
+    if raws.is_empty() {
+        return Err(OfferError::Malformed("no m= line"));
+    }
+    Ok(raws
+        .into_iter()
+        .map(|raw| {
+            let fmtp_of = |pt: u8| {
+                raw.fmtp
+                    .iter()
+                    .find(|(p, _)| *p == pt)
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default()
+            };
+            let mut codecs: Vec<OfferedCodec> = Vec::new();
+            let mut rtx: Vec<(u8, u8)> = Vec::new();
+            for &pt in &raw.pts {
+                let (name, clock_rate, channels) = match raw.rtpmap.iter().find(|(p, ..)| *p == pt)
+                {
+                    Some((_, n, c, ch)) => (n.clone(), *c, *ch),
+                    None => match static_pt(pt) {
+                        Some((n, c)) => (n.to_string(), c, Some(1)),
+                        None => continue,
+                    },
+                };
+                let fmtp = fmtp_of(pt);
+                if name == "RTX" {
+                    if let Some(apt) = fmtp
+                        .iter()
+                        .find(|(k, _)| k == "apt")
+                        .and_then(|(_, v)| v.parse().ok())
+                    {
+                        rtx.push((pt, apt));
+                    }
+                    continue;
+                }
+                if matches!(name.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03") {
+                    continue;
+                }
+                codecs.push(OfferedCodec {
+                    pt,
+                    name,
+                    clock_rate,
+                    channels,
+                    fmtp,
+                    rtx: None,
+                });
+            }
+            for (rtx_pt, apt) in rtx {
+                if let Some(c) = codecs.iter_mut().find(|c| c.pt == apt) {
+                    c.rtx = Some(rtx_pt);
+                }
+            }
+            OfferedMedia {
+                kind: raw.kind,
+                receives: raw.dir.unwrap_or(session_receives),
+                mid: raw.mid,
+                codecs,
+            }
+        })
+        .collect())
+}
+
+fn parse_rtpmap(v: &str) -> Option<(u8, String, u32, Option<u8>)> {
+    let (pt, enc) = v.split_once(' ')?;
+    let pt = pt.parse().ok()?;
+    let mut parts = enc.trim().split('/');
+    let name = parts.next()?.to_ascii_uppercase();
+    let clock = parts.next()?.parse().ok()?;
+    let channels = parts.next().and_then(|c| c.parse().ok());
+    Some((pt, name, clock, channels))
+}
+
+fn parse_fmtp(params: &str) -> Vec<(String, String)> {
+    params
+        .split(';')
+        .filter_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .take(32)
+        .collect()
+}
+
+fn static_pt(pt: u8) -> Option<(&'static str, u32)> {
+    match pt {
+        0 => Some(("PCMU", 8000)),
+        8 => Some(("PCMA", 8000)),
+        _ => None,
+    }
+}
+
+/// One track to send and the offered payload type it goes out with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The stream's track.
+    pub track: TrackId,
+    /// Its codec.
+    pub codec: Codec,
+    /// Index of the offer's `m=` section.
+    pub media: usize,
+    /// The offered payload type and its parameters.
+    pub offered: OfferedCodec,
+}
+
+/// What to send a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selection {
+    /// Tracks to send, at most one per media kind.
+    pub send: Vec<Choice>,
+    /// Audio sections to accept with this payload type although nothing is sent on
+    /// them (the stream's audio is not a WebRTC codec, or it has none), so the answer
+    /// keeps the offer's shape.
+    pub idle_audio: Option<(usize, OfferedCodec)>,
+}
+
+/// No track of the stream can be sent to this offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoCommonCodec {
+    /// The stream's codecs.
+    pub stream: Vec<&'static str>,
+    /// The codecs the offer can receive.
+    pub offered: Vec<String>,
+}
+
+impl fmt::Display for NoCommonCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no common codec: the stream has {}; the offer accepts {}",
+            if self.stream.is_empty() {
+                "no tracks yet".to_string()
+            } else {
+                self.stream.join(", ")
+            },
+            if self.offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                self.offered.join(", ")
+            }
+        )
+    }
+}
+
+/// Picks, for each of the stream's tracks, the offered payload type to send it with.
+///
+/// Video: H.264 only with packetization-mode 1, preferring the stream's own profile
+/// (`profile_idc` from its SPS), then High, then any; H.265 when both sides have it.
+/// Audio: Opus, PCMU and PCMA pass through when offered. A stream whose tracks all lack
+/// a match is an error naming both sides' codecs.
+pub fn select(offer: &[OfferedMedia], tracks: &[Track]) -> Result<Selection, NoCommonCodec> {
+    let mut sel = Selection::default();
+    let mut used = [false; MAX_MEDIA];
+    for track in tracks {
+        let found = offer.iter().enumerate().find_map(|(i, m)| {
+            if used[i] || !m.receives || m.kind != Some(track.kind()) {
+                return None;
+            }
+            best_codec(m, track).map(|c| (i, c))
+        });
+        if let Some((i, offered)) = found {
+            if sel.send.iter().any(|c| c.codec.kind() == track.kind()) {
+                continue;
+            }
+            used[i] = true;
+            sel.send.push(Choice {
+                track: track.id,
+                codec: track.codec,
+                media: i,
+                offered,
+            });
+        }
+    }
+    if sel.send.is_empty() {
+        let mut offered: Vec<String> = Vec::new();
+        for m in offer.iter().filter(|m| m.receives) {
+            for c in &m.codecs {
+                let n = c.name.to_ascii_lowercase();
+                if !offered.contains(&n) {
+                    offered.push(n);
+                }
+            }
+        }
+        return Err(NoCommonCodec {
+            stream: tracks.iter().map(|t| t.codec.name()).collect(),
+            offered,
+        });
+    }
+    if !sel.send.iter().any(|c| c.codec.kind() == MediaKind::Audio) {
+        sel.idle_audio = offer.iter().enumerate().find_map(|(i, m)| {
+            if used[i] || !m.receives || m.kind != Some(MediaKind::Audio) {
+                return None;
+            }
+            ["OPUS", "PCMU", "PCMA"].iter().find_map(|want| {
+                m.codecs
+                    .iter()
+                    .find(|c| c.name == *want)
+                    .map(|c| (i, c.clone()))
+            })
+        });
+    }
+    Ok(sel)
+}
+
+fn best_codec(m: &OfferedMedia, track: &Track) -> Option<OfferedCodec> {
+    let named = |name: &'static str| m.codecs.iter().filter(move |c| c.name == name);
+    match track.codec {
+        Codec::H264 => {
+            let want = track.params.sps.first().and_then(|s| s.get(1)).copied();
+            named("H264")
+                .filter(|c| c.param("packetization-mode") == Some("1"))
+                .max_by_key(|c| {
+                    let idc = c.profile_level_id().map(|p| (p >> 16) as u8);
+                    let score = match idc {
+                        Some(i) if Some(i) == want => 3,
+                        Some(0x64) => 2,
+                        _ => 1,
+                    };
+                    // max_by_key keeps the last of equals: rank earlier entries higher.
+                    (score, std::cmp::Reverse(c.pt))
+                })
+                .cloned()
+        }
+        Codec::H265 => named("H265").next().cloned(),
+        Codec::Opus => named("OPUS").find(|c| c.clock_rate == 48_000).cloned(),
+        Codec::Pcmu => named("PCMU").find(|c| c.clock_rate == 8000).cloned(),
+        Codec::Pcma => named("PCMA").find(|c| c.clock_rate == 8000).cloned(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// The shape of a Chrome recvonly offer (trimmed: ICE/DTLS lines kept short).
+    pub(crate) const CHROME_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+a=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 104 105 106 107 108 109 127 125 39 40 45 46 98 99 100 101 112 113 116 117 118\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:0123456789abcdef01234567\r\n\
+a=fingerprint:sha-256 00:11\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=recvonly\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96\r\n\
+a=rtpmap:102 H264/90000\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:103 rtx/90000\r\n\
+a=fmtp:103 apt=102\r\n\
+a=rtpmap:104 H264/90000\r\n\
+a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f\r\n\
+a=rtpmap:106 H264/90000\r\n\
+a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:107 rtx/90000\r\n\
+a=fmtp:107 apt=106\r\n\
+a=rtpmap:108 H264/90000\r\n\
+a=fmtp:108 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
+a=rtpmap:127 H264/90000\r\n\
+a=fmtp:127 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f\r\n\
+a=rtpmap:125 rtx/90000\r\n\
+a=fmtp:125 apt=127\r\n\
+a=rtpmap:112 H264/90000\r\n\
+a=fmtp:112 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f\r\n\
+a=rtpmap:113 rtx/90000\r\n\
+a=fmtp:113 apt=112\r\n\
+a=rtpmap:116 red/90000\r\n\
+a=rtpmap:118 ulpfec/90000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=mid:1\r\n\
+a=recvonly\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:13 CN/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n";
+
+    fn h264(profile_idc: u8) -> Track {
+        let mut t = Track::new(TrackId(0), Codec::H264, 1000);
+        t.params.sps = vec![Bytes::from(vec![0x67, profile_idc, 0, 0x1f])];
+        t
+    }
+
+    #[test]
+    fn reads_chrome_offer() {
+        let m = parse_offer(CHROME_OFFER).expect("parses");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].kind, Some(MediaKind::Video));
+        assert!(m[0].receives);
+        let c102 = m[0].codecs.iter().find(|c| c.pt == 102).expect("102");
+        assert_eq!(c102.name, "H264");
+        assert_eq!(c102.rtx, Some(103));
+        assert_eq!(c102.profile_level_id(), Some(0x42001f));
+        assert!(
+            m[0].codecs
+                .iter()
+                .all(|c| c.name != "RTX" && c.name != "RED")
+        );
+        let opus = &m[1].codecs[0];
+        assert_eq!(
+            (opus.pt, opus.clock_rate, opus.channels),
+            (111, 48000, Some(2))
+        );
+        assert_eq!(opus.param("useinbandfec"), Some("1"));
+    }
+
+    #[test]
+    fn h264_prefers_the_streams_profile_then_high() {
+        let offer = parse_offer(CHROME_OFFER).expect("parses");
+        let main = select(&offer, &[h264(0x4d)]).expect("match");
+        assert_eq!(main.send[0].offered.pt, 127);
+        let high = select(&offer, &[h264(0x64)]).expect("match");
+        assert_eq!(high.send[0].offered.pt, 112);
+        // Extended profile (88) is not offered: High is the best superset.
+        let other = select(&offer, &[h264(88)]).expect("match");
+        assert_eq!(other.send[0].offered.pt, 112);
+        // Packetization mode 0 entries are never chosen.
+        let only_pm0 = CHROME_OFFER.replace("packetization-mode=1", "packetization-mode=0");
+        let offer = parse_offer(&only_pm0).expect("parses");
+        assert!(select(&offer, &[h264(0x42)]).is_err());
+    }
+
+    #[test]
+    fn audio_pass_through_and_idle_audio() {
+        let offer = parse_offer(CHROME_OFFER).expect("parses");
+        let pcma = Track::new(TrackId(1), Codec::Pcma, 8000);
+        let s = select(&offer, &[h264(0x4d), pcma]).expect("match");
+        assert_eq!(s.send.len(), 2);
+        assert_eq!((s.send[1].offered.pt, s.send[1].media), (8, 1));
+        assert_eq!(s.idle_audio, None);
+        // AAC cannot go to a browser: video only, the audio section kept idle on Opus.
+        let aac = Track::new(TrackId(1), Codec::Aac, 44100);
+        let s = select(&offer, &[h264(0x4d), aac]).expect("match");
+        assert_eq!(s.send.len(), 1);
+        assert_eq!(
+            s.idle_audio.as_ref().map(|(i, c)| (*i, c.pt)),
+            Some((1, 111))
+        );
+    }
+
+    #[test]
+    fn no_common_codec_names_both_sides() {
+        let vp8_only =
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n";
+        let offer = parse_offer(vp8_only).expect("parses");
+        let aac = Track::new(TrackId(1), Codec::Aac, 44100);
+        let e = select(&offer, &[h264(0x4d), aac]).expect_err("no match");
+        assert_eq!(
+            e.to_string(),
+            "no common codec: the stream has h264, aac; the offer accepts vp8"
+        );
+    }
+
+    #[test]
+    fn sendonly_sections_are_not_used() {
+        let sdp = CHROME_OFFER.replace("a=recvonly", "a=sendonly");
+        let offer = parse_offer(&sdp).expect("parses");
+        assert!(select(&offer, &[h264(0x4d)]).is_err());
+    }
+
+    #[test]
+    fn malformed_offers() {
+        assert!(parse_offer("").is_err());
+        assert!(parse_offer("hello").is_err());
+        assert!(parse_offer("v=0\r\ns=-\r\n").is_err());
+        assert!(parse_offer("v=0\r\nm=video\r\n").is_err());
+        assert!(parse_offer("v=0\r\nm=video 9 RTP/AVP x\r\n").is_err());
+        let many = format!("v=0\r\n{}", "m=audio 9 RTP/AVP 0\r\n".repeat(MAX_MEDIA + 1));
+        assert_eq!(parse_offer(&many), Err(OfferError::TooManyMedia));
+        // Odd but harmless lines are ignored.
+        let odd = "v=0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:zz\r\na=fmtp:\r\na=rtpmap:0 PCMU\r\n";
+        let m = parse_offer(odd).expect("parses");
+        assert_eq!(m[0].codecs[0].name, "PCMU");
+    }
+}

@@ -1,0 +1,608 @@
+//! One viewer: a str0m [`Rtc`] in RTP mode, the viewer's queue of stream events and the
+//! per-viewer RTP state (SSRC by str0m; sequence numbers and timestamp offset here).
+//!
+//! Sans-IO: the caller passes `now`, feeds datagrams in, and collects datagrams out.
+//! Frames are packetized once per shard ([`OutFrame::rtp`]) and written here with the
+//! viewer's own sequence numbers and timestamps; payload buffers are shared, not copied.
+//!
+//! First picture at once: everything queued when DTLS comes up (the GOP cache from the
+//! last keyframe, and frames that arrived during the handshake) is sent as a *burst*
+//! whose video timestamps are compressed to 1 ms apart, so the browser decodes it
+//! immediately and is at the live edge when the first live frame arrives; audio joins
+//! with the first live frame. A keyframe request (PLI/FIR) is answered the same way
+//! from the GOP cache, at most once per [`PeerConfig::keyframe_interval`].
+
+use super::offer::{Choice, OfferedCodec, Selection};
+use crate::media::{Codec, Frame, MediaKind, Track, TrackId, TrackSet};
+use crate::rtp::{self, PacketizedFrame};
+use crate::stream::{OutFrame, SinkEvent, SinkHandle};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::format::{Codec as SCodec, FormatParams};
+use str0m::media::{Frequency, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
+
+/// Tunables of a peer.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerConfig {
+    /// Largest RTP payload.
+    pub max_payload: usize,
+    /// Fewest time between two GOP re-sends answering keyframe requests.
+    pub keyframe_interval: Duration,
+    /// A session that receives nothing (STUN consent, RTCP) for this long is closed.
+    pub inactivity: Duration,
+    /// A session that has not completed ICE and DTLS this long after the answer is closed.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            max_payload: rtp::MAX_PAYLOAD,
+            keyframe_interval: Duration::from_secs(1),
+            inactivity: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a session cannot be created from an offer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// str0m rejected the offer.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The viewer asked (WHEP DELETE, WebSocket stop or close).
+    Requested,
+    /// ICE never completed or DTLS failed.
+    ConnectFailed,
+    /// Nothing received for [`PeerConfig::inactivity`] (consent lost).
+    Inactive,
+    /// ICE reported the peer disconnected.
+    IceDisconnected,
+    /// str0m failed on the session's input or output.
+    Error,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Requested => "requested",
+            CloseReason::ConnectFailed => "connect failed",
+            CloseReason::Inactive => "no packets from the viewer (consent lost)",
+            CloseReason::IceDisconnected => "ICE disconnected",
+            CloseReason::Error => "WebRTC error",
+            CloseReason::Shutdown => "server shutting down",
+        }
+    }
+}
+
+/// Counters of one peer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerStats {
+    /// RTP packets written.
+    pub packets: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Frames skipped (not packetizable, or audio during a burst).
+    pub skipped: u64,
+    /// GOP re-sends for keyframe requests.
+    pub keyframe_bursts: u64,
+    /// Keyframe requests received.
+    pub keyframe_requests: u64,
+}
+
+/// Per-track sending state.
+#[derive(Debug)]
+struct Tx {
+    track: TrackId,
+    kind: MediaKind,
+    mid: Mid,
+    pt: Pt,
+    /// RTP clock of the negotiated payload type.
+    rtp_clock: u32,
+    /// Next extended sequence number.
+    seq: u64,
+    /// Random base of the RTP timestamps.
+    base: u32,
+    /// Last written RTP timestamp and the source time (in `rtp_clock` units) it stood for.
+    last: Option<(u32, i64)>,
+}
+
+impl Tx {
+    /// The RTP timestamp of a frame at `src` (converted to `rtp_clock` units). During a
+    /// burst, video timestamps advance 1 ms per frame; afterwards they advance as the
+    /// source does.
+    fn timestamp(&mut self, src: i64, burst: bool) -> u32 {
+        let ts = match self.last {
+            None => self.base,
+            Some((last_ts, _)) if burst => last_ts.wrapping_add(self.rtp_clock / 1000),
+            Some((last_ts, last_src)) => {
+                let delta = src
+                    .saturating_sub(last_src)
+                    .clamp(0, i64::from(u32::MAX / 2));
+                last_ts.wrapping_add(delta as u32)
+            }
+        };
+        self.last = Some((ts, src));
+        ts
+    }
+}
+
+/// One viewer.
+pub struct Peer {
+    rtc: Rtc,
+    /// The viewer's attachment to its stream (path and queue, fed by the shard's hub).
+    pub sink: SinkHandle,
+    tracks: Option<TrackSet>,
+    txs: Vec<Tx>,
+    connected: bool,
+    /// Frames left in the current burst.
+    burst_left: usize,
+    /// A GOP re-send is wanted (keyframe request); the driver supplies the frames.
+    want_gop: bool,
+    last_gop: Option<Instant>,
+    last_input: Instant,
+    created: Instant,
+    cfg: PeerConfig,
+    closed: Option<CloseReason>,
+    /// Local ICE ufrag (the session table routes first STUN by it).
+    pub ufrag: String,
+    /// Counters.
+    pub stats: PeerStats,
+    /// Time from creation to the first RTP packet written.
+    pub first_packet_after: Option<Duration>,
+}
+
+fn random_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+impl Peer {
+    /// Creates a peer from a viewer's offer: builds an ICE-lite, RTP-mode `Rtc` with the
+    /// process certificate and one host candidate per address, configured with exactly
+    /// the offered payload types `sel` chose, and returns the peer with its SDP answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        now: Instant,
+        offer_sdp: &str,
+        sel: &Selection,
+        mids: &[Option<String>],
+        cert: &DtlsCert,
+        candidates: &[SocketAddr],
+        sink: SinkHandle,
+        cfg: PeerConfig,
+    ) -> Result<(Peer, String), PeerError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer_sdp).map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        let creds = IceCreds::new();
+        let mut rc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_dtls_cert(cert.clone())
+            .set_local_ice_credentials(creds.clone())
+            .set_stats_interval(None)
+            .clear_codecs();
+        {
+            let cc = rc.codec_config();
+            for c in &sel.send {
+                add_codec(cc, c.codec, &c.offered);
+            }
+            if let Some((_, c)) = &sel.idle_audio {
+                let codec = match c.name.as_str() {
+                    "PCMU" => Codec::Pcmu,
+                    "PCMA" => Codec::Pcma,
+                    _ => Codec::Opus,
+                };
+                add_codec(cc, codec, c);
+            }
+        }
+        let mut rtc = rc.build(now);
+        for a in candidates {
+            match Candidate::host(*a, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!("candidate {a}: {e}"),
+            }
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        let mut txs = Vec::new();
+        for c in &sel.send {
+            let Some(Some(mid)) = mids.get(c.media) else {
+                continue;
+            };
+            txs.push(tx_for(c, Mid::from(mid.as_str())));
+        }
+        let peer = Peer {
+            rtc,
+            sink,
+            tracks: None,
+            txs,
+            connected: false,
+            burst_left: 0,
+            want_gop: false,
+            last_gop: None,
+            last_input: now,
+            created: now,
+            cfg,
+            closed: None,
+            ufrag: creds.ufrag,
+            stats: PeerStats::default(),
+            first_packet_after: None,
+        };
+        Ok((peer, answer.to_sdp_string()))
+    }
+
+    /// Whether ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Why the session ended, once it has.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Ends the session (sends a DTLS close alert if connected).
+    pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Transmit>) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        self.sink.queue.detach();
+        self.rtc.disconnect();
+        // Collect a final alert, if any; errors do not matter any more.
+        while let Ok(Output::Transmit(t)) = self.rtc.poll_output() {
+            out.push(t);
+        }
+    }
+
+    /// Feeds a datagram from the viewer, then collects output.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) -> Option<Instant> {
+        let Ok(recv) = Receive::new(Protocol::Udp, from, to, data) else {
+            return self.poll(now, out);
+        };
+        self.last_input = now;
+        if self.rtc.handle_input(Input::Receive(now, recv)).is_err() {
+            self.close(CloseReason::Error, out);
+            return None;
+        }
+        self.poll(now, out)
+    }
+
+    /// Runs the session's timer, then collects output.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
+        if self.closed.is_none() {
+            if !self.connected && now.duration_since(self.created) > self.cfg.connect_timeout {
+                self.close(CloseReason::ConnectFailed, out);
+                return None;
+            }
+            if now.duration_since(self.last_input) > self.cfg.inactivity {
+                self.close(CloseReason::Inactive, out);
+                return None;
+            }
+        }
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.close(CloseReason::Error, out);
+            return None;
+        }
+        self.poll(now, out)
+    }
+
+    /// Writes whatever the viewer's queue holds (once connected), then collects output.
+    pub fn pump(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
+        if !self.connected || self.closed.is_some() {
+            return self.poll(now, out);
+        }
+        while let Some(ev) = self.sink.queue.try_pop() {
+            match ev {
+                SinkEvent::Tracks(t) => self.tracks = Some(t),
+                SinkEvent::Frame(f) => {
+                    let burst = self.burst_left > 0;
+                    self.burst_left = self.burst_left.saturating_sub(1);
+                    self.write_frame(now, &f, burst);
+                    // Drain str0m's queue per frame: a GOP burst must not overflow it.
+                    self.poll(now, out)?;
+                }
+                SinkEvent::Metadata(_) | SinkEvent::End => {}
+            }
+        }
+        self.poll(now, out)
+    }
+
+    /// Whether a keyframe request asked for the GOP cache to be re-sent.
+    pub fn wants_gop(&self) -> bool {
+        self.want_gop && self.connected && self.closed.is_none()
+    }
+
+    /// Re-sends a GOP (keyframe first) as a burst, answering a keyframe request, then
+    /// whatever is queued.
+    pub fn send_gop(
+        &mut self,
+        now: Instant,
+        gop: &[Rc<OutFrame>],
+        out: &mut Vec<Transmit>,
+    ) -> Option<Instant> {
+        self.want_gop = false;
+        self.last_gop = Some(now);
+        self.stats.keyframe_bursts += 1;
+        for f in gop {
+            self.write_frame(now, f, true);
+            self.poll(now, out)?;
+        }
+        self.pump(now, out)
+    }
+
+    fn track(&self, id: TrackId) -> Option<&Track> {
+        self.tracks.as_ref()?.iter().find(|t| t.id == id)
+    }
+
+    fn write_frame(&mut self, now: Instant, f: &OutFrame, burst: bool) {
+        let frame = &f.frame;
+        let Some(ti) = self.txs.iter().position(|t| t.track == frame.track) else {
+            return; // a track this viewer does not get
+        };
+        if burst && self.txs[ti].kind == MediaKind::Audio {
+            self.stats.skipped += 1;
+            return;
+        }
+        let Some(track) = self.track(frame.track).cloned() else {
+            self.stats.skipped += 1;
+            return;
+        };
+        let Some(pf) = f
+            .rtp
+            .get_or_init(|| packetize(&track, frame, self.cfg.max_payload))
+            .as_ref()
+        else {
+            self.stats.skipped += 1;
+            return;
+        };
+        let tx = &mut self.txs[ti];
+        let src = convert(frame.pts, track.clock_rate, tx.rtp_clock);
+        let ts = tx.timestamp(src, burst);
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(tx.mid, None) else {
+            self.stats.skipped += 1;
+            return;
+        };
+        for p in &pf.payloads {
+            let w = RtpWrite::new(tx.pt, tx.seq.into(), ts, now, p.data.clone())
+                .marker(p.marker)
+                .nackable(true);
+            stream.write_rtp(w);
+            tx.seq += 1;
+        }
+        self.stats.packets += pf.payloads.len() as u64;
+        self.stats.frames += 1;
+        if self.first_packet_after.is_none() {
+            self.first_packet_after = Some(now.duration_since(self.created));
+        }
+    }
+
+    /// Drains str0m's output; returns the next timeout, or `None` once closed.
+    fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => out.push(t),
+                Ok(Output::Timeout(t)) => return Some(t),
+                Ok(Output::Event(e)) => self.on_event(now, e),
+                Err(RtcError::Dtls(_)) => {
+                    self.close(CloseReason::ConnectFailed, out);
+                    return None;
+                }
+                Err(_) => {
+                    self.close(CloseReason::Error, out);
+                    return None;
+                }
+            }
+            if self.closed.is_some() {
+                return None;
+            }
+            if !self.rtc.is_alive() {
+                self.closed = Some(CloseReason::IceDisconnected);
+                self.sink.queue.detach();
+                return None;
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                // Everything queued so far is the catch-up burst.
+                self.burst_left = self.sink.queue.queued_frames();
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.closed = Some(CloseReason::IceDisconnected);
+                self.sink.queue.detach();
+            }
+            Event::KeyframeRequest(_) => {
+                self.stats.keyframe_requests += 1;
+                let due = self
+                    .last_gop
+                    .is_none_or(|t| now.duration_since(t) >= self.cfg.keyframe_interval);
+                if due && self.burst_left == 0 {
+                    self.want_gop = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Packetizes a frame for its track's codec; `None` if it cannot be sent over RTP.
+pub fn packetize(track: &Track, frame: &Frame, max_payload: usize) -> Option<PacketizedFrame> {
+    let r = match track.codec {
+        Codec::H264 => rtp::packetize_h264(track, frame, max_payload),
+        Codec::H265 => rtp::packetize_h265(track, frame, max_payload),
+        Codec::Opus | Codec::Pcma | Codec::Pcmu => rtp::packetize_audio(frame, max_payload),
+        _ => return None,
+    };
+    match r {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::debug!(codec = track.codec.name(), "frame not packetized: {e}");
+            None
+        }
+    }
+}
+
+/// `t` in `from` ticks per second as `to` ticks per second.
+fn convert(t: i64, from: u32, to: u32) -> i64 {
+    if from == to || from == 0 {
+        return t;
+    }
+    (i128::from(t) * i128::from(to) / i128::from(from)) as i64
+}
+
+fn tx_for(c: &Choice, mid: Mid) -> Tx {
+    let r = random_u64();
+    Tx {
+        track: c.track,
+        kind: c.codec.kind(),
+        mid,
+        pt: Pt::from(c.offered.pt),
+        rtp_clock: c.offered.clock_rate.max(1),
+        // Start below 2^15 so the SRTP rollover counter starts at 0 with room to spare.
+        seq: r & 0x7fff,
+        base: (r >> 32) as u32,
+        last: None,
+    }
+}
+
+fn add_codec(cc: &mut str0m::format::CodecConfig, codec: Codec, o: &OfferedCodec) {
+    let pt = Pt::from(o.pt);
+    let rtx = o.rtx.map(Pt::from);
+    match codec {
+        Codec::H264 => cc.add_config(
+            pt,
+            rtx,
+            SCodec::H264,
+            Frequency::NINETY_KHZ,
+            None,
+            FormatParams {
+                level_asymmetry_allowed: Some(true),
+                packetization_mode: Some(1),
+                profile_level_id: o.profile_level_id(),
+                ..Default::default()
+            },
+        ),
+        Codec::H265 => {
+            let num = |k: &str, d: u8| o.param(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+            cc.add_h265(
+                pt,
+                rtx,
+                num("profile-id", 1),
+                num("tier-flag", 0),
+                num("level-id", 93),
+            )
+        }
+        Codec::Opus => cc.add_config(
+            pt,
+            None,
+            SCodec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                ..Default::default()
+            },
+        ),
+        Codec::Pcmu => cc.add_config(
+            pt,
+            None,
+            SCodec::PCMU,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        ),
+        Codec::Pcma => cc.add_config(
+            pt,
+            None,
+            SCodec::PCMA,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::default(),
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(clock: u32) -> Tx {
+        Tx {
+            track: TrackId(0),
+            kind: MediaKind::Video,
+            mid: Mid::from("0"),
+            pt: Pt::from(96),
+            rtp_clock: clock,
+            seq: 0,
+            base: u32::MAX - 100,
+            last: None,
+        }
+    }
+
+    #[test]
+    fn burst_timestamps_are_compressed_then_follow_the_source() {
+        let mut t = tx(90_000);
+        // A 3-frame GOP burst of frames 33 ms apart goes out 1 ms apart...
+        assert_eq!(t.timestamp(0, true), u32::MAX - 100);
+        assert_eq!(t.timestamp(3000, true), (u32::MAX - 100).wrapping_add(90));
+        assert_eq!(t.timestamp(6000, true), (u32::MAX - 100).wrapping_add(180));
+        // ...and live frames continue at the source's pace (wrapping through 2^32).
+        assert_eq!(
+            t.timestamp(9000, false),
+            (u32::MAX - 100).wrapping_add(3180)
+        );
+        assert_eq!(
+            t.timestamp(12000, false),
+            (u32::MAX - 100).wrapping_add(6180)
+        );
+        // A source jumping backwards (republish) does not move time backwards.
+        assert_eq!(t.timestamp(0, false), (u32::MAX - 100).wrapping_add(6180));
+    }
+
+    #[test]
+    fn clock_conversion() {
+        assert_eq!(convert(1000, 1000, 90_000), 90_000);
+        assert_eq!(convert(-40, 1000, 90_000), -3600);
+        assert_eq!(convert(48_000, 48_000, 48_000), 48_000);
+        assert_eq!(convert(5, 0, 90_000), 5);
+    }
+}

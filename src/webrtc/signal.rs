@@ -1,0 +1,172 @@
+//! Signaling entry points shared by WHEP and the WebSocket: turn an offer for a path into
+//! a session on this shard, and end sessions wherever they live.
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
+
+use super::offer::{self, NoCommonCodec, OfferError};
+use super::peer::CloseReason;
+use super::table::SessionId;
+use crate::media::TrackSet;
+use crate::shard::Shard;
+use crate::stats;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::info;
+
+/// Why an offer got no session, with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// No such stream (404).
+    #[error("no stream '{0}'")]
+    NotFound(String),
+    /// The stream is published but has no tracks yet (503, retry).
+    #[error("stream '{0}' has no media yet; retry in a moment")]
+    NoMediaYet(String),
+    /// The offer is not usable SDP (400).
+    #[error("bad SDP offer: {0}")]
+    BadSdp(String),
+    /// Nothing the stream has can go to this offer (406).
+    #[error("{0}")]
+    NoCommonCodec(NoCommonCodec),
+    /// The shard has no room (503).
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl SignalError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            SignalError::NotFound(_) => 404,
+            SignalError::BadSdp(_) => 400,
+            SignalError::NoCommonCodec(_) => 406,
+            SignalError::NoMediaYet(_) | SignalError::Busy(_) => 503,
+        }
+    }
+}
+
+impl From<OfferError> for SignalError {
+    fn from(e: OfferError) -> Self {
+        SignalError::BadSdp(e.to_string())
+    }
+}
+
+/// A session created from an offer.
+#[derive(Debug)]
+pub struct Created {
+    /// The session's id.
+    pub id: SessionId,
+    /// The stream path as the hub names it.
+    pub path: Arc<str>,
+    /// The SDP answer.
+    pub answer: String,
+}
+
+/// The tracks of `path`: from this shard's hub, or else from the owner shard's last
+/// published snapshot (a relay that does not exist yet has no tracks locally).
+fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError> {
+    let hub = shard.hub.borrow();
+    if let Some(t) = hub.tracks(path) {
+        return Ok(Some(t));
+    }
+    let owner = hub
+        .owner(path)
+        .ok_or_else(|| SignalError::NotFound(path.to_string()))?;
+    drop(hub);
+    let snap = shard.shared.snapshots[owner].lock().ok().and_then(|s| {
+        s.paths
+            .iter()
+            .find(|p| &*p.info.path == path)
+            .and_then(|p| p.info.tracks.clone())
+    });
+    Ok(snap)
+}
+
+/// Creates a WebRTC session on this shard for a viewer of `path` who sent `offer_sdp`.
+pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Created, SignalError> {
+    let offer = offer::parse_offer(offer_sdp)?;
+    let tracks = tracks_of(shard, path)?.ok_or_else(|| SignalError::NoMediaYet(path.into()))?;
+    let sel = offer::select(&offer, &tracks).map_err(SignalError::NoCommonCodec)?;
+    if !shard.webrtc.borrow().has_room() {
+        stats::add(&shard.stats().webrtc_refused, 1);
+        return Err(SignalError::Busy(format!(
+            "this server is at its limit of {} WebRTC viewers per core; try again later",
+            shard.shared.settings.config.webrtc.max_sessions
+        )));
+    }
+    let sink = shard
+        .hub
+        .borrow_mut()
+        .subscribe(path)
+        .map_err(|_| SignalError::NotFound(path.to_string()))?;
+    let hub_path = sink.path.clone();
+    let now = Instant::now();
+    let (id, answer) = shard
+        .webrtc
+        .borrow_mut()
+        .create(now, offer_sdp, &offer, &sel, sink)
+        .map_err(|e| match e {
+            super::engine::CreateError::Busy(n) => {
+                SignalError::Busy(format!("this server shard has its maximum of {n} sessions"))
+            }
+            other => SignalError::BadSdp(other.to_string()),
+        })?;
+    if let Ok(mut reg) = shard.shared.webrtc_registry.lock() {
+        reg.insert(id.0, shard.id);
+    }
+    stats::add(&shard.stats().webrtc_sessions, 1);
+    stats::add(&shard.stats().webrtc_sessions_total, 1);
+    let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();
+    info!(
+        shard = shard.id,
+        session = %id,
+        path = %hub_path,
+        codecs = ?codecs,
+        "webrtc session created"
+    );
+    Ok(Created {
+        id,
+        path: hub_path,
+        answer,
+    })
+}
+
+/// Ends session `id`, on whichever shard holds it. False if no shard has it.
+pub fn end_session(shard: &Shard, id: SessionId) -> bool {
+    let owner = shard
+        .shared
+        .webrtc_registry
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&id.0).copied());
+    match owner {
+        None => false,
+        Some(o) if o == shard.id => {
+            shard
+                .webrtc
+                .borrow_mut()
+                .close(Instant::now(), id, CloseReason::Requested);
+            shard.webrtc_wake();
+            true
+        }
+        Some(o) => {
+            if let Ok(mut q) = shard.shared.webrtc_deletes[o].lock() {
+                q.push(id.0);
+            }
+            true
+        }
+    }
+}
+
+/// Ends the sessions other shards asked this shard to end.
+pub fn take_remote_deletes(shard: &Shard) {
+    let ids: Vec<u64> = match shard.shared.webrtc_deletes[shard.id].lock() {
+        Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+        _ => return,
+    };
+    let now = Instant::now();
+    let mut engine = shard.webrtc.borrow_mut();
+    for id in ids {
+        engine.close(now, SessionId(id), CloseReason::Requested);
+    }
+}
