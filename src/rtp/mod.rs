@@ -12,9 +12,11 @@
 
 mod audio;
 mod h264;
+mod h265;
 
 pub use audio::packetize_audio;
 pub use h264::{depacketize_h264, packetize_h264};
+pub use h265::{depacketize_h265, packetize_h265};
 
 use crate::media::Codec;
 use std::sync::Arc;
