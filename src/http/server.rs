@@ -8,6 +8,8 @@ use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
 use crate::shard::{Shard, ShardRef, Wake};
 use crate::stats;
+use crate::webrtc::signal;
+use crate::webrtc::table::SessionId;
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -242,8 +244,8 @@ pub fn route(shard: &Shard, req: &Request) -> Response {
     }
 }
 
-/// The WebSocket loop at `/ws`. Signaling arrives with WebRTC; for now the socket greets,
-/// answers `{"type":"ping"}` with `{"type":"pong"}` and reports unknown messages.
+/// The WebSocket loop at `/ws`: WebRTC signaling in JSON messages (see
+/// [`handle_ws_text`]). The sessions a socket started end when it closes.
 async fn websocket(
     shard: &Shard,
     mut stream: TcpStream,
@@ -259,12 +261,14 @@ async fn websocket(
     let _ = ws.send_text(hello.to_string());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();
+    let mut sessions = WsSessions(Vec::new(), shard);
     loop {
         loop {
             match ws.poll_message() {
                 Ok(Some(WsMessage::Text(text))) => {
-                    let reply = handle_ws_text(&text);
-                    let _ = ws.send_text(reply);
+                    for reply in handle_ws_text(shard, &text, &mut sessions.0) {
+                        let _ = ws.send_text(reply);
+                    }
                 }
                 Ok(Some(WsMessage::Binary(_))) => {
                     let _ = ws.send_text(
@@ -302,18 +306,112 @@ async fn websocket(
     }
 }
 
-/// Answers one signaling message.
-pub fn handle_ws_text(text: &str) -> String {
+/// The WebRTC sessions a WebSocket started; they end with the socket.
+struct WsSessions<'a>(Vec<SessionId>, &'a Shard);
+
+impl Drop for WsSessions<'_> {
+    fn drop(&mut self) {
+        for id in self.0.drain(..) {
+            signal::end_session(self.1, id);
+        }
+    }
+}
+
+/// Most WebRTC sessions one WebSocket may hold.
+const WS_MAX_SESSIONS: usize = 16;
+
+fn ws_error(message: impl std::fmt::Display, extra: serde_json::Value) -> String {
+    let mut v = serde_json::json!({"type": "error", "message": message.to_string()});
+    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in more {
+            obj.insert(k.clone(), x.clone());
+        }
+    }
+    v.to_string()
+}
+
+/// Answers one signaling message; returns the replies in order.
+///
+/// - `{"type":"offer","stream":"live/cam1","sdp":"..."}` → `{"type":"answer","stream",
+///   "session","sdp"}` then one `{"type":"candidate","session","candidate","sdpMid",
+///   "sdpMLineIndex"}` per server candidate (they are also in the answer); or
+///   `{"type":"error","message","status"}` with the WHEP status (404, 400, 406, 503).
+/// - `{"type":"stop","session":"..."}` ends a session of this socket.
+/// - `{"type":"candidate",...}` from the viewer is accepted and not needed (the server
+///   is ICE-lite and learns the viewer's address from its checks).
+/// - `{"type":"ping"}` → `{"type":"pong"}`.
+pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) -> Vec<String> {
+    use serde_json::json;
     let msg: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            return serde_json::json!({"type": "error", "message": format!("invalid JSON: {e}")})
-                .to_string();
-        }
+        Err(e) => return vec![ws_error(format!("invalid JSON: {e}"), json!({}))],
     };
-    match msg.get("type").and_then(|t| t.as_str()) {
-        Some("ping") => serde_json::json!({"type": "pong"}).to_string(),
-        Some(other) => serde_json::json!({"type": "error", "message": format!("unknown message type '{other}'")}).to_string(),
-        None => serde_json::json!({"type": "error", "message": "message has no \"type\""}).to_string(),
+    let field = |k: &str| msg.get(k).and_then(|v| v.as_str());
+    match field("type") {
+        Some("ping") => vec![json!({"type": "pong"}).to_string()],
+        Some("offer") => {
+            let (Some(stream), Some(sdp)) = (field("stream"), field("sdp")) else {
+                return vec![ws_error(
+                    "an offer needs \"stream\" and \"sdp\"",
+                    json!({"status": 400}),
+                )];
+            };
+            let stream = stream.trim_matches('/');
+            if sessions.len() >= WS_MAX_SESSIONS {
+                return vec![ws_error(
+                    format!("one WebSocket may watch at most {WS_MAX_SESSIONS} streams"),
+                    json!({"status": 503, "stream": stream}),
+                )];
+            }
+            match signal::create_session(shard, stream, sdp) {
+                Ok(c) => {
+                    sessions.push(c.id);
+                    let session = c.id.to_string();
+                    let mut replies = vec![
+                        json!({"type": "answer", "stream": &*c.path, "session": &session, "sdp": &c.answer})
+                            .to_string(),
+                    ];
+                    let mid = c
+                        .answer
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("a=mid:"))
+                        .unwrap_or("0");
+                    for line in c.answer.lines().filter_map(|l| l.trim().strip_prefix("a=")) {
+                        if line.starts_with("candidate:") {
+                            replies.push(
+                                json!({"type": "candidate", "session": &session, "candidate": line, "sdpMid": mid, "sdpMLineIndex": 0})
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    replies.truncate(1 + 8);
+                    replies
+                }
+                Err(e) => vec![ws_error(
+                    &e,
+                    json!({"status": e.status(), "stream": stream}),
+                )],
+            }
+        }
+        Some("stop") => {
+            let id = field("session").and_then(|s| s.parse::<SessionId>().ok());
+            match id.and_then(|id| sessions.iter().position(|s| *s == id)) {
+                Some(i) => {
+                    let id = sessions.swap_remove(i);
+                    signal::end_session(shard, id);
+                    vec![json!({"type": "stopped", "session": id.to_string()}).to_string()]
+                }
+                None => vec![ws_error(
+                    "no such session on this socket",
+                    json!({"status": 404}),
+                )],
+            }
+        }
+        Some("candidate") => Vec::new(),
+        Some(other) => vec![ws_error(
+            format!("unknown message type '{other}'"),
+            json!({}),
+        )],
+        None => vec![ws_error("message has no \"type\"", json!({}))],
     }
 }
