@@ -353,15 +353,19 @@ impl Peer {
         self.want_gop = false;
         self.last_gop = Some(now);
         self.stats.keyframe_bursts += 1;
+        // Every queued frame is also in the GOP cache (the hub adds each frame to both),
+        // or older than its keyframe: drop them so no frame is decoded twice.
+        while let Some(ev) = self.sink.queue.try_pop() {
+            if let SinkEvent::Tracks(t) = ev {
+                self.tracks = Some(t);
+            }
+        }
+        self.burst_left = 0;
         for f in gop {
             self.write_frame(now, f, true);
             self.poll(now, out)?;
         }
         self.pump(now, out)
-    }
-
-    fn track(&self, id: TrackId) -> Option<&Track> {
-        self.tracks.as_ref()?.iter().find(|t| t.id == id)
     }
 
     fn write_frame(&mut self, now: Instant, f: &OutFrame, burst: bool) {
@@ -373,20 +377,23 @@ impl Peer {
             self.stats.skipped += 1;
             return;
         }
-        let Some(track) = self.track(frame.track).cloned() else {
+        let tracks = self.tracks.as_deref().unwrap_or(&[]);
+        let Some(track) = tracks.iter().find(|t| t.id == frame.track) else {
             self.stats.skipped += 1;
             return;
         };
+        let src_clock = track.clock_rate;
+        let max_payload = self.cfg.max_payload;
         let Some(pf) = f
             .rtp
-            .get_or_init(|| packetize(&track, frame, self.cfg.max_payload))
+            .get_or_init(|| packetize(track, frame, max_payload))
             .as_ref()
         else {
             self.stats.skipped += 1;
             return;
         };
         let tx = &mut self.txs[ti];
-        let src = convert(frame.pts, track.clock_rate, tx.rtp_clock);
+        let src = convert(frame.pts, src_clock, tx.rtp_clock);
         let ts = tx.timestamp(src, burst);
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(tx.mid, None) else {
