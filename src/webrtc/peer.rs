@@ -290,9 +290,14 @@ impl Peer {
             return self.poll(now, out);
         };
         self.last_input = now;
-        if self.rtc.handle_input(Input::Receive(now, recv)).is_err() {
-            self.close(CloseReason::Error, out);
-            return None;
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, recv)) {
+            // One bad datagram does not end a session (anyone can send one from a
+            // spoofed address); a dead Rtc does.
+            tracing::debug!("webrtc input rejected: {e}");
+            if !self.rtc.is_alive() {
+                self.close(CloseReason::Error, out);
+                return None;
+            }
         }
         self.poll(now, out)
     }
