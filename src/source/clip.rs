@@ -19,7 +19,8 @@ pub struct ClipTag {
 #[derive(Debug, Clone)]
 pub struct Clip {
     tags: Vec<ClipTag>,
-    /// Length of one pass: last timestamp plus one video frame interval.
+    /// Length of one pass: the video's span plus one frame interval (or the last
+    /// timestamp plus 20 ms without video).
     loop_ms: i64,
     /// Average interval between video tags, if the clip has at least two.
     video_interval_ms: Option<f64>,
@@ -74,11 +75,21 @@ impl Clip {
             }
             _ => None,
         };
-        let last = tags.iter().map(|t| t.offset_ms).max().unwrap_or(0);
         let step = video_interval_ms.map_or(20, |v| v.round().max(1.0) as i64);
+        let loop_ms = match (video.first(), video.last()) {
+            // The next pass's first video frame follows the last one by one frame
+            // interval; audio running past that point is cut so that it cannot overlap
+            // the next pass's audio.
+            (Some(first), Some(last)) => {
+                let loop_ms = last + step - first;
+                tags.retain(|t| t.kind == TagType::Video || t.offset_ms < loop_ms);
+                loop_ms
+            }
+            _ => tags.iter().map(|t| t.offset_ms).max().unwrap_or(0) + step,
+        };
         Ok(Clip {
             tags,
-            loop_ms: last + step,
+            loop_ms,
             video_interval_ms,
         })
     }
@@ -136,6 +147,27 @@ mod tests {
         assert_eq!(times, [0, 10, 40, 80, 120, 130, 160, 200]);
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(clip.video_fps(), Some(25.0));
+    }
+
+    #[test]
+    fn video_keeps_its_frame_interval_across_loops() {
+        // Video starts 20 ms in; audio runs 30 ms past the last video frame.
+        let clip = Clip::parse(
+            flv_file(&[(8, 0), (9, 20), (9, 60), (8, 90), (9, 100), (8, 130)]),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(clip.loop_ms(), 100 + 40 - 20);
+        // The audio tag at 130 would land after the next pass's first audio: cut.
+        assert_eq!(clip.tags().len(), 5);
+        let video: Vec<i64> = (0..10)
+            .map(|i| clip.live_tag(i))
+            .filter(|(_, t)| t.kind == TagType::Video)
+            .map(|(ts, _)| ts)
+            .collect();
+        assert_eq!(video, [20, 60, 100, 140, 180, 220]);
+        let all: Vec<i64> = (0..10).map(|i| clip.live_tag(i).0).collect();
+        assert!(all.windows(2).all(|w| w[0] <= w[1]), "{all:?}");
     }
 
     #[test]
