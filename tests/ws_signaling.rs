@@ -1,0 +1,204 @@
+//! WebRTC signaling over the WebSocket at `/ws`: one socket watches two streams, stops
+//! one, gets errors with WHEP statuses, and its sessions end when it closes. The viewers
+//! are the project's str0m-based client core; the WebSocket client is tungstenite.
+#![allow(clippy::disallowed_methods)] // Tests drive real time.
+
+mod common;
+
+use common::{Server, demo_stream, test_config};
+use corecast::client::{ReceiveMode, WhepPeer};
+use serde_json::{Value, json};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+fn connect_ws(http: SocketAddr) -> Ws {
+    let stream = TcpStream::connect(http).expect("tcp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (ws, _) =
+        tungstenite::client::client(format!("ws://{http}/ws"), stream).expect("ws handshake");
+    ws
+}
+
+fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).expect("ws send");
+}
+
+/// Reads messages until one of `kind` arrives (bounded); returns it and the ones before.
+fn read_until(ws: &mut Ws, kind: &str) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    for _ in 0..50 {
+        let msg = ws.read().expect("ws read");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == kind {
+            return (v, before);
+        }
+        before.push(v);
+    }
+    panic!("no '{kind}' message; got {before:?}");
+}
+
+/// A viewer driven by hand over its own UDP socket.
+struct Viewer {
+    sock: UdpSocket,
+    local: SocketAddr,
+    peer: WhepPeer,
+}
+
+impl Viewer {
+    fn new() -> Viewer {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        let local = sock.local_addr().expect("addr");
+        let peer = WhepPeer::new(Instant::now(), local, ReceiveMode::Full).expect("peer");
+        Viewer { sock, local, peer }
+    }
+
+    /// Pumps the peer until `frames` video frames arrived or `limit` passed.
+    fn play(&mut self, frames: u64, limit: Duration) -> u64 {
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        while Instant::now() < end && self.peer.stats().frames < frames {
+            self.peer.poll(Instant::now(), &mut out);
+            for d in out.drain(..) {
+                let _ = self.sock.send_to(&d.contents, d.destination);
+            }
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                self.peer
+                    .handle_datagram(Instant::now(), from, self.local, &buf[..n]);
+            }
+        }
+        self.peer.stats().frames
+    }
+}
+
+fn sessions(server: &Server) -> u64 {
+    let r = common::request(
+        server.http,
+        "GET /api/v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).expect("health json");
+    v["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["webrtc_sessions"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn wait_sessions(server: &Server, want: u64) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while sessions(server) != want {
+        assert!(
+            Instant::now() < end,
+            "sessions stayed at {}, want {want}",
+            sessions(server)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_websocket_watches_two_streams_and_its_sessions_end_with_it() {
+    let config = test_config(&format!(
+        "{}{}",
+        demo_stream("demo", 0),
+        demo_stream("cam/two", 1)
+    ));
+    let server = Server::start("ws-signaling", &config);
+    let mut ws = connect_ws(server.http);
+    let (hello, _) = read_until(&mut ws, "hello");
+    assert_eq!(hello["server"], "corecast");
+
+    let mut viewers = Vec::new();
+    let mut ids = Vec::new();
+    for stream in ["demo", "cam/two"] {
+        let mut v = Viewer::new();
+        send(
+            &mut ws,
+            json!({"type": "offer", "stream": stream, "sdp": v.peer.offer()}),
+        );
+        let (answer, _) = read_until(&mut ws, "answer");
+        assert_eq!(answer["stream"], stream);
+        let id = answer["session"].as_str().expect("session").to_string();
+        assert_eq!(id.len(), 16);
+        // Candidates follow the answer as separate messages too.
+        let (cand, _) = read_until(&mut ws, "candidate");
+        assert_eq!(cand["session"], id.as_str());
+        assert!(
+            cand["candidate"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("candidate:") && c.contains("127.0.0.1")),
+            "{cand}"
+        );
+        let sdp = answer["sdp"].as_str().expect("sdp");
+        v.peer
+            .accept_answer(Instant::now(), sdp)
+            .expect("answer accepted");
+        viewers.push(v);
+        ids.push(id);
+    }
+    for (v, stream) in viewers.iter_mut().zip(["demo", "cam/two"]) {
+        let got = v.play(30, Duration::from_secs(5));
+        assert!(got >= 30, "{stream}: only {got} frames");
+        assert_eq!(v.peer.stats().first_frame_idr_with_sps_pps, Some(true));
+    }
+    assert_eq!(sessions(&server), 2);
+
+    // Errors carry the WHEP status and leave the socket usable.
+    send(
+        &mut ws,
+        json!({"type": "offer", "stream": "nope", "sdp": Viewer::new().peer.offer()}),
+    );
+    let (err, _) = read_until(&mut ws, "error");
+    assert_eq!(err["status"], 404, "{err}");
+    send(
+        &mut ws,
+        json!({"type": "offer", "stream": "demo", "sdp": "v=0 garbage"}),
+    );
+    let (err, _) = read_until(&mut ws, "error");
+    assert_eq!(err["status"], 400, "{err}");
+    send(&mut ws, json!({"type": "offer", "stream": "demo"}));
+    let (err, _) = read_until(&mut ws, "error");
+    assert_eq!(err["status"], 400, "{err}");
+    send(
+        &mut ws,
+        json!({"type": "stop", "session": "0123456789abcdef"}),
+    );
+    let (err, _) = read_until(&mut ws, "error");
+    assert_eq!(err["status"], 404, "{err}");
+    // A viewer's trickled candidates are accepted silently; ping still answers.
+    send(
+        &mut ws,
+        json!({"type": "candidate", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"}),
+    );
+    send(&mut ws, json!({"type": "ping"}));
+    let (_, before) = read_until(&mut ws, "pong");
+    assert!(before.is_empty(), "unexpected replies: {before:?}");
+
+    // Stop one stream: that session ends, the other keeps playing.
+    send(&mut ws, json!({"type": "stop", "session": ids[0]}));
+    let (stopped, _) = read_until(&mut ws, "stopped");
+    assert_eq!(stopped["session"], ids[0].as_str());
+    wait_sessions(&server, 1);
+    let before = viewers[1].peer.stats().frames;
+    let after = viewers[1].play(before + 15, Duration::from_secs(3));
+    assert!(
+        after >= before + 15,
+        "the other stream stopped too: {before} -> {after}"
+    );
+
+    // Closing the socket ends the rest.
+    ws.close(None).expect("close");
+    let _ = ws.flush();
+    drop(ws);
+    wait_sessions(&server, 0);
+}
