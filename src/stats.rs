@@ -63,6 +63,8 @@ counters! {
         webrtc_refused,
         /// RTP packets written to WebRTC viewers.
         rtp_packets_out,
+        /// GOP re-sends answering WebRTC viewers' keyframe requests (PLI/FIR).
+        webrtc_gop_resends,
     }
 }
 

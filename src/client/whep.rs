@@ -296,6 +296,17 @@ impl WhepPeer {
         )
     }
 
+    /// Sends a keyframe request (RTCP PLI) for the video track, as a browser does when
+    /// it cannot decode. Full mode only (Light mode does not feed RTP to str0m, so it
+    /// has no receive stream to ask for); false if it could not be sent.
+    pub fn request_keyframe(&mut self) -> bool {
+        let Some(mut w) = self.rtc.writer(self.video_mid) else {
+            return false;
+        };
+        w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .is_ok()
+    }
+
     /// ICE and DTLS are up.
     pub fn is_connected(&self) -> bool {
         self.closed.is_none() && self.rtc.is_connected()

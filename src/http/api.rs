@@ -140,6 +140,10 @@ fn help(name: &str) -> (&'static str, &'static str) {
         "webrtc_sessions_total" => ("counter", "WebRTC sessions created."),
         "webrtc_refused" => ("counter", "WebRTC offers refused at webrtc.max_sessions."),
         "rtp_packets_out" => ("counter", "RTP packets written to WebRTC viewers."),
+        "webrtc_gop_resends" => (
+            "counter",
+            "GOP re-sends answering WebRTC keyframe requests.",
+        ),
         _ => ("untyped", "corecast counter."),
     }
 }

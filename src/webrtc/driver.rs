@@ -108,8 +108,11 @@ fn after_work(shard: &Shard, now: Instant) {
         let gop = shard.hub.borrow().gop(&path);
         if !gop.is_empty() {
             shard.webrtc.borrow_mut().send_gop(now, id, &gop);
+            stats::add(&shard.stats().webrtc_gop_resends, 1);
         }
     }
+    let packets = shard.webrtc.borrow_mut().take_packets();
+    stats::add(&shard.stats().rtp_packets_out, packets);
     let closed = shard.webrtc.borrow_mut().take_closed();
     for c in closed {
         ended(shard, &c);

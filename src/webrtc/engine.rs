@@ -70,6 +70,8 @@ pub struct Engine {
     closed: Vec<Closed>,
     gop_wanted: Vec<SessionId>,
     keys: Vec<u64>,
+    /// RTP packets written since the last `take_packets`.
+    packets: u64,
 }
 
 impl Engine {
@@ -84,6 +86,7 @@ impl Engine {
             closed: Vec::new(),
             gop_wanted: Vec::new(),
             keys: Vec::new(),
+            packets: 0,
         }
     }
 
@@ -189,7 +192,9 @@ impl Engine {
             let Some(s) = self.table.get_mut(id) else {
                 continue;
             };
+            let before = s.peer.stats.packets;
             let next = s.peer.pump(now, &mut self.out);
+            self.packets += s.peer.stats.packets - before;
             self.settle(id, next, now);
         }
         self.keys = keys;
@@ -228,7 +233,9 @@ impl Engine {
         let Some(s) = self.table.get_mut(id) else {
             return;
         };
+        let before = s.peer.stats.packets;
         let next = s.peer.send_gop(now, gop, &mut self.out);
+        self.packets += s.peer.stats.packets - before;
         self.settle(id, next, now);
     }
 
@@ -247,6 +254,11 @@ impl Engine {
         for id in self.table.ids() {
             self.close(now, id, reason);
         }
+    }
+
+    /// RTP packets written since the last call.
+    pub fn take_packets(&mut self) -> u64 {
+        std::mem::take(&mut self.packets)
     }
 
     /// Sessions that ended since the last call.
