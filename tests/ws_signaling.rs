@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Server, demo_stream, test_config};
-use corecast::client::{ReceiveMode, WhepPeer};
+use corecast::client::{PeerClosed, ReceiveMode, WhepPeer};
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -189,6 +189,13 @@ fn one_websocket_watches_two_streams_and_its_sessions_end_with_it() {
     let (stopped, _) = read_until(&mut ws, "stopped");
     assert_eq!(stopped["session"], ids[0].as_str());
     wait_sessions(&server, 1);
+    // The server said goodbye (DTLS close_notify): the viewer knows at once.
+    viewers[0].play(u64::MAX, Duration::from_millis(300));
+    assert!(
+        matches!(viewers[0].peer.closed(), Some(PeerClosed::Remote)),
+        "viewer state after stop: {:?}",
+        viewers[0].peer.closed()
+    );
     let before = viewers[1].peer.stats().frames;
     let after = viewers[1].play(before + 15, Duration::from_secs(3));
     assert!(

@@ -270,11 +270,19 @@ impl Peer {
         }
         self.closed = Some(reason);
         self.sink.queue.detach();
-        self.rtc.disconnect();
-        // Collect a final alert, if any; errors do not matter any more.
-        while let Ok(Output::Transmit(t)) = self.rtc.poll_output() {
-            out.push(t);
+        // Tell the viewer (RTCP BYE, DTLS close_notify) so a browser notices at once
+        // instead of after its ICE timeout; then drop the rest. Bounded: str0m drains
+        // a closing session in a few outputs.
+        if self.connected && self.rtc.close().is_ok() {
+            for _ in 0..16 {
+                match self.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => out.push(t),
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
         }
+        self.rtc.disconnect();
     }
 
     /// Feeds a datagram from the viewer, then collects output.
