@@ -19,6 +19,8 @@ apt_needed=()
 command -v ffmpeg  >/dev/null || apt_needed+=(ffmpeg)
 command -v ffprobe >/dev/null || apt_needed+=(ffmpeg)
 command -v python3 >/dev/null || apt_needed+=(python3)
+# tests/browser.rs drives Debian's Chromium (headless, WebRTC with H.264) at this path.
+[ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   say "installing with apt-get: ${apt_needed[*]}"
   as_root apt-get update -qq

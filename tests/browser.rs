@@ -1,0 +1,901 @@
+//! The web page in a real browser: headless Chromium, driven over the DevTools protocol.
+//!
+//! - The page opened with `?play=demo` plays the demo stream over WHEP and must show
+//!   moving 1280x720 video and its stats; Stop ends the session, a click on the list
+//!   entry plays again, switching to an unknown stream shows the 404 and ends the
+//!   previous session, leaving the page ends the session too (keepalive DELETE).
+//! - With an RTMP publisher: the page reconnects by itself when the server loses its
+//!   session and when the stream is republished, and shows a 406 naming the codec of an
+//!   audio-only stream without retrying.
+//!
+//! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
+//! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
+//! log.
+#![allow(clippy::disallowed_methods)] // Tests drive real time.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tungstenite::{Message, WebSocket};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the page may take from navigation to a moving 1280x720 picture.
+const FIRST_PICTURE: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(200);
+
+/// Headless Chromium with remote debugging on an ephemeral port; the whole process group
+/// is killed and the profile directory removed on drop.
+struct Chromium {
+    child: Child,
+    dir: PathBuf,
+    devtools: Option<SocketAddr>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Chromium {
+    fn launch() -> Chromium {
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is required for this test but is not installed \
+             (tests/run.sh installs Debian's chromium package)"
+        );
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "corecast-test-chromium-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("chromium profile dir");
+        let mut child = Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--autoplay-policy=no-user-gesture-required",
+            ])
+            .arg(format!("--user-data-dir={}", dir.display()))
+            .args(["--remote-debugging-port=0", "about:blank"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group, so that drop ends the renderer and helpers too.
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromium");
+        let stderr = child.stderr.take().expect("chromium stderr");
+        let mut chromium = Chromium {
+            child,
+            dir,
+            devtools: None,
+            stderr: Arc::new(Mutex::new(VecDeque::new())),
+        };
+        let (tx, rx) = mpsc::channel();
+        let tail = chromium.stderr.clone();
+        std::thread::spawn(move || {
+            // Read to the end: a full pipe would stall the browser.
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                if let Ok(mut t) = tail.lock() {
+                    t.push_back(line);
+                    if t.len() > 300 {
+                        t.pop_front();
+                    }
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(url) => url,
+            Err(_) => panic!(
+                "chromium did not print 'DevTools listening on' within 20 s; stderr:\n{}",
+                chromium.stderr_tail(40)
+            ),
+        };
+        // ws://127.0.0.1:PORT/devtools/browser/ID
+        let addr = url
+            .strip_prefix("ws://")
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok());
+        chromium.devtools = Some(addr.unwrap_or_else(|| panic!("devtools address in {url}")));
+        chromium
+    }
+
+    fn devtools(&self) -> SocketAddr {
+        self.devtools.expect("devtools address")
+    }
+
+    /// `GET path` on the DevTools HTTP endpoint, as JSON.
+    fn get_json(&self, path: &str) -> Value {
+        let addr = self.devtools();
+        let r = request(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "devtools GET {path}: {}", r.body_text());
+        serde_json::from_slice(&r.body).expect("devtools JSON")
+    }
+
+    /// The DevTools WebSocket of the first page target.
+    fn page(&self) -> Cdp {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = self.get_json("/json/list");
+            let url = list.as_array().and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            });
+            if let Some(url) = url {
+                return Cdp::connect(self.devtools(), url);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium has no page target: {list}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The last `n` lines of Chromium's stderr, without the D-Bus and ALSA noise of a
+    /// container.
+    fn stderr_tail(&self, n: usize) -> String {
+        let t = self.stderr.lock().map(|t| t.clone()).unwrap_or_default();
+        let noise = |l: &str| l.contains("dbus") || l.starts_with("ALSA lib") || l.contains("alsa");
+        let lines: Vec<&String> = t.iter().filter(|l| !noise(l)).collect();
+        let from = lines.len().saturating_sub(n);
+        lines[from..]
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group of our own child (spawned with
+        // process_group(0), so its pgid is its pid).
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Helpers may still hold files for a moment after the main process is reaped.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A DevTools protocol session with one page, over a blocking WebSocket.
+struct Cdp {
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+    /// Console messages, exceptions and log entries of the page, newest last.
+    console: VecDeque<String>,
+}
+
+impl Cdp {
+    fn connect(addr: SocketAddr, url: &str) -> Cdp {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let (ws, _) = tungstenite::client::client(url, stream)
+            .unwrap_or_else(|e| panic!("devtools WebSocket handshake with {url}: {e}"));
+        // Short reads from here on, so that every call has its own deadline.
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .expect("timeout");
+        Cdp {
+            ws,
+            next_id: 0,
+            console: VecDeque::new(),
+        }
+    }
+
+    /// Sends a command and waits (bounded) for its result, recording events meanwhile.
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws
+            .send(Message::Text(msg))
+            .map_err(|e| format!("{method}: devtools send: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let v: Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{method}: devtools sent bad JSON ({e}): {text}"))?;
+                    if v["id"] == id {
+                        if let Some(e) = v.get("error") {
+                            return Err(format!("{method}: {e}"));
+                        }
+                        return Ok(v["result"].clone());
+                    }
+                    if let Some(event) = v["method"].as_str() {
+                        self.event(event, &v["params"]);
+                    }
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("{method}: devtools connection: {e}")),
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{method}: no answer from chromium within 20 s"));
+            }
+        }
+    }
+
+    fn event(&mut self, method: &str, p: &Value) {
+        let line = match method {
+            "Runtime.consoleAPICalled" => {
+                let args: Vec<String> = p["args"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| match &x["value"] {
+                                Value::String(s) => s.clone(),
+                                Value::Null => x["description"].as_str().unwrap_or("").to_string(),
+                                v => v.to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "console.{}: {}",
+                    p["type"].as_str().unwrap_or("?"),
+                    args.join(" ")
+                )
+            }
+            "Runtime.exceptionThrown" => {
+                let d = &p["exceptionDetails"];
+                format!(
+                    "uncaught: {}",
+                    d["exception"]["description"]
+                        .as_str()
+                        .or(d["text"].as_str())
+                        .unwrap_or("?")
+                )
+            }
+            "Log.entryAdded" => {
+                let e = &p["entry"];
+                format!(
+                    "log.{} ({}): {} {}",
+                    e["level"].as_str().unwrap_or("?"),
+                    e["source"].as_str().unwrap_or("?"),
+                    e["text"].as_str().unwrap_or(""),
+                    e["url"].as_str().unwrap_or("")
+                )
+            }
+            _ => return,
+        };
+        self.console.push_back(line);
+        if self.console.len() > 400 {
+            self.console.pop_front();
+        }
+    }
+
+    /// Evaluates `expr` in the page and returns its value (JSON-serialisable values only).
+    fn eval(&mut self, expr: &str) -> Result<Value, String> {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+        )?;
+        if let Some(ex) = r.get("exceptionDetails") {
+            let what = ex["exception"]["description"]
+                .as_str()
+                .or(ex["text"].as_str())
+                .unwrap_or("?");
+            return Err(format!("evaluating `{expr}` threw: {what}"));
+        }
+        Ok(r["result"]["value"].clone())
+    }
+}
+
+/// The page's player state as the test polls it.
+const PLAYER: &str = r#"(() => {
+  const v = document.querySelector('video');
+  const c = window.corecast || null;
+  const text = id => { const e = document.getElementById(id); return e ? e.textContent : null; };
+  return {
+    width: v ? v.videoWidth : null, height: v ? v.videoHeight : null,
+    time: v ? v.currentTime : null, ready: v ? v.readyState : null, paused: v ? v.paused : null,
+    hasSource: !!(v && v.srcObject),
+    state: c && c.state, path: c && c.path, session: c && c.session, lastError: c && c.lastError,
+    lastStatus: c && c.lastStatus, lastDelete: c && c.lastDelete, firstFrameMs: c && c.firstFrameMs,
+    stats: c && c.stats,
+    panel: { resolution: text('stat-resolution'), bitrate: text('stat-bitrate'),
+             fps: text('stat-fps'), loss: text('stat-loss'), connection: text('stat-connection'),
+             error: (document.getElementById('error') || {}).hidden === false ? text('error') : null },
+  };
+})()"#;
+
+/// Everything one browser test needs, and the diagnostics printed when it fails.
+struct Session {
+    // Dropped in order: the browser before the server.
+    cdp: Cdp,
+    chromium: Chromium,
+    server: Server,
+    server_log: Vec<String>,
+    started: Instant,
+    /// The stream under test and its picture size.
+    path: String,
+    size: (u64, u64),
+}
+
+enum Check {
+    Done,
+    Pending,
+    Fail(String),
+}
+
+impl Session {
+    /// Waits for `path` to be listed with its tracks on the server,
+    /// launches Chromium on a page and checks that it can receive H.264 over WebRTC.
+    fn open(server: Server, path: &str, size: (u64, u64)) -> Session {
+        let started = Instant::now();
+        server.wait_stream(path, |s| {
+            s["tracks"].as_array().is_some_and(|t| !t.is_empty())
+        });
+        let chromium = Chromium::launch();
+        let version = chromium.get_json("/json/version");
+        let browser = version["Browser"].as_str().unwrap_or("?").to_string();
+        let cdp = chromium.page();
+        let mut t = Session {
+            cdp,
+            chromium,
+            server,
+            server_log: Vec::new(),
+            started,
+            path: path.to_string(),
+            size,
+        };
+        t.log(&format!("{browser}, DevTools at {}", t.chromium.devtools()));
+        t.call("Runtime.enable", json!({}));
+        t.call("Log.enable", json!({}));
+        t.call("Page.enable", json!({}));
+        // Can this Chromium receive H.264 over WebRTC at all? (Debian's can.)
+        let caps = t.eval(
+            "RTCRtpReceiver.getCapabilities('video').codecs.map(c => c.mimeType + \
+             (c.sdpFmtpLine ? ' ' + c.sdpFmtpLine : ''))",
+        );
+        let codecs: Vec<&str> = caps
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let h264: Vec<&str> = codecs
+            .iter()
+            .filter(|c| c.to_ascii_lowercase().starts_with("video/h264"))
+            .copied()
+            .collect();
+        t.log(&format!("RTCRtpReceiver H.264: {}", h264.join(" | ")));
+        assert!(
+            !h264.is_empty(),
+            "{browser} cannot receive H.264 over WebRTC: RTCRtpReceiver.getCapabilities('video') \
+             lists only {codecs:?}"
+        );
+        t
+    }
+
+    /// Opens `http://server/{query}` in the page.
+    fn navigate(&mut self, query: &str) {
+        let url = format!("http://{}/{query}", self.server.http);
+        self.log(&format!("navigate to {url}"));
+        let r = self.call("Page.navigate", json!({"url": url}));
+        if let Some(e) = r["errorText"].as_str() {
+            self.fail(&format!("navigation to {url} failed: {e}"));
+        }
+    }
+
+    fn eval(&mut self, expr: &str) -> Value {
+        match self.cdp.eval(expr) {
+            Ok(v) => v,
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.cdp.call(method, params) {
+            Ok(v) => v,
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn log(&self, msg: &str) {
+        eprintln!(
+            "[browser {:>6.2}s] {msg}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Panics with `msg` and everything that helps find the cause.
+    fn fail(&mut self, msg: &str) -> ! {
+        let mut out = format!("{msg}\n");
+        let state =
+            format!("JSON.stringify({{player: ({PLAYER}), corecast: window.corecast}}, null, 1)");
+        match self.cdp.eval(&state) {
+            Ok(Value::String(s)) => out += &format!("\n--- page state (window.corecast)\n{s}\n"),
+            Ok(v) => out += &format!("\n--- page state\n{v}\n"),
+            Err(e) => out += &format!("\n--- page state unavailable: {e}\n"),
+        }
+        let console: Vec<&String> = self.cdp.console.iter().collect();
+        let from = console.len().saturating_sub(80);
+        out += "\n--- page console (last 80)\n";
+        for l in &console[from..] {
+            out += l;
+            out.push('\n');
+        }
+        out += "\n--- chromium stderr (last 30, without D-Bus and ALSA noise)\n";
+        out += &self.chromium.stderr_tail(30);
+        out += "\n\n--- server log (last 60)\n";
+        let log = self.server_log_tail(60);
+        out += &log;
+        panic!("{out}");
+    }
+
+    fn server_log_tail(&mut self, n: usize) -> String {
+        self.server_log.extend(self.server.drain_log());
+        let from = self.server_log.len().saturating_sub(n);
+        self.server_log[from..].join("\n")
+    }
+
+    /// Polls `expr` every 200 ms until `check` says done (returns the value and the time
+    /// it took) or fails, or `timeout` passes.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        expr: &str,
+        check: impl Fn(&Value) -> Check,
+    ) -> (Value, Duration) {
+        let start = Instant::now();
+        loop {
+            let v = self.eval(expr);
+            match check(&v) {
+                Check::Done => return (v, start.elapsed()),
+                Check::Fail(why) => self.fail(&format!("{what}: {why}\nlast value: {v}")),
+                Check::Pending => {}
+            }
+            if start.elapsed() > timeout {
+                self.fail(&format!(
+                    "{what}: not within {timeout:?}\nlast value: {v:#}"
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until the page plays the stream at its size with a picture (and, with
+    /// `not_session`, in another WHEP session than that one).
+    fn wait_playing(&mut self, what: &str, not_session: Option<&str>) -> (Value, Duration) {
+        let not_session = not_session.map(str::to_string);
+        let (w, h) = self.size;
+        self.wait_for(what, FIRST_PICTURE, PLAYER, move |v| {
+            if v["state"] == "error" {
+                return Check::Fail(format!(
+                    "the page gave up: {}",
+                    v["lastError"].as_str().unwrap_or("(no error text)")
+                ));
+            }
+            let fresh = not_session
+                .as_deref()
+                .is_none_or(|s| v["session"].as_str().is_some_and(|cur| cur != s));
+            if fresh
+                && v["state"] == "playing"
+                && v["width"] == w
+                && v["height"] == h
+                && v["time"].as_f64().is_some_and(|t| t > 0.0)
+            {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        })
+    }
+
+    /// Requires `currentTime` to advance by at least 0.5 s over 1.2 s of wall time, and
+    /// new frames to be decoded meanwhile (`currentTime` of a live MediaStream runs on
+    /// with the clock even when no frame arrives).
+    fn assert_time_advances(&mut self) {
+        let (t1, f1) = self.video_progress();
+        std::thread::sleep(Duration::from_millis(1200));
+        let (t2, f2) = self.video_progress();
+        self.log(&format!(
+            "video currentTime {t1:.3} s -> {t2:.3} s, frames decoded {f1} -> {f2} over 1.2 s"
+        ));
+        if t2 - t1 < 0.5 {
+            self.fail(&format!(
+                "the video does not advance: currentTime {t1} then {t2} 1.2 s later"
+            ));
+        }
+        if f2 < f1 + 5 {
+            self.fail(&format!(
+                "no new frames: {f1} then {f2} frames decoded 1.2 s later"
+            ));
+        }
+    }
+
+    /// The video's `currentTime` and the frames decoded on the current connection.
+    fn video_progress(&mut self) -> (f64, u64) {
+        let v = self.eval(
+            "(async () => { let frames = null; const pc = window.corecast.pc; \
+             if (pc) (await pc.getStats()).forEach(s => { \
+               if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded; }); \
+             return {time: document.querySelector('video').currentTime, frames}; })()",
+        );
+        (
+            v["time"].as_f64().unwrap_or(0.0),
+            v["frames"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Waits (bounded) for the server to log the end of the session at `session_url`,
+    /// and requires that a DELETE ended it (reason "requested"), not a timeout.
+    fn wait_session_ended(&mut self, what: &str, session_url: &str) {
+        let id = session_url.rsplit('/').next().unwrap_or("").to_string();
+        let start = Instant::now();
+        loop {
+            self.server_log.extend(self.server.drain_log());
+            let needle = format!("session={id}");
+            let line = self
+                .server_log
+                .iter()
+                .find(|l| l.contains("webrtc session ended") && l.contains(&needle))
+                .cloned();
+            if let Some(line) = line {
+                if line.contains("requested") {
+                    return;
+                }
+                self.fail(&format!(
+                    "{what}: session {id} ended, but not by the page's DELETE: {line}"
+                ));
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                self.fail(&format!(
+                    "{what}: the server did not log the end of session {id} within 10 s"
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls the API until the stream has `pred` viewers (bounded).
+    fn wait_viewers(&mut self, what: &str, pred: impl Fn(u64) -> bool) -> u64 {
+        let start = Instant::now();
+        let path = self.path.clone();
+        loop {
+            let v = self.server.get_json("/api/v1/streams");
+            let total = v["streams"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["path"] == path.as_str()))
+                .and_then(|s| s["viewers"]["total"].as_u64());
+            if let Some(n) = total
+                && pred(n)
+            {
+                return n;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                self.fail(&format!(
+                    "{what}: the API still reports {total:?} viewers of {path} after 10 s: {v}"
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// A real mouse click (DevTools input events) in the middle of the element.
+    fn click(&mut self, selector: &str) {
+        let sel = serde_json::to_string(selector).expect("selector");
+        let at = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({sel}); if (!e) return null; \
+             e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
+             return {{x: r.x + r.width / 2, y: r.y + r.height / 2}}; }})()"
+        ));
+        let (Some(x), Some(y)) = (at["x"].as_f64(), at["y"].as_f64()) else {
+            self.fail(&format!("nothing to click: no element matches {selector}"));
+        };
+        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            );
+        }
+    }
+}
+
+#[test]
+fn page_plays_the_demo_stream_over_whep_in_chromium() {
+    let mut t = Session::open(
+        Server::start("browser", &test_config(&demo_stream("demo", 0))),
+        "demo",
+        (1280, 720),
+    );
+    let started = t.started;
+
+    // 1. The deep link plays the stream.
+    let nav = Instant::now();
+    t.navigate("?play=demo");
+    t.wait_for(
+        "the page lists the demo stream",
+        Duration::from_secs(10),
+        "!!document.querySelector('tr[data-path=\"demo\"]')",
+        |v| {
+            if *v == true {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    let (v, _) = t.wait_playing("?play=demo shows 1280x720 video", None);
+    let first_picture = nav.elapsed();
+    t.log(&format!(
+        "first picture {:.0} ms after navigation (page: {} ms after play()), state {}",
+        first_picture.as_secs_f64() * 1000.0,
+        v["firstFrameMs"],
+        v["state"]
+    ));
+    let first_session = v["session"].as_str().unwrap_or("").to_string();
+    if !first_session.contains("/whep/demo/") {
+        t.fail(&format!(
+            "the session URL (Location) should be /whep/demo/{{session}}: {first_session:?}"
+        ));
+    }
+    t.assert_time_advances();
+    let (v, _) = t.wait_for(
+        "the stats panel shows the resolution and a bitrate",
+        Duration::from_secs(10),
+        PLAYER,
+        |v| {
+            let s = &v["stats"];
+            if s["width"] == 1280
+                && s["height"] == 720
+                && s["bitrate"].as_f64().is_some_and(|b| b > 0.0)
+                && v["panel"]["resolution"] == "1280\u{d7}720"
+                && v["panel"]["bitrate"]
+                    .as_str()
+                    .is_some_and(|b| b != "\u{2013}")
+            {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    t.log(&format!(
+        "stats: {} at {} fps, {}, loss {}, codec {}, connection {}",
+        v["panel"]["resolution"],
+        v["stats"]["fps"],
+        v["panel"]["bitrate"],
+        v["panel"]["loss"],
+        v["stats"]["codec"],
+        v["panel"]["connection"]
+    ));
+    let n = t.wait_viewers("one WebRTC viewer", |n| n >= 1);
+    t.log(&format!("API: {n} viewer(s) of demo"));
+
+    // 2. Stop ends the session; a click on the list entry plays again.
+    t.click("#stop");
+    t.wait_for("Stop stops playback", Duration::from_secs(5), PLAYER, |v| {
+        if v["state"] == "stopped" && v["hasSource"] == false && v["lastDelete"].is_object() {
+            Check::Done
+        } else {
+            Check::Pending
+        }
+    });
+    let v = t.eval("window.corecast.lastDelete");
+    if v["status"] != 200 {
+        t.fail(&format!("DELETE of the session should answer 200: {v}"));
+    }
+    t.wait_viewers("no viewer after Stop (DELETE)", |n| n == 0);
+    t.wait_session_ended("Stop", &first_session);
+    t.log("stopped: session deleted, 0 viewers");
+    t.click("tr[data-path=\"demo\"] button.play");
+    let (v, took) = t.wait_playing(
+        "a click on the list entry plays the stream again",
+        Some(&first_session),
+    );
+    let second_session = v["session"].as_str().unwrap_or("").to_string();
+    t.log(&format!(
+        "click -> picture in {:.0} ms, session {second_session}",
+        took.as_secs_f64() * 1000.0,
+    ));
+    t.assert_time_advances();
+
+    // 3. Switching to an unknown stream ends the current session and shows the 404.
+    t.eval("location.hash = 'play=no/such'; true");
+    let (v, _) = t.wait_for(
+        "an unknown stream shows a 404",
+        Duration::from_secs(5),
+        PLAYER,
+        |v| {
+            let err = v["panel"]["error"].as_str().unwrap_or("");
+            if v["path"] == "no/such" && v["state"] == "waiting" && err.contains("404") {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    t.log(&format!("unknown stream: {}", v["panel"]["error"]));
+    t.wait_viewers("no viewer after switching away", |n| n == 0);
+    t.wait_session_ended("switching streams", &second_session);
+
+    // 4. Leaving the page ends the session (keepalive DELETE on pagehide).
+    t.eval("window.corecast.play('demo'); true");
+    let (v, _) = t.wait_playing("corecast.play('demo') plays again", None);
+    let third_session = v["session"].as_str().unwrap_or("").to_string();
+    t.wait_viewers("one viewer again", |n| n >= 1);
+    t.call("Page.navigate", json!({"url": "about:blank"}));
+    t.wait_viewers("no viewer after leaving the page", |n| n == 0);
+    t.wait_session_ended("leaving the page", &third_session);
+    t.log(&format!(
+        "done in {:.1} s (first picture {:.2} s)",
+        started.elapsed().as_secs_f64(),
+        first_picture.as_secs_f64()
+    ));
+}
+
+/// `ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv URL`, killed on drop.
+struct Publisher(Child);
+
+impl Publisher {
+    fn start(file: &Path, url: &str) -> Publisher {
+        Publisher::with(file, &[], url)
+    }
+
+    /// With output options such as `-vn` before `-c copy`.
+    fn with(file: &Path, opts: &[&str], url: &str) -> Publisher {
+        require_tool("ffmpeg");
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(file)
+            .args(opts)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg publisher");
+        Publisher(child)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn page_reconnects_after_a_lost_session_and_a_republish() {
+    let clip = root().join("tests/data/ffmpeg_320x240_baseline_aac.flv");
+    let server = Server::start("browser-again", &test_config(""));
+    let url = format!("rtmp://{}/live/cam", server.rtmp);
+    let publisher = Publisher::start(&clip, &url);
+    let mut t = Session::open(server, "live/cam", (320, 240));
+    t.navigate("#play=live/cam");
+    let (v, took) = t.wait_playing("#play=live/cam shows 320x240 video", None);
+    t.log(&format!(
+        "playing after {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    ));
+    t.assert_time_advances();
+
+    // 1. The server forgets the session (as after a restart of its shard): the page
+    //    notices and plays again in a new session by itself.
+    let session = v["session"].as_str().unwrap_or("").to_string();
+    let Some(location) = session.find("/whep/").map(|i| session[i..].to_string()) else {
+        t.fail(&format!("the session URL is not under /whep/: {session:?}"));
+    };
+    let r = request(
+        t.server.http,
+        &format!("DELETE {location} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    );
+    if r.status != 200 {
+        t.fail(&format!(
+            "DELETE {location}: {} {}",
+            r.status,
+            r.body_text()
+        ));
+    }
+    t.log(&format!("deleted {location} behind the page's back"));
+    let (v, took) = t.wait_playing(
+        "the page reconnects after losing its session",
+        Some(&session),
+    );
+    let why = t.eval(
+        "window.corecast.events.filter(e => /error|connection|ice|state/.test(e)).slice(-14)",
+    );
+    t.log(&format!(
+        "reconnected in {:.1} s; the page saw: {why:#}",
+        took.as_secs_f64()
+    ));
+    t.assert_time_advances();
+
+    // 2. The publisher leaves: the page waits; it comes back: the page plays again.
+    let session = v["session"].as_str().unwrap_or("").to_string();
+    drop(publisher);
+    t.log("publisher stopped");
+    t.wait_for(
+        "the page waits while the stream is gone",
+        Duration::from_secs(15),
+        PLAYER,
+        |v| {
+            if v["state"] == "waiting" {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    let _publisher = Publisher::start(&clip, &url);
+    t.log("publisher started again");
+    let (_, took) = t.wait_playing("the page plays the republished stream", Some(&session));
+    t.log(&format!(
+        "playing again {:.1} s after the republish",
+        took.as_secs_f64()
+    ));
+    t.assert_time_advances();
+
+    // 3. An audio-only (AAC) stream cannot go to a browser: the page shows the 406 with
+    //    the stream's codecs and does not retry.
+    let radio = format!("rtmp://{}/live/radio", t.server.rtmp);
+    let _radio = Publisher::with(&clip, &["-vn"], &radio);
+    t.server.wait_stream("live/radio", |s| {
+        s["tracks"].as_array().is_some_and(|t| !t.is_empty())
+    });
+    t.eval("window.corecast.play('live/radio'); true");
+    let (v, _) = t.wait_for(
+        "an audio-only stream shows a 406 naming its codec",
+        Duration::from_secs(10),
+        PLAYER,
+        |v| {
+            let err = v["panel"]["error"].as_str().unwrap_or("");
+            if v["state"] == "error" && err.contains("406") && err.contains("aac") {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    t.log(&format!("audio-only stream: {}", v["panel"]["error"]));
+    let before = t.eval("window.corecast.attempts");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = t.eval("({state: window.corecast.state, attempts: window.corecast.attempts})");
+    if after["state"] != "error" || after["attempts"] != before {
+        t.fail(&format!(
+            "a 406 should not be retried: {before} attempts, then {after}"
+        ));
+    }
+}
