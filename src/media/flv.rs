@@ -389,7 +389,8 @@ pub enum DemuxOutput {
 
 /// Turns FLV/RTMP audio and video tag bodies into tracks and frames. Video (H.264) is
 /// [`VIDEO_TRACK`] with a 90 kHz clock; audio is [`AUDIO_TRACK`], AAC in its sample rate
-/// or any other sound format passed through as [`Codec::FlvAudio`] with a 1 kHz clock.
+/// G.711 as [`Codec::Pcma`]/[`Codec::Pcmu`] (raw samples, 8 kHz clock), or any other
+/// sound format passed through as [`Codec::FlvAudio`] with a 1 kHz clock.
 #[derive(Debug, Clone, Default)]
 pub struct Demuxer {
     video: Option<Track>,
@@ -496,6 +497,27 @@ impl Demuxer {
                 }
                 let ts = timestamp_ms.saturating_mul(rate) / 1000;
                 Ok(Some(DemuxOutput::Frame(audio_frame(ts, data))))
+            }
+            AudioPacket::Other(_) if matches!(tag.sound_format, 7 | 8) => {
+                // G.711 (8 kHz mono in FLV): raw samples after the 1-byte header, so
+                // WebRTC viewers get them as they are.
+                let codec = if tag.sound_format == 7 {
+                    Codec::Pcma
+                } else {
+                    Codec::Pcmu
+                };
+                if !matches!(&self.audio, Some(t) if t.codec == codec) {
+                    let mut track = Track::new(AUDIO_TRACK, codec, 8000);
+                    track.channels = Some(1);
+                    self.audio = Some(track);
+                    return Ok(Some(DemuxOutput::TracksChanged));
+                }
+                let samples = body.slice(1..);
+                if samples.is_empty() {
+                    return Ok(None);
+                }
+                let ts = timestamp_ms.saturating_mul(8);
+                Ok(Some(DemuxOutput::Frame(audio_frame(ts, samples))))
             }
             AudioPacket::Other(_) => {
                 let codec = Codec::FlvAudio(tag.sound_format);
@@ -643,7 +665,7 @@ pub fn mux_sequence_header(track: &Track) -> Option<MuxedTag> {
 /// A frame as an FLV tag body: H.264 gets the 5-byte AVC header with the composition time
 /// (pts - dts), AAC the 2-byte header, and pass-through audio (`Codec::FlvAudio`) is
 /// already a whole tag body. The payload is shared with the frame, not copied. `None` for
-/// codecs FLV cannot carry (H.265, Opus, G.711 are not in classic FLV).
+/// codecs FLV cannot carry (H.265, Opus).
 pub fn mux_frame(track: &Track, frame: &Frame) -> Option<MuxedTag> {
     let timestamp = to_millis(frame.dts, track.clock_rate);
     let data = frame.data.clone();
@@ -662,6 +684,10 @@ pub fn mux_frame(track: &Track, frame: &Frame) -> Option<MuxedTag> {
             data,
         )),
         Codec::FlvAudio(_) => Some(MuxedTag::new(0x08, timestamp, &[], data)),
+        // SoundFormat 7/8, 16-bit flag and mono as ffmpeg writes them; the rate field
+        // is ignored for G.711 (always 8 kHz).
+        Codec::Pcma => Some(MuxedTag::new(0x08, timestamp, &[0x72], data)),
+        Codec::Pcmu => Some(MuxedTag::new(0x08, timestamp, &[0x82], data)),
         _ => None,
     }
 }
@@ -1053,6 +1079,42 @@ mod tests {
         assert_eq!((f.dts, f.pts), (36, 36));
         assert_eq!(f.data, mp3);
         assert_eq!(d.audio(0, &Bytes::new()), Err(FlvError::EmptyBody));
+    }
+
+    #[test]
+    fn g711_becomes_raw_samples_at_8khz_and_muxes_back() {
+        let mut d = Demuxer::new();
+        // ffmpeg's A-law header byte: format 7, 16-bit flag, mono.
+        let body = Bytes::from(vec![0x72, 0xD5, 0xD5, 0x55, 0x54]);
+        assert!(matches!(
+            d.audio(0, &body),
+            Ok(Some(DemuxOutput::TracksChanged))
+        ));
+        let t = d.tracks()[0].clone();
+        assert_eq!(
+            (t.codec, t.clock_rate, t.channels),
+            (Codec::Pcma, 8000, Some(1))
+        );
+        let Ok(Some(DemuxOutput::Frame(f))) = d.audio(20, &body) else {
+            panic!("no frame");
+        };
+        assert_eq!((f.pts, &f.data[..]), (160, &body[1..]));
+        let tag = mux_frame(&t, &f).expect("muxes");
+        assert_eq!(tag.timestamp, 20);
+        let [head, payload] = tag.parts();
+        assert_eq!(head, &[0x72]);
+        assert_eq!(payload, &f.data[..]);
+        // µ-law likewise; an empty body is no frame.
+        let mu = Bytes::from(vec![0x82, 0xFF]);
+        assert!(matches!(
+            d.audio(40, &mu),
+            Ok(Some(DemuxOutput::TracksChanged))
+        ));
+        assert_eq!(d.tracks()[0].codec, Codec::Pcmu);
+        assert!(matches!(
+            d.audio(60, &Bytes::from_static(&[0x82])),
+            Ok(None)
+        ));
     }
 
     #[test]
