@@ -62,6 +62,14 @@ impl Viewer {
 
     /// Pumps the peer until `frames` video frames arrived or `limit` passed.
     fn play(&mut self, frames: u64, limit: Duration) -> u64 {
+        self.play_lossy(frames, limit, 0).0
+    }
+
+    /// Like `play`, dropping every `drop_every`-th RTP packet (0: none) as a lossy
+    /// network would; returns the frames and the packets dropped.
+    fn play_lossy(&mut self, frames: u64, limit: Duration, drop_every: u64) -> (u64, u64) {
+        let mut rtp_seen = 0u64;
+        let mut dropped = 0u64;
         let end = Instant::now() + limit;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 2048];
@@ -71,11 +79,20 @@ impl Viewer {
                 let _ = self.sock.send_to(&d.contents, d.destination);
             }
             if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                let rtp =
+                    n > 1 && (128..192).contains(&buf[0]) && !(64..96).contains(&(buf[1] & 0x7f));
+                if rtp && drop_every > 0 {
+                    rtp_seen += 1;
+                    if rtp_seen.is_multiple_of(drop_every) {
+                        dropped += 1;
+                        continue;
+                    }
+                }
                 self.peer
                     .handle_datagram(Instant::now(), from, self.local, &buf[..n]);
             }
         }
-        self.peer.stats().frames
+        (self.peer.stats().frames, dropped)
     }
 }
 
@@ -263,4 +280,40 @@ fn keyframe_request_is_answered_from_the_gop_cache() {
     let resends = metric(&server, "corecast_webrtc_gop_resends_total");
     assert!((1..=3).contains(&resends), "{resends} GOP re-sends");
     assert!(metric(&server, "corecast_rtp_packets_out_total") > 100);
+}
+
+#[test]
+fn lost_packets_are_retransmitted_on_nack() {
+    let server = Server::start("ws-nack", &test_config(&demo_stream("demo", 0)));
+    let mut ws = connect_ws(server.http);
+    let mut v = Viewer::new();
+    send(
+        &mut ws,
+        json!({"type": "offer", "stream": "demo", "sdp": v.peer.offer()}),
+    );
+    let (answer, _) = read_until(&mut ws, "answer");
+    let sdp = answer["sdp"].as_str().expect("sdp");
+    assert!(sdp.contains("rtx/90000"), "RTX negotiated: {sdp}");
+    v.peer.accept_answer(Instant::now(), sdp).expect("answer");
+    assert!(v.play(45, Duration::from_secs(5)) >= 45);
+    // 3 s of live video with every 10th RTP packet lost on the way: str0m's NACKs make
+    // the server resend them (RTX), and the frames still reassemble.
+    let frames_before = v.peer.stats().frames;
+    let (_, dropped) = v.play_lossy(u64::MAX, Duration::from_secs(3), 10);
+    // Let the last retransmissions arrive.
+    v.play(u64::MAX, Duration::from_millis(500));
+    let got = v.peer.stats().frames - frames_before;
+    assert!(dropped > 20, "only {dropped} packets dropped");
+    assert!(
+        v.peer.stats().rtx_packets >= dropped / 2,
+        "{} retransmissions for {dropped} lost packets",
+        v.peer.stats().rtx_packets
+    );
+    let cov = v.peer.video_coverage(30.0);
+    assert!(
+        cov.ratio() >= 0.95,
+        "{got} frames in 3.5 s; coverage {}/{}",
+        cov.received,
+        cov.expected
+    );
 }
