@@ -191,6 +191,8 @@ pub struct WebRtcConfig {
     pub session_timeout: Millis,
     /// Fewest time between two GOP re-sends to one viewer answering its keyframe requests.
     pub keyframe_interval: Millis,
+    /// Most video packets kept per viewer to answer NACKs (retransmission history).
+    pub nack_packets: usize,
 }
 
 impl Default for WebRtcConfig {
@@ -204,6 +206,7 @@ impl Default for WebRtcConfig {
             batch_send: true,
             session_timeout: Millis(Duration::from_secs(7)),
             keyframe_interval: Millis(Duration::from_secs(1)),
+            nack_packets: 256,
         }
     }
 }
@@ -481,6 +484,12 @@ impl Config {
             return Err(ConfigError::new(
                 "webrtc.max_sessions",
                 "must be at least 1",
+            ));
+        }
+        if !(16..=4096).contains(&self.webrtc.nack_packets) {
+            return Err(ConfigError::new(
+                "webrtc.nack_packets",
+                "must be between 16 and 4096",
             ));
         }
         if self.webrtc.session_timeout.0 < Duration::from_secs(1) {

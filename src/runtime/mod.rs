@@ -218,6 +218,7 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
             peer: crate::webrtc::peer::PeerConfig {
                 inactivity: wcfg.session_timeout.0,
                 keyframe_interval: wcfg.keyframe_interval.0,
+                nack_packets: wcfg.nack_packets,
                 ..Default::default()
             },
             max_sessions: wcfg.max_sessions,

@@ -40,6 +40,10 @@ pub struct PeerConfig {
     pub inactivity: Duration,
     /// A session that has not completed ICE and DTLS this long after the answer is closed.
     pub connect_timeout: Duration,
+    /// Most video packets kept per viewer for retransmission on NACK.
+    pub nack_packets: usize,
+    /// Oldest video packet kept for retransmission.
+    pub nack_age: Duration,
 }
 
 impl Default for PeerConfig {
@@ -49,6 +53,8 @@ impl Default for PeerConfig {
             keyframe_interval: Duration::from_secs(1),
             inactivity: Duration::from_secs(7),
             connect_timeout: Duration::from_secs(10),
+            nack_packets: 256,
+            nack_age: Duration::from_secs(1),
         }
     }
 }
@@ -123,6 +129,8 @@ struct Tx {
     base: u32,
     /// Last written RTP timestamp and the source time (in `rtp_clock` units) it stood for.
     last: Option<(u32, i64)>,
+    /// Whether str0m's stream has been set up (retransmission history).
+    configured: bool,
 }
 
 impl Tx {
@@ -413,10 +421,20 @@ impl Peer {
             self.stats.skipped += 1;
             return;
         };
+        let video = tx.kind == MediaKind::Video;
+        if !tx.configured {
+            tx.configured = true;
+            // str0m keeps 1024 packets / 3 s of history per stream by default (~440
+            // bytes of bookkeeping each, the payload itself is shared): bound it.
+            if video {
+                stream.set_rtx_cache(self.cfg.nack_packets, self.cfg.nack_age, Some(0.15));
+            }
+        }
         for p in &pf.payloads {
+            // Browsers NACK video only.
             let w = RtpWrite::new(tx.pt, tx.seq.into(), ts, now, p.data.clone())
                 .marker(p.marker)
-                .nackable(true);
+                .nackable(video);
             stream.write_rtp(w);
             tx.seq += 1;
         }
@@ -519,6 +537,7 @@ fn tx_for(c: &Choice, mid: Mid) -> Tx {
         seq: r & 0x7fff,
         base: (r >> 32) as u32,
         last: None,
+        configured: false,
     }
 }
 
@@ -595,6 +614,7 @@ mod tests {
             seq: 0,
             base: u32::MAX - 100,
             last: None,
+            configured: false,
         }
     }
 
