@@ -22,7 +22,7 @@ const BATCH: usize = 64;
 /// Runs the shard's WebRTC egress until the shard shuts down.
 pub async fn run(shard: ShardRef, udp: UdpSocket) {
     let udp = Rc::new(udp);
-    set_send_buffer(
+    set_buffers(
         udp.as_raw_fd(),
         shard.shared.settings.config.webrtc.send_buffer.as_usize(),
     );
@@ -265,8 +265,8 @@ fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
 }
 
 /// Raises the socket's send buffer (with SO_SNDBUFFORCE when allowed, past
-/// `net.core.wmem_max`); logs what it got.
-fn set_send_buffer(fd: RawFd, bytes: usize) {
+/// `net.core.wmem_max`) and its receive buffer to a quarter of it; logs failures.
+fn set_buffers(fd: RawFd, bytes: usize) {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
     let set = |opt| {
         // SAFETY: `v` is a valid c_int for the duration of the call.
@@ -283,6 +283,27 @@ fn set_send_buffer(fd: RawFd, bytes: usize) {
     if set(libc::SO_SNDBUFFORCE) != 0 && set(libc::SO_SNDBUF) != 0 {
         warn!(
             "webrtc: could not set the UDP send buffer to {bytes} bytes: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // Viewers send little (STUN consent checks, RTCP), but a busy shard reads it late:
+    // a quarter of the send buffer keeps consent checks from being dropped.
+    let rcv = (v / 4).max(256 * 1024);
+    let set_rcv = |opt| {
+        // SAFETY: `rcv` is a valid c_int for the duration of the call.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&rcv as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set_rcv(libc::SO_RCVBUFFORCE) != 0 && set_rcv(libc::SO_RCVBUF) != 0 {
+        warn!(
+            "webrtc: could not set the UDP receive buffer to {rcv} bytes: {}",
             std::io::Error::last_os_error()
         );
     }

@@ -26,7 +26,7 @@ use str0m::config::DtlsCert;
 use str0m::format::{Codec as SCodec, FormatParams};
 use str0m::media::{Frequency, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{Extension, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcError};
 
 /// Tunables of a peer.
@@ -206,6 +206,11 @@ impl Peer {
             .set_dtls_cert(cert.clone())
             .set_local_ice_credentials(creds.clone())
             .set_stats_interval(None)
+            // No bandwidth estimation runs, so no transport-cc (str0m would record every
+            // packet sent for it) and no other header extension but the MID, which
+            // BUNDLE needs to tell the m-lines apart.
+            .clear_extension_map()
+            .set_extension(4, Extension::RtpMid)
             .clear_codecs();
         {
             let cc = rc.codec_config();
@@ -349,8 +354,7 @@ impl Peer {
                     let burst = self.burst_left > 0;
                     self.burst_left = self.burst_left.saturating_sub(1);
                     self.write_frame(now, &f, burst);
-                    // Drain str0m's queue per frame: a GOP burst must not overflow it.
-                    self.poll(now, out)?;
+                    self.send_written(now, out)?;
                 }
                 SinkEvent::Metadata(_) | SinkEvent::End => {}
             }
@@ -384,9 +388,20 @@ impl Peer {
         self.burst_left = 0;
         for f in gop {
             self.write_frame(now, f, true);
-            self.poll(now, out)?;
+            self.send_written(now, out)?;
         }
         self.pump(now, out)
+    }
+
+    /// Sends what was just written. str0m releases written RTP on its next timeout, so
+    /// run it now: packets leave at once (no second wake through the timer heap) and
+    /// str0m's send queue holds at most one frame, even during a GOP burst.
+    fn send_written(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.close(CloseReason::Error, out);
+            return None;
+        }
+        self.poll(now, out)
     }
 
     fn write_frame(&mut self, now: Instant, f: &OutFrame, burst: bool) {
