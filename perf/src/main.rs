@@ -1,9 +1,15 @@
-//! `corecast-load`: opens N light RTMP players against a server and reports what they got.
+//! `corecast-load`: opens N light RTMP players (or, with `whep`, N WHEP viewers) against
+//! a server and reports what they got.
 //!
 //! ```text
 //! corecast-load --url rtmp://127.0.0.1:1935/live/load --players 500 --duration 20 \
 //!     --ramp-per-sec 200 --cpu 1
+//! corecast-load whep --url http://127.0.0.1:8080 --path demo --viewers 500 --ramp 50 \
+//!     --duration 20 --cpu 1
 //! ```
+//!
+//! The WebRTC mode is in [`whep`]; the rest of this file is the RTMP mode
+//! (`corecast-load rtmp ...` or no mode word).
 //!
 //! Players are opened at a bounded rate on one glommio executor per `--threads`, each as a
 //! task. When every player is playing or has failed (or the setup deadline passed), the
@@ -17,6 +23,8 @@
 
 mod client;
 mod stats;
+mod whep;
+mod whep_io;
 
 use client::{ClientError, PlayClient};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
@@ -32,9 +40,9 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 corecast-load: opens N light RTMP players and reports delivered bitrate, time to first
-video frame and stalls as one line of JSON.
+video frame and stalls as one line of JSON. (`corecast-load whep --help`: WebRTC viewers.)
 
-usage: corecast-load --url rtmp://HOST[:PORT]/APP/KEY [options]
+usage: corecast-load [rtmp] --url rtmp://HOST[:PORT]/APP/KEY [options]
 
   --url URL                 stream to play (required)
   --players N               players to open (default 100)
@@ -357,7 +365,18 @@ async fn run_executor(
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    match argv.first().map(String::as_str) {
+        Some("whep") => {
+            let code = whep::main(&argv[1..]);
+            // Loop threads still hold the viewers' sockets; exiting closes them all.
+            std::process::exit(code);
+        }
+        Some("rtmp") => {
+            argv.remove(0);
+        }
+        _ => {}
+    }
     let args = match parse_args(&argv) {
         Ok(a) => a,
         Err(e) if e.is_empty() => {

@@ -1,0 +1,948 @@
+//! `corecast-load whep`: opens N WHEP viewers against a server and reports what they got.
+//!
+//! ```text
+//! corecast-load whep --url http://127.0.0.1:8080 --path demo --viewers 500 --ramp 50 \
+//!     --duration 20 --cpu 1
+//! ```
+//!
+//! Each viewer is a [`corecast::client::WhepPeer`] in `Light` mode: str0m sees only STUN,
+//! DTLS and RTCP (ICE consent stays alive), media is counted from the clear-text RTP
+//! headers and never decrypted. Signaling threads `POST` the offers at `--ramp` per
+//! second and hand each answered peer, with its own non-blocking UDP socket, to one of
+//! `--threads` event loops ([`crate::whep_io`]: epoll over all sockets, `recvmmsg`, one
+//! timer heap). Once every viewer plays or has failed, the tool waits `--settle` seconds
+//! (the join bursts pass), prints `corecast-load: window start` on stderr, measures for
+//! `--duration` seconds, prints `corecast-load: window end`, then a human summary on
+//! stderr and one line of JSON on stdout.
+#![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
+
+use crate::stats::{self, percentile, sorted};
+use crate::whep_io::{self, Loop, NewViewer, Waker};
+use corecast::client::{self, ClientError, ReceiveMode, WhepPeer};
+use serde_json::json;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Usage of the `whep` mode.
+pub const USAGE: &str = "\
+corecast-load whep: opens N WHEP viewers (str0m, light receive mode: RTP headers are
+counted, media is never decrypted) and reports delivered bitrate, packet loss, time to
+first frame and failures: a human summary on stderr, one line of JSON on stdout.
+
+usage: corecast-load whep --url http://HOST:PORT --path STREAM [options]
+
+  --url URL                 corecast's HTTP address (WHEP at URL/whep/STREAM) (required)
+  --path STREAM             stream path (required)
+  --viewers N               viewers to open (default 100)
+  --ramp R                  new viewers per second, e.g. 50 or 50/s (default 50)
+  --duration S              length of the measurement window, seconds (default 20)
+  --threads T               event loop threads (default 1)
+  --signal-threads T        threads POSTing offers (default 2)
+  --cpu LIST                pin the threads to these CPUs, e.g. 1 or 1,2 (default: unpinned)
+  --settle S                wait after the last viewer started, before measuring (default 3)
+  --http-timeout S          time-out of one WHEP POST (default 5)
+  --connect-timeout S       answer to first video frame time-out (default 10)
+  --stall-secs S            a viewer with no packets for this long at the end is stalled (default 2)
+  --stream-bps B            the stream's bitrate, to compare delivered bitrates with
+  --stream-fps F            the stream's frame rate, to count frames never sent (default 30)
+  --rcvbuf BYTES            receive buffer asked for per UDP socket (default 2097152)
+";
+
+/// Viewer states, in order of progress.
+pub mod state {
+    /// Not started yet.
+    pub const PENDING: u8 = 0;
+    /// POSTing the offer.
+    pub const SIGNALING: u8 = 1;
+    /// Answer applied; ICE and DTLS under way.
+    pub const CONNECTING: u8 = 2;
+    /// ICE and DTLS up, no video frame yet.
+    pub const CONNECTED: u8 = 3;
+    /// Got a video frame.
+    pub const PLAYING: u8 = 4;
+    /// Never got to play.
+    pub const FAILED: u8 = 5;
+    /// Was playing, then stopped.
+    pub const ENDED: u8 = 6;
+}
+
+/// Why a viewer failed or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    /// No failure.
+    None = 0,
+    /// The server answered 503 (at its session limit, or no media yet).
+    Busy,
+    /// The server answered another non-201 status.
+    HttpStatus,
+    /// The HTTP exchange failed (connect, time-out).
+    HttpError,
+    /// The answer was unusable, or the peer could not be set up.
+    Setup,
+    /// ICE and DTLS did not come up within the connect time-out.
+    ConnectTimeout,
+    /// Connected, but no video frame within the connect time-out.
+    NoMedia,
+    /// The server closed the session (DTLS close).
+    ServerClosed,
+    /// str0m failed.
+    RtcError,
+    /// A socket call failed.
+    Io,
+}
+
+impl Reason {
+    const ALL: [Reason; 9] = [
+        Reason::Busy,
+        Reason::HttpStatus,
+        Reason::HttpError,
+        Reason::Setup,
+        Reason::ConnectTimeout,
+        Reason::NoMedia,
+        Reason::ServerClosed,
+        Reason::RtcError,
+        Reason::Io,
+    ];
+
+    /// The reason's name in the summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::None => "none",
+            Reason::Busy => "http_503",
+            Reason::HttpStatus => "http_status",
+            Reason::HttpError => "http_error",
+            Reason::Setup => "setup_error",
+            Reason::ConnectTimeout => "connect_timeout",
+            Reason::NoMedia => "no_media",
+            Reason::ServerClosed => "server_closed",
+            Reason::RtcError => "rtc_error",
+            Reason::Io => "io_error",
+        }
+    }
+
+    fn from_u8(v: u8) -> Reason {
+        Reason::ALL
+            .into_iter()
+            .find(|r| *r as u8 == v)
+            .unwrap_or(Reason::None)
+    }
+
+    fn of(e: &ClientError) -> Reason {
+        match e {
+            ClientError::Status { status: 503, .. } => Reason::Busy,
+            ClientError::Status { .. } => Reason::HttpStatus,
+            ClientError::Http(_) => Reason::HttpError,
+            ClientError::Io(_) => Reason::Io,
+            _ => Reason::Setup,
+        }
+    }
+}
+
+/// Counters of one viewer, written by its loop and read by the main thread. Times are
+/// microseconds (`u64::MAX`: not yet).
+#[derive(Debug)]
+pub struct ViewerStat {
+    /// A [`state`] value.
+    pub state: AtomicU8,
+    /// A [`Reason`] once failed or ended.
+    pub reason: AtomicU8,
+    /// Unique RTP packets.
+    pub packets: AtomicU64,
+    /// Their bytes (whole datagrams: RTP header, payload, SRTP tag).
+    pub bytes: AtomicU64,
+    /// Packets missing from the sequence ranges.
+    pub lost: AtomicU64,
+    /// Video frames (marker bits).
+    pub frames: AtomicU64,
+    /// Video frames their RTP timestamps span (at the stream's frame rate).
+    pub expected_frames: AtomicU64,
+    /// The WHEP POST's round trip.
+    pub signal_us: AtomicU64,
+    /// Answer to ICE and DTLS up.
+    pub connect_us: AtomicU64,
+    /// Answer to the first video frame (first packet with the marker bit).
+    pub ttff_us: AtomicU64,
+    /// When a packet last arrived (since the run started).
+    pub last_rx_us: AtomicU64,
+}
+
+impl Default for ViewerStat {
+    fn default() -> Self {
+        ViewerStat {
+            state: AtomicU8::new(state::PENDING),
+            reason: AtomicU8::new(Reason::None as u8),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            expected_frames: AtomicU64::new(0),
+            signal_us: AtomicU64::new(u64::MAX),
+            connect_us: AtomicU64::new(u64::MAX),
+            ttff_us: AtomicU64::new(u64::MAX),
+            last_rx_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ViewerStat {
+    /// Records the end: failed if it never played, ended otherwise.
+    pub fn finish(&self, reason: Reason) {
+        let s = if self.state.load(Relaxed) == state::PLAYING {
+            state::ENDED
+        } else {
+            state::FAILED
+        };
+        self.reason.store(reason as u8, Relaxed);
+        self.state.store(s, Relaxed);
+    }
+
+    /// Plays, or has given up.
+    pub fn resolved(&self) -> bool {
+        self.state.load(Relaxed) >= state::PLAYING
+    }
+}
+
+/// Every viewer's counters and the first error texts.
+#[derive(Debug)]
+pub struct Board {
+    /// Indexed by viewer number.
+    pub viewers: Vec<ViewerStat>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Board {
+    const MAX_ERRORS: usize = 5;
+
+    fn new(n: usize) -> Self {
+        Board {
+            viewers: (0..n).map(|_| ViewerStat::default()).collect(),
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps `text` if fewer than a few were kept.
+    pub fn note_error(&self, text: String) {
+        if let Ok(mut e) = self.errors.lock()
+            && e.len() < Self::MAX_ERRORS
+        {
+            e.push(text);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    url: String,
+    path: String,
+    viewers: usize,
+    ramp: f64,
+    duration: f64,
+    threads: usize,
+    signal_threads: usize,
+    cpus: Vec<usize>,
+    settle: f64,
+    http_timeout: f64,
+    connect_timeout: f64,
+    stall_secs: f64,
+    stream_bps: Option<f64>,
+    stream_fps: f64,
+    rcvbuf: usize,
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        url: String::new(),
+        path: String::new(),
+        viewers: 100,
+        ramp: 50.0,
+        duration: 20.0,
+        threads: 1,
+        signal_threads: 2,
+        cpus: Vec::new(),
+        settle: 3.0,
+        http_timeout: 5.0,
+        connect_timeout: 10.0,
+        stall_secs: 2.0,
+        stream_bps: None,
+        stream_fps: 30.0,
+        rcvbuf: 2 << 20,
+    };
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(String::new());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?
+            .as_str();
+        let num = |v: &str| -> Result<f64, String> {
+            match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                _ => Err(format!("{flag}: not a non-negative number: {v:?}")),
+            }
+        };
+        let count = |v: &str| -> Result<usize, String> {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a count: {v:?}"))
+        };
+        match flag.as_str() {
+            "--url" => a.url = value.trim_end_matches('/').to_owned(),
+            "--path" => a.path = value.trim_matches('/').to_owned(),
+            "--viewers" => a.viewers = count(value)?,
+            "--ramp" => a.ramp = num(value.strip_suffix("/s").unwrap_or(value))?,
+            "--duration" => a.duration = num(value)?,
+            "--threads" => a.threads = count(value)?,
+            "--signal-threads" => a.signal_threads = count(value)?,
+            "--cpu" => {
+                a.cpus = value
+                    .split(',')
+                    .map(|c| count(c.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--settle" => a.settle = num(value)?,
+            "--http-timeout" => a.http_timeout = num(value)?,
+            "--connect-timeout" => a.connect_timeout = num(value)?,
+            "--stall-secs" => a.stall_secs = num(value)?,
+            "--stream-bps" => a.stream_bps = Some(num(value)?),
+            "--stream-fps" => a.stream_fps = num(value)?,
+            "--rcvbuf" => a.rcvbuf = count(value)?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if a.url.is_empty() || a.path.is_empty() {
+        return Err("--url and --path are required".into());
+    }
+    if a.viewers == 0 || a.viewers > 20_000 {
+        return Err("--viewers must be 1..=20000".into());
+    }
+    if !(1..=64).contains(&a.threads) || !(1..=64).contains(&a.signal_threads) {
+        return Err("--threads and --signal-threads must be 1..=64".into());
+    }
+    if !(1.0..=240.0).contains(&a.stream_fps) {
+        return Err("--stream-fps must be 1..=240".into());
+    }
+    if a.ramp < 1.0 {
+        return Err("--ramp must be at least 1 per second".into());
+    }
+    if a.duration < 1.0 || a.duration > 3600.0 {
+        return Err("--duration must be 1..=3600 seconds".into());
+    }
+    if a.http_timeout <= 0.0 || a.connect_timeout <= 0.0 || a.settle > 600.0 {
+        return Err("time-outs must be positive and --settle at most 600".into());
+    }
+    Ok(a)
+}
+
+/// `http://HOST[:PORT]` as a socket address (port 80 if none).
+fn http_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
+    });
+    let hp = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    hp.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("cannot resolve {hp}"))
+}
+
+/// Runs the `whep` mode; returns the process exit code.
+pub fn main(argv: &[String]) -> i32 {
+    let args = match parse_args(argv) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("corecast-load whep: {e}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    let addr = match http_addr(&args.url) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("corecast-load whep: {e}");
+            return 2;
+        }
+    };
+    raise_nofile();
+    match run(args, addr) {
+        Ok(summary) => {
+            println!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("corecast-load whep: {e}");
+            1
+        }
+    }
+}
+
+/// Raises the open-file limit to its hard limit (one UDP socket per viewer).
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit read and write a live rlimit struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// What every signaling thread shares.
+struct Signal {
+    args: Arc<Args>,
+    addr: SocketAddr,
+    board: Arc<Board>,
+    t0: Instant,
+    next: AtomicUsize,
+    loops: Vec<(Sender<NewViewer>, Arc<Waker>)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// POSTs offers on schedule (viewer `i` at `t0 + i / ramp`) until every viewer started.
+fn signal_loop(sig: &Signal) {
+    let a = &sig.args;
+    let timeout = Duration::from_secs_f64(a.http_timeout);
+    loop {
+        let idx = sig.next.fetch_add(1, Relaxed);
+        if idx >= a.viewers || sig.stop.load(Relaxed) {
+            return;
+        }
+        let at = sig.t0 + Duration::from_secs_f64(idx as f64 / a.ramp);
+        let wait = at.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let st = &sig.board.viewers[idx];
+        st.state.store(state::SIGNALING, Relaxed);
+        match open_viewer(sig, idx, timeout) {
+            Ok(v) => {
+                st.state.store(state::CONNECTING, Relaxed);
+                let (tx, waker) = &sig.loops[idx % sig.loops.len()];
+                if tx.send(v).is_ok() {
+                    waker.wake();
+                }
+            }
+            Err((reason, text)) => {
+                st.finish(reason);
+                sig.board
+                    .note_error(format!("viewer {idx}: {}: {text}", reason.name()));
+            }
+        }
+    }
+}
+
+fn open_viewer(sig: &Signal, idx: usize, timeout: Duration) -> Result<NewViewer, (Reason, String)> {
+    let st = &sig.board.viewers[idx];
+    let socket = whep_io::bind_udp(sig.addr, sig.args.rcvbuf)
+        .map_err(|e| (Reason::Io, format!("bind: {e}")))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| (Reason::Io, format!("local address: {e}")))?;
+    let mut peer = WhepPeer::new(Instant::now(), local, ReceiveMode::Light)
+        .map_err(|e| (Reason::of(&e), e.to_string()))?;
+    // Frame records are for tests; a load tool keeps only counters.
+    peer.set_max_frames(0);
+    let t = Instant::now();
+    let answered = client::post_offer(sig.addr, &sig.args.path, &peer.offer(), timeout);
+    st.signal_us.store(t.elapsed().as_micros() as u64, Relaxed);
+    let answered = answered.map_err(|e| (Reason::of(&e), e.to_string()))?;
+    let now = Instant::now();
+    peer.accept_answer(now, &answered.answer)
+        .map_err(|e| (Reason::of(&e), e.to_string()))?;
+    Ok(NewViewer {
+        idx,
+        socket,
+        peer,
+        answered: now,
+    })
+}
+
+/// UDP counters of the whole machine (`/proc/net/snmp`): receive-buffer drops happen in
+/// the kernel, before the tool can count a packet.
+fn udp_snmp() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |k: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == k)?;
+        values.get(i)?.parse().ok()
+    };
+    Some((get("RcvbufErrors")?, get("InErrors")?))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Snap {
+    state: u8,
+    packets: u64,
+    bytes: u64,
+    lost: u64,
+    frames: u64,
+    expected_frames: u64,
+    last_rx_us: u64,
+}
+
+impl Snap {
+    fn of(v: &ViewerStat) -> Snap {
+        Snap {
+            state: v.state.load(Relaxed),
+            packets: v.packets.load(Relaxed),
+            bytes: v.bytes.load(Relaxed),
+            lost: v.lost.load(Relaxed),
+            frames: v.frames.load(Relaxed),
+            expected_frames: v.expected_frames.load(Relaxed),
+            last_rx_us: v.last_rx_us.load(Relaxed),
+        }
+    }
+}
+
+fn run(args: Args, addr: SocketAddr) -> Result<serde_json::Value, String> {
+    client::init_crypto();
+    let args = Arc::new(args);
+    let board = Arc::new(Board::new(args.viewers));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let cpu_of = |k: usize| args.cpus.get(k % args.cpus.len().max(1)).copied();
+
+    let mut loops = Vec::new();
+    for k in 0..args.threads {
+        let (tx, rx) = mpsc::channel();
+        let waker = Arc::new(Waker::new().map_err(|e| format!("eventfd: {e}"))?);
+        let mut lp = Loop::new(
+            waker.clone(),
+            rx,
+            board.clone(),
+            t0,
+            Duration::from_secs_f64(args.connect_timeout),
+            (90_000.0 / args.stream_fps).round() as i64,
+        )
+        .map_err(|e| format!("epoll: {e}"))?;
+        let (cpu, stop) = (cpu_of(k), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("whep-loop-{k}"))
+            .spawn(move || {
+                if let Some(c) = cpu {
+                    let _ = whep_io::pin_to(c);
+                }
+                lp.run(&stop);
+            })
+            .map_err(|e| format!("cannot start loop {k}: {e}"))?;
+        loops.push((tx, waker));
+    }
+    let sig = Arc::new(Signal {
+        args: args.clone(),
+        addr,
+        board: board.clone(),
+        t0,
+        next: AtomicUsize::new(0),
+        loops,
+        stop: stop.clone(),
+    });
+    for k in 0..args.signal_threads {
+        let (sig, cpu) = (sig.clone(), cpu_of(k));
+        std::thread::Builder::new()
+            .name(format!("whep-signal-{k}"))
+            .spawn(move || {
+                if let Some(c) = cpu {
+                    let _ = whep_io::pin_to(c);
+                }
+                signal_loop(&sig);
+            })
+            .map_err(|e| format!("cannot start signaling thread {k}: {e}"))?;
+    }
+
+    // Wait until every viewer plays or has failed, or until the set-up deadline.
+    let ramp = Duration::from_secs_f64(args.viewers as f64 / args.ramp);
+    let deadline = t0
+        + ramp
+        + Duration::from_secs_f64(args.http_timeout + args.connect_timeout)
+        + Duration::from_secs(2);
+    let all_resolved = || board.viewers.iter().all(ViewerStat::resolved);
+    while Instant::now() < deadline && !(t0.elapsed() >= ramp && all_resolved()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let setup_s = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs_f64(args.settle));
+
+    let clk = stats::clock_ticks_per_sec();
+    let start: Vec<Snap> = board.viewers.iter().map(Snap::of).collect();
+    let cpu0 = stats::cpu_ticks("self");
+    let snmp0 = udp_snmp();
+    let w0 = Instant::now();
+    eprintln!("corecast-load: window start");
+    std::thread::sleep(Duration::from_secs_f64(args.duration));
+    let end: Vec<Snap> = board.viewers.iter().map(Snap::of).collect();
+    let cpu1 = stats::cpu_ticks("self");
+    let snmp1 = udp_snmp();
+    let window = w0.elapsed().as_secs_f64();
+    let end_us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    eprintln!("corecast-load: window end");
+    stop.store(true, Relaxed);
+
+    let load_cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk / window * 100.0),
+        _ => None,
+    };
+    let rcvbuf_drops = match (snmp0, snmp1) {
+        (Some(a), Some(b)) => Some((b.0.saturating_sub(a.0), b.1.saturating_sub(a.1))),
+        _ => None,
+    };
+    let summary = summarize(
+        &args,
+        &board,
+        &start,
+        &end,
+        Window {
+            secs: window,
+            end_us,
+            setup_s,
+            load_cpu,
+            rcvbuf_drops,
+        },
+    );
+    eprint!("{}", human(&summary));
+    Ok(summary)
+}
+
+struct Window {
+    secs: f64,
+    end_us: u64,
+    setup_s: f64,
+    load_cpu: Option<f64>,
+    /// Receive-buffer errors and all receive errors of UDP on the machine.
+    rcvbuf_drops: Option<(u64, u64)>,
+}
+
+fn summarize(
+    args: &Args,
+    board: &Board,
+    start: &[Snap],
+    end: &[Snap],
+    w: Window,
+) -> serde_json::Value {
+    let stall_us = (args.stall_secs * 1e6) as u64;
+    let (mut connected, mut playing, mut failed) = (0usize, 0usize, 0usize);
+    let (mut in_window, mut dropped, mut stalled, mut lossy) = (0usize, 0usize, 0usize, 0usize);
+    let (mut packets, mut bytes, mut lost, mut frames) = (0u64, 0u64, 0u64, 0u64);
+    let (mut expected_frames, mut frame_gaps) = (0u64, 0usize);
+    let mut states_at_start = [0usize; 7];
+    let mut rates = Vec::new();
+    let mut fps = Vec::new();
+    let mut failures = serde_json::Map::new();
+    let times = |f: fn(&ViewerStat) -> &AtomicU64| {
+        sorted(
+            board
+                .viewers
+                .iter()
+                .map(|v| f(v).load(Relaxed))
+                .filter(|t| *t != u64::MAX)
+                .map(|t| t as f64 / 1000.0)
+                .collect(),
+        )
+    };
+    let ttff = times(|v| &v.ttff_us);
+    let connect = times(|v| &v.connect_us);
+    let signal = times(|v| &v.signal_us);
+    // Connected to first frame: how long the server took to start sending once DTLS was up.
+    let after_connect = sorted(
+        board
+            .viewers
+            .iter()
+            .filter_map(|v| {
+                let (c, t) = (v.connect_us.load(Relaxed), v.ttff_us.load(Relaxed));
+                (c != u64::MAX && t != u64::MAX).then(|| t.saturating_sub(c) as f64 / 1000.0)
+            })
+            .collect(),
+    );
+    for (i, v) in board.viewers.iter().enumerate() {
+        let (s, e) = (start[i], end[i]);
+        // Ever reached ICE+DTLS / a first frame, whatever happened later.
+        connected += usize::from(v.connect_us.load(Relaxed) != u64::MAX);
+        playing += usize::from(v.ttff_us.load(Relaxed) != u64::MAX);
+        failed += usize::from(e.state == state::FAILED);
+        if matches!(e.state, state::FAILED | state::ENDED) {
+            let name = Reason::from_u8(v.reason.load(Relaxed)).name();
+            let n = failures.get(name).and_then(|x| x.as_u64()).unwrap_or(0);
+            failures.insert(name.to_owned(), json!(n + 1));
+        }
+        states_at_start[usize::from(s.state).min(6)] += 1;
+        if s.state != state::PLAYING {
+            continue;
+        }
+        in_window += 1;
+        let (df, de) = (
+            e.frames - s.frames,
+            e.expected_frames.saturating_sub(s.expected_frames),
+        );
+        expected_frames += de;
+        frame_gaps += usize::from(de > df);
+        let (dp, dl) = (e.packets - s.packets, e.lost.saturating_sub(s.lost));
+        packets += dp;
+        lost += dl;
+        lossy += usize::from(dl > 0);
+        let db = e.bytes - s.bytes;
+        bytes += db;
+        frames += e.frames - s.frames;
+        rates.push(db as f64 * 8.0 / w.secs);
+        fps.push((e.frames - s.frames) as f64 / w.secs);
+        if e.state != state::PLAYING {
+            dropped += 1;
+        }
+        if e.state != state::PLAYING || w.end_us.saturating_sub(e.last_rx_us) > stall_us {
+            stalled += 1;
+        }
+    }
+    let rates = sorted(rates);
+    let fps = sorted(fps);
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    let pct = |v: &[f64]| {
+        json!({
+            "count": v.len(),
+            "p50": r1(percentile(v, 50.0)),
+            "p95": r1(percentile(v, 95.0)),
+            "p99": r1(percentile(v, 99.0)),
+            "max": r1(v.last().copied().unwrap_or(0.0)),
+        })
+    };
+    let loss_pct = if packets + lost > 0 {
+        lost as f64 * 100.0 / (packets + lost) as f64
+    } else {
+        0.0
+    };
+    let missing = expected_frames.saturating_sub(frames);
+    let frame_loss_pct = if expected_frames > 0 {
+        missing as f64 * 100.0 / expected_frames as f64
+    } else {
+        0.0
+    };
+    let errors = board.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    let n = in_window.max(1) as f64;
+    let names = [
+        "pending",
+        "signaling",
+        "connecting",
+        "connected",
+        "playing",
+        "failed",
+        "ended",
+    ];
+    let at_start: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(states_at_start)
+        .filter(|(_, c)| *c > 0)
+        .map(|(n, c)| ((*n).to_owned(), json!(c)))
+        .collect();
+    json!({
+        "url": args.url,
+        "path": args.path,
+        "viewers_requested": args.viewers,
+        "viewers_connected": connected,
+        "viewers_playing": playing,
+        "viewers_failed": failed,
+        "viewers_pending": args.viewers.saturating_sub(playing + failed),
+        "viewers_in_window": in_window,
+        "viewers_dropped": dropped,
+        "viewers_stalled": stalled,
+        "viewers_with_loss": lossy,
+        "failures": failures,
+        "errors": errors,
+        "setup_s": r1(w.setup_s),
+        "window_s": (w.secs * 100.0).round() / 100.0,
+        "stream_bps": args.stream_bps,
+        "bytes": bytes,
+        "bitrate_total_bps": r1(bytes as f64 * 8.0 / w.secs),
+        "bitrate_per_viewer_bps": {
+            "median": r1(percentile(&rates, 50.0)),
+            "p5": r1(percentile(&rates, 5.0)),
+            "min": r1(rates.first().copied().unwrap_or(0.0)),
+            "mean": r1(mean(&rates)),
+        },
+        "bitrate_ratio_to_stream": args.stream_bps.filter(|b| *b > 0.0).map(|b| (percentile(&rates, 50.0) / b * 1000.0).round() / 1000.0),
+        "packets": packets,
+        "packets_per_s": r1(packets as f64 / w.secs),
+        "packets_per_s_per_viewer": r1(packets as f64 / w.secs / n),
+        "frames_per_s_per_viewer": { "median": r1(percentile(&fps, 50.0)), "p5": r1(percentile(&fps, 5.0)) },
+        "frames": frames,
+        "frames_expected": expected_frames,
+        "frames_missing": missing,
+        "frame_loss_pct": (frame_loss_pct * 10_000.0).round() / 10_000.0,
+        "viewers_with_frame_gaps": frame_gaps,
+        "states_at_window_start": at_start,
+        "lost": lost,
+        "loss_pct": (loss_pct * 10_000.0).round() / 10_000.0,
+        "udp_rcvbuf_errors": w.rcvbuf_drops.map(|d| d.0),
+        "udp_in_errors": w.rcvbuf_drops.map(|d| d.1),
+        "ttff_ms": pct(&ttff),
+        "first_frame_after_connect_ms": pct(&after_connect),
+        "connect_ms": pct(&connect),
+        "signal_ms": pct(&signal),
+        "load_cpu_pct": w.load_cpu.map(r1),
+    })
+}
+
+/// The summary for people.
+fn human(s: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let mbps = |v: &serde_json::Value| f(v) / 1e6;
+    let b = &s["bitrate_per_viewer_bps"];
+    let stream = match s["stream_bps"].as_f64() {
+        Some(x) => format!(
+            " vs stream {:.2} Mbit/s ({:.1} %)",
+            x / 1e6,
+            f(&s["bitrate_ratio_to_stream"]) * 100.0
+        ),
+        None => String::new(),
+    };
+    let t = |k: &str| {
+        let p = &s[k];
+        format!(
+            "{:.0} / {:.0} / {:.0} / {:.0}",
+            f(&p["p50"]),
+            f(&p["p95"]),
+            f(&p["p99"]),
+            f(&p["max"])
+        )
+    };
+    format!(
+        "corecast-load whep: {req} viewers: {con} connected, {play} playing, {fail} failed {failures}\n\
+         \x20 window {win:.1} s over {inw} viewers: {stalled} stalled, {dropped} dropped\n\
+         \x20 bitrate/viewer median {med:.3} Mbit/s (p5 {p5:.3}, min {min:.3}){stream}\n\
+         \x20 packets {pps:.1}/s per viewer; loss {loss:.4} % ({lost} of {pk}; {lossy} viewers with loss); kernel UDP receive-buffer drops {rcv}\n\
+         \x20 video frames {fps:.1}/s per viewer (median); never sent {floss:.4} % ({missing} of {fexp}; {gaps} viewers with gaps)\n\
+         \x20 time to first frame p50/p95/p99/max ms: {ttff}\n\
+         \x20 ICE+DTLS after answer ms: {conn}; first frame after ICE+DTLS ms: {after}\n\
+         \x20 WHEP POST ms: {sig}\n\
+         \x20 load tool CPU {cpu:.0} % of one core\n",
+        req = s["viewers_requested"],
+        con = s["viewers_connected"],
+        play = s["viewers_playing"],
+        fail = s["viewers_failed"],
+        failures = s["failures"],
+        win = f(&s["window_s"]),
+        inw = s["viewers_in_window"],
+        stalled = s["viewers_stalled"],
+        dropped = s["viewers_dropped"],
+        med = mbps(&b["median"]),
+        p5 = mbps(&b["p5"]),
+        min = mbps(&b["min"]),
+        pps = f(&s["packets_per_s_per_viewer"]),
+        loss = f(&s["loss_pct"]),
+        lost = s["lost"],
+        pk = s["packets"],
+        lossy = s["viewers_with_loss"],
+        rcv = s["udp_rcvbuf_errors"],
+        fps = f(&s["frames_per_s_per_viewer"]["median"]),
+        floss = f(&s["frame_loss_pct"]),
+        missing = s["frames_missing"],
+        fexp = s["frames_expected"],
+        gaps = s["viewers_with_frame_gaps"],
+        ttff = t("ttff_ms"),
+        conn = t("connect_ms"),
+        sig = t("signal_ms"),
+        after = t("first_frame_after_connect_ms"),
+        cpu = f(&s["load_cpu_pct"]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Result<Args, String> {
+        let v: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+        parse_args(&v)
+    }
+
+    #[test]
+    fn flags() {
+        let a = args("--url http://127.0.0.1:8080/ --path /demo --viewers 7 --ramp 20/s --cpu 1")
+            .unwrap();
+        assert_eq!(a.url, "http://127.0.0.1:8080");
+        assert_eq!(a.path, "demo");
+        assert_eq!((a.viewers, a.ramp, a.cpus.clone()), (7, 20.0, vec![1]));
+        assert!(args("--url http://h:1").is_err());
+        assert!(args("--url http://h:1 --path p --viewers 0").is_err());
+        assert!(args("--url http://h:1 --path p --ramp 0").is_err());
+        assert!(args("--url http://h:1 --path p --bogus 1").is_err());
+        assert_eq!(args("--help").unwrap_err(), "");
+    }
+
+    #[test]
+    fn http_addresses() {
+        assert_eq!(
+            http_addr("http://127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(http_addr("http://127.0.0.1").unwrap().port(), 80);
+        assert!(http_addr("https://127.0.0.1").is_err());
+        assert!(http_addr("http://").is_err());
+    }
+
+    #[test]
+    fn summary_counts_loss_over_the_window() {
+        let a = args("--url http://h:1 --path p --viewers 2 --stream-bps 1000").unwrap();
+        let board = Board::new(2);
+        let snap = |state, packets, lost| Snap {
+            state,
+            packets,
+            bytes: packets * 100,
+            lost,
+            frames: packets / 10,
+            expected_frames: packets / 10 + lost,
+            last_rx_us: 9_000_000,
+        };
+        let start = [snap(state::PLAYING, 100, 5), snap(state::PLAYING, 100, 0)];
+        let end = [snap(state::PLAYING, 1100, 5), snap(state::PLAYING, 1099, 1)];
+        for v in &board.viewers {
+            v.state.store(state::PLAYING, Relaxed);
+            v.ttff_us.store(50_000, Relaxed);
+        }
+        let s = summarize(
+            &a,
+            &board,
+            &start,
+            &end,
+            Window {
+                secs: 10.0,
+                end_us: 10_000_000,
+                setup_s: 1.0,
+                load_cpu: None,
+                rcvbuf_drops: None,
+            },
+        );
+        assert_eq!(s["viewers_in_window"], 2);
+        assert_eq!(s["lost"], 1);
+        assert_eq!(s["packets"], 1999);
+        assert_eq!(s["loss_pct"], 0.05);
+        assert_eq!(s["viewers_with_loss"], 1);
+        assert_eq!(s["ttff_ms"]["p95"], 50.0);
+        assert_eq!(s["bitrate_per_viewer_bps"]["median"], 79920.0);
+        assert!(human(&s).contains("loss 0.0500 %"));
+    }
+}
