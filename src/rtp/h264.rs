@@ -1,11 +1,11 @@
 //! H.264 RTP payloads per RFC 6184, packetization-mode 1 (non-interleaved): single NAL
 //! unit packets, STAP-A aggregates and FU-A fragments.
 
+use super::packer::{NalFormat, Packer, build};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
 use crate::media::h264::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 use crate::media::{Codec, Frame, Track, avcc_nal_units};
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// NAL unit header: type bits.
 const NAL_TYPE_MASK: u8 = 0x1F;
@@ -100,7 +100,7 @@ pub fn packetize_h264(
         return Err(RtpError::TooManyPayloads(bound));
     }
 
-    let mut packer = Packer::new(max_payload, bound);
+    let mut packer = Packer::<H264>::new(max_payload, bound);
     if insert_params {
         for ps in params.filter(|ps| sendable_type(ps).is_some()) {
             packer.push(ps);
@@ -140,79 +140,17 @@ fn payload_bound(len: usize, max_payload: usize) -> usize {
     }
 }
 
-/// Builds the payloads of one access unit, aggregating small units.
-struct Packer {
-    max: usize,
-    out: Vec<RtpPayload>,
-    /// Units waiting to be sent as one STAP-A (or alone if only one).
-    pending: Vec<Bytes>,
-    /// Size of `pending` as a STAP-A payload.
-    pending_size: usize,
-}
+/// RFC 6184: STAP-A aggregation, FU-A fragmentation.
+struct H264;
 
-impl Packer {
-    fn new(max: usize, capacity: usize) -> Self {
-        Packer {
-            max,
-            out: Vec::with_capacity(capacity),
-            pending: Vec::new(),
-            pending_size: 0,
-        }
+impl NalFormat for H264 {
+    const AGG_HEADER: usize = STAP_A_HEADER;
+    const AGG_SIZE: usize = STAP_A_SIZE;
+    fn aggregate(units: &[Bytes], size: usize) -> RtpPayload {
+        stap_a(units, size)
     }
-
-    /// Adds a non-empty unit that is at most `max` bytes or fragmentable.
-    fn push(&mut self, nal: &Bytes) {
-        let entry = STAP_A_SIZE + nal.len();
-        if !self.pending.is_empty() && self.pending_size + entry <= self.max {
-            self.pending.push(nal.clone());
-            self.pending_size += entry;
-            return;
-        }
-        self.flush();
-        if STAP_A_HEADER + entry <= self.max {
-            self.pending.push(nal.clone());
-            self.pending_size = STAP_A_HEADER + entry;
-        } else if nal.len() <= self.max {
-            self.out.push(single(nal));
-        } else {
-            fragment(nal, self.max, &mut self.out);
-        }
-    }
-
-    /// Sends the pending units.
-    fn flush(&mut self) {
-        match self.pending.as_slice() {
-            [] => {}
-            [nal] => self.out.push(single(nal)),
-            units => self.out.push(stap_a(units, self.pending_size)),
-        }
-        self.pending.clear();
-        self.pending_size = 0;
-    }
-
-    fn finish(mut self) -> Vec<RtpPayload> {
-        self.flush();
-        self.out
-    }
-}
-
-/// A payload of `len` bytes written by `fill`, in one allocation (`Arc::from(Vec)` would
-/// allocate and copy twice). `fill` gets exactly `len` zeroed bytes.
-fn build(len: usize, fill: impl FnOnce(&mut [u8])) -> Arc<[u8]> {
-    // `RepeatN` is `TrustedLen`: the Arc is allocated once at its final size.
-    let mut arc: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
-    // A fresh Arc is unique, so `get_mut` always succeeds.
-    if let Some(buf) = Arc::get_mut(&mut arc) {
-        fill(buf);
-    }
-    arc
-}
-
-/// A single NAL unit packet: the unit itself.
-fn single(nal: &[u8]) -> RtpPayload {
-    RtpPayload {
-        data: Arc::from(nal),
-        marker: false,
+    fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
+        fragment(nal, max, out)
     }
 }
 

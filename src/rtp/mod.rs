@@ -13,6 +13,7 @@
 mod audio;
 mod h264;
 mod h265;
+mod packer;
 
 pub use audio::packetize_audio;
 pub use h264::{depacketize_h264, packetize_h264};

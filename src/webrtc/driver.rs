@@ -265,47 +265,35 @@ fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
 }
 
 /// Raises the socket's send buffer (with SO_SNDBUFFORCE when allowed, past
-/// `net.core.wmem_max`) and its receive buffer to a quarter of it; logs failures.
+/// `net.core.wmem_max`) and its receive buffer to a quarter of it (viewers send little,
+/// STUN consent checks and RTCP, but a busy shard reads late); logs failures.
 fn set_buffers(fd: RawFd, bytes: usize) {
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    let set = |opt| {
-        // SAFETY: `v` is a valid c_int for the duration of the call.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
+    let snd = bytes.min(i32::MAX as usize) as libc::c_int;
+    let rcv = (snd / 4).max(256 * 1024);
+    for (what, force, plain, v) in [
+        ("send", libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd),
+        ("receive", libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv),
+    ] {
+        if set_int_option(fd, force, v) != 0 && set_int_option(fd, plain, v) != 0 {
+            warn!(
+                "webrtc: could not set the UDP {what} buffer to {v} bytes: {}",
+                std::io::Error::last_os_error()
+            );
         }
-    };
-    if set(libc::SO_SNDBUFFORCE) != 0 && set(libc::SO_SNDBUF) != 0 {
-        warn!(
-            "webrtc: could not set the UDP send buffer to {bytes} bytes: {}",
-            std::io::Error::last_os_error()
-        );
     }
-    // Viewers send little (STUN consent checks, RTCP), but a busy shard reads it late:
-    // a quarter of the send buffer keeps consent checks from being dropped.
-    let rcv = (v / 4).max(256 * 1024);
-    let set_rcv = |opt| {
-        // SAFETY: `rcv` is a valid c_int for the duration of the call.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&rcv as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
-    if set_rcv(libc::SO_RCVBUFFORCE) != 0 && set_rcv(libc::SO_RCVBUF) != 0 {
-        warn!(
-            "webrtc: could not set the UDP receive buffer to {rcv} bytes: {}",
-            std::io::Error::last_os_error()
-        );
+}
+
+/// `setsockopt(fd, SOL_SOCKET, opt, &v)`; 0 on success.
+fn set_int_option(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> libc::c_int {
+    // SAFETY: `v` is a valid c_int for the duration of the call; the kernel only reads it.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     }
 }
 
