@@ -198,6 +198,24 @@ impl Drop for ShutdownWait<'_> {
 /// A shard handle as drivers hold it.
 pub type ShardRef = Rc<Shard>;
 
+/// Counts an open TCP connection (HTTP, WebSocket, RTMP) for as long as it lives.
+pub struct ConnGuard<'a>(&'a Shard);
+
+impl<'a> ConnGuard<'a> {
+    /// Counts a new connection.
+    pub fn new(shard: &'a Shard) -> Self {
+        crate::stats::add(&shard.stats().connections, 1);
+        crate::stats::add(&shard.stats().connections_total, 1);
+        ConnGuard(shard)
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        crate::stats::sub(&self.0.stats().connections, 1);
+    }
+}
+
 /// What woke a connection task: see [`Shard::wait_io`].
 pub enum Wake<T> {
     /// The socket read returned (bytes, EOF as `Ok(0)`, or an error).

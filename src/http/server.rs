@@ -6,7 +6,7 @@
 use super::api;
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
-use crate::shard::{Shard, ShardRef, Wake};
+use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::webrtc::signal;
 use crate::webrtc::table::SessionId;
@@ -50,24 +50,6 @@ async fn refuse(mut stream: TcpStream) {
         .write(&mut out, false, false);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = stream.write_all(&out).await;
-}
-
-/// Counts an open connection for as long as it lives.
-pub struct ConnGuard<'a>(&'a Shard);
-
-impl<'a> ConnGuard<'a> {
-    /// Counts a new connection.
-    pub fn new(shard: &'a Shard) -> Self {
-        stats::add(&shard.stats().connections, 1);
-        stats::add(&shard.stats().connections_total, 1);
-        ConnGuard(shard)
-    }
-}
-
-impl Drop for ConnGuard<'_> {
-    fn drop(&mut self) {
-        stats::sub(&self.0.stats().connections, 1);
-    }
 }
 
 async fn connection(shard: ShardRef, mut stream: TcpStream) {

@@ -4,10 +4,9 @@
 
 use super::proto::session::{ServerSession, SessionConfig, SessionEvent, encode_media_parts};
 use crate::config::normalize_path;
-use crate::http::server::ConnGuard;
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
-use crate::shard::{Shard, ShardRef, Wake};
+use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo};
 use bytes::{Bytes, BytesMut};

@@ -131,14 +131,16 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
     })
 }
 
-/// Ends session `id`, on whichever shard holds it. False if no shard has it.
+/// Ends session `id`, on whichever shard holds it. False if no shard has it. The id
+/// leaves the registry at once, so a repeated DELETE gets 404 even before the owner
+/// shard has closed the session.
 pub fn end_session(shard: &Shard, id: SessionId) -> bool {
     let owner = shard
         .shared
         .webrtc_registry
         .lock()
         .ok()
-        .and_then(|r| r.get(&id.0).copied());
+        .and_then(|mut r| r.remove(&id.0));
     match owner {
         None => false,
         Some(o) if o == shard.id => {
