@@ -24,6 +24,7 @@
 mod client;
 mod stats;
 mod whep;
+mod whep_board;
 mod whep_io;
 
 use client::{ClientError, PlayClient};

@@ -6,7 +6,7 @@
 //! `eventfd`; the loop publishes each viewer's counters to the shared [`Board`].
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock for the peers.
 
-use crate::whep::{Board, Reason, ViewerStat, state};
+use crate::whep_board::{Board, Reason, ViewerStat, state};
 use corecast::client::rtp::{self, DatagramKind, PayloadClass};
 use corecast::client::{Datagram, PeerClosed, WhepPeer};
 use std::cmp::Reverse;
