@@ -12,6 +12,7 @@ pub mod http;
 pub mod media;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtsp;
 pub mod runtime;
 pub mod shard;
 pub mod source;
