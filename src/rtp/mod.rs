@@ -101,6 +101,21 @@ pub enum RtpError {
     Malformed(&'static str),
 }
 
+/// Packetizes a frame for its track's codec: H.264, H.265, or one Opus/G.711 frame per
+/// payload. Other codecs (AAC, FLV pass-through audio) cannot be sent over WebRTC.
+pub fn packetize(
+    track: &crate::media::Track,
+    frame: &crate::media::Frame,
+    max_payload: usize,
+) -> Result<PacketizedFrame, RtpError> {
+    match track.codec {
+        Codec::H264 => packetize_h264(track, frame, max_payload),
+        Codec::H265 => packetize_h265(track, frame, max_payload),
+        Codec::Opus | Codec::Pcma | Codec::Pcmu => packetize_audio(frame, max_payload),
+        other => Err(RtpError::UnsupportedCodec(other)),
+    }
+}
+
 /// Checks `max_payload` against [`MIN_PAYLOAD`]`..=`[`MAX_PAYLOAD_LIMIT`].
 fn check_max_payload(max_payload: usize) -> Result<(), RtpError> {
     if (MIN_PAYLOAD..=MAX_PAYLOAD_LIMIT).contains(&max_payload) {

@@ -132,6 +132,8 @@ fn ended(shard: &Shard, c: &Closed) {
         lived_ms = c.lived.as_millis() as u64,
         frames = c.stats.frames,
         packets = c.stats.packets,
+        frames_skipped = c.stats.skipped,
+        keyframe_requests = c.stats.keyframe_requests,
         "webrtc session ended"
     );
 }

@@ -123,11 +123,6 @@ impl Engine {
         self.table.len() < self.cfg.max_sessions
     }
 
-    /// The announced host candidates.
-    pub fn candidates(&self) -> &[SocketAddr] {
-        &self.cfg.candidates
-    }
-
     /// Creates a session for `offer_sdp` sending what `sel` chose, fed by `sink`.
     /// Returns its id and the SDP answer.
     pub fn create(

@@ -13,8 +13,8 @@
 //! from the GOP cache, at most once per [`PeerConfig::keyframe_interval`].
 
 use super::offer::{Choice, OfferedCodec, Selection};
-use crate::media::{Codec, Frame, MediaKind, Track, TrackId, TrackSet};
-use crate::rtp::{self, PacketizedFrame};
+use crate::media::{Codec, MediaKind, TrackId, TrackSet};
+use crate::rtp;
 use crate::stream::{OutFrame, SinkEvent, SinkHandle};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -108,8 +108,6 @@ pub struct PeerStats {
     pub frames: u64,
     /// Frames skipped (not packetizable, or audio during a burst).
     pub skipped: u64,
-    /// GOP re-sends for keyframe requests.
-    pub keyframe_bursts: u64,
     /// Keyframe requests received.
     pub keyframe_requests: u64,
 }
@@ -174,8 +172,6 @@ pub struct Peer {
     pub ufrag: String,
     /// Counters.
     pub stats: PeerStats,
-    /// Time from creation to the first RTP packet written.
-    pub first_packet_after: Option<Duration>,
 }
 
 fn random_u64() -> u64 {
@@ -261,7 +257,6 @@ impl Peer {
             closed: None,
             ufrag: creds.ufrag,
             stats: PeerStats::default(),
-            first_packet_after: None,
         };
         Ok((peer, answer.to_sdp_string()))
     }
@@ -377,7 +372,6 @@ impl Peer {
     ) -> Option<Instant> {
         self.want_gop = false;
         self.last_gop = Some(now);
-        self.stats.keyframe_bursts += 1;
         // Every queued frame is also in the GOP cache (the hub adds each frame to both),
         // or older than its keyframe: drop them so no frame is decoded twice.
         while let Some(ev) = self.sink.queue.try_pop() {
@@ -422,7 +416,7 @@ impl Peer {
         let max_payload = self.cfg.max_payload;
         let Some(pf) = f
             .rtp
-            .get_or_init(|| packetize(track, frame, max_payload))
+            .get_or_init(|| rtp::packetize(track, frame, max_payload).ok())
             .as_ref()
         else {
             self.stats.skipped += 1;
@@ -455,9 +449,6 @@ impl Peer {
         }
         self.stats.packets += pf.payloads.len() as u64;
         self.stats.frames += 1;
-        if self.first_packet_after.is_none() {
-            self.first_packet_after = Some(now.duration_since(self.created));
-        }
     }
 
     /// Drains str0m's output; returns the next timeout, or `None` once closed.
@@ -511,23 +502,6 @@ impl Peer {
                 }
             }
             _ => {}
-        }
-    }
-}
-
-/// Packetizes a frame for its track's codec; `None` if it cannot be sent over RTP.
-pub fn packetize(track: &Track, frame: &Frame, max_payload: usize) -> Option<PacketizedFrame> {
-    let r = match track.codec {
-        Codec::H264 => rtp::packetize_h264(track, frame, max_payload),
-        Codec::H265 => rtp::packetize_h265(track, frame, max_payload),
-        Codec::Opus | Codec::Pcma | Codec::Pcmu => rtp::packetize_audio(frame, max_payload),
-        _ => return None,
-    };
-    match r {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::debug!(codec = track.codec.name(), "frame not packetized: {e}");
-            None
         }
     }
 }
