@@ -202,24 +202,23 @@ pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
     }
 }
 
-/// One `sendmmsg` (or `sendto` for a single datagram) of `out`, non-blocking.
+/// One `sendmmsg` (or `sendto` for a single datagram) of at most [`BATCH`] datagrams of
+/// `out`, non-blocking. The headers live on the stack: no allocation per batch.
 fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
-    let addrs: Vec<socket2::SockAddr> = out
-        .iter()
-        .map(|t| socket2::SockAddr::from(t.destination))
-        .collect();
-    if out.len() == 1 {
-        let data: &[u8] = &out[0].contents;
-        // SAFETY: `data` and `addrs[0]` are valid for the duration of the call; the
-        // kernel only reads them.
+    let out = &out[..out.len().min(BATCH)];
+    if let [t] = out {
+        let addr = socket2::SockAddr::from(t.destination);
+        let data: &[u8] = &t.contents;
+        // SAFETY: `data` and `addr` are valid for the duration of the call; the kernel
+        // only reads them.
         let r = unsafe {
             libc::sendto(
                 fd,
                 data.as_ptr().cast(),
                 data.len(),
                 libc::MSG_DONTWAIT,
-                addrs[0].as_ptr().cast(),
-                addrs[0].len(),
+                addr.as_ptr().cast(),
+                addr.len(),
             )
         };
         return if r < 0 {
@@ -228,34 +227,34 @@ fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
             Ok(1)
         };
     }
-    let mut iovs: Vec<libc::iovec> = out
-        .iter()
-        .map(|t| libc::iovec {
+    let addrs: [Option<socket2::SockAddr>; BATCH] =
+        std::array::from_fn(|k| out.get(k).map(|t| socket2::SockAddr::from(t.destination)));
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (k, t) in out.iter().enumerate() {
+        iovs[k] = libc::iovec {
             iov_base: t.contents.as_ptr() as *mut libc::c_void,
             iov_len: t.contents.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .zip(&addrs)
-        .map(|(iov, addr)| {
-            // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            m.msg_hdr.msg_namelen = addr.len();
-            m.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    // SAFETY: every header points at an address and an iovec that live until the call
-    // returns (`addrs`, `iovs`), and each iovec at a datagram borrowed from `out`; the
-    // kernel only reads them and writes `msg_len`.
+        };
+        if let Some(addr) = &addrs[k] {
+            msgs[k].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            msgs[k].msg_hdr.msg_namelen = addr.len();
+        }
+        msgs[k].msg_hdr.msg_iov = &mut iovs[k] as *mut libc::iovec;
+        msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `out.len()` headers point at addresses and iovecs that live until
+    // the call returns (`addrs`, `iovs`), each iovec at a datagram borrowed from `out`;
+    // the kernel only reads them and writes `msg_len`.
     let r = unsafe {
         libc::sendmmsg(
             fd,
             msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
+            out.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
         )
     };
