@@ -353,20 +353,13 @@ pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) 
                         json!({"type": "answer", "stream": &*c.path, "session": &session, "sdp": &c.answer})
                             .to_string(),
                     ];
-                    let mid = c
-                        .answer
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix("a=mid:"))
-                        .unwrap_or("0");
-                    for line in c.answer.lines().filter_map(|l| l.trim().strip_prefix("a=")) {
-                        if line.starts_with("candidate:") {
-                            replies.push(
-                                json!({"type": "candidate", "session": &session, "candidate": line, "sdpMid": mid, "sdpMLineIndex": 0})
-                                    .to_string(),
-                            );
-                        }
+                    let (mid, candidates) = c.candidates();
+                    for candidate in candidates {
+                        replies.push(
+                            json!({"type": "candidate", "session": &session, "candidate": candidate, "sdpMid": mid, "sdpMLineIndex": 0})
+                                .to_string(),
+                        );
                     }
-                    replies.truncate(1 + 8);
                     replies
                 }
                 Err(e) => vec![ws_error(

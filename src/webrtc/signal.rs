@@ -62,6 +62,29 @@ pub struct Created {
     pub answer: String,
 }
 
+impl Created {
+    /// The answer's ICE candidates (`candidate:...` values, at most eight) with the
+    /// `a=mid` of the first media section, for signaling that sends them one by one as
+    /// well (they are all in the answer already: the server is ICE-lite).
+    pub fn candidates(&self) -> (&str, Vec<&str>) {
+        answer_candidates(&self.answer)
+    }
+}
+
+/// See [`Created::candidates`].
+fn answer_candidates(answer: &str) -> (&str, Vec<&str>) {
+    let attrs = answer.lines().filter_map(|l| l.trim().strip_prefix("a="));
+    let mid = attrs
+        .clone()
+        .find_map(|a| a.strip_prefix("mid:"))
+        .unwrap_or("0");
+    let candidates = attrs
+        .filter(|a| a.starts_with("candidate:"))
+        .take(8)
+        .collect();
+    (mid, candidates)
+}
+
 /// The tracks of `path`: from this shard's hub, or else from the owner shard's last
 /// published snapshot (a relay that does not exist yet has no tracks locally).
 fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError> {
@@ -170,5 +193,28 @@ pub fn take_remote_deletes(shard: &Shard) {
     let mut engine = shard.webrtc.borrow_mut();
     for id in ids {
         engine.close(now, SessionId(id), CloseReason::Requested);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_candidates;
+
+    #[test]
+    fn candidates_and_first_mid_of_an_answer() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v0\r\n\
+a=candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host\r\n\
+a=candidate:2 1 udp 2130706175 192.0.2.1 8189 typ host\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a1\r\n";
+        let (mid, c) = answer_candidates(answer);
+        assert_eq!(mid, "v0");
+        assert_eq!(
+            c,
+            [
+                "candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host",
+                "candidate:2 1 udp 2130706175 192.0.2.1 8189 typ host"
+            ]
+        );
+        assert_eq!(answer_candidates("v=0\r\n"), ("0", vec![]));
     }
 }
