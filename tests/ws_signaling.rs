@@ -60,6 +60,20 @@ impl Viewer {
         Viewer { sock, local, peer }
     }
 
+    /// A viewer of `stream` signaled over `ws`; returns it with the answer message.
+    fn join(ws: &mut Ws, stream: &str) -> (Viewer, Value) {
+        let mut v = Viewer::new();
+        send(
+            ws,
+            json!({"type": "offer", "stream": stream, "sdp": v.peer.offer()}),
+        );
+        let (answer, _) = read_until(ws, "answer");
+        v.peer
+            .accept_answer(Instant::now(), answer["sdp"].as_str().expect("sdp"))
+            .expect("answer accepted");
+        (v, answer)
+    }
+
     /// Pumps the peer until `frames` video frames arrived or `limit` passed.
     fn play(&mut self, frames: u64, limit: Duration) -> u64 {
         self.play_lossy(frames, limit, 0).0
@@ -243,15 +257,7 @@ fn metric(server: &Server, name: &str) -> u64 {
 fn keyframe_request_is_answered_from_the_gop_cache() {
     let server = Server::start("ws-pli", &test_config(&demo_stream("demo", 0)));
     let mut ws = connect_ws(server.http);
-    let mut v = Viewer::new();
-    send(
-        &mut ws,
-        json!({"type": "offer", "stream": "demo", "sdp": v.peer.offer()}),
-    );
-    let (answer, _) = read_until(&mut ws, "answer");
-    v.peer
-        .accept_answer(Instant::now(), answer["sdp"].as_str().expect("sdp"))
-        .expect("answer");
+    let (mut v, _) = Viewer::join(&mut ws, "demo");
     // Past the join burst, into live frames.
     assert!(v.play(90, Duration::from_secs(6)) >= 90);
     assert_eq!(metric(&server, "corecast_webrtc_gop_resends_total"), 0);
@@ -286,15 +292,9 @@ fn keyframe_request_is_answered_from_the_gop_cache() {
 fn lost_packets_are_retransmitted_on_nack() {
     let server = Server::start("ws-nack", &test_config(&demo_stream("demo", 0)));
     let mut ws = connect_ws(server.http);
-    let mut v = Viewer::new();
-    send(
-        &mut ws,
-        json!({"type": "offer", "stream": "demo", "sdp": v.peer.offer()}),
-    );
-    let (answer, _) = read_until(&mut ws, "answer");
+    let (mut v, answer) = Viewer::join(&mut ws, "demo");
     let sdp = answer["sdp"].as_str().expect("sdp");
     assert!(sdp.contains("rtx/90000"), "RTX negotiated: {sdp}");
-    v.peer.accept_answer(Instant::now(), sdp).expect("answer");
     assert!(v.play(45, Duration::from_secs(5)) >= 45);
     // 3 s of live video with every 10th RTP packet lost on the way: str0m's NACKs make
     // the server resend them (RTX), and the frames still reassemble.
