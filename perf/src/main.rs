@@ -21,6 +21,7 @@
 // clock, which the workspace's clippy.toml reserves for drivers.
 #![allow(clippy::disallowed_methods)]
 
+mod args;
 mod client;
 mod stats;
 mod whep;
@@ -89,26 +90,11 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         setup_timeout: 10.0,
         stall_secs: 2.0,
     };
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?
-            .as_str();
-        let num = |v: &str| -> Result<f64, String> {
-            match v.parse::<f64>() {
-                Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-                _ => Err(format!("{flag}: not a non-negative number: {v:?}")),
-            }
-        };
-        let count = |v: &str| -> Result<usize, String> {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: not a count: {v:?}"))
-        };
-        match flag.as_str() {
+    for pair in crate::args::pairs(argv) {
+        let (flag, value) = pair?;
+        let num = |v: &str| crate::args::num(flag, v);
+        let count = |v: &str| crate::args::count(flag, v);
+        match flag {
             "--url" => a.url = value.to_owned(),
             "--players" => a.players = count(value)?,
             "--duration" => a.duration = num(value)?,

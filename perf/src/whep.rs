@@ -89,26 +89,11 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         stream_fps: 30.0,
         rcvbuf: 2 << 20,
     };
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?
-            .as_str();
-        let num = |v: &str| -> Result<f64, String> {
-            match v.parse::<f64>() {
-                Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-                _ => Err(format!("{flag}: not a non-negative number: {v:?}")),
-            }
-        };
-        let count = |v: &str| -> Result<usize, String> {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: not a count: {v:?}"))
-        };
-        match flag.as_str() {
+    for pair in crate::args::pairs(argv) {
+        let (flag, value) = pair?;
+        let num = |v: &str| crate::args::num(flag, v);
+        let count = |v: &str| crate::args::count(flag, v);
+        match flag {
             "--url" => a.url = value.trim_end_matches('/').to_owned(),
             "--path" => a.path = value.trim_matches('/').to_owned(),
             "--viewers" => a.viewers = count(value)?,
