@@ -48,6 +48,9 @@ pub struct Config {
     /// WebRTC transport.
     #[serde(default)]
     pub webrtc: WebRtcConfig,
+    /// RTSP camera ingest (`rtsp://` sources).
+    #[serde(default)]
+    pub rtsp: RtspConfig,
     /// Bounds on per-stream and per-viewer buffers.
     #[serde(default)]
     pub media: MediaConfig,
@@ -211,6 +214,73 @@ impl Default for WebRtcConfig {
     }
 }
 
+/// How an RTSP source receives its media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// RTP interleaved on the RTSP TCP connection.
+    Tcp,
+    /// RTP over UDP, one client port pair per track.
+    Udp,
+    /// UDP first; TCP when no packet arrives within `rtsp.udp_timeout`.
+    Auto,
+}
+
+impl RtspTransport {
+    /// `tcp`, `udp` or `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+            RtspTransport::Auto => "auto",
+        }
+    }
+}
+
+/// `[rtsp]`: defaults and bounds of RTSP camera pulls.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    /// Transport of streams that do not set their own.
+    pub transport: RtspTransport,
+    /// Lowest local UDP port for RTP/RTCP pairs (even; RTCP is the next port).
+    pub udp_port_min: u16,
+    /// Highest local UDP port for RTP/RTCP pairs.
+    pub udp_port_max: u16,
+    /// With `transport = "auto"`: how long to wait for the first UDP packet before
+    /// reconnecting over TCP.
+    pub udp_timeout: Millis,
+    /// Time to open the TCP connection to a camera.
+    pub connect_timeout: Millis,
+    /// Time a camera has to answer a request.
+    pub response_timeout: Millis,
+    /// A playing camera that sends no media for this long is reconnected.
+    pub read_timeout: Millis,
+    /// First wait before reconnecting; doubles after each failure.
+    pub retry_min: Millis,
+    /// Longest wait between reconnects.
+    pub retry_max: Millis,
+    /// How long a viewer of an on-demand stream waits for the camera to start.
+    pub on_demand_start_timeout: Millis,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            transport: RtspTransport::Auto,
+            udp_port_min: 30000,
+            udp_port_max: 39999,
+            udp_timeout: Millis(Duration::from_secs(3)),
+            connect_timeout: Millis(Duration::from_secs(5)),
+            response_timeout: Millis(Duration::from_secs(10)),
+            read_timeout: Millis(Duration::from_secs(10)),
+            retry_min: Millis(Duration::from_secs(1)),
+            retry_max: Millis(Duration::from_secs(30)),
+            on_demand_start_timeout: Millis(Duration::from_secs(10)),
+        }
+    }
+}
+
 /// `[media]`: bounds of the buffers on the media path.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -255,6 +325,21 @@ pub struct StreamConfig {
     /// Key a publisher of this path must give (`rtmp://host/app/key?key=...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_key: Option<String>,
+    /// `rtsp://` sources: `tcp`, `udp` or `auto` (default: `rtsp.transport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<RtspTransport>,
+    /// `rtsp://` sources: pull the camera only while someone watches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<bool>,
+    /// With `on_demand`: how long after the last viewer left the camera is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_close_after: Option<Millis>,
+    /// `rtsp://` sources: user name (overrides one in the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `rtsp://` sources: password (overrides one in the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// A size in bytes, written as a number or a string with a unit (`"512KiB"`, `"8MiB"`).
@@ -273,12 +358,13 @@ impl ByteSize {
 pub struct Millis(pub Duration);
 
 /// A parsed source URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum SourceUrl {
     /// A file looped as a live stream.
     File(PathBuf),
 }
+
 
 impl SourceUrl {
     /// Parses a `source` value. Relative file paths are resolved against `base`.
@@ -298,7 +384,7 @@ impl SourceUrl {
         }
         let scheme = s.split(':').next().unwrap_or(s);
         Err(format!(
-            "unsupported source '{scheme}' (supported: file:PATH)"
+            "unsupported source '{scheme}' (supported: file:PATH, rtsp://[USER:PASS@]HOST[:PORT]/PATH)"
         ))
     }
 
@@ -557,6 +643,34 @@ impl Config {
             ));
         }
 
+        let rs = &self.rtsp;
+        if rs.udp_port_min < 1024
+            || rs.udp_port_max < rs.udp_port_min.saturating_add(1)
+        {
+            return Err(ConfigError::new(
+                "rtsp.udp_port_min",
+                "udp_port_min..=udp_port_max must be a range of at least 2 ports above 1023",
+            ));
+        }
+        for (key, d) in [
+            ("rtsp.udp_timeout", rs.udp_timeout),
+            ("rtsp.connect_timeout", rs.connect_timeout),
+            ("rtsp.response_timeout", rs.response_timeout),
+            ("rtsp.read_timeout", rs.read_timeout),
+            ("rtsp.retry_min", rs.retry_min),
+            ("rtsp.on_demand_start_timeout", rs.on_demand_start_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::new(key, "must be more than 0"));
+            }
+        }
+        if rs.retry_max.0 < rs.retry_min.0 {
+            return Err(ConfigError::new(
+                "rtsp.retry_max",
+                "must be at least rtsp.retry_min",
+            ));
+        }
+
         let mut streams: Vec<StreamPlan> = Vec::new();
         let mut publish_keys = std::collections::HashMap::new();
         let mut seen: Vec<String> = Vec::new();
@@ -590,15 +704,29 @@ impl Config {
                     "a stream with a source cannot be published to; remove one of the two",
                 ));
             }
-            let source = SourceUrl::parse(source, base)
+            let mut source = SourceUrl::parse(source, base)
                 .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
-            match &source {
+            match &mut source {
                 SourceUrl::File(p) => {
                     if !p.is_file() {
                         return Err(ConfigError::new(
                             format!("streams[{i}].source"),
                             format!("file {} does not exist or is not a file", p.display()),
                         ));
+                    }
+                    for (key, set) in [
+                        ("transport", s.transport.is_some()),
+                        ("on_demand", s.on_demand.is_some()),
+                        ("on_demand_close_after", s.on_demand_close_after.is_some()),
+                        ("user", s.user.is_some()),
+                        ("password", s.password.is_some()),
+                    ] {
+                        if set {
+                            return Err(ConfigError::new(
+                                format!("streams[{i}].{key}"),
+                                "applies to rtsp:// sources only",
+                            ));
+                        }
                     }
                 }
             }

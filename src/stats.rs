@@ -65,6 +65,14 @@ counters! {
         rtp_packets_out,
         /// GOP re-sends answering WebRTC viewers' keyframe requests (PLI/FIR).
         webrtc_gop_resends,
+        /// RTSP sources on this shard that are connected and delivering media.
+        rtsp_sessions,
+        /// RTSP connection attempts (first connects and reconnects).
+        rtsp_connects,
+        /// RTP packets received from RTSP cameras.
+        rtsp_packets_in,
+        /// RTP packets from RTSP cameras lost in transit (sequence gaps).
+        rtsp_packets_lost,
     }
 }
 

@@ -85,6 +85,7 @@ fn frame_crosses_shards_without_copy_and_stalled_viewer_does_not_block() {
                 kind: "test",
                 url: "test:".into(),
                 state: "live".into(),
+                stats: None,
             };
             hub.borrow_mut().publish("live/t", info).expect("publish");
             hub.borrow_mut()

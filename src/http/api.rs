@@ -32,6 +32,34 @@ fn track_json(t: &Track) -> Value {
     v
 }
 
+fn source_json(s: &crate::stream::SourceInfo) -> Value {
+    let mut v = json!({ "kind": s.kind, "url": s.url, "state": s.state });
+    if let (Some(st), Some(obj)) = (&s.stats, v.as_object_mut()) {
+        obj.insert("transport".into(), json!(st.transport));
+        obj.insert("reconnects".into(), json!(st.reconnects));
+        obj.insert("last_error".into(), json!(st.last_error));
+        let tracks: Vec<Value> = st
+            .tracks
+            .iter()
+            .enumerate()
+            .map(|(id, t)| {
+                json!({
+                    "id": id,
+                    "codec": t.codec,
+                    "packets": t.packets,
+                    "bytes": t.bytes,
+                    "lost": t.lost,
+                    "frames": t.frames,
+                    "frames_dropped": t.frames_dropped,
+                    "bitrate": t.bitrate,
+                })
+            })
+            .collect();
+        obj.insert("tracks".into(), json!(tracks));
+    }
+    v
+}
+
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
 /// bitrate, viewers (total and per shard) and the RTMP path players open
 /// (`rtmp://HOST:rtmp_port/rtmp_path`).
@@ -52,10 +80,7 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
         for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
             let i = &p.info;
             let by_shard = viewers.get(&*i.path).cloned().unwrap_or_default();
-            let source = i
-                .source
-                .as_ref()
-                .map(|s| json!({ "kind": s.kind, "url": s.url, "state": s.state }));
+            let source = i.source.as_ref().map(source_json);
             let rtmp_path = crate::rtmp::play_path(&i.path);
             streams.push(json!({
                 "path": &*i.path,
@@ -144,6 +169,16 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "counter",
             "GOP re-sends answering WebRTC keyframe requests.",
         ),
+        "rtsp_sessions" => (
+            "gauge",
+            "RTSP sources connected and delivering media.",
+        ),
+        "rtsp_connects" => ("counter", "RTSP connection attempts (first and reconnects)."),
+        "rtsp_packets_in" => ("counter", "RTP packets received from RTSP cameras."),
+        "rtsp_packets_lost" => (
+            "counter",
+            "RTP packets from RTSP cameras lost in transit (sequence gaps).",
+        ),
         _ => ("untyped", "corecast counter."),
     }
 }
@@ -199,7 +234,77 @@ pub fn metrics_text(shared: &Shared, snapshots: &[ShardSnapshot]) -> String {
             );
         }
     }
+    source_metrics(&mut out, snapshots);
     out
+}
+
+/// Per-source families: state and, for pulled sources, per-track receive counters.
+fn source_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
+    let owned: Vec<(&str, &crate::stream::SourceInfo)> = snapshots
+        .iter()
+        .flat_map(|s| s.paths.iter())
+        .filter(|p| p.info.role == Role::Owner)
+        .filter_map(|p| Some((&*p.info.path, p.info.source.as_ref()?)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "# HELP corecast_source_up Whether a stream's source is live (1) or not (connecting, retrying, idle: 0)."
+    );
+    let _ = writeln!(out, "# TYPE corecast_source_up gauge");
+    for (path, s) in &owned {
+        let _ = writeln!(
+            out,
+            "corecast_source_up{{path=\"{}\",kind=\"{}\"}} {}",
+            escape_label(path),
+            s.kind,
+            u8::from(s.state == "live")
+        );
+    }
+    let pulled: Vec<(&str, &crate::stream::SourceStats)> = owned
+        .iter()
+        .filter_map(|(p, s)| Some((*p, s.stats.as_ref()?)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "# HELP corecast_source_reconnects_total Sessions a pulled source started after its first."
+    );
+    let _ = writeln!(out, "# TYPE corecast_source_reconnects_total counter");
+    for (path, st) in &pulled {
+        let _ = writeln!(
+            out,
+            "corecast_source_reconnects_total{{path=\"{}\"}} {}",
+            escape_label(path),
+            st.reconnects
+        );
+    }
+    type Field = fn(&crate::stream::SourceTrackStats) -> u64;
+    let families: [(&str, &str, &str, Field); 5] = [
+        ("source_packets_total", "counter", "RTP packets received per track.", |t| t.packets),
+        ("source_packets_lost_total", "counter", "RTP packets lost per track (sequence gaps).", |t| t.lost),
+        ("source_frames_total", "counter", "Frames depacketized per track.", |t| t.frames),
+        (
+            "source_frames_dropped_total",
+            "counter",
+            "Frames dropped per track (incomplete, or waiting for a keyframe after loss).",
+            |t| t.frames_dropped,
+        ),
+        ("source_bitrate_bps", "gauge", "Received bitrate per track, bits per second.", |t| t.bitrate),
+    ];
+    for (name, kind, text, field) in families {
+        let _ = writeln!(out, "# HELP corecast_{name} {text}");
+        let _ = writeln!(out, "# TYPE corecast_{name} {kind}");
+        for (path, st) in &pulled {
+            for (id, t) in st.tracks.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "corecast_{name}{{path=\"{}\",track=\"{id}\",codec=\"{}\"}} {}",
+                    escape_label(path),
+                    t.codec,
+                    field(t)
+                );
+            }
+        }
+    }
 }
 
 fn escape_label(s: &str) -> String {

@@ -90,6 +90,12 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
                         }
                         return;
                     }
+                    // An on-demand camera starts pulling now; the offer waits for its
+                    // tracks (bounded by rtsp.on_demand_start_timeout).
+                    let _demand = match super::whep::offer_path(&req) {
+                        Some(p) => crate::webrtc::signal::await_media(&shard, p).await,
+                        None => None,
+                    };
                     let resp = route(&shard, &req);
                     let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
                     debug!(peer = ?peer, method = %req.method, path = %req.path, status = resp.status, "http");
@@ -248,6 +254,10 @@ async fn websocket(
         loop {
             match ws.poll_message() {
                 Ok(Some(WsMessage::Text(text))) => {
+                    let _demand = match ws_offer_stream(&text) {
+                        Some(s) => crate::webrtc::signal::await_media(shard, &s).await,
+                        None => None,
+                    };
                     for reply in handle_ws_text(shard, &text, &mut sessions.0) {
                         let _ = ws.send_text(reply);
                     }
@@ -310,6 +320,15 @@ fn ws_error(message: impl std::fmt::Display, extra: serde_json::Value) -> String
         }
     }
     v.to_string()
+}
+
+/// The stream of a WebSocket `offer` message, for waiting on its media first.
+fn ws_offer_stream(text: &str) -> Option<String> {
+    let msg: serde_json::Value = serde_json::from_str(text).ok()?;
+    if msg.get("type")?.as_str()? != "offer" {
+        return None;
+    }
+    Some(msg.get("stream")?.as_str()?.trim_matches('/').to_string())
 }
 
 /// Answers one signaling message; returns the replies in order.

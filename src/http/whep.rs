@@ -63,6 +63,16 @@ pub fn handle(shard: &Shard, req: &Request) -> Response {
     }
 }
 
+/// The stream path of a WHEP offer (`POST /whep/{path}`), for waiting on its media
+/// before [`handle`] answers.
+pub fn offer_path(req: &Request) -> Option<&str> {
+    if req.method != "POST" {
+        return None;
+    }
+    let rest = req.path.strip_prefix(PREFIX)?.trim_end_matches('/');
+    (!rest.is_empty()).then_some(rest)
+}
+
 fn session_of(rest: &str) -> Option<SessionId> {
     let (_, id) = rest.rsplit_once('/')?;
     if id.len() != 16 {

@@ -343,6 +343,7 @@ fn handle_events(
                         None => "rtmp".into(),
                     },
                     state: "live".into(),
+                    stats: None,
                 };
                 match shard.hub.borrow_mut().publish(&path, info) {
                     Ok(p) => {

@@ -35,6 +35,7 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
         kind: "file",
         url,
         state: "live".into(),
+        stats: None,
     };
     let path = match shard.hub.borrow_mut().publish(path, info) {
         Ok(p) => p,

@@ -39,6 +39,40 @@ pub struct SourceInfo {
     pub url: String,
     /// `starting`, `live`, `retrying: <error>`, ...
     pub state: String,
+    /// Counters of a pulled source (RTSP), refreshed by its driver.
+    pub stats: Option<SourceStats>,
+}
+
+/// Counters of a pulled source, as shown in the API and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Transport in use (`tcp`, `udp`), once connected.
+    pub transport: Option<&'static str>,
+    /// Sessions started after the first one.
+    pub reconnects: u64,
+    /// The last error that ended a session or a connection attempt.
+    pub last_error: Option<String>,
+    /// Per-track counters, in track order.
+    pub tracks: Vec<SourceTrackStats>,
+}
+
+/// Counters of one received track (totals over every session of the source).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTrackStats {
+    /// Codec name.
+    pub codec: &'static str,
+    /// RTP packets received.
+    pub packets: u64,
+    /// RTP payload bytes received.
+    pub bytes: u64,
+    /// Packets lost (sequence gaps).
+    pub lost: u64,
+    /// Frames produced.
+    pub frames: u64,
+    /// Frames dropped (incomplete, or waiting for a keyframe after loss).
+    pub frames_dropped: u64,
+    /// Received bitrate over the last second, bits per second.
+    pub bitrate: u64,
 }
 
 /// What this shard is for a path.
@@ -290,6 +324,36 @@ impl Hub {
             && let Some(src) = &mut st.source
         {
             src.state = state.into();
+        }
+    }
+
+    /// Updates the counters shown for an owned stream's source.
+    pub fn set_source_stats(&mut self, path: &str, stats: SourceStats) {
+        if let Some(st) = self.paths.get_mut(path)
+            && let Some(src) = &mut st.source
+        {
+            src.stats = Some(stats);
+        }
+    }
+
+    /// Viewers of an owned `path` anywhere: attached on this shard, plus one per shard
+    /// relaying it. Zero for paths this shard does not own.
+    pub fn demand(&self, path: &str) -> usize {
+        match self.paths.get(path) {
+            Some(st) if st.role == Role::Owner => {
+                st.sinks.iter().filter(|s| !s.is_detached()).count() + st.remote.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Forgets an owned stream's GOP cache (its source went away; a viewer joining now
+    /// should not get pictures from before).
+    pub fn clear_gop(&mut self, path: &str) {
+        if let Some(st) = self.paths.get_mut(path)
+            && st.role == Role::Owner
+        {
+            st.gop.clear();
         }
     }
 
@@ -750,6 +814,7 @@ mod tests {
             kind: "test",
             url: "test:".into(),
             state: "live".into(),
+            stats: None,
         }
     }
 

@@ -105,6 +105,29 @@ fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError>
     Ok(snap)
 }
 
+/// Waits until `path` has tracks, when it is published but has none yet: an on-demand
+/// camera that starts pulling only now, or a publisher between `publish` and its first
+/// media. The returned subscription is the demand that keeps an on-demand source
+/// connecting; hold it until the real viewer has subscribed. Returns at once (None) when
+/// the stream has tracks or does not exist; gives up after `rtsp.on_demand_start_timeout`.
+pub async fn await_media(shard: &Shard, path: &str) -> Option<crate::stream::SinkHandle> {
+    if !matches!(tracks_of(shard, path), Ok(None)) {
+        return None;
+    }
+    let sink = shard.hub.borrow_mut().subscribe(path).ok()?;
+    let limit = shard.shared.settings.config.rtsp.on_demand_start_timeout.0;
+    let start = Instant::now();
+    while start.elapsed() < limit && !shard.shutdown.is_fired() {
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        match tracks_of(shard, path) {
+            Ok(None) => {}
+            _ => break,
+        }
+    }
+    info!(shard = shard.id, path, waited_ms = start.elapsed().as_millis() as u64, "viewer waited for the stream's media");
+    Some(sink)
+}
+
 /// Creates a WebRTC session on this shard for a viewer of `path` who sent `offer_sdp`.
 pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Created, SignalError> {
     let offer = offer::parse_offer(offer_sdp)?;
