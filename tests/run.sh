@@ -21,7 +21,22 @@ command -v ffprobe >/dev/null || apt_needed+=(ffmpeg)
 command -v python3 >/dev/null || apt_needed+=(python3)
 # tests/browser.rs drives Debian's Chromium (headless, WebRTC with H.264) at this path.
 [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
+# tests/camera/rtsp_camera.py (the RTSP camera stand-in) runs GStreamer's RTSP server under
+# Debian's /usr/bin/python3: python3-gi is installed for that interpreter only.
+/usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer' 2>/dev/null \
+  || apt_needed+=(python3 python3-gi gir1.2-gst-rtsp-server-1.0)
+command -v gst-inspect-1.0 >/dev/null || apt_needed+=(gstreamer1.0-tools)
+gst_element() { gst-inspect-1.0 --exists "$1" 2>/dev/null || apt_needed+=("$2"); }
+for el in videotestsrc videoconvert audiotestsrc audioconvert audioresample opusenc; do
+  gst_element "$el" gstreamer1.0-plugins-base; done
+for el in rtph264pay rtph265pay rtpmp4gpay rtpopuspay rtppcmapay rtppcmupay alawenc mulawenc; do
+  gst_element "$el" gstreamer1.0-plugins-good; done
+gst_element x265enc   gstreamer1.0-plugins-bad
+gst_element x264enc   gstreamer1.0-plugins-ugly
+gst_element avenc_aac gstreamer1.0-libav
 if [ ${#apt_needed[@]} -gt 0 ]; then
+  mapfile -t apt_needed < <(printf '%s\n' "${apt_needed[@]}" | sort -u)
   say "installing with apt-get: ${apt_needed[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"

@@ -3,6 +3,8 @@
 #![allow(clippy::disallowed_methods)] // Tests and benchmarks drive real time.
 #![allow(dead_code)]
 
+pub mod camera;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
