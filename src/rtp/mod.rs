@@ -11,6 +11,7 @@
 //! never panics.
 
 mod audio;
+pub mod depack;
 mod h264;
 mod h265;
 mod packer;

@@ -1,0 +1,175 @@
+//! H.264 RTP payloads per RFC 6184, packetization-mode 0 and 1: single NAL unit packets
+//! (types 1–23), STAP-A (24) and FU-A (28). The interleaved mode's STAP-B, MTAP16/24 and
+//! FU-B are not supported: they count as malformed and break their access unit.
+
+use super::nal::{AccessUnit, NalInfo, ParamKind};
+use super::{RtpPacket, Unit};
+use crate::media::ParamSets;
+use crate::media::h264::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
+
+/// NAL unit header: type bits.
+const TYPE_MASK: u8 = 0x1F;
+/// NAL unit header: forbidden_zero_bit and nal_ref_idc, kept in FU indicators.
+const F_NRI: u8 = 0xE0;
+/// Last NAL unit type sent as a single NAL unit packet.
+const LAST_SINGLE: u8 = 0x17;
+/// Filler data.
+const NAL_FILLER: u8 = 0x0C;
+/// Single-time aggregation packet.
+const STAP_A: u8 = 0x18;
+/// Single-time aggregation packet with decoding order number (interleaved mode).
+const STAP_B: u8 = 0x19;
+/// Multi-time aggregation packet, 16-bit offsets.
+const MTAP16: u8 = 0x1A;
+/// Multi-time aggregation packet, 24-bit offsets.
+const MTAP24: u8 = 0x1B;
+/// Fragmentation unit.
+const FU_A: u8 = 0x1C;
+/// Fragmentation unit with decoding order number (interleaved mode).
+const FU_B: u8 = 0x1D;
+/// FU header: first fragment.
+const FU_S: u8 = 0x80;
+/// FU header: last fragment.
+const FU_E: u8 = 0x40;
+/// STAP-A per-unit size field.
+const STAP_SIZE: usize = 2;
+
+/// H.264 depacketizer state: the access unit under assembly.
+pub(super) struct H264Depack {
+    au: AccessUnit,
+}
+
+impl H264Depack {
+    /// Access units of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> H264Depack {
+        H264Depack {
+            au: AccessUnit::new(max_frame),
+        }
+    }
+
+    /// Sets the access unit limit.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.au.set_max(max);
+    }
+
+    /// Parameter sets known from the SDP.
+    pub fn set_known(&mut self, known: ParamSets) {
+        self.au.set_known(known);
+    }
+
+    /// Forgets the partial access unit; true if there was one.
+    pub fn reset(&mut self) -> bool {
+        self.au.reset()
+    }
+
+    /// A packet arrived after its successors: its access unit, if open, is incomplete.
+    pub fn late(&mut self, pkt: &RtpPacket) {
+        self.au.late(pkt.timestamp);
+    }
+
+    /// Takes one packet in sequence order.
+    pub fn push(&mut self, pkt: &RtpPacket, lost_before: bool, units: &mut Vec<Unit>) {
+        self.au.begin(pkt.timestamp, lost_before, units);
+        self.payload(&pkt.payload, units);
+        if pkt.marker {
+            self.au.end(units);
+        }
+    }
+
+    fn payload(&mut self, payload: &[u8], units: &mut Vec<Unit>) {
+        let Some((&header, body)) = payload.split_first() else {
+            units.push(Unit::Malformed("empty H.264 payload"));
+            return;
+        };
+        match header & TYPE_MASK {
+            0x01..=LAST_SINGLE => self.au.push(payload, info(header), units),
+            STAP_A => self.stap_a(body, units),
+            STAP_B | MTAP16 | MTAP24 | FU_B => self
+                .au
+                .malformed("interleaved H.264 packet (STAP-B, MTAP, FU-B)", units),
+            FU_A => self.fu_a(header, body, units),
+            // 0, 30 and 31: reserved; RFC 6184 §5.2 says to ignore them.
+            _ => units.push(Unit::Malformed("reserved H.264 NAL unit type")),
+        }
+    }
+
+    /// STAP-A: 16-bit size, NAL unit, repeated. Checked whole before any unit is used.
+    fn stap_a(&mut self, body: &[u8], units: &mut Vec<Unit>) {
+        let valid = !body.is_empty() && stap_units(body).all(|u| u.is_some());
+        if !valid {
+            self.au.malformed("truncated or invalid STAP-A", units);
+            return;
+        }
+        for nal in stap_units(body).flatten() {
+            if let Some(&h) = nal.first() {
+                self.au.push(nal, info(h), units);
+            }
+        }
+    }
+
+    /// FU-A: indicator (F, NRI), FU header (S, E, R, type), fragment.
+    fn fu_a(&mut self, indicator: u8, body: &[u8], units: &mut Vec<Unit>) {
+        let Some((&fu, chunk)) = body.split_first() else {
+            self.au.malformed("FU-A without FU header", units);
+            return;
+        };
+        let kind = fu & TYPE_MASK;
+        let (start, end) = (fu & FU_S != 0, fu & FU_E != 0);
+        if start && end {
+            self.au
+                .malformed("FU-A with both start and end bits", units);
+            return;
+        }
+        if !(0x01..=LAST_SINGLE).contains(&kind) {
+            self.au.malformed("FU-A of a packet-type NAL unit", units);
+            return;
+        }
+        let header = (indicator & F_NRI) | kind;
+        if start {
+            self.au
+                .fragment_start(&[header], info(header), chunk, units);
+        } else {
+            self.au.fragment_continue(&[header], chunk, end, units);
+        }
+    }
+}
+
+/// What an H.264 NAL unit is.
+fn info(header: u8) -> NalInfo {
+    let kind = header & TYPE_MASK;
+    NalInfo {
+        skip: kind == NAL_AUD || kind == NAL_FILLER,
+        vcl: (0x01..=NAL_IDR).contains(&kind),
+        key: kind == NAL_IDR,
+        param: match kind {
+            NAL_SPS => Some(ParamKind::Sps),
+            NAL_PPS => Some(ParamKind::Pps),
+            _ => None,
+        },
+    }
+}
+
+/// The units of a STAP-A body; `None` for a truncated, empty or non-NAL unit (and the
+/// iteration stops there).
+fn stap_units(body: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let r = rest.take()?;
+        if r.is_empty() {
+            return None;
+        }
+        let unit = r.split_first_chunk::<STAP_SIZE>().and_then(|(size, tail)| {
+            let size = usize::from(u16::from_be_bytes(*size));
+            let (unit, tail) = tail.split_at_checked(size)?;
+            let kind = unit.first()? & TYPE_MASK;
+            (0x01..=LAST_SINGLE).contains(&kind).then_some((unit, tail))
+        });
+        match unit {
+            Some((unit, tail)) => {
+                rest = Some(tail);
+                Some(Some(unit))
+            }
+            None => Some(None),
+        }
+    })
+}

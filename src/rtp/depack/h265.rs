@@ -1,0 +1,199 @@
+//! H.265 RTP payloads per RFC 7798: single NAL unit packets (types 0–47), aggregation
+//! packets (AP, 48) and fragmentation units (FU, 49).
+//!
+//! DONL fields are assumed absent: `sprop-max-don-diff` is 0 (the default, and what
+//! cameras send), so units are in decoding order. PACI packets (50) are skipped, other
+//! types (51–63) count as malformed and are ignored.
+
+use super::nal::{AccessUnit, NalInfo, ParamKind};
+use super::{RtpPacket, Unit};
+use crate::media::ParamSets;
+
+/// NAL unit / payload header size.
+const HEADER: usize = 2;
+/// Type bits of the first header byte, once shifted right by one.
+const TYPE_MASK: u8 = 0x3F;
+/// First header byte: F and the high bit of LayerId, kept in FU payload headers.
+const F_LAYER_HIGH: u8 = 0x81;
+/// Second header byte: nuh_temporal_id_plus1, never 0.
+const TID_MASK: u8 = 0x07;
+/// Last IRAP type (RSV_IRAP_VCL23); the first is BLA_W_LP.
+const IRAP: std::ops::RangeInclusive<u8> = 0x10..=0x17;
+/// Last VCL type (RSV_VCL31).
+const LAST_VCL: u8 = 0x1F;
+/// Video parameter set.
+const NAL_VPS: u8 = 0x20;
+/// Sequence parameter set.
+const NAL_SPS: u8 = 0x21;
+/// Picture parameter set.
+const NAL_PPS: u8 = 0x22;
+/// Access unit delimiter.
+const NAL_AUD: u8 = 0x23;
+/// Filler data.
+const NAL_FILLER: u8 = 0x26;
+/// Aggregation packet.
+const AP: u8 = 0x30;
+/// Fragmentation unit.
+const FU: u8 = 0x31;
+/// Payload content information (RFC 7798 §4.4.4).
+const PACI: u8 = 0x32;
+/// FU header: first fragment.
+const FU_S: u8 = 0x80;
+/// FU header: last fragment.
+const FU_E: u8 = 0x40;
+/// AP per-unit size field.
+const AP_SIZE: usize = 2;
+
+/// H.265 depacketizer state: the access unit under assembly.
+pub(super) struct H265Depack {
+    au: AccessUnit,
+}
+
+impl H265Depack {
+    /// Access units of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> H265Depack {
+        H265Depack {
+            au: AccessUnit::new(max_frame),
+        }
+    }
+
+    /// Sets the access unit limit.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.au.set_max(max);
+    }
+
+    /// Parameter sets known from the SDP.
+    pub fn set_known(&mut self, known: ParamSets) {
+        self.au.set_known(known);
+    }
+
+    /// Forgets the partial access unit; true if there was one.
+    pub fn reset(&mut self) -> bool {
+        self.au.reset()
+    }
+
+    /// A packet arrived after its successors: its access unit, if open, is incomplete.
+    pub fn late(&mut self, pkt: &RtpPacket) {
+        self.au.late(pkt.timestamp);
+    }
+
+    /// Takes one packet in sequence order.
+    pub fn push(&mut self, pkt: &RtpPacket, lost_before: bool, units: &mut Vec<Unit>) {
+        self.au.begin(pkt.timestamp, lost_before, units);
+        self.payload(&pkt.payload, units);
+        if pkt.marker {
+            self.au.end(units);
+        }
+    }
+
+    fn payload(&mut self, payload: &[u8], units: &mut Vec<Unit>) {
+        let Some(header) = payload.first_chunk::<HEADER>().copied() else {
+            units.push(Unit::Malformed("H.265 payload shorter than its header"));
+            return;
+        };
+        if header[1] & TID_MASK == 0 {
+            self.au.malformed("H.265 payload header with TID 0", units);
+            return;
+        }
+        let body = payload.get(HEADER..).unwrap_or_default();
+        match nal_type(header) {
+            0..AP => self.au.push(payload, info(header), units),
+            AP => self.aggregate(body, units),
+            FU => self.fragment(header, body, units),
+            // No payload format carries slices in PACI in practice; skipped unread.
+            PACI => {}
+            _ => units.push(Unit::Malformed("unspecified H.265 packet type")),
+        }
+    }
+
+    /// AP: 16-bit size, NAL unit, repeated (no DONL). Checked whole before any unit is
+    /// used.
+    fn aggregate(&mut self, body: &[u8], units: &mut Vec<Unit>) {
+        let valid = !body.is_empty() && ap_units(body).all(|u| u.is_some());
+        if !valid {
+            self.au.malformed("truncated or invalid H.265 AP", units);
+            return;
+        }
+        for nal in ap_units(body).flatten() {
+            if let Some(h) = nal.first_chunk::<HEADER>() {
+                self.au.push(nal, info(*h), units);
+            }
+        }
+    }
+
+    /// FU: payload header, FU header (S, E, type), fragment (no DONL).
+    fn fragment(&mut self, payload_header: [u8; 2], body: &[u8], units: &mut Vec<Unit>) {
+        let Some((&fu, chunk)) = body.split_first() else {
+            self.au.malformed("H.265 FU without FU header", units);
+            return;
+        };
+        let kind = fu & TYPE_MASK;
+        let (start, end) = (fu & FU_S != 0, fu & FU_E != 0);
+        if start && end {
+            self.au
+                .malformed("H.265 FU with both start and end bits", units);
+            return;
+        }
+        if kind >= AP {
+            self.au
+                .malformed("H.265 FU of a packet-type NAL unit", units);
+            return;
+        }
+        let header = [
+            (payload_header[0] & F_LAYER_HIGH) | (kind << 1),
+            payload_header[1],
+        ];
+        if start {
+            self.au.fragment_start(&header, info(header), chunk, units);
+        } else {
+            self.au.fragment_continue(&header, chunk, end, units);
+        }
+    }
+}
+
+/// The type field of a NAL unit header.
+fn nal_type(header: [u8; 2]) -> u8 {
+    (header[0] >> 1) & TYPE_MASK
+}
+
+/// What an H.265 NAL unit is.
+fn info(header: [u8; 2]) -> NalInfo {
+    let kind = nal_type(header);
+    NalInfo {
+        skip: kind == NAL_AUD || kind == NAL_FILLER,
+        vcl: kind <= LAST_VCL,
+        key: IRAP.contains(&kind),
+        param: match kind {
+            NAL_VPS => Some(ParamKind::Vps),
+            NAL_SPS => Some(ParamKind::Sps),
+            NAL_PPS => Some(ParamKind::Pps),
+            _ => None,
+        },
+    }
+}
+
+/// The units of an AP body; `None` for a truncated or invalid unit (and the iteration
+/// stops there).
+fn ap_units(body: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let r = rest.take()?;
+        if r.is_empty() {
+            return None;
+        }
+        let unit = r.split_first_chunk::<AP_SIZE>().and_then(|(size, tail)| {
+            let size = usize::from(u16::from_be_bytes(*size));
+            let (unit, tail) = tail.split_at_checked(size)?;
+            let header = *unit.first_chunk::<HEADER>()?;
+            let valid = header[1] & TID_MASK != 0 && nal_type(header) < AP;
+            valid.then_some((unit, tail))
+        });
+        match unit {
+            Some((unit, tail)) => {
+                rest = Some(tail);
+                Some(Some(unit))
+            }
+            None => Some(None),
+        }
+    })
+}
