@@ -1,4 +1,9 @@
-//! The sans-IO RTSP client core: messages (and, as ingest grows, SDP, auth, the session
-//! state machine and depacketizers). Nothing here touches a socket or a clock.
+//! The sans-IO RTSP client core that pulls IP cameras: URLs, messages, authentication,
+//! SDP and the session state machine. Nothing here touches a socket or a clock: bytes and
+//! `now` come in as arguments, bytes and events go out.
 
+pub mod auth;
 pub mod message;
+pub mod sdp;
+pub mod session;
+pub mod url;

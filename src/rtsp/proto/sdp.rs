@@ -1,0 +1,895 @@
+//! The session description a camera answers DESCRIBE with (RFC 4566), read leniently
+//! (CRLF or LF, unknown lines ignored) and within bounds, and mapped to corecast tracks.
+//!
+//! Only what a client needs to play is kept: the session-level `a=control`, and per media
+//! section the media type, port, protocol, first payload type, its `a=rtpmap` and
+//! `a=fmtp`, and `a=control`. [`Media::track`] turns a section into a [`Track`] and the
+//! [`DepackConfig`] of its RTP payload, or says why corecast skips it (ONVIF metadata,
+//! MJPEG, ...) so the stream can go on with the other tracks.
+
+use crate::media::aac::AudioSpecificConfig;
+use crate::media::h264::{nal_type, parse_sps};
+use crate::media::{Codec, Track, TrackId};
+use crate::rtp::depack::DepackConfig;
+use bytes::Bytes;
+
+/// Most media sections read.
+pub const MAX_MEDIA: usize = 16;
+/// Longest line accepted, in bytes.
+pub const MAX_LINE: usize = 4096;
+/// Most `fmtp` parameters kept per media section.
+const MAX_FMTP_PARAMS: usize = 64;
+/// Most parameter sets kept from one `sprop-*` list.
+const MAX_PARAM_SETS: usize = 16;
+/// Longest decoded parameter set or AAC config.
+const MAX_PARAM_SET_LEN: usize = 1024;
+/// H.264 NAL unit types of parameter sets.
+const H264_SPS: u8 = 7;
+const H264_PPS: u8 = 8;
+/// H.265 NAL unit types of parameter sets.
+const H265_VPS: u8 = 32;
+const H265_SPS: u8 = 33;
+const H265_PPS: u8 = 34;
+
+/// Why a DESCRIBE body cannot be read as SDP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdpError {
+    /// No body at all.
+    #[error("camera's DESCRIBE answer has an empty session description")]
+    Empty,
+    /// The first line is not `v=`.
+    #[error("camera's DESCRIBE answer is not SDP (it starts with {0:?})")]
+    NotSdp(String),
+    /// A line over [`MAX_LINE`] bytes.
+    #[error("camera's SDP line {line} is longer than {MAX_LINE} bytes")]
+    LineTooLong {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// More than [`MAX_MEDIA`] `m=` sections.
+    #[error("camera's SDP has more than {MAX_MEDIA} media sections")]
+    TooManyMedia,
+}
+
+/// A parsed session description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sdp {
+    /// Session-level `a=control` (aggregate control URL, `*`, or relative).
+    pub control: Option<String>,
+    /// The media sections in order.
+    pub media: Vec<Media>,
+}
+
+/// `a=rtpmap` of a payload type: `<encoding>/<clock rate>[/<channels>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpMap {
+    /// Encoding name as sent (`H264`, `MPEG4-GENERIC`, `vnd.onvif.metadata`).
+    pub encoding: String,
+    /// RTP clock rate in Hz.
+    pub clock_rate: u32,
+    /// Audio channels, if given.
+    pub channels: Option<u8>,
+}
+
+/// One `m=` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Media {
+    /// Media type: `video`, `audio`, `application`, ...
+    pub media: String,
+    /// Port (0 in most RTSP descriptions; the transport is negotiated by SETUP).
+    pub port: u16,
+    /// Transport protocol, `RTP/AVP` for cameras.
+    pub protocol: String,
+    /// The first payload type of the `m=` line, if it is a number below 128.
+    pub payload_type: Option<u8>,
+    /// `a=rtpmap` of that payload type.
+    pub rtpmap: Option<RtpMap>,
+    /// `a=fmtp` parameters of that payload type, keys lower-cased, values trimmed.
+    pub fmtp: Vec<(String, String)>,
+    /// Media-level `a=control`.
+    pub control: Option<String>,
+}
+
+impl Sdp {
+    /// Parses a DESCRIBE body. Bytes that are not UTF-8 (a camera name in a local
+    /// encoding) are replaced, not refused.
+    pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
+        let mut sdp = Sdp::default();
+        let mut seen_version = false;
+        for (n, raw) in body.split(|b| *b == b'\n').enumerate() {
+            if raw.len() > MAX_LINE {
+                return Err(SdpError::LineTooLong { line: n + 1 });
+            }
+            let text = String::from_utf8_lossy(raw);
+            let line = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+            if line.is_empty() {
+                continue;
+            }
+            if !seen_version {
+                if !line.starts_with("v=") {
+                    return Err(SdpError::NotSdp(line.chars().take(40).collect()));
+                }
+                seen_version = true;
+                continue;
+            }
+            let Some((kind, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match kind {
+                "m" => {
+                    if sdp.media.len() == MAX_MEDIA {
+                        return Err(SdpError::TooManyMedia);
+                    }
+                    sdp.media.push(parse_media_line(value));
+                }
+                "a" => match sdp.media.last_mut() {
+                    None => {
+                        if let Some(c) = value.strip_prefix("control:") {
+                            sdp.control.get_or_insert_with(|| c.trim().to_string());
+                        }
+                    }
+                    Some(m) => m.parse_attribute(value),
+                },
+                _ => {}
+            }
+        }
+        if !seen_version {
+            return Err(SdpError::Empty);
+        }
+        Ok(sdp)
+    }
+}
+
+/// A track the camera offers that corecast can play.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupTrack {
+    /// Position of its media section in the SDP.
+    pub index: usize,
+    /// The track; its id is its position among the usable tracks.
+    pub track: Track,
+    /// How its RTP payloads are read.
+    pub depack: DepackConfig,
+    /// Absolute control URL (`SETUP` goes there).
+    pub control: String,
+    /// RTP payload type.
+    pub payload_type: u8,
+}
+
+impl Sdp {
+    /// Maps every media section: the usable ones as tracks with ids in order and control
+    /// URLs resolved against `base` (see [`url::join`](super::url::join)), and why each
+    /// other one is skipped.
+    pub fn setup_tracks(&self, base: &str) -> (Vec<SetupTrack>, Vec<String>) {
+        let (mut tracks, mut skipped) = (Vec::new(), Vec::new());
+        for (index, m) in self.media.iter().enumerate() {
+            let id = TrackId(u8::try_from(tracks.len()).unwrap_or(u8::MAX));
+            match m.track(id) {
+                Ok((track, depack)) => tracks.push(SetupTrack {
+                    index,
+                    track,
+                    depack,
+                    control: super::url::join(base, m.control.as_deref().unwrap_or("")),
+                    payload_type: m.payload_type.unwrap_or_default(),
+                }),
+                Err(why) => skipped.push(why),
+            }
+        }
+        (tracks, skipped)
+    }
+}
+
+/// `<media> <port>[/<count>] <proto> <fmt> ...`; fields that do not parse stay empty.
+fn parse_media_line(value: &str) -> Media {
+    let mut f = value.split_ascii_whitespace();
+    let media = f.next().unwrap_or("").to_string();
+    let port = f
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let protocol = f.next().unwrap_or("").to_string();
+    let payload_type = f.next().and_then(|p| p.parse().ok()).filter(|p| *p < 128);
+    Media {
+        media,
+        port,
+        protocol,
+        payload_type,
+        ..Media::default()
+    }
+}
+
+impl Media {
+    fn parse_attribute(&mut self, value: &str) {
+        let (name, rest) = value.split_once(':').unwrap_or((value, ""));
+        let rest = rest.trim();
+        match name {
+            "control" => {
+                self.control.get_or_insert_with(|| rest.to_string());
+            }
+            "rtpmap" | "fmtp" => {
+                let (pt, params) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+                if self.payload_type.is_none() || pt.parse().ok() != self.payload_type {
+                    return;
+                }
+                let params = params.trim();
+                if name == "rtpmap" {
+                    if self.rtpmap.is_none() {
+                        self.rtpmap = parse_rtpmap(params);
+                    }
+                } else if self.fmtp.is_empty() {
+                    self.fmtp = params
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .take(MAX_FMTP_PARAMS)
+                        .map(|p| {
+                            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+                        })
+                        .collect();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The value of `fmtp` parameter `key` (lower-case).
+    pub fn fmtp(&self, key: &str) -> Option<&str> {
+        self.fmtp
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The payload's encoding: the `a=rtpmap`, else the static RTP/AVP assignment of the
+    /// payload type (RFC 3551 table 4 and 5).
+    pub fn encoding(&self) -> Option<RtpMap> {
+        if let Some(m) = &self.rtpmap {
+            return Some(m.clone());
+        }
+        let (encoding, clock_rate, channels) = match self.payload_type? {
+            0 => ("PCMU", 8000, Some(1)),
+            3 => ("GSM", 8000, Some(1)),
+            8 => ("PCMA", 8000, Some(1)),
+            9 => ("G722", 8000, Some(1)),
+            10 => ("L16", 44100, Some(2)),
+            11 => ("L16", 44100, Some(1)),
+            14 => ("MPA", 90000, None),
+            18 => ("G729", 8000, Some(1)),
+            26 => ("JPEG", 90000, None),
+            32 => ("MPV", 90000, None),
+            33 => ("MP2T", 90000, None),
+            34 => ("H263", 90000, None),
+            _ => return None,
+        };
+        Some(RtpMap {
+            encoding: encoding.to_string(),
+            clock_rate,
+            channels,
+        })
+    }
+
+    /// Maps the section to a track with id `id` and the configuration of its
+    /// depacketizer; `Err` says, for the operator, why corecast skips it
+    /// (`application/vnd.onvif.metadata: not a media codec`).
+    pub fn track(&self, id: TrackId) -> Result<(Track, DepackConfig), String> {
+        let kind = if self.media.is_empty() {
+            "media"
+        } else {
+            self.media.as_str()
+        };
+        let Some(pt) = self.payload_type else {
+            return Err(format!("{kind}: m= line without a payload type"));
+        };
+        let Some(map) = self.encoding() else {
+            return Err(format!("{kind}: payload type {pt} without a=rtpmap"));
+        };
+        let label = format!("{kind}/{}", map.encoding);
+        if !self.protocol.to_ascii_uppercase().starts_with("RTP/") {
+            return Err(format!("{label}: transport {:?} is not RTP", self.protocol));
+        }
+        let video = kind.eq_ignore_ascii_case("video");
+        let audio = kind.eq_ignore_ascii_case("audio");
+        if !video && !audio {
+            return Err(format!("{label}: not a media codec"));
+        }
+        if map.clock_rate == 0 {
+            return Err(format!("{label}: clock rate 0"));
+        }
+        let enc = map.encoding.to_ascii_uppercase();
+        match enc.as_str() {
+            "H264" if video => Ok((self.h264_track(id, &map), DepackConfig::H264)),
+            "H265" if video => Ok((self.h265_track(id, &map), DepackConfig::H265)),
+            "MPEG4-GENERIC" if audio => self.aac_track(id, &map, &label),
+            "OPUS" if audio => {
+                let mut t = Track::new(id, Codec::Opus, map.clock_rate);
+                t.channels = Some(map.channels.unwrap_or(2));
+                Ok((t, DepackConfig::Opus))
+            }
+            "PCMA" | "PCMU" if audio => {
+                let pcma = enc == "PCMA";
+                let codec = if pcma { Codec::Pcma } else { Codec::Pcmu };
+                let mut t = Track::new(id, codec, map.clock_rate);
+                t.channels = Some(map.channels.unwrap_or(1));
+                let depack = if pcma {
+                    DepackConfig::Pcma
+                } else {
+                    DepackConfig::Pcmu
+                };
+                Ok((t, depack))
+            }
+            _ => Err(format!("{label}: codec not supported")),
+        }
+    }
+
+    /// H.264 (RFC 6184): parameter sets from `sprop-parameter-sets` when its SPS parses
+    /// (otherwise the depacketizer finds them in band), size and profile from the SPS,
+    /// else the profile from `profile-level-id`.
+    fn h264_track(&self, id: TrackId, map: &RtpMap) -> Track {
+        let mut t = Track::new(id, Codec::H264, map.clock_rate);
+        let sets = self
+            .fmtp("sprop-parameter-sets")
+            .map(decode_param_sets)
+            .unwrap_or_default();
+        let of_type = |ty| {
+            sets.iter()
+                .filter(|n| nal_type(n) == Some(ty))
+                .cloned()
+                .collect::<Vec<Bytes>>()
+        };
+        let (sps, pps) = (of_type(H264_SPS), of_type(H264_PPS));
+        if let Some(parsed) = sps.first().and_then(|s| parse_sps(s).ok()) {
+            t.width = Some(parsed.width);
+            t.height = Some(parsed.height);
+            t.profile = Some(parsed.profile_name().to_string());
+            t.fps = parsed.fps;
+            t.params.sps = sps;
+            t.params.pps = pps;
+        } else if let Some(name) = self.fmtp("profile-level-id").and_then(h264_profile_name) {
+            t.profile = Some(name.to_string());
+        }
+        t
+    }
+
+    /// H.265 (RFC 7798): `sprop-vps`, `sprop-sps`, `sprop-pps`; profile from
+    /// `profile-id`.
+    fn h265_track(&self, id: TrackId, map: &RtpMap) -> Track {
+        let mut t = Track::new(id, Codec::H265, map.clock_rate);
+        let sets = |key, ty| -> Vec<Bytes> {
+            self.fmtp(key)
+                .map(decode_param_sets)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| n.first().map(|b| (b >> 1) & 0x3F) == Some(ty))
+                .collect()
+        };
+        t.params.vps = sets("sprop-vps", H265_VPS);
+        t.params.sps = sets("sprop-sps", H265_SPS);
+        t.params.pps = sets("sprop-pps", H265_PPS);
+        t.profile = match self.fmtp("profile-id") {
+            Some("1") => Some("Main".to_string()),
+            Some("2") => Some("Main 10".to_string()),
+            Some("3") => Some("Main Still Picture".to_string()),
+            Some("4") => Some("Range Extensions".to_string()),
+            _ => None,
+        };
+        t
+    }
+
+    /// AAC in `mpeg4-generic` (RFC 3640), modes AAC-hbr and AAC-lbr.
+    fn aac_track(
+        &self,
+        id: TrackId,
+        map: &RtpMap,
+        label: &str,
+    ) -> Result<(Track, DepackConfig), String> {
+        let defaults = match self.fmtp("mode") {
+            Some(m) if m.eq_ignore_ascii_case("AAC-hbr") => (13, 3, 3),
+            Some(m) if m.eq_ignore_ascii_case("AAC-lbr") => (6, 2, 2),
+            Some(m) => return Err(format!("{label}: mode={m} not supported")),
+            None => return Err(format!("{label}: no mode= (AAC-hbr or AAC-lbr) in a=fmtp")),
+        };
+        let field =
+            |key: &str, default: u8, range: std::ops::RangeInclusive<u8>| match self.fmtp(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| format!("{label}: {key}={v} out of range")),
+            };
+        let depack = DepackConfig::Aac {
+            size_length: field("sizelength", defaults.0, 1..=16)?,
+            index_length: field("indexlength", defaults.1, 0..=8)?,
+            index_delta_length: field("indexdeltalength", defaults.2, 0..=8)?,
+        };
+        let mut t = Track::new(id, Codec::Aac, map.clock_rate);
+        let config = match self.fmtp("config") {
+            Some(hex) => {
+                let bytes =
+                    decode_hex(hex).ok_or_else(|| format!("{label}: config={hex} is not hex"))?;
+                let asc = AudioSpecificConfig::parse(&bytes)
+                    .map_err(|e| format!("{label}: config={hex}: {e}"))?;
+                t.profile = Some(asc.object_type_name().to_string());
+                t.channels = map.channels.or(Some(asc.channels).filter(|c| *c > 0));
+                bytes
+            }
+            None => {
+                // RFC 3640 requires config=; without it assume AAC-LC at the rtpmap's rate.
+                let channels = map.channels.unwrap_or(1);
+                t.profile = Some("LC".to_string());
+                t.channels = Some(channels);
+                AudioSpecificConfig {
+                    object_type: 2,
+                    sample_rate: map.clock_rate,
+                    channels,
+                }
+                .to_bytes()
+            }
+        };
+        t.channels = t.channels.or(Some(1));
+        t.params.audio_config = Some(Bytes::from(config));
+        Ok((t, depack))
+    }
+}
+
+/// `<encoding>/<rate>[/<channels>]`.
+fn parse_rtpmap(s: &str) -> Option<RtpMap> {
+    let mut parts = s.split('/').map(str::trim);
+    let encoding = parts.next().filter(|e| !e.is_empty())?.to_string();
+    let clock_rate = parts.next()?.parse().ok()?;
+    let channels = parts.next().and_then(|c| c.parse().ok());
+    Some(RtpMap {
+        encoding,
+        clock_rate,
+        channels,
+    })
+}
+
+/// Profile name from an H.264 `profile-level-id` (`42e01f`: profile_idc, constraint
+/// flags, level_idc).
+fn h264_profile_name(pli: &str) -> Option<&'static str> {
+    let b = decode_hex(pli).filter(|b| b.len() == 3)?;
+    let (profile, flags) = (*b.first()?, *b.get(1)?);
+    Some(match profile {
+        66 if flags & 0x40 != 0 => "Constrained Baseline",
+        66 => "Baseline",
+        77 => "Main",
+        88 => "Extended",
+        100 => "High",
+        110 => "High 10",
+        122 => "High 4:2:2",
+        244 => "High 4:4:4 Predictive",
+        _ => return None,
+    })
+}
+
+/// A comma-separated list of base64 NAL units; undecodable or empty entries are dropped.
+fn decode_param_sets(list: &str) -> Vec<Bytes> {
+    list.split(',')
+        .filter_map(|s| base64_decode(s.trim(), MAX_PARAM_SET_LEN))
+        .filter(|b| !b.is_empty())
+        .take(MAX_PARAM_SETS)
+        .map(Bytes::from)
+        .collect()
+}
+
+/// Hex digits to bytes (even count, at most [`MAX_PARAM_SET_LEN`] bytes).
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim().as_bytes();
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 2 * MAX_PARAM_SET_LEN {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16);
+    s.chunks(2)
+        .map(|p| match p {
+            [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Decodes base64 (RFC 4648, standard or URL-safe alphabet, padding optional), at most
+/// `max` output bytes; `None` for anything else.
+pub fn base64_decode(s: &str, max: usize) -> Option<Vec<u8>> {
+    let data = s.trim_end_matches('=').as_bytes();
+    if s.len() - data.len() > 2 || data.len() % 4 == 1 || data.len() / 4 * 3 > max {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(data.len() / 4 * 3 + 2);
+    for chunk in data.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(bytes.get(1..chunk.len()).unwrap_or_default());
+    }
+    (out.len() <= max).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Maps every section the way the session does: usable ones get ids in order.
+    fn map_all(sdp: &Sdp) -> (Vec<(Track, DepackConfig)>, Vec<String>) {
+        let (tracks, skipped) = sdp.setup_tracks("rtsp://192.0.2.99/base/");
+        (
+            tracks.into_iter().map(|t| (t.track, t.depack)).collect(),
+            skipped,
+        )
+    }
+
+    // The vectors below reproduce the layout of each vendor's DESCRIBE answer as shown in
+    // their public integration notes and user forum posts; the parameter sets are real
+    // ones, made by x264/x265 at the camera's resolution through ffmpeg's RTP muxer
+    // (`ffmpeg -f lavfi -i testsrc=size=WxH ... -flags:v +global_header -f rtp
+    // -sdp_file`), so that the SPS parses to a known size.
+
+    /// Hikvision DS-2CD2xxx, main stream: absolute control URLs with
+    /// `?transportmode=unicast`, PCMU audio without rtpmap channels, and the ONVIF
+    /// metadata track.
+    const HIKVISION: &str = "v=0\r\n\
+o=- 1109162014219182 1109162014219192 IN IP4 192.0.2.10\r\n\
+s=Media Presentation\r\n\
+e=NONE\r\n\
+b=AS:5100\r\n\
+t=0 0\r\n\
+a=control:rtsp://192.0.2.10:554/Streaming/Channels/101/?transportmode=unicast\r\n\
+m=video 0 RTP/AVP 96\r\n\
+c=IN IP4 0.0.0.0\r\n\
+b=AS:5000\r\n\
+a=recvonly\r\n\
+a=x-dimensions:1920,1080\r\n\
+a=control:rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=1?transportmode=unicast\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 profile-level-id=420029; packetization-mode=1; sprop-parameter-sets=Z01AKNkAeAIn5cBEAAADAAQAAAMAyDxgySA=,aOvDyyA=\r\n\
+a=Media_header:MEDIAINFO=494D4B48010200000400000100000000000000000000000000000000;\r\n\
+a=appversion:1.0\r\n\
+m=audio 0 RTP/AVP 0\r\n\
+c=IN IP4 0.0.0.0\r\n\
+b=AS:50\r\n\
+a=recvonly\r\n\
+a=control:rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=2?transportmode=unicast\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+m=application 0 RTP/AVP 107\r\n\
+c=IN IP4 0.0.0.0\r\n\
+b=AS:50\r\n\
+a=recvonly\r\n\
+a=control:rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=3?transportmode=unicast\r\n\
+a=rtpmap:107 vnd.onvif.metadata/90000\r\n";
+
+    /// Dahua / Amcrest, H.265 main stream with AAC (`a=control:*`, relative `trackID=`
+    /// controls, Dahua's own attributes).
+    const DAHUA: &str = "v=0\r\n\
+o=- 2251938197 2251938197 IN IP4 0.0.0.0\r\n\
+s=Media Server\r\n\
+c=IN IP4 0.0.0.0\r\n\
+t=0 0\r\n\
+a=control:*\r\n\
+a=packetization-supported:DH\r\n\
+a=rtppayload-supported:DH\r\n\
+a=range:npt=now-\r\n\
+m=video 0 RTP/AVP 98\r\n\
+a=control:trackID=0\r\n\
+a=framerate:25.000000\r\n\
+a=rtpmap:98 H265/90000\r\n\
+a=fmtp:98 profile-id=1;sprop-sps=QgEBAWAAAAMAkAAAAwAAAwCWoAFAIAWhZZWaSTK8BaAgAAADACAAAAMDIQ==;sprop-pps=RAHBcrRiQA==;sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwCWlZgJ\r\n\
+a=recvonly\r\n\
+m=audio 0 RTP/AVP 97\r\n\
+a=control:trackID=1\r\n\
+a=rtpmap:97 MPEG4-GENERIC/16000\r\n\
+a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1408\r\n\
+a=recvonly\r\n";
+
+    /// Axis (AXIS OS, GStreamer-based server): absolute session-level and media
+    /// controls carrying the stream's query.
+    const AXIS: &str = "v=0\r\n\
+o=- 1580128402713456 1 IN IP4 192.0.2.30\r\n\
+s=Session streamed with GStreamer\r\n\
+i=rtsp-server\r\n\
+t=0 0\r\n\
+a=tool:GStreamer\r\n\
+a=type:broadcast\r\n\
+a=range:npt=now-\r\n\
+a=control:rtsp://192.0.2.30/axis-media/media.amp?videocodec=h264&resolution=1280x720\r\n\
+m=video 0 RTP/AVP 96\r\n\
+c=IN IP4 0.0.0.0\r\n\
+b=AS:50000\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1;profile-level-id=4d401f;sprop-parameter-sets=Z01AH9kAUAW7ARAAAAMAEAAAAwPA8YMkgA==,aOvDyyA=\r\n\
+a=control:rtsp://192.0.2.30/axis-media/media.amp/stream=0?videocodec=h264&resolution=1280x720\r\n\
+a=framerate:30.000000\r\n\
+a=transform:1.000000,0.000000,0.000000;0.000000,1.000000,0.000000;0.000000,0.000000,1.000000\r\n";
+
+    /// Reolink (live555 server), 2560x1440 High profile with AAC; bare LF line ends as
+    /// some firmware sends them.
+    const REOLINK: &str = "v=0\n\
+o=- 1644161009146218 1 IN IP4 192.0.2.50\n\
+s=Session streamed by \"preview\"\n\
+i=h264_main\n\
+t=0 0\n\
+a=tool:LIVE555 Streaming Media v2013.04.08\n\
+a=type:broadcast\n\
+a=control:*\n\
+a=range:npt=0-\n\
+a=x-qt-text-nam:Session streamed by \"preview\"\n\
+a=x-qt-text-inf:h264_main\n\
+m=video 0 RTP/AVP 96\n\
+c=IN IP4 0.0.0.0\n\
+b=AS:500\n\
+a=rtpmap:96 H264/90000\n\
+a=fmtp:96 packetization-mode=1;profile-level-id=640032;sprop-parameter-sets=Z2QAMqyyAFABa2AiAAADAAIAAAMAUB4wZJA=,aOvDyyLA\n\
+a=control:track1\n\
+m=audio 0 RTP/AVP 97\n\
+c=IN IP4 0.0.0.0\n\
+b=AS:256\n\
+a=rtpmap:97 MPEG4-GENERIC/16000/1\n\
+a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=140856E500\n\
+a=control:track2\n";
+
+    #[test]
+    fn hikvision_h264_pcmu_and_onvif_metadata() {
+        let sdp = Sdp::parse(HIKVISION.as_bytes()).expect("parses");
+        assert_eq!(
+            sdp.control.as_deref(),
+            Some("rtsp://192.0.2.10:554/Streaming/Channels/101/?transportmode=unicast")
+        );
+        assert_eq!(sdp.media.len(), 3);
+        let (tracks, skipped) = map_all(&sdp);
+        assert_eq!(
+            skipped,
+            ["application/vnd.onvif.metadata: not a media codec"]
+        );
+        let [(video, vd), (audio, ad)] = tracks.as_slice() else {
+            panic!("two tracks: {tracks:?}");
+        };
+        assert_eq!(
+            (video.id, video.codec, video.clock_rate),
+            (TrackId(0), Codec::H264, 90000)
+        );
+        assert_eq!((video.width, video.height), (Some(1920), Some(1080)));
+        // The SPS wins over a profile-level-id that disagrees with it.
+        assert_eq!(video.profile.as_deref(), Some("Main"));
+        assert_eq!(video.fps, Some(25.0));
+        assert_eq!(video.params.sps.len(), 1);
+        assert_eq!(&video.params.pps[0][..], &[0x68, 0xEB, 0xC3, 0xCB, 0x20]);
+        assert_eq!(*vd, DepackConfig::H264);
+        assert_eq!(
+            (audio.id, audio.codec, audio.clock_rate, audio.channels),
+            (TrackId(1), Codec::Pcmu, 8000, Some(1))
+        );
+        assert_eq!(*ad, DepackConfig::Pcmu);
+        assert_eq!(
+            sdp.media[1].control.as_deref(),
+            Some("rtsp://192.0.2.10:554/Streaming/Channels/101/trackID=2?transportmode=unicast")
+        );
+    }
+
+    #[test]
+    fn dahua_h265_and_aac_hbr() {
+        let sdp = Sdp::parse(DAHUA.as_bytes()).expect("parses");
+        assert_eq!(sdp.control.as_deref(), Some("*"));
+        let (tracks, skipped) = map_all(&sdp);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let [(video, vd), (audio, ad)] = tracks.as_slice() else {
+            panic!("two tracks: {tracks:?}");
+        };
+        assert_eq!((video.codec, *vd), (Codec::H265, DepackConfig::H265));
+        assert_eq!(
+            (
+                video.params.vps.len(),
+                video.params.sps.len(),
+                video.params.pps.len()
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(video.params.vps[0][0], 0x40);
+        assert_eq!(video.profile.as_deref(), Some("Main"));
+        assert_eq!(sdp.media[0].control.as_deref(), Some("trackID=0"));
+        assert_eq!(
+            (audio.codec, audio.clock_rate, audio.channels),
+            (Codec::Aac, 16000, Some(1))
+        );
+        assert_eq!(
+            audio.params.audio_config.as_deref(),
+            Some(&[0x14, 0x08][..])
+        );
+        assert_eq!(audio.profile.as_deref(), Some("LC"));
+        assert_eq!(
+            *ad,
+            DepackConfig::Aac {
+                size_length: 13,
+                index_length: 3,
+                index_delta_length: 3
+            }
+        );
+    }
+
+    #[test]
+    fn axis_h264_with_absolute_controls() {
+        let sdp = Sdp::parse(AXIS.as_bytes()).expect("parses");
+        assert_eq!(
+            sdp.control.as_deref(),
+            Some("rtsp://192.0.2.30/axis-media/media.amp?videocodec=h264&resolution=1280x720")
+        );
+        let (tracks, _) = map_all(&sdp);
+        let [(video, _)] = tracks.as_slice() else {
+            panic!("one track");
+        };
+        assert_eq!((video.width, video.height), (Some(1280), Some(720)));
+        assert_eq!(
+            sdp.media[0].control.as_deref(),
+            Some(
+                "rtsp://192.0.2.30/axis-media/media.amp/stream=0?videocodec=h264&resolution=1280x720"
+            )
+        );
+    }
+
+    #[test]
+    fn reolink_h264_high_and_aac_with_lf_line_ends() {
+        let sdp = Sdp::parse(REOLINK.as_bytes()).expect("parses");
+        let (tracks, skipped) = map_all(&sdp);
+        assert!(skipped.is_empty());
+        let [(video, _), (audio, _)] = tracks.as_slice() else {
+            panic!("two tracks");
+        };
+        assert_eq!(
+            (video.width, video.height, video.profile.as_deref()),
+            (Some(2560), Some(1440), Some("High"))
+        );
+        assert_eq!(
+            audio.params.audio_config.as_deref(),
+            Some(&[0x14, 0x08, 0x56, 0xE5, 0x00][..])
+        );
+        assert_eq!(sdp.media[1].control.as_deref(), Some("track2"));
+        assert_eq!(sdp.media[1].fmtp("config"), Some("140856E500"));
+    }
+
+    #[test]
+    fn static_payload_types_opus_and_unsupported_codecs() {
+        let sdp = Sdp::parse(
+            b"v=0\r\n\
+m=audio 0 RTP/AVP 8\r\n\
+m=audio 0 RTP/AVP 14\r\n\
+m=video 0 RTP/AVP 26\r\n\
+m=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 MP4A-LATM/90000\r\n\
+m=audio 0 RTP/AVP 97\r\n\
+m=video 0 RTP/AVP 96 97\r\na=rtpmap:97 H264/90000\r\na=rtpmap:96 H264/90000\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 mpeg4-generic/44100/2\r\na=fmtp:96 mode=CELP-cbr\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 mpeg4-generic/44100/2\r\na=fmtp:96 mode=AAC-hbr;sizelength=40\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 mpeg4-generic/44100/2\r\na=fmtp:96 mode=AAC-lbr;config=zz\r\n\
+m=audio 0 RTP/AVP 96\r\na=rtpmap:96 MPEG4-GENERIC/8000\r\na=fmtp:96 MODE=aac-LBR\r\n\
+m=video 0 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\n\
+m=video 0 udp MP2T\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n",
+        )
+        .expect("parses");
+        let ids: Vec<_> = sdp
+            .media
+            .iter()
+            .map(|m| {
+                m.track(TrackId(0))
+                    .map(|(t, d)| (t.codec, t.clock_rate, t.channels, d))
+            })
+            .collect();
+        assert_eq!(ids[0], Ok((Codec::Pcma, 8000, Some(1), DepackConfig::Pcma)));
+        assert_eq!(ids[1], Err("audio/MPA: codec not supported".to_string()));
+        assert_eq!(ids[2], Err("video/JPEG: codec not supported".to_string()));
+        assert_eq!(
+            ids[3],
+            Ok((Codec::Opus, 48000, Some(2), DepackConfig::Opus))
+        );
+        assert_eq!(
+            ids[4],
+            Err("audio/MP4A-LATM: codec not supported".to_string())
+        );
+        assert_eq!(
+            ids[5],
+            Err("audio: payload type 97 without a=rtpmap".to_string())
+        );
+        assert!(ids[6].is_ok(), "rtpmap of the first payload type is used");
+        assert_eq!(
+            ids[7],
+            Err("audio/mpeg4-generic: mode=CELP-cbr not supported".to_string())
+        );
+        assert_eq!(
+            ids[8],
+            Err("audio/mpeg4-generic: sizelength=40 out of range".to_string())
+        );
+        assert_eq!(
+            ids[9],
+            Err("audio/mpeg4-generic: config=zz is not hex".to_string())
+        );
+        // No config=: AAC-LC at the rtpmap rate, lbr header lengths.
+        let (t, d) = sdp.media[10].track(TrackId(3)).expect("usable");
+        assert_eq!(t.params.audio_config.as_deref(), Some(&[0x15, 0x88][..]));
+        assert_eq!(
+            d,
+            DepackConfig::Aac {
+                size_length: 6,
+                index_length: 2,
+                index_delta_length: 2
+            }
+        );
+        assert!(ids[11].is_ok(), "SAVP is still RTP");
+        assert_eq!(
+            ids[12],
+            Err("video: m= line without a payload type".to_string())
+        );
+        assert_eq!(ids[13], Err("video/H264: clock rate 0".to_string()));
+    }
+
+    #[test]
+    fn bad_sprop_falls_back_to_profile_level_id() {
+        let sdp = Sdp::parse(
+            b"v=0\nm=video 0 RTP/AVP 96\na=rtpmap:96 H264/90000\n\
+a=fmtp:96 profile-level-id=42e01f;sprop-parameter-sets=!!!,aOvDyyA=\n",
+        )
+        .expect("parses");
+        let (t, _) = sdp.media[0].track(TrackId(0)).expect("usable");
+        assert!(t.params.sps.is_empty() && t.params.pps.is_empty());
+        assert_eq!(t.profile.as_deref(), Some("Constrained Baseline"));
+        assert_eq!(t.width, None);
+    }
+
+    #[test]
+    fn malformed_descriptions() {
+        assert_eq!(Sdp::parse(b""), Err(SdpError::Empty));
+        assert_eq!(Sdp::parse(b"\r\n \r\n"), Err(SdpError::Empty));
+        assert_eq!(
+            Sdp::parse(b"<html>Unauthorized</html>"),
+            Err(SdpError::NotSdp("<html>Unauthorized</html>".to_string()))
+        );
+        let long = format!("v=0\r\na={}\r\n", "x".repeat(MAX_LINE));
+        assert_eq!(
+            Sdp::parse(long.as_bytes()),
+            Err(SdpError::LineTooLong { line: 2 })
+        );
+        let many = format!("v=0\n{}", "m=audio 0 RTP/AVP 0\n".repeat(MAX_MEDIA + 1));
+        assert_eq!(Sdp::parse(many.as_bytes()), Err(SdpError::TooManyMedia));
+        // Garbage inside a valid start is ignored, not fatal.
+        let sdp =
+            Sdp::parse(b"v=0\nxyz\n=\nm=\nm=video x\nm=video 9/2 RTP/AVP 300\na=rtpmap:\xff\xfe\n")
+                .expect("lenient");
+        assert_eq!(sdp.media.len(), 3);
+        assert_eq!(sdp.media[2].port, 9);
+        assert_eq!(sdp.media[2].payload_type, None);
+        for m in &sdp.media {
+            assert!(m.track(TrackId(0)).is_err());
+        }
+    }
+
+    #[test]
+    fn base64_decoder_vectors_and_garbage() {
+        assert_eq!(base64_decode("", 10), Some(vec![]));
+        assert_eq!(base64_decode("Zg==", 10), Some(b"f".to_vec()));
+        assert_eq!(base64_decode("Zm8", 10), Some(b"fo".to_vec()));
+        assert_eq!(base64_decode("Zm9v", 10), Some(b"foo".to_vec()));
+        assert_eq!(base64_decode("+/8=", 10), Some(vec![0xFB, 0xFF]));
+        assert_eq!(base64_decode("-_8", 10), Some(vec![0xFB, 0xFF]));
+        assert_eq!(base64_decode("Zm9v", 2), None);
+        assert_eq!(base64_decode("Z", 10), None);
+        assert_eq!(base64_decode("Zm9v===", 10), None);
+        assert_eq!(base64_decode("Zm 9", 10), None);
+        assert_eq!(base64_decode("Zm=v", 10), None);
+        assert_eq!(base64_decode("é", 10), None);
+        let round: Vec<u8> = (0..=255).collect();
+        let enc = crate::rtsp::proto::auth::base64_encode(&round);
+        assert_eq!(base64_decode(&enc, 256), Some(round));
+    }
+}
