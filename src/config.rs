@@ -363,8 +363,24 @@ pub struct Millis(pub Duration);
 pub enum SourceUrl {
     /// A file looped as a live stream.
     File(PathBuf),
+    /// An RTSP camera pulled by the owner shard.
+    Rtsp(Box<RtspSource>),
 }
 
+/// A configured RTSP pull.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtspSource {
+    /// The camera's URL (credentials, if any, inside).
+    pub url: crate::rtsp::proto::url::RtspUrl,
+    /// Transport.
+    pub transport: RtspTransport,
+    /// Pull only while watched.
+    pub on_demand: bool,
+    /// Linger after the last viewer of an on-demand stream.
+    pub close_after: Duration,
+    /// Credentials from the config (else from the URL).
+    pub credentials: Option<crate::rtsp::proto::auth::Credentials>,
+}
 
 impl SourceUrl {
     /// Parses a `source` value. Relative file paths are resolved against `base`.
@@ -382,6 +398,16 @@ impl SourceUrl {
             };
             return Ok(SourceUrl::File(p));
         }
+        if s.len() >= 7 && s[..7].eq_ignore_ascii_case("rtsp://") {
+            let url = crate::rtsp::proto::url::RtspUrl::parse(s).map_err(|e| e.to_string())?;
+            return Ok(SourceUrl::Rtsp(Box::new(RtspSource {
+                url,
+                transport: RtspTransport::Auto,
+                on_demand: false,
+                close_after: Duration::from_secs(10),
+                credentials: None,
+            })));
+        }
         let scheme = s.split(':').next().unwrap_or(s);
         Err(format!(
             "unsupported source '{scheme}' (supported: file:PATH, rtsp://[USER:PASS@]HOST[:PORT]/PATH)"
@@ -392,6 +418,7 @@ impl SourceUrl {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceUrl::File(_) => "file",
+            SourceUrl::Rtsp(_) => "rtsp",
         }
     }
 }
@@ -644,9 +671,7 @@ impl Config {
         }
 
         let rs = &self.rtsp;
-        if rs.udp_port_min < 1024
-            || rs.udp_port_max < rs.udp_port_min.saturating_add(1)
-        {
+        if rs.udp_port_min < 1024 || rs.udp_port_max < rs.udp_port_min.saturating_add(1) {
             return Err(ConfigError::new(
                 "rtsp.udp_port_min",
                 "udp_port_min..=udp_port_max must be a range of at least 2 ports above 1023",
@@ -727,6 +752,34 @@ impl Config {
                                 "applies to rtsp:// sources only",
                             ));
                         }
+                    }
+                }
+                SourceUrl::Rtsp(r) => {
+                    r.transport = s.transport.unwrap_or(self.rtsp.transport);
+                    r.on_demand = s.on_demand.unwrap_or(false);
+                    if let Some(d) = s.on_demand_close_after {
+                        if !r.on_demand {
+                            return Err(ConfigError::new(
+                                format!("streams[{i}].on_demand_close_after"),
+                                "needs on_demand = true",
+                            ));
+                        }
+                        r.close_after = d.0;
+                    }
+                    match (&s.user, &s.password) {
+                        (Some(user), password) => {
+                            r.credentials = Some(crate::rtsp::proto::auth::Credentials {
+                                user: user.clone(),
+                                password: password.clone().unwrap_or_default(),
+                            });
+                        }
+                        (None, Some(_)) => {
+                            return Err(ConfigError::new(
+                                format!("streams[{i}].password"),
+                                "needs user as well",
+                            ));
+                        }
+                        (None, None) => {}
                     }
                 }
             }
@@ -1009,6 +1062,68 @@ mod tests {
         assert_eq!(e.key, "streams[0].publish_key");
         let e = validate("[rtmp]\nchunk_size = 1\n").unwrap_err();
         assert_eq!(e.key, "rtmp.chunk_size");
+    }
+
+    #[test]
+    fn rtsp_sources_are_checked() {
+        let cam = "source = \"rtsp://admin:p%40ss@192.0.2.10/Streaming/Channels/101\"";
+        let s = validate(&format!("[[streams]]\npath = \"cam\"\n{cam}\n")).unwrap();
+        let SourceUrl::Rtsp(r) = &s.streams[0].source else {
+            panic!("not rtsp: {:?}", s.streams[0].source);
+        };
+        assert_eq!(r.url.host, "192.0.2.10");
+        assert_eq!(r.url.port, 554);
+        assert_eq!(r.url.password.as_deref(), Some("p@ss"));
+        assert_eq!(r.transport, RtspTransport::Auto);
+        assert!(!r.on_demand);
+        assert_eq!(r.close_after, Duration::from_secs(10));
+        assert!(r.credentials.is_none());
+        assert_eq!(s.streams[0].source.kind(), "rtsp");
+
+        let s = validate(&format!(
+            "[rtsp]\ntransport = \"udp\"\n[[streams]]\npath = \"cam\"\n{cam}\non_demand = true\n\
+             on_demand_close_after = \"3s\"\nuser = \"u\"\npassword = \"p\"\n"
+        ))
+        .unwrap();
+        let SourceUrl::Rtsp(r) = &s.streams[0].source else {
+            panic!("not rtsp");
+        };
+        assert_eq!(r.transport, RtspTransport::Udp, "the [rtsp] default");
+        assert!(r.on_demand);
+        assert_eq!(r.close_after, Duration::from_secs(3));
+        let c = r.credentials.as_ref().expect("credentials");
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("u", "p"));
+
+        for (extra, key, needle) in [
+            (
+                "on_demand_close_after = \"3s\"",
+                "streams[0].on_demand_close_after",
+                "on_demand",
+            ),
+            ("password = \"p\"", "streams[0].password", "user"),
+            (
+                "transport = \"quic\"",
+                "streams[0].transport",
+                "unknown variant",
+            ),
+        ] {
+            let e =
+                validate(&format!("[[streams]]\npath = \"cam\"\n{cam}\n{extra}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
+        let e = validate("[[streams]]\npath = \"a\"\nsource = \"file:configs/media/demo.flv\"\non_demand = true\n")
+            .unwrap_err();
+        assert_eq!(e.key, "streams[0].on_demand");
+        assert!(e.message.contains("rtsp:// sources only"), "{e}");
+        let e = validate("[[streams]]\npath = \"a\"\nsource = \"rtsp://\"\n").unwrap_err();
+        assert_eq!(e.key, "streams[0].source");
+        let e = validate("[rtsp]\nudp_port_min = 40000\nudp_port_max = 30000\n").unwrap_err();
+        assert_eq!(e.key, "rtsp.udp_port_min");
+        let e = validate("[rtsp]\nretry_min = \"10s\"\nretry_max = \"1s\"\n").unwrap_err();
+        assert_eq!(e.key, "rtsp.retry_max");
+        let e = validate("[rtsp]\nread_timeout = \"0s\"\n").unwrap_err();
+        assert_eq!(e.key, "rtsp.read_timeout");
     }
 
     #[test]

@@ -203,7 +203,7 @@ impl WhepPeer {
     /// A peer on the UDP socket bound at `local` (a concrete address, not a wildcard: it
     /// is announced as the host candidate) that receives in `mode`. Creates the offer:
     /// a receive-only video section (str0m's H.264 payload types: profiles 42001f,
-    /// 42e01f, 4d001f, 64001f, packetization modes 0 and 1, with RTX) and a receive-only
+    /// 42e01f, 4d001f, 64001f, packetization modes 0 and 1, with RTX; then H.265) and a receive-only
     /// audio section (Opus, PCMU, PCMA).
     pub fn new(now: Instant, local: SocketAddr, mode: ReceiveMode) -> Result<Self, ClientError> {
         init_crypto();
@@ -215,6 +215,7 @@ impl WhepPeer {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
+            .enable_h265(true)
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .enable_pcma(true, false)

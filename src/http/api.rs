@@ -169,11 +169,11 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "counter",
             "GOP re-sends answering WebRTC keyframe requests.",
         ),
-        "rtsp_sessions" => (
-            "gauge",
-            "RTSP sources connected and delivering media.",
+        "rtsp_sessions" => ("gauge", "RTSP sources connected and delivering media."),
+        "rtsp_connects" => (
+            "counter",
+            "RTSP connection attempts (first and reconnects).",
         ),
-        "rtsp_connects" => ("counter", "RTSP connection attempts (first and reconnects)."),
         "rtsp_packets_in" => ("counter", "RTP packets received from RTSP cameras."),
         "rtsp_packets_lost" => (
             "counter",
@@ -279,16 +279,36 @@ fn source_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
     }
     type Field = fn(&crate::stream::SourceTrackStats) -> u64;
     let families: [(&str, &str, &str, Field); 5] = [
-        ("source_packets_total", "counter", "RTP packets received per track.", |t| t.packets),
-        ("source_packets_lost_total", "counter", "RTP packets lost per track (sequence gaps).", |t| t.lost),
-        ("source_frames_total", "counter", "Frames depacketized per track.", |t| t.frames),
+        (
+            "source_packets_total",
+            "counter",
+            "RTP packets received per track.",
+            |t| t.packets,
+        ),
+        (
+            "source_packets_lost_total",
+            "counter",
+            "RTP packets lost per track (sequence gaps).",
+            |t| t.lost,
+        ),
+        (
+            "source_frames_total",
+            "counter",
+            "Frames depacketized per track.",
+            |t| t.frames,
+        ),
         (
             "source_frames_dropped_total",
             "counter",
             "Frames dropped per track (incomplete, or waiting for a keyframe after loss).",
             |t| t.frames_dropped,
         ),
-        ("source_bitrate_bps", "gauge", "Received bitrate per track, bits per second.", |t| t.bitrate),
+        (
+            "source_bitrate_bps",
+            "gauge",
+            "Received bitrate per track, bits per second.",
+            |t| t.bitrate,
+        ),
     ];
     for (name, kind, text, field) in families {
         let _ = writeln!(out, "# HELP corecast_{name} {text}");

@@ -1,8 +1,9 @@
 //! Sources that a shard runs itself (as opposed to publishers that connect): the looping
-//! file source now, RTSP pull later.
+//! file source and RTSP camera pulls.
 
 pub mod clip;
 mod file;
+mod rtsp;
 
 use crate::config::{SourceUrl, StreamPlan};
 use crate::shard::ShardRef;
@@ -11,5 +12,6 @@ use crate::shard::ShardRef;
 pub async fn run(shard: ShardRef, plan: StreamPlan) {
     match &plan.source {
         SourceUrl::File(path) => file::run(shard, &plan.path, path).await,
+        SourceUrl::Rtsp(src) => rtsp::run(shard, &plan.path, (**src).clone()).await,
     }
 }

@@ -11,7 +11,9 @@
 mod hub;
 mod sink;
 
-pub use hub::{Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo, SourceStats, SourceTrackStats};
+pub use hub::{
+    Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo, SourceStats, SourceTrackStats,
+};
 pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 
 use crate::media::{Frame, TrackSet};

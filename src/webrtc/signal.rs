@@ -124,7 +124,12 @@ pub async fn await_media(shard: &Shard, path: &str) -> Option<crate::stream::Sin
             _ => break,
         }
     }
-    info!(shard = shard.id, path, waited_ms = start.elapsed().as_millis() as u64, "viewer waited for the stream's media");
+    info!(
+        shard = shard.id,
+        path,
+        waited_ms = start.elapsed().as_millis() as u64,
+        "viewer waited for the stream's media"
+    );
     Some(sink)
 }
 
@@ -168,6 +173,7 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
         session = %id,
         path = %hub_path,
         codecs = ?codecs,
+        gop_frames = shard.hub.borrow().gop(&hub_path).len(),
         "webrtc session created"
     );
     Ok(Created {
