@@ -8,7 +8,8 @@
 //!     --duration 20 --cpu 1
 //! ```
 //!
-//! The WebRTC mode is in [`whep`]; the rest of this file is the RTMP mode
+//! The WebRTC mode is in [`whep`], the simulated RTSP cameras (`corecast-load camera`) in
+//! [`camera`]; the rest of this file is the RTMP mode
 //! (`corecast-load rtmp ...` or no mode word).
 //!
 //! Players are opened at a bounded rate on one glommio executor per `--threads`, each as a
@@ -22,6 +23,9 @@
 #![allow(clippy::disallowed_methods)]
 
 mod args;
+mod camera;
+mod camera_reel;
+mod camera_rtsp;
 mod client;
 mod stats;
 mod whep;
@@ -42,7 +46,8 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 corecast-load: opens N light RTMP players and reports delivered bitrate, time to first
-video frame and stalls as one line of JSON. (`corecast-load whep --help`: WebRTC viewers.)
+video frame and stalls as one line of JSON. (`corecast-load whep --help`: WebRTC viewers;
+`corecast-load camera --help`: simulated RTSP cameras.)
 
 usage: corecast-load [rtmp] --url rtmp://HOST[:PORT]/APP/KEY [options]
 
@@ -354,6 +359,11 @@ async fn run_executor(
 fn main() {
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     match argv.first().map(String::as_str) {
+        Some("camera") => {
+            let code = camera::main(&argv[1..]);
+            // Executor threads still hold the sessions' sockets; exiting closes them all.
+            std::process::exit(code);
+        }
         Some("whep") => {
             let code = whep::main(&argv[1..]);
             // Loop threads still hold the viewers' sockets; exiting closes them all.

@@ -3,7 +3,11 @@
 //! ```text
 //! corecast-load whep --url http://127.0.0.1:8080 --path demo --viewers 500 --ramp 50 \
 //!     --duration 20 --cpu 1
+//! corecast-load whep --url http://127.0.0.1:8080 --paths 'cam{0..199}' --viewers 200
 //! ```
+//!
+//! With several paths (`--paths`, `--path-template`), viewer `i` watches path `i % M`;
+//! the summary adds how many paths got every frame and the worst path's coverage.
 //!
 //! Each viewer is a [`corecast::client::WhepPeer`] in `Light` mode: str0m sees only STUN,
 //! DTLS and RTCP (ICE consent stays alive), media is counted from the clear-text RTP
@@ -34,9 +38,15 @@ counted, media is never decrypted) and reports delivered bitrate, packet loss, t
 first frame and failures: a human summary on stderr, one line of JSON on stdout.
 
 usage: corecast-load whep --url http://HOST:PORT --path STREAM [options]
+       corecast-load whep --url http://HOST:PORT --paths 'cam{0..199}' [options]
+       corecast-load whep --url http://HOST:PORT --path-template 'cam%d' --path-count M [options]
 
   --url URL                 corecast's HTTP address (WHEP at URL/whep/STREAM) (required)
-  --path STREAM             stream path (required)
+  --path STREAM             stream path (this, --paths or --path-template is required)
+  --paths LIST              several paths, comma-separated; an item may hold one range
+                            {A..B}, e.g. cam{0..199} or a,b,c; viewer i watches path i % M
+  --path-template T         paths T with %d replaced by 0..M-1 (T without %d: one path)
+  --path-count M            paths of --path-template (default: --viewers with %d, else 1)
   --viewers N               viewers to open (default 100)
   --ramp R                  new viewers per second, e.g. 50 or 50/s (default 50)
   --duration S              length of the measurement window, seconds (default 20)
@@ -55,7 +65,10 @@ usage: corecast-load whep --url http://HOST:PORT --path STREAM [options]
 #[derive(Debug, Clone)]
 struct Args {
     url: String,
-    path: String,
+    /// The paths as given (`--path`, `--paths` or `--path-template`), for the summary.
+    path_spec: String,
+    /// The streams watched: viewer `i` watches `paths[i % paths.len()]`.
+    paths: Vec<String>,
     viewers: usize,
     ramp: f64,
     duration: f64,
@@ -74,7 +87,8 @@ struct Args {
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut a = Args {
         url: String::new(),
-        path: String::new(),
+        path_spec: String::new(),
+        paths: Vec::new(),
         viewers: 100,
         ramp: 50.0,
         duration: 20.0,
@@ -89,13 +103,17 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         stream_fps: 30.0,
         rcvbuf: 2 << 20,
     };
+    let (mut single, mut list, mut template, mut path_count) = (None, None, None, None);
     for pair in crate::args::pairs(argv) {
         let (flag, value) = pair?;
         let num = |v: &str| crate::args::num(flag, v);
         let count = |v: &str| crate::args::count(flag, v);
         match flag {
             "--url" => a.url = value.trim_end_matches('/').to_owned(),
-            "--path" => a.path = value.trim_matches('/').to_owned(),
+            "--path" => single = Some(value.trim_matches('/').to_owned()),
+            "--paths" => list = Some(value.to_owned()),
+            "--path-template" => template = Some(value.trim_matches('/').to_owned()),
+            "--path-count" => path_count = Some(count(value)?),
             "--viewers" => a.viewers = count(value)?,
             "--ramp" => a.ramp = num(value.strip_suffix("/s").unwrap_or(value))?,
             "--duration" => a.duration = num(value)?,
@@ -117,11 +135,40 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if a.url.is_empty() || a.path.is_empty() {
-        return Err("--url and --path are required".into());
+    if a.url.is_empty() {
+        return Err("--url is required".into());
     }
     if a.viewers == 0 || a.viewers > 20_000 {
         return Err("--viewers must be 1..=20000".into());
+    }
+    if path_count.is_some() && template.is_none() {
+        return Err("--path-count goes with --path-template".into());
+    }
+    (a.path_spec, a.paths) = match (single, list, template) {
+        (Some(p), None, None) => (p.clone(), vec![p]),
+        (None, Some(l), None) => {
+            let paths = expand_paths(&l)?;
+            (l, paths)
+        }
+        (None, None, Some(t)) => {
+            let n = path_count.unwrap_or(if t.contains("%d") { a.viewers } else { 1 });
+            if n > 1 && !t.contains("%d") {
+                return Err("--path-template needs %d for --path-count above 1".into());
+            }
+            if n > MAX_PATHS {
+                return Err(format!("--path-count must be at most {MAX_PATHS}"));
+            }
+            let paths = (0..n).map(|i| t.replace("%d", &i.to_string())).collect();
+            (t, paths)
+        }
+        (None, None, None) => return Err("--path, --paths or --path-template is required".into()),
+        _ => return Err("give one of --path, --paths and --path-template".into()),
+    };
+    if a.paths.is_empty() || a.paths.len() > MAX_PATHS {
+        return Err(format!("1..={MAX_PATHS} paths, not {}", a.paths.len()));
+    }
+    if a.paths.iter().any(|p| p.is_empty()) {
+        return Err("empty path".into());
     }
     if !(1..=64).contains(&a.threads) || !(1..=64).contains(&a.signal_threads) {
         return Err("--threads and --signal-threads must be 1..=64".into());
@@ -139,6 +186,33 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         return Err("time-outs must be positive and --settle at most 600".into());
     }
     Ok(a)
+}
+
+/// Most paths one run watches.
+const MAX_PATHS: usize = 20_000;
+
+/// `--paths` items: comma-separated, each with at most one `{A..B}` range (inclusive,
+/// ascending), e.g. `cam{0..199}`, `a,b`, `x{1..3}y`.
+fn expand_paths(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(|s| s.trim().trim_matches('/')) {
+        let Some((head, rest)) = item.split_once('{') else {
+            out.push(item.to_owned());
+            continue;
+        };
+        let bad = || format!("--paths: bad range in {item:?} (expected PREFIX{{A..B}}SUFFIX)");
+        let (range, tail) = rest.split_once('}').ok_or_else(bad)?;
+        let (a, b) = range.split_once("..").ok_or_else(bad)?;
+        let (a, b): (usize, usize) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a > b || b - a >= MAX_PATHS || out.len() + (b - a) >= MAX_PATHS || tail.contains('{') {
+            return Err(bad());
+        }
+        out.extend((a..=b).map(|i| format!("{head}{i}{tail}")));
+    }
+    Ok(out)
 }
 
 /// `http://HOST[:PORT]` as a socket address (port 80 if none).
@@ -198,7 +272,7 @@ pub fn main(argv: &[String]) -> i32 {
 }
 
 /// Raises the open-file limit to its hard limit (one UDP socket per viewer).
-fn raise_nofile() {
+pub(crate) fn raise_nofile() {
     // SAFETY: getrlimit/setrlimit read and write a live rlimit struct.
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
@@ -265,7 +339,8 @@ fn open_viewer(sig: &Signal, idx: usize, timeout: Duration) -> Result<NewViewer,
     // Frame records are for tests; a load tool keeps only counters.
     peer.set_max_frames(0);
     let t = Instant::now();
-    let answered = client::post_offer(sig.addr, &sig.args.path, &peer.offer(), timeout);
+    let path = &sig.args.paths[idx % sig.args.paths.len()];
+    let answered = client::post_offer(sig.addr, path, &peer.offer(), timeout);
     st.signal_us.store(t.elapsed().as_micros() as u64, Relaxed);
     let answered = answered.map_err(|e| (Reason::of(&e), e.to_string()))?;
     let now = Instant::now();
@@ -426,6 +501,79 @@ fn run(args: Args, addr: SocketAddr) -> Result<serde_json::Value, String> {
     Ok(summary)
 }
 
+/// What the viewers of one path got over the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct PathAcc {
+    viewers: usize,
+    in_window: usize,
+    frames: u64,
+    expected: u64,
+    lost: u64,
+    /// A viewer was not playing at the window start, stalled, dropped out, lost packets
+    /// or missed frames.
+    incomplete: bool,
+}
+
+impl PathAcc {
+    /// Frames received / frames the RTP timestamps span (0 with no viewer in window).
+    fn coverage(&self) -> f64 {
+        if self.in_window == 0 {
+            0.0
+        } else if self.expected == 0 {
+            1.0
+        } else {
+            (self.frames as f64 / self.expected as f64).min(1.0)
+        }
+    }
+}
+
+/// The per-path part of the summary.
+struct PathSummary {
+    /// Paths every viewer of which got every frame and packet over the window.
+    complete: usize,
+    /// The first few other paths.
+    incomplete: Vec<String>,
+    coverage_min: f64,
+    /// The path with the lowest coverage (most packets lost on ties), if any is
+    /// incomplete.
+    worst: serde_json::Value,
+}
+
+fn path_summary(paths: &[String], acc: &[PathAcc]) -> PathSummary {
+    let complete = acc.iter().filter(|p| !p.incomplete).count();
+    let incomplete = paths
+        .iter()
+        .zip(acc)
+        .filter(|(_, a)| a.incomplete)
+        .take(10)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let worst = paths.iter().zip(acc).min_by(|(_, a), (_, b)| {
+        (a.coverage(), !a.incomplete, u64::MAX - a.lost)
+            .partial_cmp(&(b.coverage(), !b.incomplete, u64::MAX - b.lost))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let coverage_min = worst.map_or(0.0, |(_, a)| a.coverage());
+    let worst = match worst {
+        Some((p, a)) if a.incomplete => json!({
+            "path": p,
+            "viewers": a.viewers,
+            "viewers_in_window": a.in_window,
+            "frames": a.frames,
+            "frames_expected": a.expected,
+            "lost": a.lost,
+            "coverage": (a.coverage() * 10_000.0).round() / 10_000.0,
+        }),
+        _ => serde_json::Value::Null,
+    };
+    PathSummary {
+        complete,
+        incomplete,
+        coverage_min: (coverage_min * 10_000.0).round() / 10_000.0,
+        worst,
+    }
+}
+
 struct Window {
     secs: f64,
     end_us: u64,
@@ -476,8 +624,11 @@ fn summarize(
             })
             .collect(),
     );
+    let mut per_path = vec![PathAcc::default(); args.paths.len()];
     for (i, v) in board.viewers.iter().enumerate() {
         let (s, e) = (start[i], end[i]);
+        let pa = &mut per_path[i % args.paths.len()];
+        pa.viewers += 1;
         // Ever reached ICE+DTLS / a first frame, whatever happened later.
         connected += usize::from(v.connect_us.load(Relaxed) != u64::MAX);
         playing += usize::from(v.ttff_us.load(Relaxed) != u64::MAX);
@@ -489,9 +640,11 @@ fn summarize(
         }
         states_at_start[usize::from(s.state).min(6)] += 1;
         if s.state != state::PLAYING {
+            pa.incomplete = true;
             continue;
         }
         in_window += 1;
+        pa.in_window += 1;
         let (df, de) = (
             e.frames - s.frames,
             e.expected_frames.saturating_sub(s.expected_frames),
@@ -512,8 +665,14 @@ fn summarize(
         }
         if e.state != state::PLAYING || w.end_us.saturating_sub(e.last_rx_us) > stall_us {
             stalled += 1;
+            pa.incomplete = true;
         }
+        pa.frames += df;
+        pa.expected += de;
+        pa.lost += dl;
+        pa.incomplete |= dl > 0 || de > df;
     }
+    let paths = path_summary(&args.paths, &per_path);
     let rates = sorted(rates);
     let fps = sorted(fps);
     let mean = |v: &[f64]| {
@@ -561,9 +720,9 @@ fn summarize(
         .filter(|(_, c)| *c > 0)
         .map(|(n, c)| ((*n).to_owned(), json!(c)))
         .collect();
-    json!({
+    let mut summary = json!({
         "url": args.url,
-        "path": args.path,
+        "path": args.path_spec,
         "viewers_requested": args.viewers,
         "viewers_connected": connected,
         "viewers_playing": playing,
@@ -606,7 +765,16 @@ fn summarize(
         "connect_ms": pct(&connect),
         "signal_ms": pct(&signal),
         "load_cpu_pct": w.load_cpu.map(r1),
-    })
+    });
+    // Added apart: one json! literal this large exceeds the macro recursion limit.
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("paths".into(), json!(args.paths.len()));
+        m.insert("paths_complete".into(), json!(paths.complete));
+        m.insert("paths_incomplete".into(), json!(paths.incomplete));
+        m.insert("path_coverage_min".into(), json!(paths.coverage_min));
+        m.insert("worst_path".into(), paths.worst);
+    }
+    summary
 }
 
 /// The summary for people.
@@ -641,7 +809,7 @@ fn human(s: &serde_json::Value) -> String {
          \x20 time to first frame p50/p95/p99/max ms: {ttff}\n\
          \x20 ICE+DTLS after answer ms: {conn}; first frame after ICE+DTLS ms: {after}\n\
          \x20 WHEP POST ms: {sig}\n\
-         \x20 load tool CPU {cpu:.0} % of one core\n",
+         \x20 load tool CPU {cpu:.0} % of one core\n{paths}",
         req = s["viewers_requested"],
         con = s["viewers_connected"],
         play = s["viewers_playing"],
@@ -670,6 +838,17 @@ fn human(s: &serde_json::Value) -> String {
         sig = t("signal_ms"),
         after = t("first_frame_after_connect_ms"),
         cpu = f(&s["load_cpu_pct"]),
+        paths = if s["paths"].as_u64().unwrap_or(1) > 1 {
+            format!(
+                "  paths {}: {} got every frame; lowest coverage {:.2} % ({})\n",
+                s["paths"],
+                s["paths_complete"],
+                f(&s["path_coverage_min"]) * 100.0,
+                s["worst_path"]["path"].as_str().unwrap_or("-"),
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -687,13 +866,92 @@ mod tests {
         let a = args("--url http://127.0.0.1:8080/ --path /demo --viewers 7 --ramp 20/s --cpu 1")
             .unwrap();
         assert_eq!(a.url, "http://127.0.0.1:8080");
-        assert_eq!(a.path, "demo");
+        assert_eq!(
+            (a.path_spec.as_str(), a.paths.clone()),
+            ("demo", vec!["demo".to_owned()])
+        );
         assert_eq!((a.viewers, a.ramp, a.cpus.clone()), (7, 20.0, vec![1]));
         assert!(args("--url http://h:1").is_err());
         assert!(args("--url http://h:1 --path p --viewers 0").is_err());
         assert!(args("--url http://h:1 --path p --ramp 0").is_err());
         assert!(args("--url http://h:1 --path p --bogus 1").is_err());
         assert_eq!(args("--help").unwrap_err(), "");
+    }
+
+    #[test]
+    fn many_paths() {
+        let a = args("--url http://h:1 --paths cam{0..199} --viewers 200").unwrap();
+        assert_eq!(a.paths.len(), 200);
+        assert_eq!(
+            (a.paths[0].as_str(), a.paths[199].as_str()),
+            ("cam0", "cam199")
+        );
+        assert_eq!(a.path_spec, "cam{0..199}");
+        let a = args("--url http://h:1 --paths a,/b/,x{1..2}y").unwrap();
+        assert_eq!(a.paths, ["a", "b", "x1y", "x2y"]);
+        let a = args("--url http://h:1 --path-template cam%d --viewers 3").unwrap();
+        assert_eq!(a.paths, ["cam0", "cam1", "cam2"]);
+        let a = args("--url http://h:1 --path-template cam%d --path-count 2 --viewers 9").unwrap();
+        assert_eq!(a.paths, ["cam0", "cam1"]);
+        let a = args("--url http://h:1 --path-template demo --viewers 9").unwrap();
+        assert_eq!(a.paths, ["demo"]);
+        for bad in [
+            "--paths cam{3..1}",
+            "--paths cam{0..x}",
+            "--paths cam{0..1",
+            "--paths cam{0..99999}",
+            "--paths a,,b",
+            "--path-template demo --path-count 2",
+            "--path-template c%d --path-count 1000000000",
+            "--path a --paths b",
+            "--path a --path-count 2",
+        ] {
+            assert!(args(&format!("--url http://h:1 {bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_summary_finds_the_worst_path() {
+        let paths: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let ok = PathAcc {
+            viewers: 1,
+            in_window: 1,
+            frames: 600,
+            expected: 600,
+            lost: 0,
+            incomplete: false,
+        };
+        let lossy = PathAcc {
+            frames: 590,
+            lost: 12,
+            incomplete: true,
+            ..ok
+        };
+        let s = path_summary(&paths, &[ok, lossy, ok]);
+        assert_eq!(
+            (s.complete, s.incomplete.clone()),
+            (2, vec!["b".to_owned()])
+        );
+        assert_eq!(s.worst["path"], "b");
+        assert_eq!(s.worst["lost"], 12);
+        assert!((s.coverage_min - 0.9833).abs() < 1e-9, "{}", s.coverage_min);
+        let s = path_summary(&paths, &[ok, ok, ok]);
+        assert_eq!((s.complete, s.coverage_min), (3, 1.0));
+        assert!(s.worst.is_null());
+        // A path nobody watched in the window has no coverage.
+        let s = path_summary(
+            &paths,
+            &[
+                ok,
+                PathAcc {
+                    in_window: 0,
+                    incomplete: true,
+                    ..ok
+                },
+                ok,
+            ],
+        );
+        assert_eq!((s.complete, s.coverage_min), (2, 0.0));
     }
 
     #[test]
@@ -740,6 +998,11 @@ mod tests {
             },
         );
         assert_eq!(s["viewers_in_window"], 2);
+        // One path: the second viewer's lost packet makes it incomplete.
+        assert_eq!(
+            (s["paths"].as_u64(), s["paths_complete"].as_u64()),
+            (Some(1), Some(0))
+        );
         assert_eq!(s["lost"], 1);
         assert_eq!(s["packets"], 1999);
         assert_eq!(s["loss_pct"], 0.05);
