@@ -2,9 +2,8 @@
 //! (types 1–23), STAP-A (24) and FU-A (28). The interleaved mode's STAP-B, MTAP16/24 and
 //! FU-B are not supported: they count as malformed and break their access unit.
 
-use super::nal::{AccessUnit, NalInfo, ParamKind};
-use super::{RtpPacket, Unit};
-use crate::media::ParamSets;
+use super::Unit;
+use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
 use crate::media::h264::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 
 /// NAL unit header: type bits.
@@ -34,102 +33,67 @@ const FU_E: u8 = 0x40;
 /// STAP-A per-unit size field.
 const STAP_SIZE: usize = 2;
 
+/// The H.264 payload format.
+pub(super) struct H264;
+
 /// H.264 depacketizer state: the access unit under assembly.
-pub(super) struct H264Depack {
-    au: AccessUnit,
-}
+pub(super) type H264Depack = NalDepack<H264>;
 
-impl H264Depack {
-    /// Access units of at most `max_frame` bytes.
-    pub fn new(max_frame: usize) -> H264Depack {
-        H264Depack {
-            au: AccessUnit::new(max_frame),
-        }
-    }
-
-    /// Sets the access unit limit.
-    pub fn set_max_frame(&mut self, max: usize) {
-        self.au.set_max(max);
-    }
-
-    /// Parameter sets known from the SDP.
-    pub fn set_known(&mut self, known: ParamSets) {
-        self.au.set_known(known);
-    }
-
-    /// Forgets the partial access unit; true if there was one.
-    pub fn reset(&mut self) -> bool {
-        self.au.reset()
-    }
-
-    /// A packet arrived after its successors: its access unit, if open, is incomplete.
-    pub fn late(&mut self, pkt: &RtpPacket) {
-        self.au.late(pkt.timestamp);
-    }
-
-    /// Takes one packet in sequence order.
-    pub fn push(&mut self, pkt: &RtpPacket, lost_before: bool, units: &mut Vec<Unit>) {
-        self.au.begin(pkt.timestamp, lost_before, units);
-        self.payload(&pkt.payload, units);
-        if pkt.marker {
-            self.au.end(units);
-        }
-    }
-
-    fn payload(&mut self, payload: &[u8], units: &mut Vec<Unit>) {
+impl NalPayload for H264 {
+    fn payload(au: &mut AccessUnit, payload: &[u8], units: &mut Vec<Unit>) {
         let Some((&header, body)) = payload.split_first() else {
             units.push(Unit::Malformed("empty H.264 payload"));
             return;
         };
         match header & TYPE_MASK {
-            0x01..=LAST_SINGLE => self.au.push(payload, info(header), units),
-            STAP_A => self.stap_a(body, units),
-            STAP_B | MTAP16 | MTAP24 | FU_B => self
-                .au
-                .malformed("interleaved H.264 packet (STAP-B, MTAP, FU-B)", units),
-            FU_A => self.fu_a(header, body, units),
+            0x01..=LAST_SINGLE => au.push(payload, info(header), units),
+            STAP_A => Self::stap_a(au, body, units),
+            STAP_B | MTAP16 | MTAP24 | FU_B => {
+                au.malformed("interleaved H.264 packet (STAP-B, MTAP, FU-B)", units)
+            }
+            FU_A => Self::fu_a(au, header, body, units),
             // 0, 30 and 31: reserved; RFC 6184 §5.2 says to ignore them.
             _ => units.push(Unit::Malformed("reserved H.264 NAL unit type")),
         }
     }
+}
 
+impl H264 {
     /// STAP-A: 16-bit size, NAL unit, repeated. Checked whole before any unit is used.
-    fn stap_a(&mut self, body: &[u8], units: &mut Vec<Unit>) {
+    fn stap_a(au: &mut AccessUnit, body: &[u8], units: &mut Vec<Unit>) {
         let valid = !body.is_empty() && stap_units(body).all(|u| u.is_some());
         if !valid {
-            self.au.malformed("truncated or invalid STAP-A", units);
+            au.malformed("truncated or invalid STAP-A", units);
             return;
         }
         for nal in stap_units(body).flatten() {
             if let Some(&h) = nal.first() {
-                self.au.push(nal, info(h), units);
+                au.push(nal, info(h), units);
             }
         }
     }
 
     /// FU-A: indicator (F, NRI), FU header (S, E, R, type), fragment.
-    fn fu_a(&mut self, indicator: u8, body: &[u8], units: &mut Vec<Unit>) {
+    fn fu_a(au: &mut AccessUnit, indicator: u8, body: &[u8], units: &mut Vec<Unit>) {
         let Some((&fu, chunk)) = body.split_first() else {
-            self.au.malformed("FU-A without FU header", units);
+            au.malformed("FU-A without FU header", units);
             return;
         };
         let kind = fu & TYPE_MASK;
         let (start, end) = (fu & FU_S != 0, fu & FU_E != 0);
         if start && end {
-            self.au
-                .malformed("FU-A with both start and end bits", units);
+            au.malformed("FU-A with both start and end bits", units);
             return;
         }
         if !(0x01..=LAST_SINGLE).contains(&kind) {
-            self.au.malformed("FU-A of a packet-type NAL unit", units);
+            au.malformed("FU-A of a packet-type NAL unit", units);
             return;
         }
         let header = (indicator & F_NRI) | kind;
         if start {
-            self.au
-                .fragment_start(&[header], info(header), chunk, units);
+            au.fragment_start(&[header], info(header), chunk, units);
         } else {
-            self.au.fragment_continue(&[header], chunk, end, units);
+            au.fragment_continue(&[header], chunk, end, units);
         }
     }
 }

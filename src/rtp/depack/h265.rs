@@ -5,9 +5,8 @@
 //! cameras send), so units are in decoding order. PACI packets (50) are skipped, other
 //! types (51–63) count as malformed and are ignored.
 
-use super::nal::{AccessUnit, NalInfo, ParamKind};
-use super::{RtpPacket, Unit};
-use crate::media::ParamSets;
+use super::Unit;
+use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
 
 /// NAL unit / payload header size.
 const HEADER: usize = 2;
@@ -44,99 +43,64 @@ const FU_E: u8 = 0x40;
 /// AP per-unit size field.
 const AP_SIZE: usize = 2;
 
+/// The H.265 payload format.
+pub(super) struct H265;
+
 /// H.265 depacketizer state: the access unit under assembly.
-pub(super) struct H265Depack {
-    au: AccessUnit,
-}
+pub(super) type H265Depack = NalDepack<H265>;
 
-impl H265Depack {
-    /// Access units of at most `max_frame` bytes.
-    pub fn new(max_frame: usize) -> H265Depack {
-        H265Depack {
-            au: AccessUnit::new(max_frame),
-        }
-    }
-
-    /// Sets the access unit limit.
-    pub fn set_max_frame(&mut self, max: usize) {
-        self.au.set_max(max);
-    }
-
-    /// Parameter sets known from the SDP.
-    pub fn set_known(&mut self, known: ParamSets) {
-        self.au.set_known(known);
-    }
-
-    /// Forgets the partial access unit; true if there was one.
-    pub fn reset(&mut self) -> bool {
-        self.au.reset()
-    }
-
-    /// A packet arrived after its successors: its access unit, if open, is incomplete.
-    pub fn late(&mut self, pkt: &RtpPacket) {
-        self.au.late(pkt.timestamp);
-    }
-
-    /// Takes one packet in sequence order.
-    pub fn push(&mut self, pkt: &RtpPacket, lost_before: bool, units: &mut Vec<Unit>) {
-        self.au.begin(pkt.timestamp, lost_before, units);
-        self.payload(&pkt.payload, units);
-        if pkt.marker {
-            self.au.end(units);
-        }
-    }
-
-    fn payload(&mut self, payload: &[u8], units: &mut Vec<Unit>) {
+impl NalPayload for H265 {
+    fn payload(au: &mut AccessUnit, payload: &[u8], units: &mut Vec<Unit>) {
         let Some(header) = payload.first_chunk::<HEADER>().copied() else {
             units.push(Unit::Malformed("H.265 payload shorter than its header"));
             return;
         };
         if header[1] & TID_MASK == 0 {
-            self.au.malformed("H.265 payload header with TID 0", units);
+            au.malformed("H.265 payload header with TID 0", units);
             return;
         }
         let body = payload.get(HEADER..).unwrap_or_default();
         match nal_type(header) {
-            0..AP => self.au.push(payload, info(header), units),
-            AP => self.aggregate(body, units),
-            FU => self.fragment(header, body, units),
+            0..AP => au.push(payload, info(header), units),
+            AP => Self::aggregate(au, body, units),
+            FU => Self::fragment(au, header, body, units),
             // No payload format carries slices in PACI in practice; skipped unread.
             PACI => {}
             _ => units.push(Unit::Malformed("unspecified H.265 packet type")),
         }
     }
+}
 
+impl H265 {
     /// AP: 16-bit size, NAL unit, repeated (no DONL). Checked whole before any unit is
     /// used.
-    fn aggregate(&mut self, body: &[u8], units: &mut Vec<Unit>) {
+    fn aggregate(au: &mut AccessUnit, body: &[u8], units: &mut Vec<Unit>) {
         let valid = !body.is_empty() && ap_units(body).all(|u| u.is_some());
         if !valid {
-            self.au.malformed("truncated or invalid H.265 AP", units);
+            au.malformed("truncated or invalid H.265 AP", units);
             return;
         }
         for nal in ap_units(body).flatten() {
             if let Some(h) = nal.first_chunk::<HEADER>() {
-                self.au.push(nal, info(*h), units);
+                au.push(nal, info(*h), units);
             }
         }
     }
 
     /// FU: payload header, FU header (S, E, type), fragment (no DONL).
-    fn fragment(&mut self, payload_header: [u8; 2], body: &[u8], units: &mut Vec<Unit>) {
+    fn fragment(au: &mut AccessUnit, payload_header: [u8; 2], body: &[u8], units: &mut Vec<Unit>) {
         let Some((&fu, chunk)) = body.split_first() else {
-            self.au.malformed("H.265 FU without FU header", units);
+            au.malformed("H.265 FU without FU header", units);
             return;
         };
         let kind = fu & TYPE_MASK;
         let (start, end) = (fu & FU_S != 0, fu & FU_E != 0);
         if start && end {
-            self.au
-                .malformed("H.265 FU with both start and end bits", units);
+            au.malformed("H.265 FU with both start and end bits", units);
             return;
         }
         if kind >= AP {
-            self.au
-                .malformed("H.265 FU of a packet-type NAL unit", units);
+            au.malformed("H.265 FU of a packet-type NAL unit", units);
             return;
         }
         let header = [
@@ -144,9 +108,9 @@ impl H265Depack {
             payload_header[1],
         ];
         if start {
-            self.au.fragment_start(&header, info(header), chunk, units);
+            au.fragment_start(&header, info(header), chunk, units);
         } else {
-            self.au.fragment_continue(&header, chunk, end, units);
+            au.fragment_continue(&header, chunk, end, units);
         }
     }
 }

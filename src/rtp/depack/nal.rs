@@ -1,7 +1,7 @@
 //! Access-unit assembly shared by the H.264 and H.265 depacketizers: NAL units (whole or
 //! in fragments) in, one AVCC frame per access unit out.
 
-use super::Unit;
+use super::{RtpPacket, Unit};
 use crate::media::ParamSets;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::ops::Range;
@@ -367,5 +367,57 @@ impl AccessUnit {
         self.vcl = false;
         self.fragment = None;
         self.params.clear();
+    }
+}
+
+/// An RTP payload format of NAL units (RFC 6184, RFC 7798): how one payload goes into
+/// the access unit under assembly.
+pub(super) trait NalPayload {
+    /// Adds the NAL units (or fragment) of one RTP payload to `au`.
+    fn payload(au: &mut AccessUnit, payload: &[u8], units: &mut Vec<Unit>);
+}
+
+/// A NAL-unit depacketizer: the access unit under assembly, read in payload format `F`.
+pub(super) struct NalDepack<F> {
+    au: AccessUnit,
+    format: std::marker::PhantomData<F>,
+}
+
+impl<F: NalPayload> NalDepack<F> {
+    /// Access units of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> NalDepack<F> {
+        NalDepack {
+            au: AccessUnit::new(max_frame),
+            format: std::marker::PhantomData,
+        }
+    }
+
+    /// Sets the access unit limit.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.au.set_max(max);
+    }
+
+    /// Parameter sets known from the SDP.
+    pub fn set_known(&mut self, known: ParamSets) {
+        self.au.set_known(known);
+    }
+
+    /// Forgets the partial access unit; true if there was one.
+    pub fn reset(&mut self) -> bool {
+        self.au.reset()
+    }
+
+    /// A packet arrived after its successors: its access unit, if open, is incomplete.
+    pub fn late(&mut self, pkt: &RtpPacket) {
+        self.au.late(pkt.timestamp);
+    }
+
+    /// Takes one packet in sequence order.
+    pub fn push(&mut self, pkt: &RtpPacket, lost_before: bool, units: &mut Vec<Unit>) {
+        self.au.begin(pkt.timestamp, lost_before, units);
+        F::payload(&mut self.au, &pkt.payload, units);
+        if pkt.marker {
+            self.au.end(units);
+        }
     }
 }
