@@ -899,3 +899,47 @@ fn page_reconnects_after_a_lost_session_and_a_republish() {
         ));
     }
 }
+
+/// An IP camera (the GStreamer stand-in: H.264 + G.711 A-law over RTSP) plays in the
+/// browser: video advances and A-law audio samples arrive, passed through unchanged.
+#[test]
+fn page_plays_an_rtsp_camera_with_g711_audio() {
+    let cam = camera::Camera::start(&camera::CameraOpts {
+        audio: "pcma",
+        ..camera::CameraOpts::default()
+    });
+    let cfg = test_config(&format!(
+        "[[streams]]\npath = \"cam\"\nsource = \"{}\"\ntransport = \"tcp\"\n",
+        cam.url
+    ));
+    let mut t = Session::open(Server::start("browser-rtsp", &cfg), "cam", (640, 360));
+    t.navigate("?play=cam");
+    let (v, _) = t.wait_playing("?play=cam shows the camera's 640x360 video", None);
+    t.log(&format!("playing, first frame after {} ms", v["firstFrameMs"]));
+    t.assert_time_advances();
+    let audio = |t: &mut Session| {
+        t.eval(
+            "(async () => { const pc = window.corecast.pc; let a = null; const codecs = {}; \
+             if (pc) { const st = await pc.getStats(); \
+               st.forEach(s => { if (s.type === 'codec') codecs[s.id] = s.mimeType; }); \
+               st.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio') \
+                 a = {packets: s.packetsReceived, samples: s.totalSamplesReceived, \
+                      codec: codecs[s.codecId] || null}; }); } \
+             return a; })()",
+        )
+    };
+    let a1 = audio(&mut t);
+    std::thread::sleep(Duration::from_millis(1200));
+    let a2 = audio(&mut t);
+    t.log(&format!("audio stats {a1} -> {a2}"));
+    let packets = |v: &Value| v["packets"].as_u64().unwrap_or(0);
+    let samples = |v: &Value| v["samples"].as_u64().unwrap_or(0);
+    if a2["codec"] != "audio/PCMA" {
+        t.fail(&format!("the audio track should be PCMA: {a2}"));
+    }
+    // 20-40 ms packets: at least 25 in 1.2 s; 8000 samples a second (the browser's
+    // sample count is at its 48 kHz output rate or 8 kHz: either way well above 5000).
+    if packets(&a2) < packets(&a1) + 25 || samples(&a2) < samples(&a1) + 5000 {
+        t.fail(&format!("A-law audio does not flow: {a1} then {a2} 1.2 s later"));
+    }
+}
