@@ -915,7 +915,10 @@ fn page_plays_an_rtsp_camera_with_g711_audio() {
     let mut t = Session::open(Server::start("browser-rtsp", &cfg), "cam", (640, 360));
     t.navigate("?play=cam");
     let (v, _) = t.wait_playing("?play=cam shows the camera's 640x360 video", None);
-    t.log(&format!("playing, first frame after {} ms", v["firstFrameMs"]));
+    t.log(&format!(
+        "playing, first frame after {} ms",
+        v["firstFrameMs"]
+    ));
     t.assert_time_advances();
     let audio = |t: &mut Session| {
         t.eval(
@@ -940,6 +943,8 @@ fn page_plays_an_rtsp_camera_with_g711_audio() {
     // 20-40 ms packets: at least 25 in 1.2 s; 8000 samples a second (the browser's
     // sample count is at its 48 kHz output rate or 8 kHz: either way well above 5000).
     if packets(&a2) < packets(&a1) + 25 || samples(&a2) < samples(&a1) + 5000 {
-        t.fail(&format!("A-law audio does not flow: {a1} then {a2} 1.2 s later"));
+        t.fail(&format!(
+            "A-law audio does not flow: {a1} then {a2} 1.2 s later"
+        ));
     }
 }
