@@ -31,8 +31,9 @@ RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=2
 CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'rtmp_load: %s\n' "$*" >&2; exit 1; }
+NAME=rtmp_load
+# shellcheck source=perf/lib.sh
+. "$REPO/perf/lib.sh"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -41,19 +42,6 @@ as_root() {
 
 TMP=$(mktemp -d /tmp/rtmp_load.XXXXXX)
 SERVER_PID="" PUB_PID="" LOAD_PID=""
-
-# Stops a process we started: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$LOAD_PID"; LOAD_PID=""
@@ -117,11 +105,6 @@ timeout 300 ffmpeg -hide_banner -loglevel error -nostdin -y \
 CLIP_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$CLIP")
 say "clip: $(stat -c %s "$CLIP") bytes, ${CLIP_BPS} bit/s"
 
-CLK_TCK=$(getconf CLK_TCK)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-now() { date +%s.%N; }
 
 # Waits (bounded) until something accepts TCP connections on 127.0.0.1:$1.
 wait_port() {

@@ -56,27 +56,15 @@ CMDLINE="MS=\"$MS\" STEP=$STEP MAX_M=$MAX_M DURATION=$DURATION RAMP=$RAMP TRANSP
 [ "$SOURCE" = rtsp ] || CMDLINE="$CMDLINE SOURCE=$SOURCE"
 CMDLINE="$CMDLINE perf/rtsp_load.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'rtsp_load: %s\n' "$*" >&2; exit 1; }
+NAME=rtsp_load
+# shellcheck source=perf/lib.sh
+. "$REPO/perf/lib.sh"
 
 case $TRANSPORT in tcp|udp) ;; *) die "TRANSPORT must be tcp or udp, not $TRANSPORT" ;; esac
 case $SOURCE in rtsp|file) ;; *) die "SOURCE must be rtsp or file, not $SOURCE" ;; esac
 
 TMP=$(mktemp -d /tmp/rtsp_load.XXXXXX)
 SERVER_PID="" LOAD_PID="" SIM_PID=""
-
-# Stops a process we started: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$LOAD_PID"; LOAD_PID=""
@@ -89,22 +77,13 @@ trap 'exit 130' INT TERM
 
 # The script, ffmpeg, cargo, the cameras and the viewers run on LOAD_CPU; the server on
 # SERVER_CPU.
-taskset -cp "$LOAD_CPU" $$ >/dev/null || die "cannot pin to CPU $LOAD_CPU (taskset)"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# glommio registers io_memory with io_uring: locked memory.
-ulimit -l unlimited 2>/dev/null || true
+pin_script "$LOAD_CPU"
 
 for tool in ffmpeg ffprobe python3 taskset curl; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-say "cargo build --release -p corecast -p corecast-perf"
-cargo build --release -q -p corecast -p corecast-perf
-CORECAST="$REPO/target/release/corecast"
-LOAD="$REPO/target/release/corecast-load"
-REV_LABEL=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$( (git status --porcelain --untracked-files=no -- . ':!perf' 2>/dev/null || true) | awk '{ print $2 }' | paste -sd, -)
-[ -z "$dirty" ] || REV_LABEL="$REV_LABEL + uncommitted changes to $dirty"
+build_release
 
 # --- the clip ----------------------------------------------------------------------------
 say "making a 20 s 720p30 2 Mbit/s H.264 clip (GOP 2 s)"
@@ -117,13 +96,6 @@ CLIP_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 
 CLIP_FPS=30
 say "clip: $(stat -c %s "$CLIP") bytes, ${CLIP_BPS} bit/s"
 
-CLK_TCK=$(getconf CLK_TCK)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-# Busy jiffies of one CPU (user+nice+system+irq+softirq+steal).
-cpu_busy() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-now() { date +%s.%N; }
 # The server's counters of interest, summed over labels ("name=value ..."); nothing if it
 # does not answer in time (a saturated shard).
 metrics() {

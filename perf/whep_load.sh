@@ -46,24 +46,12 @@ RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=3
 CMDLINE="NS=\"$NS\" STEP=$STEP MAX_N=$MAX_N DURATION=$DURATION RAMP=$RAMP BATCH_N=$BATCH_N BATCH_REPEAT=$BATCH_REPEAT PROFILE_N=$PROFILE_N perf/whep_load.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'whep_load: %s\n' "$*" >&2; exit 1; }
+NAME=whep_load
+# shellcheck source=perf/lib.sh
+. "$REPO/perf/lib.sh"
 
 TMP=$(mktemp -d /tmp/whep_load.XXXXXX)
 SERVER_PID="" LOAD_PID=""
-
-# Stops a process we started: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   stop_pid "$LOAD_PID"; LOAD_PID=""
@@ -75,22 +63,13 @@ trap 'exit 130' INT TERM
 
 # The script, ffmpeg, cargo and the load tool run on LOAD_CPU; the server (and the
 # criterion reference) on SERVER_CPU.
-taskset -cp "$LOAD_CPU" $$ >/dev/null || die "cannot pin to CPU $LOAD_CPU (taskset)"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# glommio registers io_memory with io_uring: locked memory.
-ulimit -l unlimited 2>/dev/null || true
+pin_script "$LOAD_CPU"
 
 for tool in ffmpeg ffprobe python3 taskset curl; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-say "cargo build --release -p corecast -p corecast-perf"
-cargo build --release -q -p corecast -p corecast-perf
-CORECAST="$REPO/target/release/corecast"
-LOAD="$REPO/target/release/corecast-load"
-REV_LABEL=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain --untracked-files=no -- . ':!perf' 2>/dev/null | awk '{ print $2 }' | paste -sd, -)
-[ -z "$dirty" ] || REV_LABEL="$REV_LABEL + uncommitted changes to $dirty"
+build_release
 
 # --- the in-process reference ------------------------------------------------------------
 BENCH_JSON="$TMP/bench.json"
@@ -133,13 +112,6 @@ timeout 300 ffmpeg -hide_banner -loglevel error -nostdin -y \
 CLIP_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$CLIP")
 say "clip: $(stat -c %s "$CLIP") bytes, ${CLIP_BPS} bit/s"
 
-CLK_TCK=$(getconf CLK_TCK)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-# Busy jiffies of one CPU (user+nice+system+irq+softirq+steal).
-cpu_busy() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-now() { date +%s.%N; }
 # The server's counters; nothing if it does not answer in time (a saturated shard).
 metrics() {
   { curl -s --max-time 10 "http://127.0.0.1:$1/metrics" || true; } \
