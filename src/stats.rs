@@ -69,6 +69,8 @@ counters! {
         rtsp_sessions,
         /// RTSP connection attempts (first connects and reconnects).
         rtsp_connects,
+        /// Open TCP connections to RTSP cameras.
+        rtsp_connections,
         /// RTP packets received from RTSP cameras.
         rtsp_packets_in,
         /// RTP packets from RTSP cameras lost in transit (sequence gaps).

@@ -385,7 +385,7 @@ fn on_demand_pulls_only_while_watched() {
         &cam.url,
         "transport = \"tcp\"\non_demand = true\non_demand_close_after = \"1s\"\nshard = 0",
     ));
-    let s = Server::start("rtsp-on-demand", &cfg);
+    let mut s = Server::start("rtsp-on-demand", &cfg);
     // Listed, idle, and no connection to the camera.
     let st = wait_state(&s, "lobby", Duration::from_secs(5), |st| st == "idle");
     assert_eq!(st["tracks"], serde_json::json!([]), "{st}");
@@ -423,6 +423,7 @@ fn on_demand_pulls_only_while_watched() {
     cam.wait_connections(Duration::from_secs(6), |opened, closed| {
         opened == 1 && closed == 1
     });
+    assert_eq!(cam.teardowns(), 1, "the camera was released with TEARDOWN");
     wait_state(&s, "lobby", Duration::from_secs(3), |st| st == "idle");
 
     // And it comes back for the next viewer.
@@ -431,6 +432,12 @@ fn on_demand_pulls_only_while_watched() {
     v.run_for(Duration::from_secs(1)).expect("run");
     assert!(video_frames(&v) >= 10);
     assert_eq!(cam.connections().0, 2);
+
+    // Shutdown tears the camera session down too.
+    drop(v);
+    assert_eq!(s.stop(), 0);
+    cam.wait_connections(Duration::from_secs(5), |_, closed| closed == 2);
+    assert_eq!(cam.teardowns(), 2, "TEARDOWN at shutdown");
 }
 
 /// A fake RTSP server that answers every request with `302` to `to`; counts requests.

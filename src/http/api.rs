@@ -174,6 +174,7 @@ fn help(name: &str) -> (&'static str, &'static str) {
             "counter",
             "RTSP connection attempts (first and reconnects).",
         ),
+        "rtsp_connections" => ("gauge", "Open TCP connections to RTSP cameras."),
         "rtsp_packets_in" => ("counter", "RTP packets received from RTSP cameras."),
         "rtsp_packets_lost" => (
             "counter",

@@ -308,9 +308,10 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
     shard.shutdown.fire();
     drop(tasks.drain(..2)); // listeners close: no new connections
     shard.hub.borrow_mut().unpublish_all();
-    // Let connections send their goodbyes.
+    // Let connections send their goodbyes (RTSP sources their TEARDOWN).
     let grace = Instant::now();
-    while stats::get(&shared.stats[id].connections) > 0
+    while (stats::get(&shared.stats[id].connections) > 0
+        || stats::get(&shared.stats[id].rtsp_connections) > 0)
         && grace.elapsed() < Duration::from_millis(500)
     {
         glommio::timer::sleep(Duration::from_millis(10)).await;

@@ -535,6 +535,7 @@ async fn session(
         .await
         .map_err(|e| SourceError::Connect(addr, e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    let _open = OpenConnection::new(shard);
     debug!(path = %path, %addr, "rtsp: connected");
     let now = Instant::now();
     let mut sess = Session::new(
@@ -723,6 +724,23 @@ async fn session(
     }
 }
 
+/// Counts an open camera connection (`rtsp_connections`), so that shutdown waits for its
+/// TEARDOWN.
+struct OpenConnection<'a>(&'a ShardRef);
+
+impl<'a> OpenConnection<'a> {
+    fn new(shard: &'a ShardRef) -> Self {
+        stats::add(&shard.stats().rtsp_connections, 1);
+        OpenConnection(shard)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        stats::sub(&self.0.stats().rtsp_connections, 1);
+    }
+}
+
 /// A harmless datagram sent to the camera's ports so NATs and firewalls let its RTP in.
 const PUNCH: [u8; 4] = [0xce, 0xfa, 0xed, 0xfe];
 
@@ -746,16 +764,29 @@ async fn end(sess: &mut Session, tcp: &mut TcpStream, live: bool, shard: &ShardR
     let now = Instant::now();
     sess.teardown(now);
     let deadline = now + TEARDOWN_GRACE;
-    while let Ok(Output::Transmit(b)) = sess.poll_output(Instant::now()) {
-        let w = futures_lite::future::or(async { tcp.write_all(&b).await.is_ok() }, async {
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            false
-        })
-        .await;
-        if !w {
-            break;
+    let mut sent = false;
+    // Media still buffered comes out as events first; skip them (bounded by the input
+    // buffer) until the TEARDOWN is written.
+    while Instant::now() < deadline {
+        match sess.poll_output(Instant::now()) {
+            Ok(Output::Transmit(b)) => {
+                let wrote =
+                    futures_lite::future::or(async { tcp.write_all(&b).await.is_ok() }, async {
+                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()))
+                            .await;
+                        false
+                    })
+                    .await;
+                if !wrote {
+                    break;
+                }
+                sent = true;
+            }
+            Ok(Output::Event(_)) => {}
+            Ok(Output::Timeout(_)) | Err(_) => break,
         }
     }
+    debug!(sent, "rtsp: TEARDOWN");
     let _ = tcp.close().await;
 }
 

@@ -9,7 +9,8 @@ Serves live test video (H.264 or H.265) and audio (AAC, PCMA, PCMU or Opus) on
 Prints exactly one line `READY rtsp://127.0.0.1:<port><mount>` on stdout once it
 listens (the first mount when there are several), then runs until SIGTERM or SIGINT
 (exit 0). Every RTSP connection is logged on stderr as `CLIENT connected <ip:port>` and
-`CLIENT closed <ip:port>`, each PLAY as `CLIENT play <ip:port> <path>`. Errors go to
+`CLIENT closed <ip:port>`, each PLAY as `CLIENT play <ip:port> <path>`, each TEARDOWN
+as `CLIENT teardown <ip:port>`. Errors go to
 stderr with a non-zero exit code: 2 bad usage or missing GStreamer element, 3 Python
 GObject bindings or the GstRtspServer typelib missing, 4 address already in use.
 
@@ -201,6 +202,7 @@ def on_client_connected(_server, client):
         log(f"CLIENT play {peer} {path}")
 
     client.connect("play-request", on_play)
+    client.connect("teardown-request", lambda _c, _ctx: log(f"CLIENT teardown {peer}"))
 
 
 def make_auth(a):

@@ -354,6 +354,16 @@ impl Camera {
         (count("CLIENT connected "), count("CLIENT closed "))
     }
 
+    /// TEARDOWN requests the current camera process has received.
+    pub fn teardowns(&self) -> usize {
+        let log = self.log.lock().unwrap();
+        let lines = &log.lines[log.current..];
+        lines
+            .iter()
+            .filter(|l| l.starts_with("CLIENT teardown "))
+            .count()
+    }
+
     /// PLAY requests the current camera process has answered.
     pub fn plays(&self) -> usize {
         let log = self.log.lock().unwrap();
