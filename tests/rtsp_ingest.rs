@@ -534,6 +534,9 @@ fn h265_camera_reaches_webrtc() {
     let s = Server::start("rtsp-h265", &cfg);
     let st = wait_live(&s, "hevc");
     assert_eq!(st["tracks"][0]["codec"], "h265", "{st}");
+    assert_eq!(st["tracks"][0]["width"], 640, "{st}");
+    assert_eq!(st["tracks"][0]["height"], 360, "{st}");
+    assert_eq!(st["tracks"][0]["profile"], "Main", "{st}");
     let v = watch(&s, "hevc", 3);
     assert!(v.answer().contains("H265/90000"), "answer: {}", v.answer());
     let frames = video_frames(&v);

@@ -9,6 +9,7 @@ pub mod aac;
 pub mod flv;
 pub mod gop;
 pub mod h264;
+pub mod h265;
 
 use bytes::Bytes;
 use std::sync::Arc;

@@ -249,6 +249,9 @@ impl Ingest {
                         {
                             let _ = crate::media::h264::apply_avc_config(&mut t.track, &cfg);
                         }
+                        if t.track.codec == crate::media::Codec::H265 {
+                            crate::media::h265::apply_sps(&mut t.track);
+                        }
                         params_changed = true;
                     }
                 }

@@ -24,6 +24,8 @@ pub struct Server {
     pub rtmp: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub dir: PathBuf,
+    /// Lines read by `stop` after the process exited, not yet drained.
+    tail: std::cell::RefCell<Vec<String>>,
 }
 
 /// A config for tests: loopback, ephemeral ports, 2 shards, the demo stream.
@@ -171,6 +173,7 @@ impl Server {
                             rtmp,
                             log: rx,
                             dir,
+                            tail: Default::default(),
                         };
                     }
                     seen.push(line);
@@ -193,6 +196,16 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
+                // The reader thread may still hold the last lines: take them until it
+                // reaches end of file (bounded).
+                let end = Instant::now() + Duration::from_secs(2);
+                let mut tail = self.tail.borrow_mut();
+                while let Ok(line) = self
+                    .log
+                    .recv_timeout(end.saturating_duration_since(Instant::now()))
+                {
+                    tail.push(line);
+                }
                 return s.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
@@ -205,7 +218,13 @@ impl Server {
 
     /// Log lines seen so far (drains the channel).
     pub fn drain_log(&self) -> Vec<String> {
-        self.log.try_iter().collect()
+        let mut lines: Vec<String> = self.log.try_iter().collect();
+        let mut tail = self.tail.borrow_mut();
+        if !tail.is_empty() {
+            tail.append(&mut lines);
+            return std::mem::take(&mut *tail);
+        }
+        lines
     }
 
     pub fn get(&self, path: &str) -> HttpResponse {

@@ -353,8 +353,8 @@ impl Media {
         t
     }
 
-    /// H.265 (RFC 7798): `sprop-vps`, `sprop-sps`, `sprop-pps`; profile from
-    /// `profile-id`.
+    /// H.265 (RFC 7798): `sprop-vps`, `sprop-sps`, `sprop-pps`; size and profile from
+    /// the SPS, else the profile from `profile-id`.
     fn h265_track(&self, id: TrackId, map: &RtpMap) -> Track {
         let mut t = Track::new(id, Codec::H265, map.clock_rate);
         let sets = |key, ty| -> Vec<Bytes> {
@@ -375,6 +375,7 @@ impl Media {
             Some("4") => Some("Range Extensions".to_string()),
             _ => None,
         };
+        crate::media::h265::apply_sps(&mut t);
         t
     }
 
@@ -699,6 +700,8 @@ a=control:track2\n";
         );
         assert_eq!(video.params.vps[0][0], 0x40);
         assert_eq!(video.profile.as_deref(), Some("Main"));
+        // Size from the x265 SPS (a 4 MP Dahua main stream).
+        assert_eq!((video.width, video.height), (Some(2560), Some(1440)));
         assert_eq!(sdp.media[0].control.as_deref(), Some("trackID=0"));
         assert_eq!(
             (audio.codec, audio.clock_rate, audio.channels),
