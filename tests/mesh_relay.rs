@@ -84,8 +84,9 @@ fn frame_crosses_shards_without_copy_and_stalled_viewer_does_not_block() {
             let info = SourceInfo {
                 kind: "test",
                 url: "test:".into(),
-                state: "live".into(),
+                state: corecast::stream::SourceState::Live,
                 stats: None,
+                start_timeout: None,
             };
             hub.borrow_mut().publish("live/t", info).expect("publish");
             hub.borrow_mut()

@@ -33,7 +33,7 @@ fn track_json(t: &Track) -> Value {
 }
 
 fn source_json(s: &crate::stream::SourceInfo) -> Value {
-    let mut v = json!({ "kind": s.kind, "url": s.url, "state": s.state });
+    let mut v = json!({ "kind": s.kind, "url": s.url, "state": s.state.to_string() });
     if let (Some(st), Some(obj)) = (&s.stats, v.as_object_mut()) {
         obj.insert("transport".into(), json!(st.transport));
         obj.insert("reconnects".into(), json!(st.reconnects));
@@ -258,7 +258,7 @@ fn source_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
             "corecast_source_up{{path=\"{}\",kind=\"{}\"}} {}",
             escape_label(path),
             s.kind,
-            u8::from(s.state == "live")
+            u8::from(s.state == crate::stream::SourceState::Live)
         );
     }
     let pulled: Vec<(&str, &crate::stream::SourceStats)> = owned

@@ -342,8 +342,9 @@ fn handle_events(
                         Some(a) => format!("rtmp://{a}"),
                         None => "rtmp".into(),
                     },
-                    state: "live".into(),
+                    state: crate::stream::SourceState::Live,
                     stats: None,
+                    start_timeout: None,
                 };
                 match shard.hub.borrow_mut().publish(&path, info) {
                     Ok(p) => {

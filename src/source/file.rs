@@ -34,8 +34,9 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
     let info = SourceInfo {
         kind: "file",
         url,
-        state: "live".into(),
+        state: crate::stream::SourceState::Live,
         stats: None,
+        start_timeout: None,
     };
     let path = match shard.hub.borrow_mut().publish(path, info) {
         Ok(p) => p,

@@ -28,7 +28,7 @@ use crate::rtsp::proto::session::{
 };
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
-use crate::stream::{SourceInfo, SourceStats, SourceTrackStats};
+use crate::stream::{SourceInfo, SourceState, SourceStats, SourceTrackStats};
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpStream, UdpSocket};
@@ -375,8 +375,13 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
     let info = SourceInfo {
         kind: "rtsp",
         url: src.url.redacted(),
-        state: if src.on_demand { "idle" } else { "connecting" }.into(),
+        state: if src.on_demand {
+            SourceState::Idle
+        } else {
+            SourceState::Connecting
+        },
         stats: None,
+        start_timeout: src.on_demand.then_some(rcfg.on_demand_start_timeout.0),
     };
     let path = match shard.hub.borrow_mut().publish(path, info) {
         Ok(p) => p,
@@ -406,7 +411,10 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
     let mut sessions: u64 = 0;
     loop {
         if src.on_demand {
-            shard.hub.borrow_mut().set_source_state(&path, "idle");
+            shard
+                .hub
+                .borrow_mut()
+                .set_source_state(&path, SourceState::Idle);
             loop {
                 if shard.shutdown.is_fired() {
                     return;
@@ -422,7 +430,10 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
             ingest.borrow_mut().reconnects += 1;
         }
         sessions += 1;
-        shard.hub.borrow_mut().set_source_state(&path, "connecting");
+        shard
+            .hub
+            .borrow_mut()
+            .set_source_state(&path, SourceState::Connecting);
         stats::add(&shard.stats().rtsp_connects, 1);
         let transport = if use_tcp {
             RtspTransport::Tcp
@@ -496,10 +507,10 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
                 }
                 shard.hub.borrow_mut().set_source_state(
                     &path,
-                    format!(
-                        "retrying in {}s: {msg}",
-                        backoff.as_secs_f64().ceil() as u64
-                    ),
+                    SourceState::Retrying {
+                        in_secs: backoff.as_secs_f64().ceil() as u64,
+                        why: msg,
+                    },
                 );
                 shard.hub.borrow_mut().clear_gop(&path);
                 let wake = futures_lite::future::or(
@@ -656,7 +667,10 @@ async fn session(
                     .borrow_mut()
                     .publish_stats(now.saturating_duration_since(last_stats));
                 last_stats = now;
-                shard.hub.borrow_mut().set_source_state(path, "live");
+                shard
+                    .hub
+                    .borrow_mut()
+                    .set_source_state(path, SourceState::Live);
                 stats::add(&shard.stats().rtsp_sessions, 1);
                 info!(path = %path, "rtsp source live");
             } else {

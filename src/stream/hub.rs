@@ -8,6 +8,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// Why a hub call was refused.
@@ -37,10 +38,45 @@ pub struct SourceInfo {
     pub kind: &'static str,
     /// The source's address, without credentials.
     pub url: String,
-    /// `starting`, `live`, `retrying: <error>`, ...
-    pub state: String,
+    /// What the source is doing.
+    pub state: SourceState,
     /// Counters of a pulled source (RTSP), refreshed by its driver.
     pub stats: Option<SourceStats>,
+    /// How long a viewer's offer may wait for this source's first media (an on-demand
+    /// source starts when the viewer arrives); `None`: the source does not start on
+    /// demand, an offer without media is refused at once.
+    pub start_timeout: Option<Duration>,
+}
+
+/// What a stream's source is doing, as the API shows it (`Display` gives the API's
+/// string: `connecting`, `live`, `idle`, `retrying in 4s: <why>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceState {
+    /// Connecting, or connected and waiting for the first keyframe.
+    Connecting,
+    /// Delivering media.
+    Live,
+    /// On-demand and nobody watches: not connected.
+    Idle,
+    /// The last attempt failed; the next one is due in `in_secs` seconds.
+    Retrying {
+        /// Seconds until the next attempt (rounded up).
+        in_secs: u64,
+        /// Why the last attempt or session ended.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for SourceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceState::Connecting => f.write_str("connecting"),
+            SourceState::Live => f.write_str("live"),
+            SourceState::Idle => f.write_str("idle"),
+            SourceState::Retrying { in_secs, why } => write!(f, "retrying in {in_secs}s: {why}"),
+        }
+    }
 }
 
 /// Counters of a pulled source, as shown in the API and `/metrics`.
@@ -319,11 +355,11 @@ impl Hub {
     }
 
     /// Updates the state shown for an owned stream's source.
-    pub fn set_source_state(&mut self, path: &str, state: impl Into<String>) {
+    pub fn set_source_state(&mut self, path: &str, state: SourceState) {
         if let Some(st) = self.paths.get_mut(path)
             && let Some(src) = &mut st.source
         {
-            src.state = state.into();
+            src.state = state;
         }
     }
 
@@ -813,8 +849,9 @@ mod tests {
         SourceInfo {
             kind: "test",
             url: "test:".into(),
-            state: "live".into(),
+            state: crate::stream::SourceState::Live,
             stats: None,
+            start_timeout: None,
         }
     }
 

@@ -9,11 +9,14 @@
 //! driver feeds messages in and delivers what the hub sends through [`MeshTx`].
 
 mod hub;
+mod path;
 mod sink;
 
 pub use hub::{
-    Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo, SourceStats, SourceTrackStats,
+    Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo, SourceState, SourceStats,
+    SourceTrackStats,
 };
+pub use path::{MAX_PATH_LEN, PathError, StreamPath};
 pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 
 use crate::media::{Frame, TrackSet};
