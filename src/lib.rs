@@ -6,7 +6,6 @@
 //! `rtmp`, `source`) started by the `runtime`.
 #![deny(missing_docs)]
 
-pub mod client;
 pub mod config;
 pub mod http;
 pub mod media;

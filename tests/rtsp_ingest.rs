@@ -8,7 +8,7 @@ mod common;
 
 use common::camera::{Camera, CameraOpts};
 use common::{Server, require_tool, test_config};
-use corecast::client::{ReceiveMode, TrackKind, WhepViewer};
+use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};

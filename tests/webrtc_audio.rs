@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Server, require_tool, test_config};
-use corecast::client::{ReceiveMode, TrackKind, WhepViewer};
+use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

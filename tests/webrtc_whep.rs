@@ -1,5 +1,5 @@
 //! WHEP playback against the real binary, with corecast's own str0m-based client
-//! (`corecast::client`) as the viewer. In `Full` mode str0m's depacketizer reassembles
+//! (`corecast_client`) as the viewer. In `Full` mode str0m's depacketizer reassembles
 //! the frames, so the server's packetizer is checked by a different implementation; in
 //! `Light` mode many viewers count RTP headers only.
 //!
@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use corecast::client::{self, ClientError, ReceiveMode, TrackKind, WhepViewer, http};
+use corecast_client::{self as client, ClientError, ReceiveMode, TrackKind, WhepViewer, http};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

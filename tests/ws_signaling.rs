@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Server, demo_stream, test_config};
-use corecast::client::{PeerClosed, ReceiveMode, WhepPeer};
+use corecast_client::{PeerClosed, ReceiveMode, WhepPeer};
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@
 //! With several paths (`--paths`, `--path-template`), viewer `i` watches path `i % M`;
 //! the summary adds how many paths got every frame and the worst path's coverage.
 //!
-//! Each viewer is a [`corecast::client::WhepPeer`] in `Light` mode: str0m sees only STUN,
+//! Each viewer is a [`corecast_client::WhepPeer`] in `Light` mode: str0m sees only STUN,
 //! DTLS and RTCP (ICE consent stays alive), media is counted from the clear-text RTP
 //! headers and never decrypted. Signaling threads `POST` the offers at `--ramp` per
 //! second and hand each answered peer, with its own non-blocking UDP socket, to one of
@@ -23,7 +23,7 @@
 use crate::stats::{self, percentile, sorted};
 use crate::whep_board::{Board, Reason, ViewerStat, state};
 use crate::whep_io::{self, Loop, NewViewer, Waker};
-use corecast::client::{self, ReceiveMode, WhepPeer};
+use corecast_client::{self as client, ReceiveMode, WhepPeer};
 use serde_json::json;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

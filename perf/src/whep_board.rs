@@ -2,7 +2,7 @@
 //! (`whep_io`) that update it and the report (`whep`) that reads it: each viewer's
 //! state and counters, and the board of all of them.
 
-use corecast::client::ClientError;
+use corecast_client::ClientError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 

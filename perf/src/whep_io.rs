@@ -7,8 +7,8 @@
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock for the peers.
 
 use crate::whep_board::{Board, Reason, ViewerStat, state};
-use corecast::client::rtp::{self, DatagramKind, PayloadClass};
-use corecast::client::{Datagram, PeerClosed, WhepPeer};
+use corecast_client::rtp::{self, DatagramKind, PayloadClass};
+use corecast_client::{Datagram, PeerClosed, WhepPeer};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;

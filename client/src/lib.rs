@@ -1,5 +1,7 @@
 //! Clients of corecast's own protocols, used by the integration tests and the load tool.
 //!
+//! A crate of its own (`corecast-client`): the server library does not ship it.
+//!
 //! WHEP (WebRTC playback):
 //! - [`WhepPeer`] is the sans-IO viewer: offer, answer, datagrams in, datagrams and a
 //!   deadline out, counters ([`ViewerStats`]) and, in [`ReceiveMode::Full`], a record of
@@ -9,6 +11,7 @@
 //!   the WHEP signaling (`POST` offer, `DELETE` session) done by [`http`].
 //! - [`rtp`] counts media from clear-text RTP headers (the `Light` mode) and measures
 //!   frame coverage.
+#![deny(missing_docs)]
 
 pub mod http;
 pub mod rtp;

@@ -586,5 +586,4 @@ impl std::fmt::Debug for WhepPeer {
 }
 
 #[cfg(test)]
-#[path = "whep_tests.rs"]
 mod tests;
