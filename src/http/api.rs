@@ -2,7 +2,8 @@
 
 use crate::media::{MediaKind, Track};
 use crate::shard::{ShardSnapshot, Shared};
-use crate::stream::Role;
+use crate::stats::{self, Metric, ShardStats};
+use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -32,7 +33,7 @@ fn track_json(t: &Track) -> Value {
     v
 }
 
-fn source_json(s: &crate::stream::SourceInfo) -> Value {
+fn source_json(s: &SourceInfo) -> Value {
     let mut v = json!({ "kind": s.kind, "url": s.url, "state": s.state.to_string() });
     if let (Some(st), Some(obj)) = (&s.stats, v.as_object_mut()) {
         obj.insert("transport".into(), json!(st.transport));
@@ -136,196 +137,104 @@ pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
     (all_ok, body.to_string())
 }
 
-/// The help text of each exported counter.
-fn help(name: &str) -> (&'static str, &'static str) {
-    match name {
-        "connections" => ("gauge", "Open TCP connections (HTTP, WebSocket, RTMP)."),
-        "connections_total" => ("counter", "TCP connections accepted."),
-        "connections_refused" => ("counter", "Connections refused at the per-shard limit."),
-        "http_requests" => ("counter", "HTTP requests answered."),
-        "bytes_in" => ("counter", "Bytes received from clients and sources."),
-        "bytes_out" => ("counter", "Bytes sent to clients."),
-        "frames_in" => ("counter", "Media frames received from sources."),
-        "frames_dropped" => ("counter", "Frames dropped for slow viewers."),
-        "mesh_frames_dropped" => (
-            "counter",
-            "Frames not relayed because a cross-shard channel was full.",
-        ),
-        "streams" => ("gauge", "Streams owned by the shard."),
-        "relays" => ("gauge", "Streams relayed to the shard from their owner."),
-        "viewers" => ("gauge", "Viewers attached on the shard."),
-        "udp_datagrams_in" => ("counter", "UDP datagrams received on the WebRTC port."),
-        "udp_datagrams_out" => ("counter", "UDP datagrams sent from the WebRTC port."),
-        "udp_send_dropped" => (
-            "counter",
-            "UDP datagrams not sent (socket buffer full or send error).",
-        ),
-        "udp_send_calls" => ("counter", "Send system calls made for WebRTC datagrams."),
-        "webrtc_sessions" => ("gauge", "WebRTC sessions open on the shard."),
-        "webrtc_sessions_total" => ("counter", "WebRTC sessions created."),
-        "webrtc_refused" => ("counter", "WebRTC offers refused at webrtc.max_sessions."),
-        "rtp_packets_out" => ("counter", "RTP packets written to WebRTC viewers."),
-        "webrtc_gop_resends" => (
-            "counter",
-            "GOP re-sends answering WebRTC keyframe requests.",
-        ),
-        "rtsp_sessions" => ("gauge", "RTSP sources connected and delivering media."),
-        "rtsp_connects" => (
-            "counter",
-            "RTSP connection attempts (first and reconnects).",
-        ),
-        "rtsp_connections" => ("gauge", "Open TCP connections to RTSP cameras."),
-        "rtsp_packets_in" => ("counter", "RTP packets received from RTSP cameras."),
-        "rtsp_packets_lost" => (
-            "counter",
-            "RTP packets from RTSP cameras lost in transit (sequence gaps).",
-        ),
-        _ => ("untyped", "corecast counter."),
-    }
-}
-
-/// `GET /metrics`: Prometheus text exposition format 0.0.4.
+/// `GET /metrics`: Prometheus text exposition format 0.0.4. Every family written is
+/// declared once in [`crate::stats`], with its kind and help.
 pub fn metrics_text(shared: &Shared, snapshots: &[ShardSnapshot]) -> String {
     let mut out = String::new();
-    let per_shard: Vec<Vec<(&'static str, u64)>> =
-        shared.stats.iter().map(|s| s.fields()).collect();
-    if let Some(first) = per_shard.first() {
-        for (k, (name, _)) in first.iter().enumerate() {
-            let (kind, text) = help(name);
-            let suffix = if kind == "counter" && !name.ends_with("_total") {
-                "_total"
-            } else {
-                ""
-            };
-            let metric = format!("corecast_{name}{suffix}");
-            let _ = writeln!(out, "# HELP {metric} {text}");
-            let _ = writeln!(out, "# TYPE {metric} {kind}");
-            for (shard, fields) in per_shard.iter().enumerate() {
-                let _ = writeln!(out, "{metric}{{shard=\"{shard}\"}} {}", fields[k].1);
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP corecast_stream_bitrate_in_bps Input bitrate of a stream, bits per second."
-    );
-    let _ = writeln!(out, "# TYPE corecast_stream_bitrate_in_bps gauge");
-    for snap in snapshots {
-        for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
-            let _ = writeln!(
-                out,
-                "corecast_stream_bitrate_in_bps{{path=\"{}\"}} {}",
-                escape_label(&p.info.path),
-                p.bitrate_in
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP corecast_stream_viewers Viewers of a stream on a shard."
-    );
-    let _ = writeln!(out, "# TYPE corecast_stream_viewers gauge");
-    for (shard, snap) in snapshots.iter().enumerate() {
-        for p in &snap.paths {
-            let _ = writeln!(
-                out,
-                "corecast_stream_viewers{{path=\"{}\",shard=\"{shard}\"}} {}",
-                escape_label(&p.info.path),
-                p.info.viewers
-            );
-        }
-    }
+    let stats: Vec<&ShardStats> = shared.stats.iter().map(|s| &**s).collect();
+    shard_metrics(&mut out, &stats);
+    stream_metrics(&mut out, snapshots);
     source_metrics(&mut out, snapshots);
     out
 }
 
+/// One family: its `# HELP` and `# TYPE` lines, then a sample per (labels, value).
+fn write_family(
+    out: &mut String,
+    metric: &Metric,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let family = metric.write_header(out);
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{family}{{{labels}}} {value}");
+    }
+}
+
+/// Every [`ShardStats`] counter, one sample per shard.
+fn shard_metrics(out: &mut String, stats: &[&ShardStats]) {
+    if stats.is_empty() {
+        return;
+    }
+    let per_shard: Vec<Vec<(&Metric, u64)>> = stats.iter().map(|s| s.fields()).collect();
+    for (k, metric) in ShardStats::METRICS.iter().enumerate() {
+        let samples = per_shard.iter().enumerate().map(|(shard, fields)| {
+            let value = fields.get(k).map_or(0, |(_, v)| *v);
+            (format!("shard=\"{shard}\""), value)
+        });
+        write_family(out, metric, samples);
+    }
+}
+
+/// Per-stream families: input bitrate (owner) and viewers (every shard).
+fn stream_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
+    let owned = snapshots
+        .iter()
+        .flat_map(|s| s.paths.iter())
+        .filter(|p| p.info.role == Role::Owner);
+    let bitrates = owned.map(|p| (path_label(&p.info.path), p.bitrate_in));
+    write_family(out, &stats::STREAM_BITRATE_IN, bitrates);
+    let viewers = snapshots.iter().enumerate().flat_map(|(shard, snap)| {
+        snap.paths.iter().map(move |p| {
+            let labels = format!("{},shard=\"{shard}\"", path_label(&p.info.path));
+            (labels, p.info.viewers as u64)
+        })
+    });
+    write_family(out, &stats::STREAM_VIEWERS, viewers);
+}
+
 /// Per-source families: state and, for pulled sources, per-track receive counters.
 fn source_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
-    let owned: Vec<(&str, &crate::stream::SourceInfo)> = snapshots
+    type Field = fn(&SourceTrackStats) -> u64;
+    const TRACK_FAMILIES: [(Metric, Field); 5] = [
+        (stats::SOURCE_PACKETS, |t| t.packets),
+        (stats::SOURCE_PACKETS_LOST, |t| t.lost),
+        (stats::SOURCE_FRAMES, |t| t.frames),
+        (stats::SOURCE_FRAMES_DROPPED, |t| t.frames_dropped),
+        (stats::SOURCE_BITRATE, |t| t.bitrate),
+    ];
+    let owned: Vec<(&str, &SourceInfo)> = snapshots
         .iter()
         .flat_map(|s| s.paths.iter())
         .filter(|p| p.info.role == Role::Owner)
         .filter_map(|p| Some((&*p.info.path, p.info.source.as_ref()?)))
         .collect();
-    let _ = writeln!(
-        out,
-        "# HELP corecast_source_up Whether a stream's source is live (1) or not (connecting, retrying, idle: 0)."
-    );
-    let _ = writeln!(out, "# TYPE corecast_source_up gauge");
-    for (path, s) in &owned {
-        let _ = writeln!(
-            out,
-            "corecast_source_up{{path=\"{}\",kind=\"{}\"}} {}",
-            escape_label(path),
-            s.kind,
-            u8::from(s.state == crate::stream::SourceState::Live)
-        );
-    }
-    let pulled: Vec<(&str, &crate::stream::SourceStats)> = owned
+    let up = owned.iter().map(|(path, s)| {
+        let labels = format!("{},kind=\"{}\"", path_label(path), s.kind);
+        (labels, u64::from(s.state == SourceState::Live))
+    });
+    write_family(out, &stats::SOURCE_UP, up);
+    let pulled: Vec<(&str, &SourceStats)> = owned
         .iter()
         .filter_map(|(p, s)| Some((*p, s.stats.as_ref()?)))
         .collect();
-    let _ = writeln!(
-        out,
-        "# HELP corecast_source_reconnects_total Sessions a pulled source started after its first."
-    );
-    let _ = writeln!(out, "# TYPE corecast_source_reconnects_total counter");
-    for (path, st) in &pulled {
-        let _ = writeln!(
-            out,
-            "corecast_source_reconnects_total{{path=\"{}\"}} {}",
-            escape_label(path),
-            st.reconnects
-        );
+    let reconnects = pulled
+        .iter()
+        .map(|(path, st)| (path_label(path), st.reconnects));
+    write_family(out, &stats::SOURCE_RECONNECTS, reconnects);
+    for (metric, field) in TRACK_FAMILIES {
+        let samples = pulled.iter().flat_map(|(path, st)| {
+            st.tracks.iter().enumerate().map(move |(id, t)| {
+                let labels = format!("{},track=\"{id}\",codec=\"{}\"", path_label(path), t.codec);
+                (labels, field(t))
+            })
+        });
+        write_family(out, &metric, samples);
     }
-    type Field = fn(&crate::stream::SourceTrackStats) -> u64;
-    let families: [(&str, &str, &str, Field); 5] = [
-        (
-            "source_packets_total",
-            "counter",
-            "RTP packets received per track.",
-            |t| t.packets,
-        ),
-        (
-            "source_packets_lost_total",
-            "counter",
-            "RTP packets lost per track (sequence gaps).",
-            |t| t.lost,
-        ),
-        (
-            "source_frames_total",
-            "counter",
-            "Frames depacketized per track.",
-            |t| t.frames,
-        ),
-        (
-            "source_frames_dropped_total",
-            "counter",
-            "Frames dropped per track (incomplete, or waiting for a keyframe after loss).",
-            |t| t.frames_dropped,
-        ),
-        (
-            "source_bitrate_bps",
-            "gauge",
-            "Received bitrate per track, bits per second.",
-            |t| t.bitrate,
-        ),
-    ];
-    for (name, kind, text, field) in families {
-        let _ = writeln!(out, "# HELP corecast_{name} {text}");
-        let _ = writeln!(out, "# TYPE corecast_{name} {kind}");
-        for (path, st) in &pulled {
-            for (id, t) in st.tracks.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "corecast_{name}{{path=\"{}\",track=\"{id}\",codec=\"{}\"}} {}",
-                    escape_label(path),
-                    t.codec,
-                    field(t)
-                );
-            }
-        }
-    }
+}
+
+/// The `path="..."` label, escaped.
+fn path_label(path: &str) -> String {
+    format!("path=\"{}\"", escape_label(path))
 }
 
 fn escape_label(s: &str) -> String {
@@ -333,3 +242,6 @@ fn escape_label(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! `/metrics` text pinned byte for byte, and the declarations it is built from.
+
+use super::*;
+use crate::config::Config;
+use crate::shard::PathSnapshot;
+use crate::stats::{self, ShardStats};
+use crate::stream::{PathInfo, SourceInfo, SourceState, SourceStats, SourceTrackStats};
+use std::net::SocketAddr;
+use std::path::Path;
+
+fn shared() -> Shared {
+    let settings = Config::parse("")
+        .and_then(|c| c.validate(&[0, 1], Path::new(env!("CARGO_MANIFEST_DIR"))))
+        .expect("empty config");
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    Shared::new(settings, addr, addr)
+}
+
+fn path(path: &str, role: Role, viewers: usize, source: Option<SourceInfo>) -> PathSnapshot {
+    PathSnapshot {
+        info: PathInfo {
+            path: path.into(),
+            role,
+            source,
+            tracks: None,
+            viewers,
+            bytes_in: 0,
+            frames_in: 0,
+            frames_dropped: 0,
+            relay_shards: Vec::new(),
+        },
+        bitrate_in: 1_500_000,
+    }
+}
+
+fn source(kind: &'static str, state: SourceState, stats: Option<SourceStats>) -> SourceInfo {
+    SourceInfo {
+        kind,
+        url: "rtsp://127.0.0.1/cam".into(),
+        state,
+        stats,
+        start_timeout: None,
+    }
+}
+
+/// Two shards: an RTSP camera (two tracks) and a file on shard 0, a relay and a path
+/// whose label needs escaping on shard 1.
+fn snapshots() -> Vec<ShardSnapshot> {
+    let track = |codec, n| SourceTrackStats {
+        codec,
+        packets: 100 * n,
+        bytes: 1000 * n,
+        lost: n,
+        frames: 10 * n,
+        frames_dropped: n / 2,
+        bitrate: 64_000 * n,
+    };
+    let cam = SourceStats {
+        transport: Some("tcp"),
+        reconnects: 3,
+        last_error: None,
+        tracks: vec![track("H264", 1), track("AAC", 2)],
+    };
+    vec![
+        ShardSnapshot {
+            paths: vec![
+                path(
+                    "cam",
+                    Role::Owner,
+                    2,
+                    Some(source("rtsp", SourceState::Live, Some(cam))),
+                ),
+                path(
+                    "demo",
+                    Role::Owner,
+                    0,
+                    Some(source("file", SourceState::Idle, None)),
+                ),
+            ],
+        },
+        ShardSnapshot {
+            paths: vec![
+                path("cam", Role::Relay { owner: 0 }, 5, None),
+                path("a\"b\\c", Role::Waiting, 1, None),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn metrics_text_is_pinned_byte_for_byte() {
+    let shared = shared();
+    stats::add(&shared.stats[0].connections, 4);
+    stats::add(&shared.stats[1].bytes_out, 12345);
+    stats::add(&shared.stats[1].rtsp_packets_lost, 7);
+    let text = metrics_text(&shared, &snapshots());
+    let golden = include_str!("metrics.golden");
+    if text != golden {
+        let _ = std::fs::write(std::env::temp_dir().join("corecast-metrics.actual"), &text);
+    }
+    assert_eq!(text, golden, "/metrics changed");
+}
+
+#[test]
+fn every_declared_family_has_help_and_type_and_nothing_else_is_written() {
+    let text = metrics_text(&shared(), &snapshots());
+    let declared: Vec<&stats::Metric> = ShardStats::METRICS
+        .iter()
+        .chain(stats::PATH_METRICS)
+        .collect();
+    for m in &declared {
+        let family = m.family();
+        let help = format!("# HELP {family} {}\n", m.help);
+        let kind = format!("# TYPE {family} {}\n", m.kind.as_str());
+        assert_eq!(text.matches(&help).count(), 1, "{help}");
+        assert_eq!(text.matches(&kind).count(), 1, "{kind}");
+        assert!(
+            text.contains(&format!("{help}{kind}")),
+            "HELP then TYPE for {family}"
+        );
+    }
+    let typed: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    assert_eq!(
+        typed.len(),
+        declared.len(),
+        "a family without a declaration"
+    );
+    for sample in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = sample.split(['{', ' ']).next().unwrap_or_default();
+        assert!(
+            declared.iter().any(|m| m.family() == name),
+            "undeclared sample {sample}"
+        );
+    }
+    assert!(!text.contains("untyped"));
+}
