@@ -3,7 +3,9 @@
 //! The default configuration is `configs/corecast.toml`, compiled into the binary. Every
 //! error names the key that is wrong and what is wrong with it, on one line.
 
+use crate::stream::StreamPath;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -423,28 +425,12 @@ impl SourceUrl {
     }
 }
 
-/// Normalizes a stream path: trims slashes, checks characters. Shared by config and
-/// protocol handlers so `/live/cam1/` and `live/cam1` are the same stream.
+/// Normalizes a stream path by [`StreamPath::parse`], as a string. A shim for callers
+/// not yet on [`StreamPath`]; new code parses a `StreamPath`.
 pub fn normalize_path(path: &str) -> Result<String, String> {
-    let p = path.trim_matches('/');
-    if p.is_empty() {
-        return Err("empty stream path".into());
-    }
-    if p.len() > 256 {
-        return Err("stream path longer than 256 bytes".into());
-    }
-    if let Some(c) = p
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~')))
-    {
-        return Err(format!("character {c:?} not allowed in a stream path"));
-    }
-    if p.split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err("empty, '.' or '..' path segment".into());
-    }
-    Ok(p.to_string())
+    StreamPath::parse(path)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// A validated configuration, with everything derived from it that the runtime needs.
@@ -459,7 +445,7 @@ pub struct Settings {
     /// Streams with parsed sources and assigned owner shards.
     pub streams: Vec<StreamPlan>,
     /// Publish keys of paths that publishers push to (path → key).
-    pub publish_keys: std::collections::HashMap<String, String>,
+    pub publish_keys: HashMap<StreamPath, String>,
 }
 
 impl Settings {
@@ -473,7 +459,7 @@ impl Settings {
 
     /// Whether `path` is fed by a configured source (and so cannot be published to).
     pub fn has_source(&self, path: &str) -> bool {
-        self.streams.iter().any(|s| s.path == path)
+        self.streams.iter().any(|s| s.path.as_str() == path)
     }
 }
 
@@ -481,7 +467,7 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
     /// Normalized path.
-    pub path: String,
+    pub path: StreamPath,
     /// Parsed source.
     pub source: SourceUrl,
     /// Owner shard.
@@ -518,7 +504,27 @@ impl Config {
 
     /// Validates the configuration and resolves what the runtime needs. `available_cpus`
     /// are the CPU ids this process may run on; `base` is where relative file paths start.
+    /// Sections are checked in file order; the first error is returned.
     pub fn validate(self, available_cpus: &[usize], base: &Path) -> Result<Settings, ConfigError> {
+        let shards = self.validate_runtime(available_cpus)?;
+        self.validate_http()?;
+        self.validate_webrtc(shards)?;
+        self.validate_media()?;
+        self.validate_rtmp()?;
+        self.validate_rtsp()?;
+        let (streams, publish_keys) = self.validate_streams(shards, base)?;
+        let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
+        Ok(Settings {
+            config: self,
+            shards,
+            cpus,
+            streams,
+            publish_keys,
+        })
+    }
+
+    /// `[runtime]`: the CPU map and limits; returns the number of shards.
+    fn validate_runtime(&self, available_cpus: &[usize]) -> Result<usize, ConfigError> {
         let rt = &self.runtime;
         if available_cpus.is_empty() {
             return Err(ConfigError::new("runtime.cpus", "no usable CPU found"));
@@ -571,6 +577,11 @@ impl Config {
                 "must be between 16 and 1048576",
             ));
         }
+        Ok(shards)
+    }
+
+    /// `[http]`: limits and time-outs.
+    fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
         if http.max_connections == 0 {
             return Err(ConfigError::new(
@@ -593,30 +604,41 @@ impl Config {
         if http.idle_timeout.0.is_zero() {
             return Err(ConfigError::new("http.idle_timeout", "must be more than 0"));
         }
-        if self.webrtc.max_sessions == 0 {
+        Ok(())
+    }
+
+    /// `[webrtc]`: session limits and the UDP port range of `shards` shards.
+    fn validate_webrtc(&self, shards: usize) -> Result<(), ConfigError> {
+        let w = &self.webrtc;
+        if w.max_sessions == 0 {
             return Err(ConfigError::new(
                 "webrtc.max_sessions",
                 "must be at least 1",
             ));
         }
-        if !(16..=4096).contains(&self.webrtc.nack_packets) {
+        if !(16..=4096).contains(&w.nack_packets) {
             return Err(ConfigError::new(
                 "webrtc.nack_packets",
                 "must be between 16 and 4096",
             ));
         }
-        if self.webrtc.session_timeout.0 < Duration::from_secs(1) {
+        if w.session_timeout.0 < Duration::from_secs(1) {
             return Err(ConfigError::new(
                 "webrtc.session_timeout",
                 "must be at least 1s (browsers send consent checks every ~5s)",
             ));
         }
-        if self.webrtc.udp_port != 0 && usize::from(self.webrtc.udp_port) + shards - 1 > 65535 {
+        if w.udp_port != 0 && usize::from(w.udp_port) + shards - 1 > 65535 {
             return Err(ConfigError::new(
                 "webrtc.udp_port",
                 format!("udp_port + shards - 1 exceeds 65535 with {shards} shards"),
             ));
         }
+        Ok(())
+    }
+
+    /// `[media]`: queue bounds.
+    fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
         if m.gop_max_frames == 0 || m.sink_max_frames == 0 {
             return Err(ConfigError::new(
@@ -628,7 +650,11 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        Ok(())
+    }
 
+    /// `[rtmp]`: chunk and message sizes, limits, time-outs, the global publish key.
+    fn validate_rtmp(&self) -> Result<(), ConfigError> {
         let r = &self.rtmp;
         if !(128..=65536).contains(&r.chunk_size) {
             return Err(ConfigError::new(
@@ -648,15 +674,11 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        for (key, d) in [
+        nonzero(&[
             ("rtmp.handshake_timeout", r.handshake_timeout),
             ("rtmp.idle_timeout", r.idle_timeout),
             ("rtmp.send_timeout", r.send_timeout),
-        ] {
-            if d.0.is_zero() {
-                return Err(ConfigError::new(key, "must be more than 0"));
-            }
-        }
+        ])?;
         if r.merge_write.0 > Duration::from_secs(1) {
             return Err(ConfigError::new(
                 "rtmp.merge_write",
@@ -669,7 +691,11 @@ impl Config {
                 "must not be empty (remove it to allow any publisher)",
             ));
         }
+        Ok(())
+    }
 
+    /// `[rtsp]`: the UDP port range, time-outs and the retry backoff.
+    fn validate_rtsp(&self) -> Result<(), ConfigError> {
         let rs = &self.rtsp;
         if rs.udp_port_min < 1024 || rs.udp_port_max < rs.udp_port_min.saturating_add(1) {
             return Err(ConfigError::new(
@@ -677,31 +703,36 @@ impl Config {
                 "udp_port_min..=udp_port_max must be a range of at least 2 ports above 1023",
             ));
         }
-        for (key, d) in [
+        nonzero(&[
             ("rtsp.udp_timeout", rs.udp_timeout),
             ("rtsp.connect_timeout", rs.connect_timeout),
             ("rtsp.response_timeout", rs.response_timeout),
             ("rtsp.read_timeout", rs.read_timeout),
             ("rtsp.retry_min", rs.retry_min),
             ("rtsp.on_demand_start_timeout", rs.on_demand_start_timeout),
-        ] {
-            if d.0.is_zero() {
-                return Err(ConfigError::new(key, "must be more than 0"));
-            }
-        }
+        ])?;
         if rs.retry_max.0 < rs.retry_min.0 {
             return Err(ConfigError::new(
                 "rtsp.retry_max",
                 "must be at least rtsp.retry_min",
             ));
         }
+        Ok(())
+    }
 
+    /// `[[streams]]`: paths (normalised, unique), sources and owner shards; paths
+    /// without a source give their publish keys.
+    fn validate_streams(
+        &self,
+        shards: usize,
+        base: &Path,
+    ) -> Result<(Vec<StreamPlan>, HashMap<StreamPath, String>), ConfigError> {
         let mut streams: Vec<StreamPlan> = Vec::new();
-        let mut publish_keys = std::collections::HashMap::new();
-        let mut seen: Vec<String> = Vec::new();
+        let mut publish_keys = HashMap::new();
+        let mut seen: Vec<StreamPath> = Vec::new();
         for (i, s) in self.streams.iter().enumerate() {
-            let path = normalize_path(&s.path)
-                .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e))?;
+            let path = StreamPath::parse(&s.path)
+                .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e.to_string()))?;
             if seen.contains(&path) {
                 return Err(ConfigError::new(
                     format!("streams[{i}].path"),
@@ -729,87 +760,112 @@ impl Config {
                     "a stream with a source cannot be published to; remove one of the two",
                 ));
             }
-            let mut source = SourceUrl::parse(source, base)
-                .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
-            match &mut source {
-                SourceUrl::File(p) => {
-                    if !p.is_file() {
-                        return Err(ConfigError::new(
-                            format!("streams[{i}].source"),
-                            format!("file {} does not exist or is not a file", p.display()),
-                        ));
-                    }
-                    for (key, set) in [
-                        ("transport", s.transport.is_some()),
-                        ("on_demand", s.on_demand.is_some()),
-                        ("on_demand_close_after", s.on_demand_close_after.is_some()),
-                        ("user", s.user.is_some()),
-                        ("password", s.password.is_some()),
-                    ] {
-                        if set {
-                            return Err(ConfigError::new(
-                                format!("streams[{i}].{key}"),
-                                "applies to rtsp:// sources only",
-                            ));
-                        }
-                    }
-                }
-                SourceUrl::Rtsp(r) => {
-                    r.transport = s.transport.unwrap_or(self.rtsp.transport);
-                    r.on_demand = s.on_demand.unwrap_or(false);
-                    if let Some(d) = s.on_demand_close_after {
-                        if !r.on_demand {
-                            return Err(ConfigError::new(
-                                format!("streams[{i}].on_demand_close_after"),
-                                "needs on_demand = true",
-                            ));
-                        }
-                        r.close_after = d.0;
-                    }
-                    match (&s.user, &s.password) {
-                        (Some(user), password) => {
-                            r.credentials = Some(crate::rtsp::proto::auth::Credentials {
-                                user: user.clone(),
-                                password: password.clone().unwrap_or_default(),
-                            });
-                        }
-                        (None, Some(_)) => {
-                            return Err(ConfigError::new(
-                                format!("streams[{i}].password"),
-                                "needs user as well",
-                            ));
-                        }
-                        (None, None) => {}
-                    }
-                }
-            }
-            let shard = match s.shard {
-                Some(n) if n >= shards => {
-                    return Err(ConfigError::new(
-                        format!("streams[{i}].shard"),
-                        format!(
-                            "shard {n} does not exist (there are {shards}: 0..{})",
-                            shards - 1
-                        ),
-                    ));
-                }
-                Some(n) => n,
-                None => i % shards,
-            };
+            let source = self.stream_source(i, s, source, base)?;
+            let shard = stream_shard(i, s, shards)?;
             streams.push(StreamPlan {
                 path,
                 source,
                 shard,
             });
         }
-        let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
-        Ok(Settings {
-            config: self,
-            shards,
-            cpus,
-            streams,
-            publish_keys,
-        })
+        Ok((streams, publish_keys))
+    }
+
+    /// The parsed `source` of `streams[i]`, with the entry's per-source options applied.
+    fn stream_source(
+        &self,
+        i: usize,
+        s: &StreamConfig,
+        source: &str,
+        base: &Path,
+    ) -> Result<SourceUrl, ConfigError> {
+        let mut source = SourceUrl::parse(source, base)
+            .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
+        match &mut source {
+            SourceUrl::File(p) => {
+                if !p.is_file() {
+                    return Err(ConfigError::new(
+                        format!("streams[{i}].source"),
+                        format!("file {} does not exist or is not a file", p.display()),
+                    ));
+                }
+                for (key, set) in [
+                    ("transport", s.transport.is_some()),
+                    ("on_demand", s.on_demand.is_some()),
+                    ("on_demand_close_after", s.on_demand_close_after.is_some()),
+                    ("user", s.user.is_some()),
+                    ("password", s.password.is_some()),
+                ] {
+                    if set {
+                        return Err(ConfigError::new(
+                            format!("streams[{i}].{key}"),
+                            "applies to rtsp:// sources only",
+                        ));
+                    }
+                }
+            }
+            SourceUrl::Rtsp(r) => rtsp_options(i, s, r, self.rtsp.transport)?,
+        }
+        Ok(source)
+    }
+}
+
+/// Errors on the first zero duration of `(key, value)`.
+fn nonzero(durations: &[(&str, Millis)]) -> Result<(), ConfigError> {
+    match durations.iter().find(|(_, d)| d.0.is_zero()) {
+        Some((key, _)) => Err(ConfigError::new(*key, "must be more than 0")),
+        None => Ok(()),
+    }
+}
+
+/// Applies `streams[i]`'s RTSP options (transport, on-demand, credentials) to `r`.
+fn rtsp_options(
+    i: usize,
+    s: &StreamConfig,
+    r: &mut RtspSource,
+    default_transport: RtspTransport,
+) -> Result<(), ConfigError> {
+    r.transport = s.transport.unwrap_or(default_transport);
+    r.on_demand = s.on_demand.unwrap_or(false);
+    if let Some(d) = s.on_demand_close_after {
+        if !r.on_demand {
+            return Err(ConfigError::new(
+                format!("streams[{i}].on_demand_close_after"),
+                "needs on_demand = true",
+            ));
+        }
+        r.close_after = d.0;
+    }
+    match (&s.user, &s.password) {
+        (Some(user), password) => {
+            r.credentials = Some(crate::rtsp::proto::auth::Credentials {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                format!("streams[{i}].password"),
+                "needs user as well",
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// The owner shard of `streams[i]`: its `shard`, else round-robin.
+fn stream_shard(i: usize, s: &StreamConfig, shards: usize) -> Result<usize, ConfigError> {
+    match s.shard {
+        Some(n) if n >= shards => Err(ConfigError::new(
+            format!("streams[{i}].shard"),
+            format!(
+                "shard {n} does not exist (there are {shards}: 0..{})",
+                shards - 1
+            ),
+        )),
+        Some(n) => Ok(n),
+        None => Ok(i % shards),
     }
 }
 
@@ -978,7 +1034,7 @@ mod tests {
         let s = validate(DEFAULT_CONFIG).expect("default config");
         assert_eq!(s.shards, 2);
         assert_eq!(s.streams.len(), 1);
-        assert_eq!(s.streams[0].path, "demo");
+        assert_eq!(s.streams[0].path.as_str(), "demo");
         assert_eq!(s.streams[0].source.kind(), "file");
         assert_eq!(s.config.http.max_header_bytes, ByteSize(16 * 1024));
     }
@@ -1171,9 +1227,36 @@ mod tests {
 
     #[test]
     fn paths_normalize() {
+        let p = |s: &str| StreamPath::parse(s).map(|p| p.to_string());
+        assert_eq!(p("/live/cam1/").as_deref(), Ok("live/cam1"));
+        assert!(p("live//cam").is_err());
+        assert!(p("../etc").is_err());
+        assert!(p("").is_err());
         assert_eq!(normalize_path("/live/cam1/").as_deref(), Ok("live/cam1"));
-        assert!(normalize_path("live//cam").is_err());
-        assert!(normalize_path("../etc").is_err());
-        assert!(normalize_path("").is_err());
+        assert_eq!(
+            normalize_path("a b").unwrap_err(),
+            "character ' ' not allowed in a stream path"
+        );
+    }
+
+    #[test]
+    fn stream_paths_are_stream_paths() {
+        let demo = "source = \"file:configs/media/demo.flv\"";
+        let s = validate(&format!(
+            "[[streams]]\npath = \"/live/cam1/\"\n{demo}\n[[streams]]\npath = \"push\"\npublish_key = \"k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.streams[0].path, StreamPath::parse("live/cam1").unwrap());
+        assert!(s.has_source("live/cam1"));
+        assert!(
+            !s.has_source("/live/cam1/"),
+            "callers pass normalised paths"
+        );
+        assert_eq!(s.publish_key("push"), Some("k"));
+        let e = validate(&format!("[[streams]]\npath = \"a%zz\"\n{demo}\n")).unwrap_err();
+        assert_eq!(e.key, "streams[0].path");
+        assert_eq!(e.message, "bad percent-escape in a stream path");
+        let e = validate(&format!("[[streams]]\npath = \"live//x\"\n{demo}\n")).unwrap_err();
+        assert_eq!(e.message, "empty, '.' or '..' path segment");
     }
 }
