@@ -23,7 +23,18 @@ struct Args {
     print_config: bool,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
+/// Why the command line was refused (exit status 2).
+#[derive(Debug, thiserror::Error)]
+enum ArgsError {
+    /// `--config` was the last argument.
+    #[error("--config needs a file")]
+    MissingConfigFile,
+    /// An argument we do not know.
+    #[error("unknown argument '{0}' (see --help)")]
+    Unknown(String),
+}
+
+fn parse_args() -> Result<Option<Args>, ArgsError> {
     let mut args = Args {
         config: None,
         print_config: false,
@@ -32,7 +43,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => {
-                let f = it.next().ok_or("--config needs a file")?;
+                let f = it.next().ok_or(ArgsError::MissingConfigFile)?;
                 args.config = Some(PathBuf::from(f));
             }
             s if s.starts_with("--config=") => {
@@ -47,7 +58,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 println!("corecast {}", env!("CARGO_PKG_VERSION"));
                 return Ok(None);
             }
-            other => return Err(format!("unknown argument '{other}' (see --help)")),
+            other => return Err(ArgsError::Unknown(other.to_string())),
         }
     }
     Ok(Some(args))
