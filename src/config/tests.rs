@@ -1,0 +1,243 @@
+//! Unit tests of the configuration: parsing, validation messages, stream paths.
+
+use super::*;
+
+fn base() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn validate(text: &str) -> Result<Settings, ConfigError> {
+    Config::parse(text)?.validate(&[0, 1], &base())
+}
+
+#[test]
+fn default_config_is_valid_and_publishes_demo() {
+    let s = validate(DEFAULT_CONFIG).expect("default config");
+    assert_eq!(s.shards, 2);
+    assert_eq!(s.streams.len(), 1);
+    assert_eq!(s.streams[0].path.as_str(), "demo");
+    assert_eq!(s.streams[0].source.kind(), "file");
+    assert_eq!(s.config.http.max_header_bytes, ByteSize(16 * 1024));
+}
+
+#[test]
+fn empty_config_takes_defaults() {
+    let s = validate("").expect("empty config");
+    assert_eq!(s.config, Config::default());
+    assert!(s.streams.is_empty());
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = validate("[runtime]\nshardz = 2\n").unwrap_err();
+    assert_eq!(e.key, "runtime.shardz");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = validate("[nope]\n").unwrap_err();
+    assert!(e.message.contains("nope"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = validate("[runtime]\nshards = \"many\"\n").unwrap_err();
+    assert_eq!(e.key, "runtime.shards");
+    let e = validate("[http]\nlisten = 8080\n").unwrap_err();
+    assert_eq!(e.key, "http.listen");
+    let e = validate("[http]\nheader_timeout = \"10 parsecs\"\n").unwrap_err();
+    assert_eq!(e.key, "http.header_timeout");
+    assert!(e.message.contains("parsecs"), "{e}");
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = validate("[runtime\nshards = 1\n").unwrap_err();
+    assert!(e.message.contains("line 1"), "{e}");
+}
+
+#[test]
+fn shards_and_cpus() {
+    assert_eq!(validate("[runtime]\nshards = 1\n").unwrap().shards, 1);
+    let s = validate("[runtime]\ncpus = [1]\n").unwrap();
+    assert_eq!((s.shards, s.cpus), (1, Some(vec![1])));
+    let e = validate("[runtime]\ncpus = [7]\n").unwrap_err();
+    assert_eq!(e.key, "runtime.cpus[0]");
+    assert!(e.message.contains("CPU 7"), "{e}");
+    let e = validate("[runtime]\ncpus = [0, 0]\n").unwrap_err();
+    assert_eq!(e.key, "runtime.cpus[1]");
+    let e = validate("[runtime]\nshards = 2\ncpus = [0]\n").unwrap_err();
+    assert_eq!(e.key, "runtime.cpus");
+    let e = validate("[runtime]\nshards = 0\n").unwrap_err();
+    assert_eq!(e.key, "runtime.shards");
+    // More shards than CPUs is allowed without a fixed map.
+    assert_eq!(validate("[runtime]\nshards = 4\n").unwrap().shards, 4);
+}
+
+#[test]
+fn streams_are_checked() {
+    let demo = "source = \"file:configs/media/demo.flv\"";
+    let e = validate(&format!(
+        "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"/a/\"\n{demo}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[1].path");
+    assert!(e.message.contains("duplicate"), "{e}");
+    let e = validate("[[streams]]\npath = \"a\"\nsource = \"file:nope.flv\"\n").unwrap_err();
+    assert_eq!(e.key, "streams[0].source");
+    assert!(e.message.contains("does not exist"), "{e}");
+    let e = validate("[[streams]]\npath = \"a\"\nsource = \"gopher://x\"\n").unwrap_err();
+    assert!(e.message.contains("unsupported source 'gopher'"), "{e}");
+    let e = validate(&format!("[[streams]]\npath = \"a b\"\n{demo}\n")).unwrap_err();
+    assert_eq!(e.key, "streams[0].path");
+    let e = validate(&format!("[[streams]]\npath = \"a\"\n{demo}\nshard = 5\n")).unwrap_err();
+    assert_eq!(e.key, "streams[0].shard");
+    let e = validate("[[streams]]\npath = \"a\"\n").unwrap_err();
+    assert_eq!(e.key, "streams[0]");
+    assert!(e.message.contains("source"), "{e}");
+    let e = validate(&format!(
+        "[[streams]]\npath = \"a\"\n{demo}\npublish_key = \"k\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[0].publish_key");
+    let e = validate("[rtmp]\nchunk_size = 1\n").unwrap_err();
+    assert_eq!(e.key, "rtmp.chunk_size");
+}
+
+#[test]
+fn rtsp_sources_are_checked() {
+    let cam = "source = \"rtsp://admin:p%40ss@192.0.2.10/Streaming/Channels/101\"";
+    let s = validate(&format!("[[streams]]\npath = \"cam\"\n{cam}\n")).unwrap();
+    let SourceUrl::Rtsp(r) = &s.streams[0].source else {
+        panic!("not rtsp: {:?}", s.streams[0].source);
+    };
+    assert_eq!(r.url.host, "192.0.2.10");
+    assert_eq!(r.url.port, 554);
+    assert_eq!(r.url.password.as_deref(), Some("p@ss"));
+    assert_eq!(r.transport, RtspTransport::Auto);
+    assert!(!r.on_demand);
+    assert_eq!(r.close_after, Duration::from_secs(10));
+    assert!(r.credentials.is_none());
+    assert_eq!(s.streams[0].source.kind(), "rtsp");
+
+    let s = validate(&format!(
+        "[rtsp]\ntransport = \"udp\"\n[[streams]]\npath = \"cam\"\n{cam}\non_demand = true\n\
+         on_demand_close_after = \"3s\"\nuser = \"u\"\npassword = \"p\"\n"
+    ))
+    .unwrap();
+    let SourceUrl::Rtsp(r) = &s.streams[0].source else {
+        panic!("not rtsp");
+    };
+    assert_eq!(r.transport, RtspTransport::Udp, "the [rtsp] default");
+    assert!(r.on_demand);
+    assert_eq!(r.close_after, Duration::from_secs(3));
+    let c = r.credentials.as_ref().expect("credentials");
+    assert_eq!((c.user.as_str(), c.password.as_str()), ("u", "p"));
+
+    for (extra, key, needle) in [
+        (
+            "on_demand_close_after = \"3s\"",
+            "streams[0].on_demand_close_after",
+            "on_demand",
+        ),
+        ("password = \"p\"", "streams[0].password", "user"),
+        (
+            "transport = \"quic\"",
+            "streams[0].transport",
+            "unknown variant",
+        ),
+    ] {
+        let e = validate(&format!("[[streams]]\npath = \"cam\"\n{cam}\n{extra}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(needle), "{e}");
+    }
+    let e = validate(
+        "[[streams]]\npath = \"a\"\nsource = \"file:configs/media/demo.flv\"\non_demand = true\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "streams[0].on_demand");
+    assert!(e.message.contains("rtsp:// sources only"), "{e}");
+    let e = validate("[[streams]]\npath = \"a\"\nsource = \"rtsp://\"\n").unwrap_err();
+    assert_eq!(e.key, "streams[0].source");
+    let e = validate("[rtsp]\nudp_port_min = 40000\nudp_port_max = 30000\n").unwrap_err();
+    assert_eq!(e.key, "rtsp.udp_port_min");
+    let e = validate("[rtsp]\nretry_min = \"10s\"\nretry_max = \"1s\"\n").unwrap_err();
+    assert_eq!(e.key, "rtsp.retry_max");
+    let e = validate("[rtsp]\nread_timeout = \"0s\"\n").unwrap_err();
+    assert_eq!(e.key, "rtsp.read_timeout");
+}
+
+#[test]
+fn streams_spread_round_robin() {
+    let demo = "source = \"file:configs/media/demo.flv\"";
+    let s = validate(&format!(
+        "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"b\"\n{demo}\n[[streams]]\npath = \"c\"\n{demo}\nshard = 0\n"
+    ))
+    .unwrap();
+    let shards: Vec<usize> = s.streams.iter().map(|p| p.shard).collect();
+    assert_eq!(shards, [0, 1, 0]);
+}
+
+#[test]
+fn publish_keys_per_path_and_global() {
+    let s = validate(
+        "[rtmp]\npublish_key = \"all\"\n[[streams]]\npath = \"live/cam\"\npublish_key = \"cam\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.publish_key("live/cam"), Some("cam"));
+    assert_eq!(s.publish_key("live/other"), Some("all"));
+    assert!(s.streams.is_empty());
+    let s = validate("").unwrap();
+    assert_eq!(s.publish_key("live/x"), None);
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("16KiB"), Ok(16384));
+    assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+    assert_eq!(parse_size("512"), Ok(512));
+    assert!(parse_size("lots").is_err());
+    assert!(parse_size("99999999999999GiB").is_err());
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("10").is_err());
+}
+
+#[test]
+fn printed_config_parses_back_to_the_same() {
+    let c = Config::parse(DEFAULT_CONFIG).unwrap();
+    let again = Config::parse(&c.to_toml()).unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn paths_normalize() {
+    let p = |s: &str| StreamPath::parse(s).map(|p| p.to_string());
+    assert_eq!(p("/live/cam1/").as_deref(), Ok("live/cam1"));
+    assert!(p("live//cam").is_err());
+    assert!(p("../etc").is_err());
+    assert!(p("").is_err());
+    assert_eq!(normalize_path("/live/cam1/").as_deref(), Ok("live/cam1"));
+    assert_eq!(
+        normalize_path("a b").unwrap_err(),
+        "character ' ' not allowed in a stream path"
+    );
+}
+
+#[test]
+fn stream_paths_are_stream_paths() {
+    let demo = "source = \"file:configs/media/demo.flv\"";
+    let s = validate(&format!(
+        "[[streams]]\npath = \"/live/cam1/\"\n{demo}\n[[streams]]\npath = \"push\"\npublish_key = \"k\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.streams[0].path, StreamPath::parse("live/cam1").unwrap());
+    assert!(s.has_source("live/cam1"));
+    assert!(
+        !s.has_source("/live/cam1/"),
+        "callers pass normalised paths"
+    );
+    assert_eq!(s.publish_key("push"), Some("k"));
+    let e = validate(&format!("[[streams]]\npath = \"a%zz\"\n{demo}\n")).unwrap_err();
+    assert_eq!(e.key, "streams[0].path");
+    assert_eq!(e.message, "bad percent-escape in a stream path");
+    let e = validate(&format!("[[streams]]\npath = \"live//x\"\n{demo}\n")).unwrap_err();
+    assert_eq!(e.message, "empty, '.' or '..' path segment");
+}
