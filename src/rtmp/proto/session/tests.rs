@@ -1081,3 +1081,102 @@ fn paths_and_keys() {
     assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
     assert_eq!(query_value(None, "key"), None);
 }
+
+/// A whole publish conversation as the client sends it: handshake, connect, publish,
+/// metadata, media.
+fn publish_conversation() -> Vec<u8> {
+    let mut input = vec![0x03];
+    input.resize(1 + 2 * HANDSHAKE_LEN, 0);
+    let mut out = BytesMut::new();
+    let connect = cmd(
+        "connect",
+        1.0,
+        &[Amf0Value::object([("app", Amf0Value::string("live"))])],
+    );
+    let publish = cmd("publish", 2.0, &[Amf0Value::string("cam?key=s3")]);
+    let meta = amf0::encode_all(&[
+        Amf0Value::string("onMetaData"),
+        Amf0Value::object([("fps", Amf0Value::Number(30.0))]),
+    ]);
+    encode_message(
+        3,
+        MSG_COMMAND_AMF0,
+        0,
+        0,
+        &amf0::encode_all(&connect),
+        128,
+        &mut out,
+    );
+    encode_message(
+        4,
+        MSG_COMMAND_AMF0,
+        1,
+        0,
+        &amf0::encode_all(&publish),
+        128,
+        &mut out,
+    );
+    encode_message(4, MSG_DATA_AMF0, 1, 0, &meta, 128, &mut out);
+    encode_message(6, MSG_VIDEO, 1, 40, &[0x17; 300], 128, &mut out);
+    encode_message(4, MSG_AUDIO, 1, 23, &[0xAF, 0x01, 0x21], 128, &mut out);
+    input.extend_from_slice(&out);
+    input
+}
+
+#[test]
+fn mutated_publish_conversations_never_panic() {
+    let clean = publish_conversation();
+    let start = 1 + 2 * HANDSHAKE_LEN;
+    let mut outcomes = [0usize; 3]; // publishing, closed, neither
+    for (i, flip) in (start..clean.len()).flat_map(|i| [(i, 0xFFu8), (i, 0x01)]) {
+        let mut input = clean.clone();
+        input[i] ^= flip;
+        let now = origin();
+        let mut s =
+            ServerSession::new(now, SessionConfig::default(), 3).with_access(Box::new(keyed()));
+        for (n, part) in input.chunks(1 + i % 61).enumerate() {
+            let at = now + Duration::from_millis(n as u64);
+            if s.handle_input(at, Input::Receive(part)).is_err() {
+                break;
+            }
+            // Drained to a timeout in a bounded number of steps, answering the requests.
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                assert!(steps < 10_000, "poll_output never reached a timeout");
+                match s.poll_output() {
+                    // Accepting processes held input, which may be bad: that closes.
+                    Output::Event(Event::PublishRequested { .. }) => {
+                        if let Err(e) = s.accept_publish() {
+                            assert!(s.is_closed(), "{e}");
+                        }
+                    }
+                    Output::Event(Event::PlayRequested { .. }) => {
+                        if let Err(e) = s.accept_play() {
+                            assert!(s.is_closed(), "{e}");
+                        }
+                    }
+                    Output::Timeout(t) => {
+                        assert!(t > at, "a timeout in the past");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        outcomes[if s.is_publishing() {
+            0
+        } else if s.is_closed() {
+            1
+        } else {
+            2
+        }] += 1;
+        if s.is_closed() {
+            assert_eq!(
+                s.handle_input(now, Input::Receive(&[0])),
+                Err(SessionError::Closed)
+            );
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
