@@ -1,10 +1,13 @@
-//! RTMP protocol core: chunk parsing, AMF0 decoding and the fan-out chunking cost.
+//! RTMP protocol core: chunk parsing, AMF0 decoding, the fan-out chunking cost, and a
+//! publisher's media through the whole session (`handle_input` + `poll_output`).
 
 use bytes::{Bytes, BytesMut};
 use corecast::rtmp::proto::amf0::{self, Amf0Value};
-use corecast::rtmp::proto::chunk::{ChunkReader, MSG_VIDEO, encode_message};
+use corecast::rtmp::proto::chunk::{ChunkReader, MSG_COMMAND_AMF0, MSG_VIDEO, encode_message};
+use corecast::rtmp::proto::{Event, Input, Output, ServerSession, SessionConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
+use std::time::Instant;
 
 /// Number of video messages in the parse buffer.
 const MESSAGES: usize = 1000;
@@ -148,5 +151,80 @@ fn bench_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_chunk_parse, bench_amf0, bench_fanout);
+/// A session through the handshake, `connect` and an accepted `publish` of `live/bench`.
+fn publishing_session(now: Instant) -> ServerSession {
+    let mut s = ServerSession::new(now, SessionConfig::default(), 1);
+    let mut input = vec![0x03];
+    input.resize(1 + 2 * 1536, 0);
+    let mut out = BytesMut::new();
+    encode_message(3, MSG_COMMAND_AMF0, 0, 0, &connect_body(), 128, &mut out);
+    let publish = amf0::encode_all(&[
+        Amf0Value::string("publish"),
+        Amf0Value::Number(2.0),
+        Amf0Value::Null,
+        Amf0Value::string("bench"),
+    ]);
+    encode_message(4, MSG_COMMAND_AMF0, 1, 0, &publish, 128, &mut out);
+    input.extend_from_slice(&out);
+    s.handle_input(now, Input::Receive(&input))
+        .expect("handshake, connect and publish");
+    let mut requested = false;
+    loop {
+        match s.poll_output() {
+            Output::Event(Event::PublishRequested { .. }) => requested = true,
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert!(requested, "publish requested");
+    s.accept_publish().expect("accept");
+    while !matches!(s.poll_output(), Output::Timeout(_)) {}
+    s
+}
+
+/// Feeds `stream` to `s` in 64 KiB reads (as the driver does) and drains it; returns the
+/// number of media events.
+fn ingest(s: &mut ServerSession, now: Instant, stream: &[u8]) -> usize {
+    let mut media = 0;
+    for read in stream.chunks(64 * 1024) {
+        s.handle_input(now, Input::Receive(read))
+            .expect("valid media");
+        loop {
+            match s.poll_output() {
+                Output::Event(Event::Media { body, .. }) => {
+                    black_box(body);
+                    media += 1;
+                }
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+    }
+    media
+}
+
+fn bench_session(c: &mut Criterion) {
+    #[allow(clippy::disallowed_methods)] // The benchmark's clock origin; no timer fires.
+    let now = Instant::now();
+    let stream = video_stream(128);
+    assert_eq!(ingest(&mut publishing_session(now), now, &stream), MESSAGES);
+    let mut group = c.benchmark_group("rtmp_session");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function("publish 1000x4000B video @128", |b| {
+        b.iter_batched(
+            || publishing_session(now),
+            |mut s| ingest(&mut s, now, &stream),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_chunk_parse,
+    bench_amf0,
+    bench_fanout,
+    bench_session
+);
 criterion_main!(benches);

@@ -345,7 +345,8 @@ impl PlayClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corecast::rtmp::proto::{ServerSession, SessionConfig, SessionEvent};
+    use corecast::rtmp::proto::{Event, Input, Output, ServerSession, SessionConfig};
+    use std::time::Instant;
 
     /// Exchanges bytes until neither side has anything to say; accepts or rejects play.
     fn pump(
@@ -353,37 +354,40 @@ mod tests {
         server: &mut ServerSession,
         accept: bool,
     ) -> Result<Counts, ClientError> {
+        let now = origin();
         let mut total = Counts::default();
         for _ in 0..32 {
             let mut moved = false;
             while let Some(b) = client.take_output() {
                 moved = true;
                 server
-                    .handle_input(&b)
+                    .handle_input(now, Input::Receive(&b))
                     .expect("server accepts client bytes");
             }
-            while let Some(ev) = server.poll_event() {
-                if let SessionEvent::PlayRequested {
-                    app, stream_key, ..
-                } = ev
-                {
-                    assert_eq!(app, "live");
-                    assert_eq!(stream_key, "load");
-                    if accept {
-                        server.accept_play().expect("accept");
-                    } else {
-                        server
-                            .reject_play("NetStream.Play.StreamNotFound", "nothing here")
-                            .expect("reject");
+            loop {
+                match server.poll_output() {
+                    Output::Event(Event::PlayRequested { path, .. }) => {
+                        assert_eq!(path.as_str(), "live/load");
+                        assert_eq!(server.app(), "live");
+                        assert_eq!(server.stream_key(), "load");
+                        if accept {
+                            server.accept_play().expect("accept");
+                        } else {
+                            server
+                                .reject_play("NetStream.Play.StreamNotFound", "nothing here")
+                                .expect("reject");
+                        }
                     }
+                    Output::Event(_) => {}
+                    Output::Transmit(b) => {
+                        moved = true;
+                        let c = client.feed(&b)?;
+                        total.audio += c.audio;
+                        total.video += c.video;
+                        total.other += c.other;
+                    }
+                    Output::Timeout(_) => break,
                 }
-            }
-            while let Some(b) = server.take_output() {
-                moved = true;
-                let c = client.feed(&b)?;
-                total.audio += c.audio;
-                total.video += c.video;
-                total.other += c.other;
             }
             if !moved {
                 break;
@@ -392,9 +396,15 @@ mod tests {
         Ok(total)
     }
 
+    #[allow(clippy::disallowed_methods)] // The session's clock; no timer fires in these tests.
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
     fn pair(window: u32) -> (PlayClient, ServerSession) {
         let client = PlayClient::new("live", "rtmp://127.0.0.1:1935/live", "load", 42);
         let server = ServerSession::new(
+            origin(),
             SessionConfig {
                 window_ack_size: window,
                 ..SessionConfig::default()

@@ -1,14 +1,18 @@
-//! The RTMP connection driver: owns the socket, feeds the sans-IO [`ServerSession`], and
-//! connects publishers and players to the shard's hub.
+//! The RTMP connection driver: owns the socket and the clock, feeds the sans-IO
+//! [`ServerSession`] and drains its output, and connects publishers and players to the
+//! shard's hub (the hub's answer to a publish or play goes back to the session). Protocol
+//! decisions and timers live in the session; I/O policy (merged writes, send buffers)
+//! lives here.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::proto::session::{ServerSession, SessionConfig, SessionEvent, encode_media_parts};
-use crate::config::normalize_path;
+use super::proto::session::{
+    Access, Event, Input, Output, ServerSession, SessionConfig, encode_media_parts,
+};
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
 use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
 use crate::stats;
-use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo};
+use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -77,6 +81,23 @@ struct Player {
     video: bool,
 }
 
+/// The shard's answers to the session's publish/play questions.
+struct ShardAccess(ShardRef);
+
+impl Access for ShardAccess {
+    fn publish_key(&self, path: &StreamPath) -> Option<&str> {
+        self.0.shared.settings.publish_key(path)
+    }
+
+    fn has_source(&self, path: &StreamPath) -> bool {
+        self.0.shared.settings.has_source(path)
+    }
+
+    fn exists(&self, path: &StreamPath) -> bool {
+        self.0.hub.borrow().owner(path).is_some()
+    }
+}
+
 async fn connection(shard: ShardRef, mut stream: TcpStream) {
     let _guard = ConnGuard::new(&shard);
     let peer = stream.peer_addr().ok();
@@ -87,18 +108,35 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
         set_send_buffer(&stream, cfg.send_buffer.as_usize());
     }
     let seed = seed(peer);
-    let mut session = ServerSession::new(
-        SessionConfig {
-            out_chunk_size: cfg.chunk_size,
-            max_message_len: cfg.max_message_bytes.as_usize(),
-            ..SessionConfig::default()
-        },
-        seed,
-    );
+    let config = SessionConfig {
+        out_chunk_size: cfg.chunk_size,
+        max_message_len: cfg.max_message_bytes.as_usize(),
+        handshake_timeout: cfg.handshake_timeout.0,
+        idle_timeout: cfg.idle_timeout.0,
+        ..SessionConfig::default()
+    };
+    let mut session = ServerSession::new(Instant::now(), config, seed)
+        .with_access(Box::new(ShardAccess(shard.clone())));
     let mut role = Role::Control;
-    let end = run(&shard, &mut stream, &mut session, &mut role, peer).await;
+    let mut pending = Vec::new();
+    let end = run(
+        &shard,
+        &mut stream,
+        &mut session,
+        &mut role,
+        peer,
+        &mut pending,
+    )
+    .await;
     // Whatever ended the connection, the session may have a last word (an error status).
-    let _ = write_output(&shard, &mut stream, &mut session, &mut Vec::new()).await;
+    loop {
+        match session.poll_output() {
+            Output::Transmit(bytes) => pending.push(bytes),
+            Output::Event(_) => {}
+            Output::Timeout(_) => break,
+        }
+    }
+    let _ = write_output(&shard, &mut stream, &mut pending).await;
     if let Role::Publisher(p) = &role {
         let _ = shard.hub.borrow_mut().unpublish(&p.path);
     }
@@ -109,30 +147,37 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
     }
 }
 
+/// The connection's loop: wait for input, media to send (players), the session's timer or
+/// shutdown; hand it to the session; act on its output; write.
 async fn run(
     shard: &Shard,
     stream: &mut TcpStream,
     session: &mut ServerSession,
     role: &mut Role,
     peer: Option<SocketAddr>,
+    pending: &mut Vec<Bytes>,
 ) -> End {
-    let cfg = &shard.shared.settings.config.rtmp;
     let mut tmp = vec![0u8; READ_CHUNK_SMALL];
-    let started = Instant::now();
-    let mut last_input = Instant::now();
     let mut last_write: Option<Instant> = None;
-    let merge = cfg.merge_write.0;
-    let mut pending = Vec::new();
+    let mut timeout = Instant::now();
+    let mut media = false;
     loop {
+        if let Some(end) = drain(shard, session, role, peer, pending, &mut timeout) {
+            return end;
+        }
+        match write_output(shard, stream, pending).await {
+            // Only media sends start a merge interval: the replies to `play` must not
+            // hold back the first frames.
+            Ok(true) if media => last_write = Some(Instant::now()),
+            Ok(_) => {}
+            Err(e) => return End::Error(format!("write: {e}")),
+        }
+        if session.is_closed() {
+            return End::Quiet("session ended".into());
+        }
         if matches!(role, Role::Publisher(_)) && tmp.len() < READ_CHUNK {
             tmp.resize(READ_CHUNK, 0);
         }
-        // Wait for input, for media to send (players), a deadline or shutdown.
-        let deadline = match role {
-            Role::Control => cfg.handshake_timeout.0.saturating_sub(started.elapsed()),
-            Role::Publisher(_) => cfg.idle_timeout.0.saturating_sub(last_input.elapsed()),
-            Role::Player(_) => Duration::from_secs(3600),
-        };
         let sink = match role {
             Role::Player(p) => Some(p.sink.queue.clone()),
             _ => None,
@@ -143,50 +188,23 @@ async fn run(
                 None => future::pending().await,
             }
         };
+        let deadline = timeout.saturating_duration_since(Instant::now());
         let wake = shard.wait_io(stream, &mut tmp, next_event, deadline).await;
-        let media = matches!(wake, Wake::Other(_));
+        media = matches!(wake, Wake::Other(_));
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
-                last_input = Instant::now();
-                if let Err(e) = session.handle_input(&tmp[..n]) {
+                if let Err(e) = session.handle_input(Instant::now(), Input::Receive(&tmp[..n])) {
                     return End::Error(format!("protocol error: {e}"));
-                }
-                if let Some(end) = handle_events(shard, session, role, peer) {
-                    return end;
                 }
             }
             Wake::Read(Err(e)) => return End::Error(format!("read: {e}")),
             Wake::Other(ev) => {
                 if let Role::Player(p) = role {
-                    play_event(shard, session, p, ev);
-                    // Merged writes: at most one send per `rtmp.merge_write` per player
-                    // (the first one after joining goes at once). Frames that arrive
-                    // meanwhile wait in the player's queue and go in the same send.
-                    if let Some(at) = last_write {
-                        let since = at.elapsed();
-                        if since < merge {
-                            glommio::timer::sleep(merge - since).await;
-                        }
-                    }
-                    // Take what else is queued, then write it all out.
-                    for _ in 1..PLAYER_BATCH {
-                        let Some(ev) = p.sink.queue.try_pop() else {
-                            break;
-                        };
-                        play_event(shard, session, p, ev);
-                    }
+                    play_batch(shard, session, p, ev, last_write).await;
                 }
             }
-            Wake::Timeout => {
-                return match role {
-                    Role::Control => End::Quiet(format!(
-                        "no connect/publish/play within {:?}",
-                        cfg.handshake_timeout.0
-                    )),
-                    _ => End::Quiet(format!("publisher silent for {:?}", cfg.idle_timeout.0)),
-                };
-            }
+            Wake::Timeout => session.handle_timeout(Instant::now()),
             Wake::Shutdown => {
                 if let Role::Player(_) = role {
                     session.send_unpublish_notify();
@@ -194,15 +212,60 @@ async fn run(
                 return End::Quiet("server shutting down".into());
             }
         }
-        match write_output(shard, stream, session, &mut pending).await {
-            // Only media sends start a merge interval: the replies to `play` must not
-            // hold back the first frames.
-            Ok(true) if media => last_write = Some(Instant::now()),
-            Ok(_) => {}
-            Err(e) => return End::Error(format!("write: {e}")),
+    }
+}
+
+/// Sends a player's stream event and whatever else is queued behind it.
+///
+/// Merged writes: at most one send per `rtmp.merge_write` per player (the first one after
+/// joining goes at once). Frames that arrive meanwhile wait in the player's queue and go in
+/// the same send.
+async fn play_batch(
+    shard: &Shard,
+    session: &mut ServerSession,
+    p: &mut Player,
+    ev: SinkEvent,
+    last_write: Option<Instant>,
+) {
+    play_event(shard, session, p, ev);
+    let merge = shard.shared.settings.config.rtmp.merge_write.0;
+    if let Some(at) = last_write {
+        let since = at.elapsed();
+        if since < merge {
+            glommio::timer::sleep(merge - since).await;
         }
-        if session.is_closed() {
-            return End::Quiet("session ended".into());
+    }
+    // Take what else is queued, then write it all out.
+    for _ in 1..PLAYER_BATCH {
+        let Some(ev) = p.sink.queue.try_pop() else {
+            break;
+        };
+        play_event(shard, session, p, ev);
+    }
+}
+
+/// Drains the session's output: bytes into `pending`, events acted on, the next timeout
+/// into `timeout`. Returns why the connection ends, if it does.
+fn drain(
+    shard: &Shard,
+    session: &mut ServerSession,
+    role: &mut Role,
+    peer: Option<SocketAddr>,
+    pending: &mut Vec<Bytes>,
+    timeout: &mut Instant,
+) -> Option<End> {
+    loop {
+        match session.poll_output() {
+            Output::Transmit(bytes) => pending.push(bytes),
+            Output::Event(ev) => {
+                if let Some(end) = handle_event(shard, session, role, peer, ev) {
+                    return Some(end);
+                }
+            }
+            Output::Timeout(at) => {
+                *timeout = at;
+                return None;
+            }
         }
     }
 }
@@ -213,16 +276,13 @@ async fn run(
 /// one system call per wake-up however many frames were queued); what does not fit is
 /// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
 /// Returns whether anything was written.
-/// `pending` is the connection's scratch list, kept between calls so that a send costs no
-/// allocation.
+/// `pending` is the connection's scratch list (drained here), kept between calls so that a
+/// send costs no allocation.
 async fn write_output(
     shard: &Shard,
     stream: &mut TcpStream,
-    session: &mut ServerSession,
     pending: &mut Vec<Bytes>,
 ) -> std::io::Result<bool> {
-    pending.clear();
-    pending.extend(std::iter::from_fn(|| session.take_output()));
     if pending.is_empty() {
         return Ok(false);
     }
@@ -290,165 +350,140 @@ fn writev_now(stream: &TcpStream, bufs: &[Bytes]) -> std::io::Result<usize> {
     Ok(total)
 }
 
-/// Reacts to what the session reports.
-fn handle_events(
+/// Reacts to one event of the session. Returns why the connection ends, if it does.
+fn handle_event(
     shard: &Shard,
     session: &mut ServerSession,
     role: &mut Role,
     peer: Option<SocketAddr>,
+    ev: Event,
 ) -> Option<End> {
-    while let Some(ev) = session.poll_event() {
-        match ev {
-            SessionEvent::Connected { app, flash_ver, .. } => {
-                debug!(peer = ?peer, app, flash_ver = ?flash_ver, "rtmp connect");
-            }
-            SessionEvent::PublishRequested {
-                app,
-                stream_key,
-                query,
-                ..
-            } => {
-                let path = match stream_path(&app, &stream_key) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = session.reject_publish("NetStream.Publish.BadName", &e);
-                        return Some(End::Quiet(format!("publish refused: {e}")));
-                    }
-                };
-                let settings = &shard.shared.settings;
-                if let Some(key) = settings.publish_key(&path)
-                    && query_value(query.as_deref(), "key") != Some(key)
-                {
-                    let _ = session.reject_publish(
-                        "NetStream.Publish.Unauthorized",
-                        "publishing to this path needs a valid ?key=",
-                    );
-                    return Some(End::Quiet(format!(
-                        "publish to '{path}' refused: wrong or missing key"
-                    )));
-                }
-                if settings.has_source(&path) {
-                    let _ = session.reject_publish(
-                        "NetStream.Publish.BadName",
-                        "this path is fed by a configured source",
-                    );
-                    return Some(End::Quiet(format!(
-                        "publish to '{path}' refused: it has a configured source"
-                    )));
-                }
-                let info = SourceInfo {
-                    kind: "rtmp",
-                    url: match peer {
-                        Some(a) => format!("rtmp://{a}"),
-                        None => "rtmp".into(),
-                    },
-                    state: crate::stream::SourceState::Live,
-                    stats: None,
-                    start_timeout: None,
-                };
-                match shard.hub.borrow_mut().publish(&path, info) {
-                    Ok(p) => {
-                        if session.accept_publish().is_err() {
-                            return Some(End::Error("session refused accept_publish".into()));
-                        }
-                        info!(peer = ?peer, path = %p, "rtmp publish started");
-                        *role = Role::Publisher(Box::new(Publisher {
-                            path: p,
-                            demux: Demuxer::new(),
-                        }));
-                    }
-                    Err(e) => {
-                        let _ = session.reject_publish("NetStream.Publish.BadName", &e.to_string());
-                        return Some(End::Quiet(format!("publish refused: {e}")));
-                    }
-                }
-            }
-            SessionEvent::PlayRequested {
-                app, stream_key, ..
-            } => {
-                let path = match stream_path(&app, &stream_key) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = session.reject_play("NetStream.Play.StreamNotFound", &e);
-                        return Some(End::Quiet(format!("play refused: {e}")));
-                    }
-                };
-                // A one-segment path (`demo`) is reachable under any app (see
-                // `rtmp::play_path`): RTMP clients insist on an app and a name.
-                let path = match shard.hub.borrow().owner(&path) {
-                    None if shard.hub.borrow().owner(&stream_key).is_some() => stream_key.clone(),
-                    _ => path,
-                };
-                let subscribed = shard.hub.borrow_mut().subscribe(&path);
-                match subscribed {
-                    Ok(sink) => {
-                        if session.accept_play().is_err() {
-                            return Some(End::Error("session refused accept_play".into()));
-                        }
-                        info!(peer = ?peer, path = %path, "rtmp play started");
-                        *role = Role::Player(Player {
-                            sink,
-                            tracks: None,
-                            ended: false,
-                            audio: true,
-                            video: true,
-                        });
-                    }
-                    Err(HubError::NotFound(_)) | Err(_) => {
-                        let _ = session.reject_play(
-                            "NetStream.Play.StreamNotFound",
-                            &format!("no stream is published at '{path}'"),
-                        );
-                        return Some(End::Quiet(format!("play refused: '{path}' not found")));
-                    }
-                }
-            }
-            SessionEvent::Metadata(body) => {
-                if let Role::Publisher(p) = role {
-                    let _ = shard.hub.borrow_mut().set_metadata(&p.path, body);
-                }
-            }
-            SessionEvent::Media {
-                type_id,
-                timestamp,
-                body,
-            } => {
-                if let Role::Publisher(p) = role
-                    && !publish_media(shard, p, type_id, timestamp, &body)
-                {
-                    let path = p.path.clone();
-                    *role = Role::Control;
-                    return Some(End::Quiet(format!(
-                        "publisher of '{path}' cut off: the stream was published on another shard at the same time"
-                    )));
-                }
-            }
-            SessionEvent::Unpublished => {
-                if let Role::Publisher(p) = role {
-                    let _ = shard.hub.borrow_mut().unpublish(&p.path);
-                    info!(peer = ?peer, path = %p.path, "rtmp publish stopped");
-                    *role = Role::Control;
-                    return Some(End::Closed);
-                }
-            }
-            SessionEvent::PlayStopped => {
-                if let Role::Player(_) = role {
-                    return Some(End::Closed);
-                }
-            }
-            SessionEvent::ReceiveAudio(on) => {
-                if let Role::Player(p) = role {
-                    p.audio = on;
-                }
-            }
-            SessionEvent::ReceiveVideo(on) => {
-                if let Role::Player(p) = role {
-                    p.video = on;
-                }
+    match ev {
+        Event::Connected { app, flash_ver, .. } => {
+            debug!(peer = ?peer, app, flash_ver = ?flash_ver, "rtmp connect");
+        }
+        Event::PublishRequested { path, .. } => return publish(shard, session, role, peer, path),
+        Event::PlayRequested { path, .. } => return play(shard, session, role, peer, path),
+        Event::Metadata(body) => {
+            if let Role::Publisher(p) = role {
+                let _ = shard.hub.borrow_mut().set_metadata(&p.path, body);
             }
         }
+        Event::Media {
+            type_id,
+            timestamp,
+            body,
+        } => {
+            if let Role::Publisher(p) = role
+                && !publish_media(shard, p, type_id, timestamp, &body)
+            {
+                let path = p.path.clone();
+                *role = Role::Control;
+                return Some(End::Quiet(format!(
+                    "publisher of '{path}' cut off: the stream was published on another shard at the same time"
+                )));
+            }
+        }
+        Event::Unpublished => {
+            if let Role::Publisher(p) = role {
+                let _ = shard.hub.borrow_mut().unpublish(&p.path);
+                info!(peer = ?peer, path = %p.path, "rtmp publish stopped");
+                *role = Role::Control;
+                return Some(End::Closed);
+            }
+        }
+        Event::PlayStopped => {
+            if let Role::Player(_) = role {
+                return Some(End::Closed);
+            }
+        }
+        Event::ReceiveAudio(on) => {
+            if let Role::Player(p) = role {
+                p.audio = on;
+            }
+        }
+        Event::ReceiveVideo(on) => {
+            if let Role::Player(p) = role {
+                p.video = on;
+            }
+        }
+        Event::Closed(reason) => return Some(End::Quiet(reason.to_string())),
     }
     None
+}
+
+/// Publishes `path` (allowed by the session) in the hub and reports the hub's answer.
+fn publish(
+    shard: &Shard,
+    session: &mut ServerSession,
+    role: &mut Role,
+    peer: Option<SocketAddr>,
+    path: StreamPath,
+) -> Option<End> {
+    let info = SourceInfo {
+        kind: "rtmp",
+        url: match peer {
+            Some(a) => format!("rtmp://{a}"),
+            None => "rtmp".into(),
+        },
+        state: crate::stream::SourceState::Live,
+        stats: None,
+        start_timeout: None,
+    };
+    let published = shard.hub.borrow_mut().publish(&path, info);
+    match published {
+        Ok(p) => {
+            // The role first: should accepting fail, the end of the connection still
+            // unpublishes.
+            info!(peer = ?peer, path = %p, "rtmp publish started");
+            *role = Role::Publisher(Box::new(Publisher {
+                path: p,
+                demux: Demuxer::new(),
+            }));
+            if session.accept_publish().is_err() {
+                return Some(End::Error("session refused accept_publish".into()));
+            }
+            None
+        }
+        Err(e) => {
+            let _ = session.reject_publish("NetStream.Publish.BadName", &e.to_string());
+            Some(End::Quiet(format!("publish refused: {e}")))
+        }
+    }
+}
+
+/// Subscribes to `path` (the session applied the alias rule) and reports the hub's answer.
+fn play(
+    shard: &Shard,
+    session: &mut ServerSession,
+    role: &mut Role,
+    peer: Option<SocketAddr>,
+    path: StreamPath,
+) -> Option<End> {
+    let subscribed = shard.hub.borrow_mut().subscribe(&path);
+    match subscribed {
+        Ok(sink) => {
+            if session.accept_play().is_err() {
+                return Some(End::Error("session refused accept_play".into()));
+            }
+            info!(peer = ?peer, path = %path, "rtmp play started");
+            *role = Role::Player(Player {
+                sink,
+                tracks: None,
+                ended: false,
+                audio: true,
+                video: true,
+            });
+            None
+        }
+        Err(HubError::NotFound(_)) | Err(_) => {
+            let _ = session.reject_play(
+                "NetStream.Play.StreamNotFound",
+                &format!("no stream is published at '{path}'"),
+            );
+            Some(End::Quiet(format!("play refused: '{path}' not found")))
+        }
+    }
 }
 
 /// Hands one publisher message to the hub as tracks or a frame. False if this shard no
@@ -557,41 +592,9 @@ fn find_track(tracks: Option<&[Track]>, id: crate::media::TrackId) -> Option<&Tr
     tracks?.iter().find(|t| t.id == id)
 }
 
-/// `app` + `/` + `key`, normalized.
-fn stream_path(app: &str, key: &str) -> Result<String, String> {
-    let joined = if key.is_empty() {
-        app.to_string()
-    } else {
-        format!("{app}/{key}")
-    };
-    normalize_path(&joined).map_err(|e| format!("bad stream name '{joined}': {e}"))
-}
-
-/// The value of `name` in a `a=1&b=2` query string.
-fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn seed(peer: Option<SocketAddr>) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(format!("{peer:?}").as_bytes());
     h.finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_and_keys() {
-        assert_eq!(stream_path("live", "cam1").as_deref(), Ok("live/cam1"));
-        assert!(stream_path("live", "../x").is_err());
-        assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
-        assert_eq!(query_value(None, "key"), None);
-    }
 }

@@ -7,7 +7,7 @@ pub use conn::serve;
 
 /// The `APP/NAME` part of the RTMP URL that plays `path`. RTMP clients insist on an app
 /// and a stream name, so a one-segment path (`demo`) plays as `live/demo`; the player's
-/// side of this rule is in the connection driver.
+/// side of this rule ([`crate::stream::StreamPath::alias`]) is applied by the session.
 pub fn play_path(path: &str) -> String {
     if path.contains('/') {
         path.to_string()

@@ -230,14 +230,17 @@ fn fmt_props(
     class: &str,
     props: &[(String, Amf0Value)],
 ) -> fmt::Result {
-    write!(f, "{class}{{")?;
+    // The braces are written as escapes so that brace-matching tools read this function
+    // right.
+    f.write_str(class)?;
+    f.write_str("\u{7b}")?;
     for (i, (k, v)) in props.iter().enumerate() {
         if i > 0 {
             f.write_str(", ")?;
         }
         write!(f, "{k}: {v}")?;
     }
-    f.write_str("}")
+    f.write_str("\u{7d}")
 }
 
 /// Decodes one value from the front of `buf`, advancing it past the value.

@@ -287,19 +287,31 @@ impl ChunkReader {
 
     /// Parses and consumes one chunk if `buf` holds all of it.
     fn read_chunk(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
-        let b: &[u8] = buf;
-        let Some(&b0) = b.first() else {
+        let Some(h) = self.parse_header(buf)? else {
             return Ok(Step::NeedMore);
+        };
+        match (h.fmt, h.in_progress) {
+            // Continuation of the message being reassembled.
+            (3, Some(have)) => Ok(self.continue_message(buf, &h, have)),
+            _ => self.start_message(buf, &h),
+        }
+    }
+
+    /// The header of the chunk at the front of `b` (basic, message and extended timestamp
+    /// parts, with omitted fields inherited), or `None` if it is not all there yet.
+    fn parse_header(&self, b: &[u8]) -> Result<Option<ChunkHeader>, ChunkError> {
+        let Some(&b0) = b.first() else {
+            return Ok(None);
         };
         let fmt = b0 >> 6;
         let (csid, mut pos) = match b0 & 0x3F {
             0 => match b.get(1) {
                 Some(&b1) => (64 + u32::from(b1), 2),
-                None => return Ok(Step::NeedMore),
+                None => return Ok(None),
             },
             1 => match (b.get(1), b.get(2)) {
                 (Some(&b1), Some(&b2)) => (64 + u32::from(b1) + (u32::from(b2) << 8), 3),
-                _ => return Ok(Step::NeedMore),
+                _ => return Ok(None),
             },
             n => (u32::from(n), 1),
         };
@@ -310,14 +322,13 @@ impl ChunkReader {
             _ => 0,
         };
         let Some(h) = b.get(pos..pos + header_len) else {
-            return Ok(Step::NeedMore);
+            return Ok(None);
         };
         pos += header_len;
         let prev = self.state(csid);
         let Some(prev) = prev.or(if fmt == 0 { Some(&EMPTY_STATE) } else { None }) else {
             return Err(ChunkError::UnknownChunkStream { csid, fmt });
         };
-        let in_progress = prev.partial.as_ref().map(BytesMut::len);
 
         // Header fields, inherited from the previous header where the type omits them.
         let ts_field = if fmt < 3 { be24(h) } else { 0 };
@@ -334,7 +345,7 @@ impl ChunkReader {
         let (extended, field) = if fmt < 3 {
             if ts_field == EXTENDED_TIMESTAMP {
                 let Some(ext) = b.get(pos..).and_then(be32) else {
-                    return Ok(Step::NeedMore);
+                    return Ok(None);
                 };
                 pos += 4;
                 (true, ext)
@@ -345,7 +356,7 @@ impl ChunkReader {
             // Present per the spec; some encoders omit it on continuation chunks. Accept it
             // when it repeats the stored value (as nginx-rtmp and SRS do).
             let Some(ext) = b.get(pos..).and_then(be32) else {
-                return Ok(Step::NeedMore);
+                return Ok(None);
             };
             if ext == prev.ext_field {
                 pos += 4;
@@ -354,89 +365,106 @@ impl ChunkReader {
         } else {
             (false, prev.ext_field)
         };
+        Ok(Some(ChunkHeader {
+            fmt,
+            csid,
+            len: pos,
+            length,
+            type_id,
+            stream_id,
+            extended,
+            field,
+            in_progress: prev.partial.as_ref().map(BytesMut::len),
+            prev_length: prev.length,
+            prev_timestamp: prev.timestamp,
+            prev_delta: prev.delta,
+        }))
+    }
 
-        if let (3, Some(have)) = (fmt, in_progress) {
-            // Continuation of the message being reassembled.
-            let remaining = (prev.length as usize).saturating_sub(have);
-            let piece = remaining.min(self.chunk_size);
-            if b.len() < pos + piece {
-                return Ok(Step::NeedMore);
-            }
-            buf.advance(pos);
-            self.bytes_read += (pos + piece) as u64;
-            let data = buf.split_to(piece);
-            let Some(st) = self.state_mut(csid) else {
-                return Ok(Step::Partial);
-            };
-            let Some(partial) = st.partial.as_mut() else {
-                return Ok(Step::Partial);
-            };
-            partial.extend_from_slice(&data);
-            if partial.len() < st.length as usize {
-                return Ok(Step::Partial);
-            }
-            let body = st.partial.take().unwrap_or_default().freeze();
-            let msg = Message {
-                csid,
-                timestamp: st.timestamp,
-                type_id: st.type_id,
-                stream_id: st.stream_id,
-                body,
-            };
-            self.pending = self.pending.saturating_sub(msg.body.len());
-            return Ok(Step::Message(msg));
+    /// Adds a continuation chunk (type 3) to the message being reassembled, `have` bytes so
+    /// far.
+    fn continue_message(&mut self, buf: &mut BytesMut, h: &ChunkHeader, have: usize) -> Step {
+        let remaining = (h.prev_length as usize).saturating_sub(have);
+        let piece = remaining.min(self.chunk_size);
+        if buf.len() < h.len + piece {
+            return Step::NeedMore;
         }
-
-        // A new message.
-        let (timestamp, delta) = match fmt {
-            0 => (field, field),
-            1 | 2 => (prev.timestamp.wrapping_add(field), field),
-            _ => (prev.timestamp.wrapping_add(prev.delta), prev.delta),
+        buf.advance(h.len);
+        self.bytes_read += (h.len + piece) as u64;
+        let data = buf.split_to(piece);
+        let Some(st) = self.state_mut(h.csid) else {
+            return Step::Partial;
         };
-        let len = length as usize;
+        let Some(partial) = st.partial.as_mut() else {
+            return Step::Partial;
+        };
+        partial.extend_from_slice(&data);
+        if partial.len() < st.length as usize {
+            return Step::Partial;
+        }
+        let body = st.partial.take().unwrap_or_default().freeze();
+        let msg = Message {
+            csid: h.csid,
+            timestamp: st.timestamp,
+            type_id: st.type_id,
+            stream_id: st.stream_id,
+            body,
+        };
+        self.pending = self.pending.saturating_sub(msg.body.len());
+        Step::Message(msg)
+    }
+
+    /// Starts a new message with the chunk whose header is `h`.
+    fn start_message(&mut self, buf: &mut BytesMut, h: &ChunkHeader) -> Result<Step, ChunkError> {
+        let (timestamp, delta) = match h.fmt {
+            0 => (h.field, h.field),
+            1 | 2 => (h.prev_timestamp.wrapping_add(h.field), h.field),
+            _ => (h.prev_timestamp.wrapping_add(h.prev_delta), h.prev_delta),
+        };
+        let len = h.length as usize;
         if len > self.max_message_len {
             return Err(ChunkError::MessageTooLarge {
-                csid,
-                type_id,
+                csid: h.csid,
+                type_id: h.type_id,
                 len,
                 max: self.max_message_len,
             });
         }
         let piece = len.min(self.chunk_size);
-        if b.len() < pos + piece {
+        if buf.len() < h.len + piece {
             return Ok(Step::NeedMore);
         }
         // A new header in the middle of a message replaces it (as ffmpeg does).
-        let replaced = in_progress.map_or(0, |_| prev.length as usize);
+        let replaced = h.in_progress.map_or(0, |_| h.prev_length as usize);
         let pending_after = self.pending.saturating_sub(replaced);
         let pending_limit = self.max_message_len.saturating_mul(2);
         if piece < len && pending_after.saturating_add(len) > pending_limit {
             return Err(ChunkError::TooMuchPending {
-                csid,
+                csid: h.csid,
                 pending: pending_after.saturating_add(len),
                 max: pending_limit,
             });
         }
 
-        buf.advance(pos);
-        self.bytes_read += (pos + piece) as u64;
+        buf.advance(h.len);
+        self.bytes_read += (h.len + piece) as u64;
         self.pending = pending_after;
-        let st = self.state_entry(csid);
+        let st = self.state_entry(h.csid);
         st.timestamp = timestamp;
         st.delta = delta;
-        st.length = length;
-        st.type_id = type_id;
-        st.stream_id = stream_id;
-        st.extended = extended;
-        st.ext_field = field;
+        st.length = h.length;
+        st.type_id = h.type_id;
+        st.stream_id = h.stream_id;
+        st.extended = h.extended;
+        st.ext_field = h.field;
         if piece == len {
             st.partial = None;
             let body = buf.split_to(len).freeze();
             return Ok(Step::Message(Message {
-                csid,
+                csid: h.csid,
                 timestamp,
-                type_id,
-                stream_id,
+                type_id: h.type_id,
+                stream_id: h.stream_id,
                 body,
             }));
         }
@@ -446,6 +474,28 @@ impl ChunkReader {
         self.pending += len;
         Ok(Step::Partial)
     }
+}
+
+/// One parsed chunk header, with the fields its type omits taken from the chunk stream.
+struct ChunkHeader {
+    /// Header type (0-3).
+    fmt: u8,
+    csid: u32,
+    /// Bytes of the whole header (basic, message, extended timestamp).
+    len: usize,
+    /// Message length.
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    /// Whether an extended timestamp is in force.
+    extended: bool,
+    /// The timestamp (type 0) or delta (types 1, 2) field, extended if so.
+    field: u32,
+    /// Bytes already reassembled of the message in progress on this chunk stream.
+    in_progress: Option<usize>,
+    prev_length: u32,
+    prev_timestamp: u32,
+    prev_delta: u32,
 }
 
 /// Header state a type-0 chunk on a new chunk stream "inherits" (nothing).

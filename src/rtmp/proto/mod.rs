@@ -1,8 +1,9 @@
 //! The RTMP protocol core, sans-IO: handshake, chunk stream, AMF0 and the server session.
 //!
-//! Nothing here touches a socket or a clock. The connection driver feeds received bytes to
-//! a [`ServerSession`], writes out what [`ServerSession::take_output`] returns, and reacts
-//! to [`SessionEvent`]s (accepting or rejecting publish/play requests, forwarding media).
+//! Nothing here touches a socket or a clock. The connection driver feeds received bytes
+//! and the time to a [`ServerSession`] and drains [`ServerSession::poll_output`] until it
+//! returns [`Output::Timeout`]: it writes out [`Output::Transmit`] bytes and reacts to
+//! [`Event`]s (reporting the hub's answer to publish/play requests, forwarding media).
 
 pub mod amf0;
 pub mod chunk;
@@ -16,6 +17,7 @@ pub use chunk::{
 };
 pub use handshake::{Handshake, HandshakeError, HandshakeProgress};
 pub use session::{
-    CSID_AUDIO, CSID_COMMAND, CSID_DATA, CSID_VIDEO, MEDIA_STREAM_ID, ServerSession, SessionConfig,
-    SessionError, SessionEvent, encode_media, encode_media_parts,
+    Access, AccessTable, CSID_AUDIO, CSID_COMMAND, CSID_DATA, CSID_VIDEO, CloseReason, Event,
+    Input, MEDIA_STREAM_ID, Output, ServerSession, SessionConfig, SessionError, encode_media,
+    encode_media_parts,
 };

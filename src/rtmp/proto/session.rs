@@ -1,10 +1,33 @@
 //! The server side of one RTMP connection, sans-IO: handshake, chunk stream, protocol
-//! control and the NetConnection/NetStream commands of publishers and players.
+//! control, the NetConnection/NetStream commands of publishers and players, and the
+//! connection's timers.
 //!
-//! The driver feeds received bytes to [`ServerSession::handle_input`], writes out every
-//! [`Bytes`] returned by [`ServerSession::take_output`] in order, and drains
-//! [`ServerSession::poll_event`]. Publish and play requests are decided by the driver:
-//! after [`SessionEvent::PublishRequested`] the session processes no further input until
+//! # The driver loop
+//!
+//! The driver owns the socket and the clock. It feeds what it reads with
+//! [`ServerSession::handle_input`], calls [`ServerSession::handle_timeout`] when the last
+//! [`Output::Timeout`] passes, and drains [`ServerSession::poll_output`] after every call
+//! until it returns a timeout: [`Output::Transmit`] bytes go to the peer in order,
+//! [`Output::Event`]s are for the driver to act on.
+//!
+//! Time: every call that can change the timers takes `now`; the session never reads the
+//! clock. A client has [`SessionConfig::handshake_timeout`] from [`ServerSession::new`] to
+//! get a publish or play accepted; a publisher that sends nothing for
+//! [`SessionConfig::idle_timeout`] is dropped. Either closes the session with
+//! [`Event::Closed`]. Acknowledgements go out when the peer's window of bytes has been
+//! received (counted, not timed).
+//!
+//! # Publish and play decisions
+//!
+//! The session derives the [`StreamPath`] of a `publish` or `play` itself
+//! ([`StreamPath::from_app_key`], query cut off) and asks the [`Access`] policy it was
+//! given: a publisher must give the path's key as `?key=`, may not publish where a
+//! configured source feeds the path, and a player of `APP/NAME` gets the one-segment
+//! stream `NAME` when only that exists ([`StreamPath::alias`]). What it refuses it answers
+//! itself (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
+//! `NetStream.Play.StreamNotFound`) and closes with [`Event::Closed`]. What it allows it
+//! reports as [`Event::PublishRequested`] or [`Event::PlayRequested`]; the session then
+//! processes no further input until the driver reports the hub's answer with
 //! [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`] (likewise for
 //! play), so nothing is lost while the decision is pending.
 //!
@@ -30,8 +53,11 @@ use super::chunk::{
     self, ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
 };
 use super::handshake::{Handshake, HandshakeError, HandshakeProgress};
+use crate::stream::StreamPath;
 use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
 
 /// Chunk stream of command replies on the NetConnection (stream 0).
 pub const CSID_COMMAND: u32 = 0x03;
@@ -48,6 +74,8 @@ pub const MEDIA_STREAM_ID: u32 = 0x01;
 const FMS_VERSION: &str = "FMS/3,0,1,123";
 /// `capabilities` reported in the `connect` reply.
 const FMS_CAPABILITIES: f64 = 31.0;
+/// The timeout reported when no timer runs (a player, or a closed session).
+const IDLE: Duration = Duration::from_secs(3600);
 
 /// Per-connection settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +88,10 @@ pub struct SessionConfig {
     pub peer_bandwidth: u32,
     /// Longest accepted incoming message.
     pub max_message_len: usize,
+    /// Time a client has from the connection until a publish or play is accepted.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends nothing for this long is dropped.
+    pub idle_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +101,8 @@ impl Default for SessionConfig {
             window_ack_size: 2_500_000,
             peer_bandwidth: 2_500_000,
             max_message_len: chunk::DEFAULT_MAX_MESSAGE_LEN,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -129,7 +163,7 @@ pub enum SessionError {
 /// What the session reports to the driver.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum SessionEvent {
+pub enum Event {
     /// `connect` was answered.
     Connected {
         /// Application name, query string removed (`live` for `rtmp://host/live`).
@@ -143,15 +177,12 @@ pub enum SessionEvent {
         /// `objectEncoding` requested (0 = AMF0, 3 = AMF3).
         object_encoding: f64,
     },
-    /// `publish`: answer with [`ServerSession::accept_publish`] or
-    /// [`ServerSession::reject_publish`]; input is held until then.
+    /// `publish`, allowed by the [`Access`] policy: answer with the hub's word,
+    /// [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`]; input is held
+    /// until then.
     PublishRequested {
-        /// Application name.
-        app: String,
-        /// Stream name with any `?query` removed.
-        stream_key: String,
-        /// The query string after `?`, if any.
-        query: Option<String>,
+        /// The stream path (`APP/KEY`, query cut off).
+        path: StreamPath,
         /// Message stream the publisher uses.
         stream_id: u32,
         /// Publishing type: `live`, `record` or `append`.
@@ -160,12 +191,9 @@ pub enum SessionEvent {
     /// `play`: answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`];
     /// input is held until then.
     PlayRequested {
-        /// Application name.
-        app: String,
-        /// Stream name with any `?query` removed.
-        stream_key: String,
-        /// The query string after `?`, if any.
-        query: Option<String>,
+        /// The stream path: `APP/KEY` (query cut off), or its one-segment alias `KEY` when
+        /// only that exists.
+        path: StreamPath,
         /// Message stream the player uses.
         stream_id: u32,
     },
@@ -191,6 +219,93 @@ pub enum SessionEvent {
     ReceiveAudio(bool),
     /// The player's `receiveVideo` flag.
     ReceiveVideo(bool),
+    /// The session ended on its own (a timer, or a request it refused); whatever output
+    /// is pending is its last word. Close the connection.
+    Closed(CloseReason),
+}
+
+/// Why the session ended on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No publish or play was accepted within the handshake timeout.
+    HandshakeTimeout(Duration),
+    /// The publisher sent nothing for the idle timeout.
+    IdleTimeout(Duration),
+    /// A publish (bad name, wrong key, a configured source's path) or play (bad name) the
+    /// session refused, and why.
+    Refused(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::HandshakeTimeout(d) => write!(f, "no connect/publish/play within {d:?}"),
+            CloseReason::IdleTimeout(d) => write!(f, "publisher silent for {d:?}"),
+            CloseReason::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What the driver feeds the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input<'a> {
+    /// Bytes read from the peer.
+    Receive(&'a [u8]),
+}
+
+/// What the session asks of the driver; see the module doc for the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Bytes to write to the peer, in order.
+    Transmit(Bytes),
+    /// Something for the driver to act on.
+    Event(Event),
+    /// Nothing more until this time (or new input): call
+    /// [`ServerSession::handle_timeout`] then.
+    Timeout(Instant),
+}
+
+/// The shard's policy for publish and play, asked by the session (which holds no shard
+/// state of its own).
+pub trait Access {
+    /// The key a publisher of `path` must give as `?key=`, if any.
+    fn publish_key(&self, path: &StreamPath) -> Option<&str>;
+    /// Whether a configured source feeds `path` (so nobody may publish to it).
+    fn has_source(&self, path: &StreamPath) -> bool;
+    /// Whether a stream is published at `path` (for the alias rule of play).
+    fn exists(&self, path: &StreamPath) -> bool;
+}
+
+/// An [`Access`] policy from plain tables: open publishing and no streams by default.
+#[derive(Debug, Clone, Default)]
+pub struct AccessTable {
+    /// Per-path publish keys.
+    pub publish_keys: HashMap<StreamPath, String>,
+    /// The key of every other path, if any.
+    pub publish_key: Option<String>,
+    /// Paths fed by configured sources.
+    pub sources: HashSet<StreamPath>,
+    /// Paths with a published stream.
+    pub streams: HashSet<StreamPath>,
+}
+
+impl Access for AccessTable {
+    fn publish_key(&self, path: &StreamPath) -> Option<&str> {
+        self.publish_keys
+            .get(path)
+            .or(self.publish_key.as_ref())
+            .map(String::as_str)
+    }
+
+    fn has_source(&self, path: &StreamPath) -> bool {
+        self.sources.contains(path)
+    }
+
+    fn exists(&self, path: &StreamPath) -> bool {
+        self.streams.contains(path)
+    }
 }
 
 /// What the session is waiting for.
@@ -237,17 +352,23 @@ struct Command {
 }
 
 /// The server session of one RTMP connection.
-#[derive(Debug)]
 pub struct ServerSession {
     config: SessionConfig,
+    access: Box<dyn Access>,
     state: State,
+    /// The latest time the driver gave.
+    now: Instant,
+    /// When the session was created (the handshake timer runs from here).
+    started: Instant,
+    /// When bytes last arrived (the idle timer runs from here).
+    last_input: Instant,
     handshake: Handshake,
     reader: ChunkReader,
     writer: ChunkWriter,
     inbuf: BytesMut,
     out_buf: BytesMut,
     out_queue: VecDeque<Bytes>,
-    events: VecDeque<SessionEvent>,
+    events: VecDeque<Event>,
     app: String,
     stream_key: String,
     stream_id: u32,
@@ -259,6 +380,26 @@ pub struct ServerSession {
     peer_bandwidth: Option<(u32, u8)>,
     peer_buffer_ms: Option<u32>,
     media_clock: Timestamp32,
+}
+
+impl fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("state", &self.state)
+            .field("app", &self.app)
+            .field("stream_key", &self.stream_key)
+            .field("stream_id", &self.stream_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session's timers; at most one runs at a time, chosen by the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Until a publish or play is accepted.
+    Handshake,
+    /// Between two reads of a publisher.
+    Idle,
 }
 
 /// Extends RTMP's 32-bit millisecond timestamps past their wrap-around.
@@ -318,6 +459,15 @@ pub fn encode_media_parts(
     );
 }
 
+/// The value of `name` in a `a=1&b=2` query string.
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// Splits `name?query` into the name and the query.
 fn split_query(s: &str) -> (String, Option<String>) {
     match s.split_once('?') {
@@ -335,14 +485,20 @@ fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
 }
 
 impl ServerSession {
-    /// A session awaiting the client's handshake; `random_seed` feeds the handshake filler.
-    pub fn new(config: SessionConfig, random_seed: u64) -> Self {
+    /// A session awaiting the client's handshake, created at `now` (its handshake timer
+    /// starts here); `random_seed` feeds the handshake filler. Its [`Access`] policy is an
+    /// empty [`AccessTable`] until [`Self::with_access`] sets one.
+    pub fn new(now: Instant, config: SessionConfig, random_seed: u64) -> Self {
         let mut config = config;
         config.out_chunk_size = config.out_chunk_size.clamp(1, chunk::MAX_CHUNK_SIZE);
         ServerSession {
             reader: ChunkReader::new(config.max_message_len),
             config,
+            access: Box::new(AccessTable::default()),
             state: State::ExpectHandshake,
+            now,
+            started: now,
+            last_input: now,
             handshake: Handshake::new(random_seed),
             writer: ChunkWriter::new(),
             inbuf: BytesMut::new(),
@@ -363,38 +519,79 @@ impl ServerSession {
         }
     }
 
-    /// Feeds bytes received from the peer and processes as much as possible.
+    /// Sets the policy asked about publish keys, configured sources and existing streams.
+    pub fn with_access(mut self, access: Box<dyn Access>) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Feeds what the driver has for the session (bytes received at `now`) and processes as
+    /// much as possible.
     ///
-    /// After an error the session is closed: flush [`Self::take_output`] and drop the
-    /// connection.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+    /// After an error the session is closed: drain [`Self::poll_output`] (its last word) and
+    /// drop the connection.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), SessionError> {
+        self.now = self.now.max(now);
         if self.state == State::Closed {
             return Err(SessionError::Closed);
         }
-        self.inbuf.extend_from_slice(data);
+        match input {
+            Input::Receive(data) => {
+                if !data.is_empty() {
+                    self.last_input = self.now;
+                }
+                self.inbuf.extend_from_slice(data);
+            }
+        }
         self.process()
     }
 
-    /// The next bytes to send, in order (handshake replies, control and command messages,
-    /// media). Returns `None` when nothing is pending.
-    pub fn take_output(&mut self) -> Option<Bytes> {
+    /// Fires the timer due at `now`, if any: a handshake or idle time-out closes the
+    /// session with [`Event::Closed`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let Some((timer, at)) = self.deadline() else {
+            return;
+        };
+        if self.now < at {
+            return;
+        }
+        self.state = State::Closed;
+        let reason = match timer {
+            Timer::Handshake => CloseReason::HandshakeTimeout(self.config.handshake_timeout),
+            Timer::Idle => CloseReason::IdleTimeout(self.config.idle_timeout),
+        };
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// The next thing for the driver: events first, then bytes to send (handshake replies,
+    /// control and command messages, media) in order, and at last the time
+    /// [`Self::handle_timeout`] is next due.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
         self.flush_out_buf();
-        let out = self.out_queue.pop_front();
-        if out.is_none() && self.out_queue.capacity() > 0x40 {
+        if let Some(bytes) = self.out_queue.pop_front() {
+            return Output::Transmit(bytes);
+        }
+        if self.out_queue.capacity() > 0x40 {
             // The burst of a joining player's GOP is over: give the memory back.
             self.out_queue.shrink_to(0x10);
         }
-        out
+        Output::Timeout(self.deadline().map_or(self.now + IDLE, |(_, at)| at))
     }
 
-    /// Whether [`Self::take_output`] would return something.
-    pub fn has_output(&self) -> bool {
-        !self.out_buf.is_empty() || !self.out_queue.is_empty()
-    }
-
-    /// The next event for the driver.
-    pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+    /// The running timer and when it fires.
+    fn deadline(&self) -> Option<(Timer, Instant)> {
+        match self.state {
+            State::Closed | State::Playing => None,
+            State::Publishing => Some((Timer::Idle, self.last_input + self.config.idle_timeout)),
+            _ => Some((
+                Timer::Handshake,
+                self.started + self.config.handshake_timeout,
+            )),
+        }
     }
 
     /// Accepts the pending publish: sends Stream Begin and `NetStream.Publish.Start`, then
@@ -458,7 +655,7 @@ impl ServerSession {
         Ok(())
     }
 
-    /// Sends a metadata body (as in [`SessionEvent::Metadata`]) to the player as an AMF0
+    /// Sends a metadata body (as in [`Event::Metadata`]) to the player as an AMF0
     /// data message on csid 5.
     pub fn send_metadata(&mut self, body: &[u8], timestamp: u32) {
         self.send_stream_message(CSID_DATA, chunk::MSG_DATA_AMF0, timestamp, body);
@@ -654,7 +851,7 @@ impl ServerSession {
             chunk::MSG_AUDIO | chunk::MSG_VIDEO => {
                 if self.state == State::Publishing {
                     let timestamp = self.media_clock.extend(msg.timestamp);
-                    self.events.push_back(SessionEvent::Media {
+                    self.events.push_back(Event::Media {
                         type_id: msg.type_id,
                         timestamp,
                         body: msg.body,
@@ -746,9 +943,9 @@ impl ServerSession {
             "receiveAudio" | "receiveVideo" => {
                 let flag = cmd.args.get(1).and_then(Amf0Value::as_bool).unwrap_or(true);
                 self.events.push_back(if cmd.name == "receiveAudio" {
-                    SessionEvent::ReceiveAudio(flag)
+                    Event::ReceiveAudio(flag)
                 } else {
-                    SessionEvent::ReceiveVideo(flag)
+                    Event::ReceiveVideo(flag)
                 });
             }
             "_result" | "_error" | "onStatus" | "onBWDone" => {
@@ -803,7 +1000,7 @@ impl ServerSession {
         self.send_command_reply("_result", txn, props, info);
         self.state = State::ExpectStreamCommand;
         self.app.clone_from(&app);
-        self.events.push_back(SessionEvent::Connected {
+        self.events.push_back(Event::Connected {
             app,
             app_query,
             tc_url: text("tcUrl"),
@@ -844,11 +1041,32 @@ impl ServerSession {
             .unwrap_or("live")
             .to_owned();
         self.stream_key.clone_from(&stream_key);
+        let path = match self.request_path() {
+            Ok(path) => path,
+            Err(why) => {
+                let log = format!("publish refused: {why}");
+                return self.refuse("NetStream.Publish.BadName", &why, log);
+            }
+        };
+        if let Some(key) = self.access.publish_key(&path)
+            && query_value(query.as_deref(), "key") != Some(key)
+        {
+            return self.refuse(
+                "NetStream.Publish.Unauthorized",
+                "publishing to this path needs a valid ?key=",
+                format!("publish to '{path}' refused: wrong or missing key"),
+            );
+        }
+        if self.access.has_source(&path) {
+            return self.refuse(
+                "NetStream.Publish.BadName",
+                "this path is fed by a configured source",
+                format!("publish to '{path}' refused: it has a configured source"),
+            );
+        }
         self.state = State::AwaitPublishDecision;
-        self.events.push_back(SessionEvent::PublishRequested {
-            app: self.app.clone(),
-            stream_key,
-            query,
+        self.events.push_back(Event::PublishRequested {
+            path,
             stream_id: self.stream_id,
             publish_type,
         });
@@ -859,7 +1077,7 @@ impl ServerSession {
             self.call_failed(cmd.transaction, "play while a stream is active");
             return;
         }
-        let Some((stream_key, query)) = self.stream_request(cmd, msg) else {
+        let Some((stream_key, _query)) = self.stream_request(cmd, msg) else {
             self.send_on_status(
                 "error",
                 "NetStream.Play.StreamNotFound",
@@ -868,23 +1086,54 @@ impl ServerSession {
             return;
         };
         self.stream_key.clone_from(&stream_key);
+        let path = match self.request_path() {
+            Ok(path) => path,
+            Err(why) => {
+                let log = format!("play refused: {why}");
+                return self.refuse("NetStream.Play.StreamNotFound", &why, log);
+            }
+        };
+        // A one-segment path (`demo`) is reachable under any app: RTMP clients insist on
+        // an app and a name (see `rtmp::play_path`).
+        let path = match path.alias() {
+            Some(alias) if !self.access.exists(&path) && self.access.exists(&alias) => alias,
+            _ => path,
+        };
         self.state = State::AwaitPlayDecision;
-        self.events.push_back(SessionEvent::PlayRequested {
-            app: self.app.clone(),
-            stream_key,
-            query,
+        self.events.push_back(Event::PlayRequested {
+            path,
             stream_id: self.stream_id,
         });
+    }
+
+    /// The stream path of the publish/play request: `APP/KEY`, or why the name is bad.
+    fn request_path(&self) -> Result<StreamPath, String> {
+        StreamPath::from_app_key(&self.app, &self.stream_key).map_err(|e| {
+            format!(
+                "bad stream name '{}/{}': {e}",
+                self.app.trim_matches('/'),
+                self.stream_key
+            )
+        })
+    }
+
+    /// Answers a publish/play request the session refuses itself with an error `onStatus`,
+    /// and closes.
+    fn refuse(&mut self, code: &str, description: &str, log: String) {
+        self.send_on_status("error", code, description);
+        self.state = State::Closed;
+        self.events
+            .push_back(Event::Closed(CloseReason::Refused(log)));
     }
 
     fn stop_stream(&mut self, command: &str) {
         match self.state {
             State::Publishing => {
-                self.events.push_back(SessionEvent::Unpublished);
+                self.events.push_back(Event::Unpublished);
                 self.state = State::ExpectStreamCommand;
             }
             State::Playing => {
-                self.events.push_back(SessionEvent::PlayStopped);
+                self.events.push_back(Event::PlayStopped);
                 self.state = State::ExpectStreamCommand;
             }
             _ => tracing::debug!(command, "no active stream to stop"),
@@ -923,7 +1172,7 @@ impl ServerSession {
                 if values.first().and_then(Amf0Value::as_str) == Some("onMetaData")
                     && values.get(1).and_then(Amf0Value::properties).is_some() =>
             {
-                self.events.push_back(SessionEvent::Metadata(metadata));
+                self.events.push_back(Event::Metadata(metadata));
             }
             Ok(_) => tracing::debug!("metadata without onMetaData object ignored"),
             Err(e) => tracing::debug!(error = %e, "undecodable metadata ignored"),
@@ -949,7 +1198,7 @@ impl ServerSession {
                 let timestamp = self
                     .media_clock
                     .extend(msg.timestamp.wrapping_add(ts.wrapping_sub(base)));
-                self.events.push_back(SessionEvent::Media {
+                self.events.push_back(Event::Media {
                     type_id,
                     timestamp,
                     body: body.slice(start..end),
@@ -1084,5 +1333,4 @@ fn parse_command(msg: &Message) -> Result<Command, SessionError> {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

@@ -8,12 +8,37 @@ use crate::rtmp::proto::chunk::{
 };
 use crate::rtmp::proto::handshake::HANDSHAKE_LEN;
 
-/// The scripted client side of a connection.
+fn path(s: &str) -> StreamPath {
+    StreamPath::parse(s).unwrap()
+}
+
+#[allow(clippy::disallowed_methods)] // Tests need an origin; time then moves by hand.
+fn origin() -> Instant {
+    Instant::now()
+}
+
+/// The next bytes the session sends, or `None` once it reports its timeout; an event in
+/// between is a test failure.
+fn next_transmit(session: &mut ServerSession) -> Option<Bytes> {
+    match session.poll_output() {
+        Output::Transmit(b) => Some(b),
+        Output::Event(e) => panic!("unexpected event {e:?}"),
+        Output::Timeout(_) => None,
+    }
+}
+
+/// The scripted client side of a connection, in virtual time.
 struct Client {
     session: ServerSession,
+    /// The virtual clock.
+    now: Instant,
     /// Reads what the server sends.
     reader: ChunkReader,
     received: BytesMut,
+    /// Events drained from the session and not yet taken.
+    events: Vec<Event>,
+    /// The timeout the session reported last.
+    timeout: Option<Instant>,
 }
 
 impl Client {
@@ -23,19 +48,60 @@ impl Client {
     }
 
     fn with_config(config: SessionConfig) -> Self {
-        let mut session = ServerSession::new(config, 0x5EED);
+        Self::with_access(config, AccessTable::default())
+    }
+
+    fn with_access(config: SessionConfig, access: AccessTable) -> Self {
+        let now = origin();
+        let mut session = ServerSession::new(now, config, 0x5EED).with_access(Box::new(access));
         let mut c0c1 = vec![0x03];
         c0c1.extend_from_slice(&[0u8; HANDSHAKE_LEN]);
-        session.handle_input(&c0c1).unwrap();
-        let s0s1s2 = session.take_output().unwrap();
+        session.handle_input(now, Input::Receive(&c0c1)).unwrap();
+        let s0s1s2 = next_transmit(&mut session).unwrap();
         assert_eq!(s0s1s2.len(), 1 + 2 * HANDSHAKE_LEN);
-        assert!(session.take_output().is_none());
-        session.handle_input(&[0u8; HANDSHAKE_LEN]).unwrap();
+        assert!(next_transmit(&mut session).is_none());
+        session
+            .handle_input(now, Input::Receive(&[0u8; HANDSHAKE_LEN]))
+            .unwrap();
         Client {
             session,
+            now,
             reader: ChunkReader::new(1 << 24),
             received: BytesMut::new(),
+            events: Vec::new(),
+            timeout: None,
         }
+    }
+
+    /// Feeds bytes at the current virtual time.
+    fn input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.session.handle_input(self.now, Input::Receive(bytes))
+    }
+
+    /// Moves the clock on by `d` and lets the session's timer fire if due.
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.session.handle_timeout(self.now);
+    }
+
+    /// Drains the session's output until its timeout.
+    fn drain(&mut self) {
+        loop {
+            match self.session.poll_output() {
+                Output::Transmit(b) => self.received.extend_from_slice(&b),
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(at) => {
+                    self.timeout = Some(at);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The time the session next wants [`ServerSession::handle_timeout`].
+    fn next_timeout(&mut self) -> Instant {
+        self.drain();
+        self.timeout.expect("drained to a timeout")
     }
 
     fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, ts: u32, body: &[u8]) {
@@ -52,7 +118,7 @@ impl Client {
     ) -> Result<(), SessionError> {
         let mut out = BytesMut::new();
         encode_message(csid, type_id, stream_id, ts, body, 128, &mut out);
-        self.session.handle_input(&out)
+        self.input(&out)
     }
 
     fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
@@ -61,9 +127,7 @@ impl Client {
 
     /// Messages the server sent since the last call.
     fn replies(&mut self) -> Vec<Message> {
-        while let Some(b) = self.session.take_output() {
-            self.received.extend_from_slice(&b);
-        }
+        self.drain();
         let mut out = Vec::new();
         while let Some(m) = self.reader.read(&mut self.received).unwrap() {
             if m.type_id == MSG_SET_CHUNK_SIZE {
@@ -79,13 +143,18 @@ impl Client {
         out
     }
 
-    fn events(&mut self) -> Vec<SessionEvent> {
-        std::iter::from_fn(|| self.session.poll_event()).collect()
+    fn events(&mut self) -> Vec<Event> {
+        self.drain();
+        std::mem::take(&mut self.events)
     }
 
     fn connect(&mut self) -> Vec<Message> {
+        self.connect_app("live")
+    }
+
+    fn connect_app(&mut self, app: &str) -> Vec<Message> {
         let obj = Amf0Value::object([
-            ("app", Amf0Value::string("live")),
+            ("app", Amf0Value::string(app)),
             ("type", Amf0Value::string("nonprivate")),
             (
                 "flashVer",
@@ -175,7 +244,7 @@ fn connect_reply_sequence() {
     assert_eq!(c.session.out_chunk_size(), 4096);
     assert_eq!(
         c.events(),
-        [SessionEvent::Connected {
+        [Event::Connected {
             app: "live".into(),
             app_query: None,
             tc_url: Some("rtmp://127.0.0.1:1935/live".into()),
@@ -229,14 +298,13 @@ fn ffmpeg_style_publish() {
     assert!(c.replies().is_empty(), "publish waits for the driver");
     assert_eq!(
         c.events(),
-        [SessionEvent::PublishRequested {
-            app: "live".into(),
-            stream_key: "key".into(),
-            query: Some("token=abc".into()),
+        [Event::PublishRequested {
+            path: path("live/key"),
             stream_id: 1,
             publish_type: "live".into(),
         }]
     );
+    assert_eq!((c.session.app(), c.session.stream_key()), ("live", "key"));
 
     // The encoder does not wait: metadata arrives before the decision and is held.
     let mut meta = amf0::encode_all(&[
@@ -263,7 +331,7 @@ fn ffmpeg_style_publish() {
     assert!(c.session.is_publishing());
 
     let ev = c.events();
-    let [SessionEvent::Metadata(m)] = ev.as_slice() else {
+    let [Event::Metadata(m)] = ev.as_slice() else {
         panic!("expected metadata, got {ev:?}");
     };
     let mut expected = amf0::encode_all(&[Amf0Value::string("onMetaData")]);
@@ -277,12 +345,12 @@ fn ffmpeg_style_publish() {
     assert_eq!(
         c.events(),
         [
-            SessionEvent::Media {
+            Event::Media {
                 type_id: MSG_VIDEO,
                 timestamp: 40,
                 body: Bytes::from(video)
             },
-            SessionEvent::Media {
+            Event::Media {
                 type_id: MSG_AUDIO,
                 timestamp: 23,
                 body: Bytes::from(audio)
@@ -292,7 +360,7 @@ fn ffmpeg_style_publish() {
 
     c.command(0, &cmd("FCUnpublish", 6.0, &[Amf0Value::string("key")]));
     c.command(1, &cmd("deleteStream", 7.0, &[Amf0Value::Number(1.0)]));
-    assert_eq!(c.events(), [SessionEvent::Unpublished]);
+    assert_eq!(c.events(), [Event::Unpublished]);
     assert!(!c.session.is_publishing());
 }
 
@@ -356,13 +424,12 @@ fn play_sequence() {
     c.send(2, MSG_USER_CONTROL, 0, 0, &sbl.body);
     assert_eq!(
         c.events(),
-        [SessionEvent::PlayRequested {
-            app: "live".into(),
-            stream_key: "cam".into(),
-            query: Some("sig=1".into()),
+        [Event::PlayRequested {
+            path: path("live/cam"),
             stream_id: 1,
         }]
     );
+    assert_eq!(c.session.stream_key(), "cam");
     assert!(c.replies().is_empty());
 
     c.session.accept_play().unwrap();
@@ -402,7 +469,7 @@ fn play_sequence() {
     let frame: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
     assert!(c.session.shares_encoding(4096));
     c.session.send_media(MSG_VIDEO, 0x0100_0000, &frame);
-    let own = c.session.take_output().unwrap();
+    let own = next_transmit(&mut c.session).unwrap();
     let mut shared = BytesMut::new();
     encode_media(
         MSG_VIDEO,
@@ -448,10 +515,7 @@ fn play_sequence() {
 
     c.command(0, &cmd("receiveVideo", 0.0, &[Amf0Value::Boolean(false)]));
     c.command(1, &cmd("deleteStream", 0.0, &[Amf0Value::Number(1.0)]));
-    assert_eq!(
-        c.events(),
-        [SessionEvent::ReceiveVideo(false), SessionEvent::PlayStopped]
-    );
+    assert_eq!(c.events(), [Event::ReceiveVideo(false), Event::PlayStopped]);
 }
 
 #[test]
@@ -540,15 +604,13 @@ fn publish_twice_fails_the_call() {
 #[test]
 fn garbage_after_handshake_is_an_error() {
     let mut c = Client::new();
-    let err = c.session.handle_input(&[0xC5, 0x12, 0x34]).unwrap_err();
+    let err = c.input(&[0xC5, 0x12, 0x34]).unwrap_err();
     assert_eq!(
         err,
         SessionError::Chunk(ChunkError::UnknownChunkStream { csid: 5, fmt: 3 })
     );
     let mut c = Client::new();
-    let err = c
-        .session
-        .handle_input(&[0x03, 0, 0, 0, 0, 0, 2, 0x14, 0, 0, 0, 0, 0xFF, 0xFF]);
+    let err = c.input(&[0x03, 0, 0, 0, 0, 0, 2, 0x14, 0, 0, 0, 0, 0xFF, 0xFF]);
     assert!(
         matches!(err, Err(SessionError::BadCommand { .. })),
         "{err:?}"
@@ -557,12 +619,16 @@ fn garbage_after_handshake_is_an_error() {
 
 #[test]
 fn bad_handshake_version_is_an_error() {
-    let mut s = ServerSession::new(SessionConfig::default(), 1);
+    let now = origin();
+    let mut s = ServerSession::new(now, SessionConfig::default(), 1);
     assert!(matches!(
-        s.handle_input(&[0x06, 0, 0]),
+        s.handle_input(now, Input::Receive(&[0x06, 0, 0])),
         Err(SessionError::Handshake(_))
     ));
-    assert_eq!(s.handle_input(&[0]), Err(SessionError::Closed));
+    assert_eq!(
+        s.handle_input(now, Input::Receive(&[0])),
+        Err(SessionError::Closed)
+    );
 }
 
 #[test]
@@ -601,7 +667,7 @@ fn amf3_command_and_client_chunk_size() {
     ]));
     let mut out = BytesMut::new();
     encode_message(3, MSG_COMMAND_AMF3, 0, 0, &body, 4096, &mut out);
-    c.session.handle_input(&out).unwrap();
+    c.input(&out).unwrap();
     let r = c.replies();
     let v = decode(&r[3]);
     assert_eq!(
@@ -609,7 +675,7 @@ fn amf3_command_and_client_chunk_size() {
         Some(3.0)
     );
     let ev = c.events();
-    let [SessionEvent::Connected { app, app_query, .. }] = ev.as_slice() else {
+    let [Event::Connected { app, app_query, .. }] = ev.as_slice() else {
         panic!("{ev:?}");
     };
     assert_eq!((app.as_str(), app_query.as_deref()), ("live", Some("x=1")));
@@ -637,7 +703,7 @@ fn bare_on_metadata_and_aggregate() {
         0,
         &amf0::encode_all(&[Amf0Value::string("onCuePoint")]),
     );
-    assert_eq!(c.events(), [SessionEvent::Metadata(Bytes::from(meta))]);
+    assert_eq!(c.events(), [Event::Metadata(Bytes::from(meta))]);
 
     // Two FLV tags in one aggregate message, at 1000 and 1040 (base 1000 → 5000).
     let mut agg = Vec::new();
@@ -655,12 +721,12 @@ fn bare_on_metadata_and_aggregate() {
     assert_eq!(
         ev,
         [
-            SessionEvent::Media {
+            Event::Media {
                 type_id: 9,
                 timestamp: 5000,
                 body: Bytes::from_static(&[1, 2])
             },
-            SessionEvent::Media {
+            Event::Media {
                 type_id: 8,
                 timestamp: 5040,
                 body: Bytes::from_static(&[3])
@@ -671,7 +737,8 @@ fn bare_on_metadata_and_aggregate() {
 
 #[test]
 fn byte_by_byte_session() {
-    let mut s = ServerSession::new(SessionConfig::default(), 2);
+    let now = origin();
+    let mut s = ServerSession::new(now, SessionConfig::default(), 2);
     let mut input = vec![0x03];
     input.extend_from_slice(&[0u8; 2 * HANDSHAKE_LEN]);
     let connect = amf0::encode_all(&cmd("connect", 1.0, &[]));
@@ -679,13 +746,13 @@ fn byte_by_byte_session() {
     encode_message(3, MSG_COMMAND_AMF0, 0, 0, &connect, 128, &mut out);
     input.extend_from_slice(&out);
     for b in input {
-        s.handle_input(&[b]).unwrap();
+        s.handle_input(now, Input::Receive(&[b])).unwrap();
     }
     assert!(matches!(
-        s.poll_event(),
-        Some(SessionEvent::Connected { .. })
+        s.poll_output(),
+        Output::Event(Event::Connected { .. })
     ));
-    let total: usize = std::iter::from_fn(|| s.take_output())
+    let total: usize = std::iter::from_fn(|| next_transmit(&mut s))
         .map(|b| b.len())
         .sum();
     assert!(total > 3073);
@@ -702,7 +769,7 @@ fn backlog_limit_while_awaiting_decision() {
     c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
     let big = vec![0u8; 0x10_0001];
     assert!(matches!(
-        c.session.handle_input(&big),
+        c.input(&big),
         Err(SessionError::InputBacklog { .. })
     ));
 }
@@ -714,4 +781,402 @@ fn media_timestamps_extend_past_the_32_bit_wrap() {
     assert_eq!(t.extend(5), (1i64 << 32) + 5);
     // Small reordering just after the wrap stays in the new epoch.
     assert_eq!(t.extend(3), (1i64 << 32) + 3);
+}
+
+// Timers, in virtual time.
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Publishes `name` on a connected client (stream 1).
+fn publish(c: &mut Client, name: &str) {
+    let body = amf0::encode_all(&cmd("publish", 5.0, &[Amf0Value::string(name)]));
+    c.send(4, MSG_COMMAND_AMF0, 1, 0, &body);
+}
+
+/// Plays `name` on a connected client (stream 1).
+fn play(c: &mut Client, name: &str) {
+    let body = amf0::encode_all(&cmd("play", 5.0, &[Amf0Value::string(name)]));
+    c.send(8, MSG_COMMAND_AMF0, 1, 0, &body);
+}
+
+/// The `onStatus` code of the last reply.
+fn last_status(c: &mut Client) -> Option<String> {
+    name_and_code(c.replies().last().expect("a reply")).1
+}
+
+#[test]
+fn handshake_timeout_closes() {
+    let mut c = Client::new();
+    let start = c.now;
+    assert_eq!(c.next_timeout(), start + 10 * SEC);
+    c.advance(5 * SEC);
+    // connect does not restart the timer: it runs until a publish or play is accepted.
+    c.connect();
+    assert_eq!(c.next_timeout(), start + 10 * SEC);
+    c.advance(4 * SEC);
+    assert!(!c.session.is_closed());
+    assert!(c.events().iter().all(|e| !matches!(e, Event::Closed(_))));
+    c.advance(SEC);
+    assert_eq!(
+        c.events(),
+        [Event::Closed(CloseReason::HandshakeTimeout(10 * SEC))]
+    );
+    assert!(c.session.is_closed());
+    assert_eq!(c.input(&[0]), Err(SessionError::Closed));
+    assert_eq!(
+        CloseReason::HandshakeTimeout(10 * SEC).to_string(),
+        "no connect/publish/play within 10s"
+    );
+}
+
+#[test]
+fn handshake_timeout_before_c0c1() {
+    let now = origin();
+    let config = SessionConfig {
+        handshake_timeout: 3 * SEC,
+        ..SessionConfig::default()
+    };
+    let mut s = ServerSession::new(now, config, 9);
+    assert_eq!(s.poll_output(), Output::Timeout(now + 3 * SEC));
+    s.handle_timeout(now + 3 * SEC - Duration::from_millis(1));
+    assert!(!s.is_closed());
+    s.handle_timeout(now + 3 * SEC);
+    assert_eq!(
+        s.poll_output(),
+        Output::Event(Event::Closed(CloseReason::HandshakeTimeout(3 * SEC)))
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn idle_publisher_is_closed_and_input_keeps_it_open() {
+    let mut c = Client::new();
+    c.connect();
+    publish(&mut c, "cam");
+    c.advance(2 * SEC);
+    c.session.accept_publish().unwrap();
+    c.events();
+    // The handshake timer stops; the idle timer runs from the last input (t = 0).
+    assert_eq!(c.next_timeout(), c.now - 2 * SEC + 30 * SEC);
+    c.advance(20 * SEC);
+    c.send(6, MSG_VIDEO, 1, 40, &[0x17, 0x01]);
+    assert_eq!(c.next_timeout(), c.now + 30 * SEC);
+    c.advance(29 * SEC);
+    assert!(
+        !c.session.is_closed(),
+        "past the handshake timeout, not idle"
+    );
+    c.advance(SEC);
+    let ev = c.events();
+    assert_eq!(
+        ev.last(),
+        Some(&Event::Closed(CloseReason::IdleTimeout(30 * SEC)))
+    );
+    assert!(c.session.is_closed());
+    assert_eq!(
+        CloseReason::IdleTimeout(30 * SEC).to_string(),
+        "publisher silent for 30s"
+    );
+}
+
+#[test]
+fn a_player_has_no_timer() {
+    let mut c = Client::new();
+    c.connect();
+    play(&mut c, "cam");
+    c.session.accept_play().unwrap();
+    c.events();
+    let next = c.next_timeout();
+    assert!(next >= c.now + 3600 * SEC, "nothing scheduled");
+    c.advance(7200 * SEC);
+    assert!(!c.session.is_closed());
+    assert!(c.events().is_empty());
+}
+
+#[test]
+fn acknowledgement_is_sent_after_the_window_whatever_the_time() {
+    let mut c = Client::new();
+    c.connect();
+    // The handshake and connect (about 3.3 kB) count towards the first window.
+    let was = ControlMessage::WindowAckSize(8000).to_message();
+    c.send(2, MSG_WINDOW_ACK_SIZE, 0, 0, &was.body);
+    c.advance(5 * SEC);
+    assert!(
+        c.replies().is_empty(),
+        "no ack before the window, however long"
+    );
+    c.send(6, MSG_AUDIO, 1, 0, &[0u8; 3000]);
+    c.advance(4 * SEC);
+    assert!(c.replies().is_empty());
+    c.send(6, MSG_AUDIO, 1, 0, &[0u8; 3000]);
+    let r = c.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].type_id, MSG_ACKNOWLEDGEMENT);
+    let seq = u32::from_be_bytes(r[0].body[..4].try_into().unwrap());
+    assert_eq!(u64::from(seq), c.session.bytes_received());
+}
+
+// Publish and play decisions.
+
+fn keyed() -> AccessTable {
+    let mut a = AccessTable::default();
+    a.publish_keys.insert(path("live/cam"), "s3".into());
+    a
+}
+
+#[test]
+fn wrong_or_missing_key_is_unauthorized_and_closes() {
+    for name in ["cam", "cam?key=nope", "cam?other=s3"] {
+        let mut c = Client::with_access(SessionConfig::default(), keyed());
+        c.connect();
+        c.events();
+        publish(&mut c, name);
+        assert_eq!(
+            last_status(&mut c).as_deref(),
+            Some("NetStream.Publish.Unauthorized"),
+            "{name}"
+        );
+        assert_eq!(
+            c.events(),
+            [Event::Closed(CloseReason::Refused(
+                "publish to 'live/cam' refused: wrong or missing key".into()
+            ))]
+        );
+        assert!(c.session.is_closed());
+    }
+}
+
+#[test]
+fn right_key_is_accepted_and_its_query_is_stripped() {
+    let mut c = Client::with_access(SessionConfig::default(), keyed());
+    c.connect();
+    c.events();
+    publish(&mut c, "cam?x=1&key=s3");
+    assert_eq!(
+        c.events(),
+        [Event::PublishRequested {
+            path: path("live/cam"),
+            stream_id: 1,
+            publish_type: "live".into(),
+        }]
+    );
+    c.session.accept_publish().unwrap();
+    assert_eq!(
+        last_status(&mut c).as_deref(),
+        Some("NetStream.Publish.Start")
+    );
+    assert!(c.session.is_publishing());
+}
+
+#[test]
+fn the_global_key_guards_other_paths() {
+    let mut access = keyed();
+    access.publish_key = Some("all".into());
+    let mut c = Client::with_access(SessionConfig::default(), access.clone());
+    c.connect();
+    publish(&mut c, "other?key=s3");
+    assert_eq!(
+        last_status(&mut c).as_deref(),
+        Some("NetStream.Publish.Unauthorized")
+    );
+    let mut c = Client::with_access(SessionConfig::default(), access);
+    c.connect();
+    c.events();
+    publish(&mut c, "other?key=all");
+    assert!(matches!(
+        c.events().as_slice(),
+        [Event::PublishRequested { path: p, .. }] if p.as_str() == "live/other"
+    ));
+}
+
+#[test]
+fn bad_name_is_refused() {
+    let mut c = Client::new();
+    c.connect();
+    c.events();
+    publish(&mut c, "../x");
+    assert_eq!(
+        last_status(&mut c).as_deref(),
+        Some("NetStream.Publish.BadName")
+    );
+    let ev = c.events();
+    let [Event::Closed(CloseReason::Refused(why))] = ev.as_slice() else {
+        panic!("{ev:?}");
+    };
+    assert!(
+        why.starts_with("publish refused: bad stream name 'live/../x'"),
+        "{why}"
+    );
+    assert!(c.session.is_closed());
+
+    let mut c = Client::new();
+    c.connect();
+    c.events();
+    play(&mut c, "c*m");
+    assert_eq!(
+        last_status(&mut c).as_deref(),
+        Some("NetStream.Play.StreamNotFound")
+    );
+    let ev = c.events();
+    assert!(
+        matches!(ev.as_slice(), [Event::Closed(CloseReason::Refused(why))] if why.starts_with("play refused: bad stream name")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_configured_source_path_is_not_publishable() {
+    let mut access = AccessTable::default();
+    access.sources.insert(path("live/cam"));
+    let mut c = Client::with_access(SessionConfig::default(), access);
+    c.connect();
+    c.events();
+    publish(&mut c, "cam");
+    assert_eq!(
+        last_status(&mut c).as_deref(),
+        Some("NetStream.Publish.BadName")
+    );
+    assert_eq!(
+        c.events(),
+        [Event::Closed(CloseReason::Refused(
+            "publish to 'live/cam' refused: it has a configured source".into()
+        ))]
+    );
+}
+
+#[test]
+fn play_alias_reaches_a_one_segment_stream() {
+    let play_path = |streams: &[&str], app: &str, name: &str| {
+        let access = AccessTable {
+            streams: streams.iter().map(|s| path(s)).collect(),
+            ..AccessTable::default()
+        };
+        let mut c = Client::with_access(SessionConfig::default(), access);
+        c.connect_app(app);
+        c.events();
+        play(&mut c, name);
+        match c.events().as_slice() {
+            [Event::PlayRequested { path, .. }] => path.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(play_path(&["demo"], "live", "demo"), "demo");
+    assert_eq!(play_path(&["demo"], "any", "demo?x=1"), "demo");
+    // The two-segment stream wins when it exists; nothing exists: the path as asked.
+    assert_eq!(
+        play_path(&["demo", "live/demo"], "live", "demo"),
+        "live/demo"
+    );
+    assert_eq!(play_path(&[], "live", "demo"), "live/demo");
+    assert_eq!(play_path(&["cam"], "live", "x/cam"), "live/x/cam");
+}
+
+#[test]
+fn paths_and_keys() {
+    assert_eq!(
+        StreamPath::from_app_key("live", "cam1").map(|p| p.to_string()),
+        Ok("live/cam1".to_string())
+    );
+    assert!(StreamPath::from_app_key("live", "../x").is_err());
+    assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
+    assert_eq!(query_value(None, "key"), None);
+}
+
+/// A whole publish conversation as the client sends it: handshake, connect, publish,
+/// metadata, media.
+fn publish_conversation() -> Vec<u8> {
+    let mut input = vec![0x03];
+    input.resize(1 + 2 * HANDSHAKE_LEN, 0);
+    let mut out = BytesMut::new();
+    let connect = cmd(
+        "connect",
+        1.0,
+        &[Amf0Value::object([("app", Amf0Value::string("live"))])],
+    );
+    let publish = cmd("publish", 2.0, &[Amf0Value::string("cam?key=s3")]);
+    let meta = amf0::encode_all(&[
+        Amf0Value::string("onMetaData"),
+        Amf0Value::object([("fps", Amf0Value::Number(30.0))]),
+    ]);
+    encode_message(
+        3,
+        MSG_COMMAND_AMF0,
+        0,
+        0,
+        &amf0::encode_all(&connect),
+        128,
+        &mut out,
+    );
+    encode_message(
+        4,
+        MSG_COMMAND_AMF0,
+        1,
+        0,
+        &amf0::encode_all(&publish),
+        128,
+        &mut out,
+    );
+    encode_message(4, MSG_DATA_AMF0, 1, 0, &meta, 128, &mut out);
+    encode_message(6, MSG_VIDEO, 1, 40, &[0x17; 300], 128, &mut out);
+    encode_message(4, MSG_AUDIO, 1, 23, &[0xAF, 0x01, 0x21], 128, &mut out);
+    input.extend_from_slice(&out);
+    input
+}
+
+#[test]
+fn mutated_publish_conversations_never_panic() {
+    let clean = publish_conversation();
+    let start = 1 + 2 * HANDSHAKE_LEN;
+    let mut outcomes = [0usize; 3]; // publishing, closed, neither
+    for (i, flip) in (start..clean.len()).flat_map(|i| [(i, 0xFFu8), (i, 0x01)]) {
+        let mut input = clean.clone();
+        input[i] ^= flip;
+        let now = origin();
+        let mut s =
+            ServerSession::new(now, SessionConfig::default(), 3).with_access(Box::new(keyed()));
+        for (n, part) in input.chunks(1 + i % 61).enumerate() {
+            let at = now + Duration::from_millis(n as u64);
+            if s.handle_input(at, Input::Receive(part)).is_err() {
+                break;
+            }
+            // Drained to a timeout in a bounded number of steps, answering the requests.
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                assert!(steps < 10_000, "poll_output never reached a timeout");
+                match s.poll_output() {
+                    // Accepting processes held input, which may be bad: that closes.
+                    Output::Event(Event::PublishRequested { .. }) => {
+                        if let Err(e) = s.accept_publish() {
+                            assert!(s.is_closed(), "{e}");
+                        }
+                    }
+                    Output::Event(Event::PlayRequested { .. }) => {
+                        if let Err(e) = s.accept_play() {
+                            assert!(s.is_closed(), "{e}");
+                        }
+                    }
+                    Output::Timeout(t) => {
+                        assert!(t > at, "a timeout in the past");
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        outcomes[if s.is_publishing() {
+            0
+        } else if s.is_closed() {
+            1
+        } else {
+            2
+        }] += 1;
+        if s.is_closed() {
+            assert_eq!(
+                s.handle_input(now, Input::Receive(&[0])),
+                Err(SessionError::Closed)
+            );
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
