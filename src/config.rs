@@ -425,14 +425,6 @@ impl SourceUrl {
     }
 }
 
-/// Normalizes a stream path by [`StreamPath::parse`], as a string. A shim for callers
-/// not yet on [`StreamPath`]; new code parses a `StreamPath`.
-pub fn normalize_path(path: &str) -> Result<String, String> {
-    StreamPath::parse(path)
-        .map(|p| p.to_string())
-        .map_err(|e| e.to_string())
-}
-
 /// A validated configuration, with everything derived from it that the runtime needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
