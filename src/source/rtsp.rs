@@ -573,8 +573,9 @@ async fn session(
     let mut live = false;
     loop {
         // Everything the session wants done now.
+        sess.handle_timeout(Instant::now());
         let next = loop {
-            match sess.poll_output(Instant::now())? {
+            match sess.poll_output()? {
                 Output::Transmit(b) => write(&mut tcp, &b).await?,
                 Output::Timeout(t) => break t,
                 Output::Event(ev) => match ev {
@@ -727,7 +728,9 @@ async fn session(
                 mark_down(live, shard);
                 return Err(SourceError::Closed);
             }
-            Wake::Read(Ok(n)) => sess.receive(&buf[..n]),
+            Wake::Read(Ok(n)) => {
+                let _ = sess.handle_input(Instant::now(), &buf[..n]);
+            }
             Wake::Read(Err(e)) => {
                 mark_down(live, shard);
                 return Err(SourceError::Io(e.to_string()));
@@ -785,7 +788,7 @@ async fn end(sess: &mut Session, tcp: &mut TcpStream, live: bool, shard: &ShardR
     // Media still buffered comes out as events first; skip them (bounded by the input
     // buffer) until the TEARDOWN is written.
     while Instant::now() < deadline {
-        match sess.poll_output(Instant::now()) {
+        match sess.poll_output() {
             Ok(Output::Transmit(b)) => {
                 let wrote =
                     futures_lite::future::or(async { tcp.write_all(&b).await.is_ok() }, async {
