@@ -1,0 +1,2 @@
+//! Scripted cameras in virtual time.
+use super::*;
