@@ -1010,3 +1010,77 @@ fn bind_failure_falls_back_to_tcp_on_auto() {
         "{a:?}"
     );
 }
+
+#[test]
+fn random_scripts_never_panic_and_timeouts_never_lie_in_the_past() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let good: Vec<Vec<u8>> = ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let r = Req {
+                method: m.to_string(),
+                cseq: i as u32 + 1,
+                text: String::new(),
+            };
+            answer(&r, SDP_AV)
+        })
+        .collect();
+    for round in 0..300u64 {
+        let mut cfg = config();
+        cfg.transport =
+            [TransportMode::Tcp, TransportMode::Udp, TransportMode::Auto][(round % 3) as usize];
+        cfg.on_demand = round % 2 == 0;
+        let mut now = origin();
+        let mut ing = Ingest::new(cfg, now);
+        for _ in 0..60 {
+            let r = rand();
+            let pkt = rtp(r as u16, (r >> 16) as u32, r & 1 == 0, 96, IDR);
+            let bytes = good[(r >> 8) as usize % good.len()].clone();
+            match r % 12 {
+                0 | 1 => ing.handle_input(now, Input::Tcp(&bytes)),
+                2 => ing.handle_input(now, Input::Tcp(&interleaved((r >> 4) as u8 % 4, &pkt))),
+                3 => ing.handle_input(
+                    now,
+                    Input::Datagram {
+                        local_port: 30000 + (r >> 4) as u16 % 4,
+                        from: camera(),
+                        data: &pkt,
+                    },
+                ),
+                4 => ing.handle_input(now, Input::Connected { peer: camera() }),
+                5 => ing.handle_input(now, Input::ConnectFailed(IngestError::Closed)),
+                6 => ing.handle_input(
+                    now,
+                    Input::Bound {
+                        rtp_ports: vec![30000, 30002],
+                    },
+                ),
+                7 => ing.handle_input(now, Input::BindFailed),
+                8 => ing.handle_input(now, Input::Demand((r >> 4) as usize % 3)),
+                9 => ing.handle_input(now, Input::TcpClosed),
+                _ => {
+                    now += Duration::from_millis((r >> 4) % 20_000);
+                    ing.handle_timeout(now);
+                }
+            }
+            let mut next = None;
+            for _ in 0..10_000 {
+                if let Output::Timeout(t) = ing.poll_output() {
+                    next = Some(t);
+                    break;
+                }
+            }
+            let next = next.expect("poll_output reaches its timeout");
+            assert!(next >= now, "round {round}: a timeout in the past");
+        }
+        ing.handle_input(now, Input::Close);
+        assert!(ing.is_stopped());
+    }
+}
