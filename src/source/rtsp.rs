@@ -11,7 +11,7 @@ use crate::config::{RtspConfig, RtspSource, RtspTransport};
 use crate::rtsp::ingest::{Event, Ingest, IngestConfig, IngestError, Input, Output, TransportMode};
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
-use crate::stream::{SourceInfo, SourceState};
+use crate::stream::{SourceInfo, SourceState, StreamPath};
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use futures_lite::future::or;
@@ -46,18 +46,23 @@ struct Datagram {
 /// Runs the RTSP source `src` as `path` until the task is dropped.
 pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
     let rcfg = shard.shared.settings.config.rtsp.clone();
+    let path = match StreamPath::parse(path) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!("rtsp source '{path}': {e}");
+            return;
+        }
+    };
+    let cfg = ingest_config(&shard, &path, &src, &rcfg);
+    let mut ing = Ingest::new(cfg, Instant::now());
     let info = SourceInfo {
         kind: "rtsp",
         url: src.url.redacted(),
-        state: if src.on_demand {
-            SourceState::Idle
-        } else {
-            SourceState::Connecting
-        },
+        state: ing.state().clone(),
         stats: None,
         start_timeout: src.on_demand.then_some(rcfg.on_demand_start_timeout.0),
     };
-    let path = match shard.hub.borrow_mut().publish(path, info) {
+    let path = match shard.hub.borrow_mut().publish(&path, info) {
         Ok(p) => p,
         Err(e) => {
             warn!("rtsp source: {e}");
@@ -65,8 +70,6 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         }
     };
     info!(path = %path, url = %src.url.redacted(), transport = src.transport.name(), on_demand = src.on_demand, "rtsp source started");
-    let cfg = ingest_config(&shard, &path, &src, &rcfg);
-    let mut ing = Ingest::new(cfg, Instant::now());
     let wake_every = if src.on_demand {
         DEMAND_CHECK
     } else {
