@@ -1,7 +1,7 @@
 //! The RTSP/1.0 client session that pulls one camera: a sans-IO state machine.
 //!
 //! The driver owns the TCP connection and the clock. It feeds what it reads with
-//! [`Session::receive`], calls [`Session::handle_timeout`] when the last
+//! [`Session::handle_input`], calls [`Session::handle_timeout`] when the last
 //! [`Output::Timeout`] passes, and drains [`Session::poll_output`] after every input
 //! until it returns a timeout: [`Output::Transmit`] bytes go to the camera,
 //! [`Output::Event`]s describe progress and carry interleaved RTP/RTCP.
@@ -12,13 +12,13 @@
 //! session timeout; `TEARDOWN` on [`Session::teardown`]. One request is outstanding at a
 //! time; 401 challenges are answered (Basic or Digest) and every later request carries
 //! `Authorization`. Requests the camera sends on the connection are answered at once.
-//! Errors end the session: [`Session::poll_output`] returns them, after what was already
-//! queued, from then on.
+//! Errors end the session: [`Session::handle_input`] and [`Session::poll_output`] return
+//! them, after what was already queued, from then on.
 //!
-//! Time: every call but [`Session::receive`] takes `now`. A request that received bytes
-//! trigger (the next step, a 401 retry) is stamped at the next
-//! [`Session::poll_output`], when the driver takes it to send: its response timeout, and
-//! the keep-alive period after `PLAY`, start there.
+//! Time: every input takes `now` ([`Session::handle_input`], [`Session::handle_timeout`],
+//! [`Session::setup`], [`Session::teardown`]); a request an input sets in motion is
+//! stamped with that input's `now`: its response timeout, and the keep-alive period after
+//! `PLAY`, start there. [`Session::poll_output`] reads no time.
 
 use super::auth::{self, Authenticator, Challenge, Credentials};
 use super::message::{Item, Limits, Method, Reader, Request, Response, RtspError, header};
@@ -241,7 +241,7 @@ struct Pending {
     /// Whether it carried `Authorization`.
     authorized: bool,
     stale_retries: u32,
-    /// `None` until the next `now` stamps it (requests sent from [`Session::receive`]).
+    /// `None` until the input's `now` stamps it.
     deadline: Option<Instant>,
     keepalive: bool,
 }
@@ -278,9 +278,11 @@ pub struct Session {
     session_id: Option<String>,
     keepalive: Duration,
     keepalive_at: Option<Instant>,
-    /// `PLAY` succeeded in [`Session::receive`]: the keep-alive period starts at the
-    /// next `now`.
+    /// `PLAY` succeeded in [`Session::handle_input`]: the keep-alive period starts at
+    /// its `now`.
     keepalive_arm: bool,
+    /// The `now` of the last input.
+    now: Instant,
 }
 
 impl Session {
@@ -318,6 +320,7 @@ impl Session {
             keepalive: DEFAULT_SESSION_TIMEOUT / 2,
             keepalive_at: None,
             keepalive_arm: false,
+            now,
         };
         let uri = s.url.request_uri();
         s.send(Request::new(Method::Options, uri), false);
@@ -335,34 +338,38 @@ impl Session {
         self.session_id.as_deref()
     }
 
-    /// Bytes read from the camera's connection. Only the bytes of one incomplete message
-    /// or frame are kept between calls (bounded by [`Limits::default`]).
-    pub fn receive(&mut self, data: &[u8]) {
-        if self.error.is_some() || self.state == State::Closed {
-            return;
-        }
-        self.buf.extend_from_slice(data);
-        while self.error.is_none() {
-            match self.reader.read(&mut self.buf) {
-                Ok(Some(item)) => self.handle_item(item),
-                Ok(None) => break,
-                Err(e) => self.fail(e.into()),
+    /// Bytes read from the camera's connection at `now`. Only the bytes of one incomplete
+    /// message or frame are kept between calls (bounded by [`Limits::default`]). Returns
+    /// the error that ended the session, by these bytes or before.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), SessionError> {
+        self.now = self.now.max(now);
+        if self.state != State::Closed && self.error.is_none() {
+            self.buf.extend_from_slice(data);
+            while self.error.is_none() {
+                match self.reader.read(&mut self.buf) {
+                    Ok(Some(item)) => self.handle_item(item),
+                    Ok(None) => break,
+                    Err(e) => self.fail(e.into()),
+                }
             }
+            self.stamp(now);
+        }
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
         }
     }
 
-    /// The next output; call until it returns [`Output::Timeout`]. Expired timers are
-    /// handled first, as by [`Session::handle_timeout`]. Once the session failed,
-    /// returns the error (after any output queued before it) on every call.
-    pub fn poll_output(&mut self, now: Instant) -> Result<Output, SessionError> {
-        self.handle_timeout(now);
-        self.stamp(now);
+    /// The next output; call until it returns [`Output::Timeout`]. Once the session
+    /// failed, returns the error (after any output queued before it) on every call.
+    pub fn poll_output(&mut self) -> Result<Output, SessionError> {
         if let Some(o) = self.out.pop_front() {
             return Ok(o);
         }
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
+        let now = self.now;
         let next = match (&self.pending, self.state, self.keepalive_at) {
             (Some(p), _, _) => p.deadline.unwrap_or(now),
             (None, State::Playing, Some(at)) => at,
@@ -374,6 +381,7 @@ impl Session {
     /// Sets up the described tracks over `transport`, then plays. Only valid after
     /// [`Event::Described`]; ignored at any other time.
     pub fn setup(&mut self, transport: Transport, now: Instant) {
+        self.now = self.now.max(now);
         if self.error.is_some() || self.state != State::ExpectSetupCall {
             return;
         }
@@ -393,6 +401,7 @@ impl Session {
 
     /// Sends due keep-alives and fails a request the camera did not answer in time.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if self.error.is_some() || self.state == State::Closed {
             return;
         }
@@ -429,6 +438,7 @@ impl Session {
     /// Ends the session: `TEARDOWN` if the camera gave a session, then
     /// [`Event::TornDown`].
     pub fn teardown(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if self.error.is_some() || matches!(self.state, State::Closed | State::ExpectTeardown) {
             return;
         }
@@ -458,7 +468,7 @@ impl Session {
         out.freeze()
     }
 
-    /// Starts the timers of what [`Session::receive`] set in motion.
+    /// Starts the timers of what an input set in motion.
     fn stamp(&mut self, now: Instant) {
         if let Some(p) = &mut self.pending
             && p.deadline.is_none()

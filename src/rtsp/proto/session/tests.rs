@@ -100,7 +100,7 @@ impl Script {
 
     fn pump(&mut self) {
         self.next = loop {
-            match self.s.poll_output(self.now) {
+            match self.s.poll_output() {
                 Ok(Output::Transmit(b)) => self.sent.push(String::from_utf8_lossy(&b).into()),
                 Ok(Output::Event(e)) => self.events.push(e),
                 Ok(Output::Timeout(t)) => break Ok(t),
@@ -110,7 +110,7 @@ impl Script {
     }
 
     fn feed(&mut self, data: &[u8]) {
-        self.s.receive(data);
+        let _ = self.s.handle_input(self.now, data);
         self.pump();
     }
 
@@ -796,11 +796,11 @@ fn response_timeout_and_timers_armed_by_received_bytes() {
     );
     assert_eq!(e.to_string(), "camera did not answer OPTIONS within 10s");
 
-    // The DESCRIBE that an answer triggers is timed from the poll that hands it out.
+    // The DESCRIBE that an answer triggers is timed from that input's `now`.
     let mut sc = Script::new(config(URL));
     sc.sent();
-    sc.s.receive(&resp(Some(1), "200 OK", &[], ""));
     sc.now += Duration::from_secs(5);
+    let _ = sc.s.handle_input(sc.now, &resp(Some(1), "200 OK", &[], ""));
     sc.pump();
     assert_eq!(sc.next, Ok(sc.now + Duration::from_secs(10)));
 }
