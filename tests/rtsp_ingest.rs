@@ -354,10 +354,20 @@ fn camera_restart_reconnects_and_viewers_resume() {
         "{} frames after the restart",
         after.len()
     );
-    let first = after
+    // The new session's first frame is the first after a jump in time: the camera is
+    // away for at least rtsp.retry_min (500 ms) and the timeline resumes past the outage,
+    // while the old session's last frames (in flight when `before` was counted) follow
+    // their predecessors by one frame interval.
+    let video: Vec<_> = v
+        .frames()
         .iter()
-        .find(|f| f.rtp_time > last_before)
-        .expect("frames after the restart");
+        .filter(|f| f.kind == TrackKind::Video)
+        .collect();
+    let first = video[before - 1..]
+        .windows(2)
+        .find(|w| w[1].rtp_time - w[0].rtp_time > 9_000)
+        .map(|w| w[1])
+        .expect("frames after the restart, past the outage");
     assert!(
         first.nal_types.contains(&5),
         "resumes at a keyframe: {:?}",
