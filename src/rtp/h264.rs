@@ -304,10 +304,10 @@ pub fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::clip::Clip;
     use crate::media::flv::{DemuxOutput, Demuxer, TagType};
     use crate::media::{MediaKind, TrackId};
     use crate::rtp::{MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
-    use crate::source::clip::Clip;
 
     /// x264 `-profile:v baseline` SPS, 1280x720 at 30 fps.
     const SPS: &[u8] = &[
