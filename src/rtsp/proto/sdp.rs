@@ -8,7 +8,8 @@
 //! MJPEG, ...) so the stream can go on with the other tracks.
 
 use crate::media::aac::AudioSpecificConfig;
-use crate::media::h264::{nal_type, parse_sps};
+use crate::media::h264::{self, parse_sps};
+use crate::media::h265;
 use crate::media::{Codec, Track, TrackId};
 use crate::rtp::depack::DepackConfig;
 use bytes::Bytes;
@@ -23,13 +24,6 @@ const MAX_FMTP_PARAMS: usize = 64;
 const MAX_PARAM_SETS: usize = 16;
 /// Longest decoded parameter set or AAC config.
 const MAX_PARAM_SET_LEN: usize = 1024;
-/// H.264 NAL unit types of parameter sets.
-const H264_SPS: u8 = 7;
-const H264_PPS: u8 = 8;
-/// H.265 NAL unit types of parameter sets.
-const H265_VPS: u8 = 32;
-const H265_SPS: u8 = 33;
-const H265_PPS: u8 = 34;
 
 /// Why a DESCRIBE body cannot be read as SDP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -335,11 +329,11 @@ impl Media {
             .unwrap_or_default();
         let of_type = |ty| {
             sets.iter()
-                .filter(|n| nal_type(n) == Some(ty))
+                .filter(|n| h264::nal_type(n) == Some(ty))
                 .cloned()
                 .collect::<Vec<Bytes>>()
         };
-        let (sps, pps) = (of_type(H264_SPS), of_type(H264_PPS));
+        let (sps, pps) = (of_type(h264::nal::SPS), of_type(h264::nal::PPS));
         if let Some(parsed) = sps.first().and_then(|s| parse_sps(s).ok()) {
             t.width = Some(parsed.width);
             t.height = Some(parsed.height);
@@ -362,12 +356,12 @@ impl Media {
                 .map(decode_param_sets)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|n| n.first().map(|b| (b >> 1) & 0x3F) == Some(ty))
+                .filter(|n| h265::nal_type(n) == Some(ty))
                 .collect()
         };
-        t.params.vps = sets("sprop-vps", H265_VPS);
-        t.params.sps = sets("sprop-sps", H265_SPS);
-        t.params.pps = sets("sprop-pps", H265_PPS);
+        t.params.vps = sets("sprop-vps", h265::nal::VPS);
+        t.params.sps = sets("sprop-sps", h265::nal::SPS);
+        t.params.pps = sets("sprop-pps", h265::nal::PPS);
         t.profile = match self.fmtp("profile-id") {
             Some("1") => Some("Main".to_string()),
             Some("2") => Some("Main 10".to_string()),
@@ -375,7 +369,7 @@ impl Media {
             Some("4") => Some("Range Extensions".to_string()),
             _ => None,
         };
-        crate::media::h265::apply_sps(&mut t);
+        h265::apply_sps(&mut t);
         t
     }
 
