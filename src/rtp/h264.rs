@@ -213,12 +213,13 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
 /// Reassembles the NAL units of one packetization-mode 1 payload sequence (single NAL
 /// unit packets, STAP-A, FU-A), in order, with no loss.
 ///
-/// A test helper for round-tripping [`packetize_h264`]: it does no sequence-number,
+/// Test-only, for round-tripping [`packetize_h264`] (ingest uses [`super::depack`]): it does no sequence-number,
 /// loss or timestamp handling and is not an ingest depacketizer. Output is bounded by
 /// the input size. Errors on empty payloads, truncated STAP-A entries, FU-A fragments out
 /// of order (no start, a second start, an unfinished unit) and packet types other than
 /// 1..=23, 24 and 28.
-pub fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
+#[cfg(test)]
+pub(crate) fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
     let mut units = Vec::new();
     let mut partial: Option<Vec<u8>> = None;
     for payload in payloads {

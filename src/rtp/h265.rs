@@ -256,14 +256,15 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
 /// Reassembles the NAL units of one RFC 7798 payload sequence without DONL (single NAL
 /// unit packets, APs, FUs), in order, with no loss.
 ///
-/// A test helper for round-tripping [`packetize_h265`] (and a base for an ingest
-/// depacketizer): it does no sequence-number, loss or timestamp handling. Output is
+/// Test-only, for round-tripping [`packetize_h265`] (ingest uses [`super::depack`]): it
+/// does no sequence-number, loss or timestamp handling. Output is
 /// bounded by the input size. Errors on payloads or units shorter than the 2-byte header
 /// or with TID 0, APs with fewer than two units or truncated entries, APs or FUs
 /// carrying RTP packet types (48..=63), FUs out of order (no start, a second start, both
 /// S and E, an unfinished unit, a header change within a unit) and PACI or other packet
 /// types 50..=63.
-pub fn depacketize_h265(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
+#[cfg(test)]
+pub(crate) fn depacketize_h265(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
     let mut units = Vec::new();
     let mut partial: Option<Vec<u8>> = None;
     for payload in payloads {

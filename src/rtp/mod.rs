@@ -17,8 +17,10 @@ mod h265;
 mod packer;
 
 pub use audio::packetize_audio;
-pub use h264::{depacketize_h264, packetize_h264};
-pub use h265::{depacketize_h265, packetize_h265};
+pub use h264::packetize_h264;
+pub use h265::packetize_h265;
+#[cfg(test)]
+pub(crate) use h264::depacketize_h264;
 
 use crate::media::Codec;
 use std::sync::Arc;
@@ -97,7 +99,9 @@ pub enum RtpError {
         /// The `max_payload` asked for.
         max: usize,
     },
-    /// A payload given to the depacketizer violates RFC 6184.
+    /// A payload given to the test-only round-trip depacketizers violates RFC 6184 or
+    /// RFC 7798 (ingest reports bad payloads through `depack::DepackOutput`).
+    #[cfg(test)]
     #[error("malformed RTP payload: {0}")]
     Malformed(&'static str),
 }
