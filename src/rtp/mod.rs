@@ -17,10 +17,10 @@ mod h265;
 mod packer;
 
 pub use audio::packetize_audio;
-pub use h264::packetize_h264;
-pub use h265::packetize_h265;
 #[cfg(test)]
 pub(crate) use h264::depacketize_h264;
+pub use h264::packetize_h264;
+pub use h265::packetize_h265;
 
 use crate::media::Codec;
 use std::sync::Arc;
