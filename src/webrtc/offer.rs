@@ -470,5 +470,36 @@ a=rtpmap:126 telephone-event/8000\r\n";
         let odd = "v=0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:zz\r\na=fmtp:\r\na=rtpmap:0 PCMU\r\n";
         let m = parse_offer(odd).expect("parses");
         assert_eq!(m[0].codecs[0].name, "PCMU");
+        assert_eq!(
+            parse_offer("v=1\r\nm=audio 9 RTP/AVP 0\r\n").err(),
+            Some(OfferError::Malformed("does not start with v=0"))
+        );
+        let long = format!(
+            "v=0\r\nm=audio 9 RTP/AVP 0\r\na={}\r\n",
+            "x".repeat(sdp::MAX_LINE)
+        );
+        assert_eq!(
+            parse_offer(&long),
+            Err(OfferError::Malformed("line too long"))
+        );
+    }
+
+    #[test]
+    fn session_direction_static_types_and_data_channels() {
+        // A session-level direction is every section's default; a section's own wins.
+        let sdp = "v=0\r\na=sendonly\r\nm=audio 9 RTP/AVP 0 8 9\r\nm=audio 9 RTP/AVP 0\r\na=recvonly\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
+        let m = parse_offer(sdp).expect("parses");
+        assert_eq!(m.len(), 3);
+        assert!(!m[0].receives && m[1].receives);
+        // Unmapped static types: only G.711 is assumed.
+        let names: Vec<_> = m[0]
+            .codecs
+            .iter()
+            .map(|c| (c.pt, c.name.as_str()))
+            .collect();
+        assert_eq!(names, [(0, "PCMU"), (8, "PCMA")]);
+        assert_eq!((m[2].kind, m[2].mid.as_deref()), (None, Some("data")));
+        assert!(m[2].codecs.is_empty());
     }
 }
