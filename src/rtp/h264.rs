@@ -2,6 +2,7 @@
 //! unit packets, STAP-A aggregates and FU-A fragments.
 
 use super::packer::{NalFormat, Packer, build};
+use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
 use crate::media::h264::nal::{AUD, FILLER, FU_A, IDR, LAST_SINGLE, PPS, SPS, STAP_A, TYPE_MASK};
 use crate::media::{Codec, Frame, Track, avcc_nal_units};
@@ -11,10 +12,6 @@ use bytes::Bytes;
 const NAL_F: u8 = 0x80;
 /// NAL unit header: nal_ref_idc bits.
 const NAL_NRI: u8 = 0x60;
-/// FU header: start of the fragmented NAL unit.
-const FU_S: u8 = 0x80;
-/// FU header: end of the fragmented NAL unit.
-const FU_E: u8 = 0x40;
 /// Size of an AVCC length prefix.
 const AVCC_PREFIX: usize = 4;
 /// STAP-A header byte.

@@ -2,6 +2,7 @@
 //! unit packets, aggregation packets (AP) and fragmentation units (FU).
 
 use super::packer::{NalFormat, Packer, build};
+use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
 use crate::media::h265::nal::{AP, AUD, FILLER, FU, IRAP, PPS, SPS, TYPE_MASK, VPS};
 use crate::media::{Codec, Frame, Track, avcc_nal_units};
@@ -13,10 +14,6 @@ const HDR_F: u8 = 0x80;
 const HDR_LAYER_HIGH: u8 = 0x01;
 /// Second byte of the header: nuh_temporal_id_plus1 (TID), never 0 in a valid unit.
 const HDR_TID: u8 = 0x07;
-/// FU header: start of the fragmented NAL unit.
-const FU_S: u8 = 0x80;
-/// FU header: end of the fragmented NAL unit.
-const FU_E: u8 = 0x40;
 /// Size of an HVCC length prefix.
 const HVCC_PREFIX: usize = 4;
 /// NAL unit header, and RTP payload header (PayloadHdr).

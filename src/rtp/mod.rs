@@ -25,6 +25,11 @@ pub use h265::packetize_h265;
 use crate::media::Codec;
 use std::sync::Arc;
 
+/// Fragmentation unit header (H.264 FU-A, H.265 FU): the first fragment of a NAL unit.
+const FU_S: u8 = 0x80;
+/// Fragmentation unit header: the last fragment of a NAL unit.
+const FU_E: u8 = 0x40;
+
 /// Default largest RTP payload: leaves room for the RTP header, header extensions and
 /// SRTP tag within a 1280-byte IPv6 minimum MTU path.
 pub const MAX_PAYLOAD: usize = 1200;

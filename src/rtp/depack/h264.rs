@@ -7,13 +7,10 @@ use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
 use crate::media::h264::nal::{
     AUD, FILLER, FU_A, FU_B, IDR, LAST_SINGLE, MTAP16, MTAP24, PPS, SPS, STAP_A, STAP_B, TYPE_MASK,
 };
+use crate::rtp::{FU_E, FU_S};
 
 /// NAL unit header: forbidden_zero_bit and nal_ref_idc, kept in FU indicators.
 const F_NRI: u8 = 0xE0;
-/// FU header: first fragment.
-const FU_S: u8 = 0x80;
-/// FU header: last fragment.
-const FU_E: u8 = 0x40;
 /// STAP-A per-unit size field.
 const STAP_SIZE: usize = 2;
 

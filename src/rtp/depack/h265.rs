@@ -10,6 +10,7 @@ use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
 use crate::media::h265::nal::{
     self as types, AP, AUD, FILLER, FU, IRAP, LAST_VCL, PACI, PPS, SPS, TYPE_MASK, VPS,
 };
+use crate::rtp::{FU_E, FU_S};
 
 /// NAL unit / payload header size.
 const HEADER: usize = 2;
@@ -17,10 +18,6 @@ const HEADER: usize = 2;
 const F_LAYER_HIGH: u8 = 0x81;
 /// Second header byte: nuh_temporal_id_plus1, never 0.
 const TID_MASK: u8 = 0x07;
-/// FU header: first fragment.
-const FU_S: u8 = 0x80;
-/// FU header: last fragment.
-const FU_E: u8 = 0x40;
 /// AP per-unit size field.
 const AP_SIZE: usize = 2;
 
