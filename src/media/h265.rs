@@ -214,6 +214,21 @@ mod tests {
     }
 
     #[test]
+    fn nal_types() {
+        // Headers from RFC 7798 §1.1.4: type << 1, LayerId 0, TID 1.
+        assert_eq!(nal_type(&[0x40, 0x01]), Some(nal::VPS));
+        assert_eq!(nal_type(&[0x42, 0x01]), Some(nal::SPS));
+        assert_eq!(nal_type(&[0x44, 0x01]), Some(nal::PPS));
+        assert_eq!(nal_type(&[0x46, 0x01]), Some(nal::AUD));
+        assert_eq!(nal_type(&[0x60, 0x01]), Some(nal::AP));
+        assert_eq!(nal_type(&[0x62, 0x01]), Some(nal::FU));
+        // IDR_W_RADL (19) with the F bit and the high LayerId bit set.
+        assert_eq!(nal::kind(0x80 | (19 << 1) | 0x01), 19);
+        assert!(nal::IRAP.contains(&19) && !nal::IRAP.contains(&nal::LAST_VCL));
+        assert_eq!(nal_type(&[]), None);
+    }
+
+    #[test]
     fn malformed_input_is_an_error() {
         assert!(parse_sps(&[]).is_err());
         // A PPS header.
