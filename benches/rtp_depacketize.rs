@@ -9,11 +9,11 @@
 //! per element is the time per frame / per packet).
 
 use bytes::Bytes;
+use corecast::media::clip::Clip;
 use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
 use corecast::media::{Codec, Frame, MediaKind, Track, TrackId};
 use corecast::rtp::depack::{DepackConfig, DepackOutput, Depacketizer, RtpPacket};
 use corecast::rtp::{MAX_PAYLOAD, packetize_h264};
-use corecast::source::clip::Clip;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 

@@ -2,10 +2,10 @@
 //! per frame, throughput in packets (RTP payloads) per second.
 
 use bytes::Bytes;
+use corecast::media::clip::Clip;
 use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
 use corecast::media::{Frame, Track};
 use corecast::rtp::{MAX_PAYLOAD, packetize_h264};
-use corecast::source::clip::Clip;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 

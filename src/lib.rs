@@ -13,6 +13,7 @@ pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod runtime;
+pub mod sdp;
 pub mod shard;
 pub mod source;
 pub mod stats;

@@ -7,8 +7,8 @@ mod common;
 use bytes::Bytes;
 use common::{require_tool, root};
 use corecast::media::MediaKind;
+use corecast::media::clip::Clip;
 use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
-use corecast::source::clip::Clip;
 use std::process::Command;
 
 struct Parsed {

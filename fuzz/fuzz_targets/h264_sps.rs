@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = h264::parse_sps(data);
     // Also as an SPS whatever the first byte says.
     let mut nal = Vec::with_capacity(data.len() + 1);
-    nal.push(h264::NAL_SPS);
+    nal.push(h264::nal::SPS);
     nal.extend_from_slice(data);
     let _ = h264::parse_sps(&nal);
     if let Ok(cfg) = AvcConfig::parse(&Bytes::copy_from_slice(data)) {

@@ -29,7 +29,7 @@ use crate::camera_reel::{LiveFrame, Reel};
 use crate::camera_rtsp::{
     self as proto, Action, Control, ControlState, Env, RequestReader, Transport,
 };
-use corecast::source::clip::Clip;
+use corecast::media::clip::Clip;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};

@@ -3,14 +3,14 @@
 //! before the first session starts. Sessions then only write headers in front of
 //! shared payloads. Pure: the driver paces it by the clock.
 //!
-//! The clip loops like corecast's file source (`corecast::source::clip::Clip`): pass `n`
+//! The clip loops like corecast's file source (`corecast::media::clip::Clip`): pass `n`
 //! is shifted by `n * loop_ms`, so timestamps keep increasing. Audio is left out (the
 //! simulated cameras are video-only).
 
+use corecast::media::clip::Clip;
 use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
 use corecast::media::{Codec, Track};
 use corecast::rtp::{self, RtpPayload};
-use corecast::source::clip::Clip;
 
 /// One video frame, packetized.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! AAC AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1), as carried in FLV/RTMP sequence
 //! headers, MP4 `esds` and SDP `config=`.
 
+use super::bits::{BitError, BitReader};
+
 /// Sampling frequencies by `samplingFrequencyIndex` (0x0..=0xC).
 const SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
@@ -39,33 +41,9 @@ pub struct AudioSpecificConfig {
     pub channels: u8,
 }
 
-/// MSB-first reader over at most the first 8 bytes of the input (enough for the fields
-/// parsed here: at most 43 bits).
-struct Bits {
-    word: u64,
-    avail: u32,
-}
-
-impl Bits {
-    fn new(data: &[u8]) -> Self {
-        let mut buf = [0u8; 8];
-        for (b, d) in buf.iter_mut().zip(data) {
-            *b = *d;
-        }
-        Bits {
-            word: u64::from_be_bytes(buf),
-            avail: data.len().min(8) as u32 * 8,
-        }
-    }
-
-    fn read(&mut self, n: u32) -> Result<u32, AacError> {
-        if n == 0 || n > 32 || n > self.avail {
-            return Err(AacError::Truncated);
-        }
-        let v = (self.word >> (64 - n)) as u32;
-        self.word <<= n;
-        self.avail -= n;
-        Ok(v)
+impl From<BitError> for AacError {
+    fn from(_: BitError) -> Self {
+        AacError::Truncated
     }
 }
 
@@ -95,14 +73,15 @@ impl AudioSpecificConfig {
     /// Parses object type, sampling frequency and channel configuration; any following
     /// fields (GASpecificConfig, SBR extension) are ignored.
     pub fn parse(data: &[u8]) -> Result<AudioSpecificConfig, AacError> {
-        let mut r = Bits::new(data);
-        let mut object_type = r.read(5)? as u8;
+        // The fields read here take at most 43 bits: look at the first 8 bytes only.
+        let mut r = BitReader::with_len(data, 64);
+        let mut object_type = r.bits(5)? as u8;
         if object_type == OBJECT_TYPE_ESCAPE {
-            object_type = 32 + r.read(6)? as u8;
+            object_type = 32 + r.bits(6)? as u8;
         }
-        let index = r.read(4)? as u8;
+        let index = r.bits(4)? as u8;
         let sample_rate = if index == FREQ_INDEX_ESCAPE {
-            match r.read(24)? {
+            match r.bits(24)? {
                 0 => return Err(AacError::ZeroSampleRate),
                 rate => rate,
             }
@@ -111,7 +90,7 @@ impl AudioSpecificConfig {
                 .get(usize::from(index))
                 .ok_or(AacError::ReservedFrequencyIndex(index))?
         };
-        let channels = channels_for_config(r.read(4)? as u8)?;
+        let channels = channels_for_config(r.bits(4)? as u8)?;
         Ok(AudioSpecificConfig {
             object_type,
             sample_rate,

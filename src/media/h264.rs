@@ -1,19 +1,42 @@
 //! H.264 / AVC helpers: RBSP bit reading, SPS parsing and the AVC decoder configuration
 //! record (ISO/IEC 14496-15) carried by FLV, RTMP and MP4.
 
+use super::bits::{BitError, BitReader};
 use super::{Track, avcc_nal_units};
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// NAL unit type of an IDR slice.
-pub const NAL_IDR: u8 = 0x05;
-/// NAL unit type of supplemental enhancement information.
-pub const NAL_SEI: u8 = 0x06;
-/// NAL unit type of a sequence parameter set.
-pub const NAL_SPS: u8 = 0x07;
-/// NAL unit type of a picture parameter set.
-pub const NAL_PPS: u8 = 0x08;
-/// NAL unit type of an access unit delimiter.
-pub const NAL_AUD: u8 = 0x09;
+/// H.264 NAL unit types (ITU-T H.264 table 7-1), and the RTP packet types of RFC 6184
+/// (§5.2) that share the type field of the NAL unit header.
+pub mod nal {
+    /// The type bits of the NAL unit header byte.
+    pub const TYPE_MASK: u8 = 0x1F;
+    /// Coded slice of an IDR picture.
+    pub const IDR: u8 = 5;
+    /// Supplemental enhancement information.
+    pub const SEI: u8 = 6;
+    /// Sequence parameter set.
+    pub const SPS: u8 = 7;
+    /// Picture parameter set.
+    pub const PPS: u8 = 8;
+    /// Access unit delimiter.
+    pub const AUD: u8 = 9;
+    /// Filler data.
+    pub const FILLER: u8 = 12;
+    /// Last type an RTP single NAL unit packet carries (1..=23).
+    pub const LAST_SINGLE: u8 = 23;
+    /// RTP single-time aggregation packet, type A.
+    pub const STAP_A: u8 = 24;
+    /// RTP single-time aggregation packet, type B.
+    pub const STAP_B: u8 = 25;
+    /// RTP multi-time aggregation packet, 16-bit offsets.
+    pub const MTAP16: u8 = 26;
+    /// RTP multi-time aggregation packet, 24-bit offsets.
+    pub const MTAP24: u8 = 27;
+    /// RTP fragmentation unit, type A.
+    pub const FU_A: u8 = 28;
+    /// RTP fragmentation unit, type B.
+    pub const FU_B: u8 = 29;
+}
 
 /// Only this many bytes of an SPS NAL unit are examined; everything `parse_sps` reads
 /// (up to the VUI timing info) fits well within it.
@@ -64,7 +87,7 @@ pub enum H264Error {
 
 /// The NAL unit type (low 5 bits of the header byte), or `None` for an empty unit.
 pub fn nal_type(nal: &[u8]) -> Option<u8> {
-    nal.first().map(|b| b & 0x1F)
+    nal.first().map(|b| b & nal::TYPE_MASK)
 }
 
 /// Removes emulation-prevention bytes: every `03` that follows `00 00` is dropped.
@@ -82,93 +105,13 @@ pub fn nal_to_rbsp(nal: &[u8]) -> Vec<u8> {
     out
 }
 
-/// MSB-first bit reader over an RBSP, with Exp-Golomb decoding.
-#[derive(Debug, Clone)]
-pub struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    /// A reader positioned at the first bit of `data`.
-    pub fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0 }
-    }
-
-    /// Bits not yet read.
-    pub fn bits_left(&self) -> usize {
-        self.data.len().saturating_mul(8).saturating_sub(self.pos)
-    }
-
-    /// Reads one bit.
-    pub fn bit(&mut self) -> Result<u8, H264Error> {
-        let byte = self.data.get(self.pos / 8).ok_or(H264Error::Truncated)?;
-        let bit = (byte >> (7 - (self.pos % 8))) & 1;
-        self.pos += 1;
-        Ok(bit)
-    }
-
-    /// Reads one bit as a flag.
-    pub fn flag(&mut self) -> Result<bool, H264Error> {
-        Ok(self.bit()? == 1)
-    }
-
-    /// Reads `n` bits (at most 32) as an unsigned big-endian number.
-    pub fn bits(&mut self, n: u32) -> Result<u32, H264Error> {
-        if n > 32 {
-            return Err(H264Error::InvalidField {
-                field: "bit count",
-                value: u64::from(n),
-            });
+impl From<BitError> for H264Error {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::Truncated => H264Error::Truncated,
+            BitError::ExpGolombTooLong => H264Error::ExpGolombTooLong,
+            BitError::OutOfRange { field, value } => H264Error::InvalidField { field, value },
         }
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
-        }
-        Ok(v as u32)
-    }
-
-    /// Skips `n` bits.
-    pub fn skip(&mut self, n: usize) -> Result<(), H264Error> {
-        if n > self.bits_left() {
-            return Err(H264Error::Truncated);
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    /// Reads an unsigned Exp-Golomb code, `ue(v)`.
-    pub fn ue(&mut self) -> Result<u32, H264Error> {
-        let mut zeros = 0u32;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(H264Error::ExpGolombTooLong);
-            }
-        }
-        let rest = u64::from(self.bits(zeros)?);
-        // At most 2^31 - 1 + 2^31 - 1, which fits a u32.
-        Ok(((1u64 << zeros) - 1 + rest) as u32)
-    }
-
-    /// Reads a signed Exp-Golomb code, `se(v)`.
-    pub fn se(&mut self) -> Result<i32, H264Error> {
-        let k = i64::from(self.ue()?);
-        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
-        // |v| <= 2^31 - 1.
-        Ok(v as i32)
-    }
-
-    /// Reads `ue(v)` and rejects values above `max`.
-    fn ue_max(&mut self, field: &'static str, max: u32) -> Result<u32, H264Error> {
-        let v = self.ue()?;
-        if v > max {
-            return Err(H264Error::InvalidField {
-                field,
-                value: u64::from(v),
-            });
-        }
-        Ok(v)
     }
 }
 
@@ -282,7 +225,7 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), H264Error
 /// `fps` unset rather than failing, as decoders tolerate it.
 pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
     let ty = nal_type(nal).ok_or(H264Error::Truncated)?;
-    if ty != NAL_SPS {
+    if ty != nal::SPS {
         return Err(H264Error::UnexpectedNalType(ty));
     }
     let body = nal.get(1..).unwrap_or_default();
@@ -294,29 +237,106 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
     let level_idc = r.bits(8)? as u8;
     let id = r.ue_max("seq_parameter_set_id", 31)? as u8;
 
-    let mut chroma_format_idc = 1u8;
-    let mut separate_colour_plane = false;
-    let mut bit_depth_luma = 8u8;
-    let mut bit_depth_chroma = 8u8;
-    if is_high_profile(profile_idc) {
-        chroma_format_idc = r.ue_max("chroma_format_idc", 3)? as u8;
-        if chroma_format_idc == 3 {
-            separate_colour_plane = r.flag()?;
+    let chroma = if is_high_profile(profile_idc) {
+        read_chroma_format(&mut r)?
+    } else {
+        ChromaFormat::default()
+    };
+    let log2_max_frame_num = 4 + r.ue_max("log2_max_frame_num_minus4", 12)? as u8;
+    let pic_order_cnt_type = read_pic_order_cnt(&mut r)?;
+    let max_num_ref_frames = r.ue()?;
+    r.skip(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = r.ue_max("pic_width_in_mbs_minus1", MAX_DIMENSION_MBS - 1)? + 1;
+    let height_map_units = r.ue_max("pic_height_in_map_units_minus1", MAX_DIMENSION_MBS - 1)? + 1;
+    let frame_mbs_only = r.flag()?;
+    if !frame_mbs_only {
+        r.skip(1)?; // mb_adaptive_frame_field_flag
+    }
+    r.skip(1)?; // direct_8x8_inference_flag
+
+    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    let coded_width = width_mbs * 16;
+    let coded_height = height_map_units * 16 * field_factor;
+    let (width, height) = if r.flag()? {
+        read_crop(&mut r, (coded_width, coded_height), &chroma, field_factor)?
+    } else {
+        (coded_width, coded_height)
+    };
+
+    let fps = if r.flag()? {
+        vui_fps(&mut r).unwrap_or(None)
+    } else {
+        None
+    };
+
+    Ok(Sps {
+        profile_idc,
+        constraint_flags,
+        level_idc,
+        id,
+        chroma_format_idc: chroma.idc,
+        separate_colour_plane: chroma.separate_colour_plane,
+        bit_depth_luma: chroma.bit_depth_luma,
+        bit_depth_chroma: chroma.bit_depth_chroma,
+        log2_max_frame_num,
+        pic_order_cnt_type,
+        max_num_ref_frames,
+        frame_mbs_only,
+        coded_width,
+        coded_height,
+        width,
+        height,
+        fps,
+    })
+}
+
+/// The chroma format and bit depths of an SPS (H.264 7.3.2.1.1); the defaults are
+/// those of profiles that do not code them (4:2:0, 8 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChromaFormat {
+    idc: u8,
+    separate_colour_plane: bool,
+    bit_depth_luma: u8,
+    bit_depth_chroma: u8,
+}
+
+impl Default for ChromaFormat {
+    fn default() -> Self {
+        ChromaFormat {
+            idc: 1,
+            separate_colour_plane: false,
+            bit_depth_luma: 8,
+            bit_depth_chroma: 8,
         }
-        bit_depth_luma = 8 + r.ue_max("bit_depth_luma_minus8", 6)? as u8;
-        bit_depth_chroma = 8 + r.ue_max("bit_depth_chroma_minus8", 6)? as u8;
-        r.skip(1)?; // qpprime_y_zero_transform_bypass_flag
-        if r.flag()? {
-            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.flag()? {
-                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
-                }
+    }
+}
+
+/// Reads the chroma format, bit depths and (skipped) scaling matrices that high
+/// profiles put after `seq_parameter_set_id`.
+fn read_chroma_format(r: &mut BitReader<'_>) -> Result<ChromaFormat, H264Error> {
+    let idc = r.ue_max("chroma_format_idc", 3)? as u8;
+    let separate_colour_plane = idc == 3 && r.flag()?;
+    let bit_depth_luma = 8 + r.ue_max("bit_depth_luma_minus8", 6)? as u8;
+    let bit_depth_chroma = 8 + r.ue_max("bit_depth_chroma_minus8", 6)? as u8;
+    r.skip(1)?; // qpprime_y_zero_transform_bypass_flag
+    if r.flag()? {
+        let lists = if idc == 3 { 12 } else { 8 };
+        for i in 0..lists {
+            if r.flag()? {
+                skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
             }
         }
     }
+    Ok(ChromaFormat {
+        idc,
+        separate_colour_plane,
+        bit_depth_luma,
+        bit_depth_chroma,
+    })
+}
 
-    let log2_max_frame_num = 4 + r.ue_max("log2_max_frame_num_minus4", 12)? as u8;
+/// Reads `pic_order_cnt_type` and skips the fields that depend on it.
+fn read_pic_order_cnt(r: &mut BitReader<'_>) -> Result<u8, H264Error> {
     let pic_order_cnt_type = r.ue_max("pic_order_cnt_type", 2)? as u8;
     match pic_order_cnt_type {
         0 => {
@@ -333,73 +353,42 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
         }
         _ => {}
     }
-    let max_num_ref_frames = r.ue()?;
-    r.skip(1)?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = r.ue_max("pic_width_in_mbs_minus1", MAX_DIMENSION_MBS - 1)? + 1;
-    let height_map_units = r.ue_max("pic_height_in_map_units_minus1", MAX_DIMENSION_MBS - 1)? + 1;
-    let frame_mbs_only = r.flag()?;
-    if !frame_mbs_only {
-        r.skip(1)?; // mb_adaptive_frame_field_flag
-    }
-    r.skip(1)?; // direct_8x8_inference_flag
+    Ok(pic_order_cnt_type)
+}
 
-    let field_factor = if frame_mbs_only { 1 } else { 2 };
-    let coded_width = width_mbs * 16;
-    let coded_height = height_map_units * 16 * field_factor;
-    let (mut width, mut height) = (coded_width, coded_height);
-    if r.flag()? {
-        let left = r.ue()?;
-        let right = r.ue()?;
-        let top = r.ue()?;
-        let bottom = r.ue()?;
-        // ChromaArrayType is 0 with separate colour planes.
-        let chroma_array_type = if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        };
-        let (unit_x, unit_y) = match chroma_array_type {
-            1 => (2, 2 * field_factor),
-            2 => (2, field_factor),
-            _ => (1, field_factor),
-        };
-        let crop_w = u64::from(left) + u64::from(right);
-        let crop_h = u64::from(top) + u64::from(bottom);
-        width = u64::from(coded_width)
-            .checked_sub(crop_w * unit_x)
-            .filter(|w| *w > 0)
-            .ok_or(H264Error::BadCrop)? as u32;
-        height = u64::from(coded_height)
-            .checked_sub(crop_h * u64::from(unit_y))
-            .filter(|h| *h > 0)
-            .ok_or(H264Error::BadCrop)? as u32;
-    }
-
-    let fps = if r.flag()? {
-        vui_fps(&mut r).unwrap_or(None)
+/// Reads the frame cropping offsets and returns the cropped size of the `coded` picture.
+fn read_crop(
+    r: &mut BitReader<'_>,
+    (coded_width, coded_height): (u32, u32),
+    chroma: &ChromaFormat,
+    field_factor: u32,
+) -> Result<(u32, u32), H264Error> {
+    let left = r.ue()?;
+    let right = r.ue()?;
+    let top = r.ue()?;
+    let bottom = r.ue()?;
+    // ChromaArrayType is 0 with separate colour planes.
+    let chroma_array_type = if chroma.separate_colour_plane {
+        0
     } else {
-        None
+        chroma.idc
     };
-
-    Ok(Sps {
-        profile_idc,
-        constraint_flags,
-        level_idc,
-        id,
-        chroma_format_idc,
-        separate_colour_plane,
-        bit_depth_luma,
-        bit_depth_chroma,
-        log2_max_frame_num,
-        pic_order_cnt_type,
-        max_num_ref_frames,
-        frame_mbs_only,
-        coded_width,
-        coded_height,
-        width,
-        height,
-        fps,
-    })
+    let (unit_x, unit_y) = match chroma_array_type {
+        1 => (2, 2 * field_factor),
+        2 => (2, field_factor),
+        _ => (1, field_factor),
+    };
+    let crop_w = u64::from(left) + u64::from(right);
+    let crop_h = u64::from(top) + u64::from(bottom);
+    let width = u64::from(coded_width)
+        .checked_sub(crop_w * unit_x)
+        .filter(|w| *w > 0)
+        .ok_or(H264Error::BadCrop)? as u32;
+    let height = u64::from(coded_height)
+        .checked_sub(crop_h * u64::from(unit_y))
+        .filter(|h| *h > 0)
+        .ok_or(H264Error::BadCrop)? as u32;
+    Ok((width, height))
 }
 
 /// Reads the VUI up to and including the timing info; returns the frame rate if present.
@@ -580,7 +569,7 @@ pub fn apply_avc_config(track: &mut Track, cfg: &AvcConfig) -> Result<(), H264Er
 
 /// Whether an AVCC payload (4-byte length prefixes) contains an IDR slice.
 pub fn avcc_has_idr(data: &Bytes) -> bool {
-    avcc_nal_units(data).any(|nal| nal_type(&nal) == Some(NAL_IDR))
+    avcc_nal_units(data).any(|nal| nal_type(&nal) == Some(nal::IDR))
 }
 
 #[cfg(test)]
@@ -729,9 +718,12 @@ mod tests {
         assert_eq!(r.ue(), Ok(3));
         assert_eq!(r.se(), Ok(-2));
         assert_eq!(r.bits_left(), 7);
-        assert_eq!(r.bits(8), Err(H264Error::Truncated));
         assert_eq!(
-            r.bits(33),
+            r.bits(8).map_err(H264Error::from),
+            Err(H264Error::Truncated)
+        );
+        assert_eq!(
+            r.bits(33).map_err(H264Error::from),
             Err(H264Error::InvalidField {
                 field: "bit count",
                 value: 33
@@ -745,11 +737,11 @@ mod tests {
 
     #[test]
     fn nal_types() {
-        assert_eq!(nal_type(&[0x65, 0x88]), Some(NAL_IDR));
-        assert_eq!(nal_type(&[0x67]), Some(NAL_SPS));
-        assert_eq!(nal_type(&[0x68]), Some(NAL_PPS));
-        assert_eq!(nal_type(&[0x06]), Some(NAL_SEI));
-        assert_eq!(nal_type(&[0x09]), Some(NAL_AUD));
+        assert_eq!(nal_type(&[0x65, 0x88]), Some(nal::IDR));
+        assert_eq!(nal_type(&[0x67]), Some(nal::SPS));
+        assert_eq!(nal_type(&[0x68]), Some(nal::PPS));
+        assert_eq!(nal_type(&[0x06]), Some(nal::SEI));
+        assert_eq!(nal_type(&[0x09]), Some(nal::AUD));
         assert_eq!(nal_type(&[]), None);
     }
 

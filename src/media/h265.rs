@@ -1,10 +1,47 @@
 //! H.265 sequence parameter sets (ITU-T H.265 §7.3.2.2): the picture size, profile and
 //! level, for the API and the web page. Pure and bounded; errors, never panics.
 
-use super::h264::{BitReader, H264Error, nal_to_rbsp};
+use super::bits::BitReader;
+use super::h264::{H264Error, nal_to_rbsp};
 
-/// NAL unit type of a sequence parameter set.
-const NAL_SPS: u8 = 33;
+/// H.265 NAL unit types (ITU-T H.265 table 7-1), and the RTP packet types of RFC 7798
+/// (§4.4) that share the type field of the NAL unit header.
+pub mod nal {
+    use std::ops::RangeInclusive;
+
+    /// The type bits of the first header byte, once shifted right by one.
+    pub const TYPE_MASK: u8 = 0x3F;
+    /// Intra random access point pictures: BLA_W_LP (16) to RSV_IRAP_VCL23.
+    pub const IRAP: RangeInclusive<u8> = 16..=23;
+    /// Last VCL type (RSV_VCL31).
+    pub const LAST_VCL: u8 = 31;
+    /// Video parameter set.
+    pub const VPS: u8 = 32;
+    /// Sequence parameter set.
+    pub const SPS: u8 = 33;
+    /// Picture parameter set.
+    pub const PPS: u8 = 34;
+    /// Access unit delimiter.
+    pub const AUD: u8 = 35;
+    /// Filler data.
+    pub const FILLER: u8 = 38;
+    /// RTP aggregation packet; 48..=63 are never NAL units.
+    pub const AP: u8 = 48;
+    /// RTP fragmentation unit.
+    pub const FU: u8 = 49;
+    /// RTP payload content information (PACI).
+    pub const PACI: u8 = 50;
+
+    /// The NAL unit type in the first header byte.
+    pub fn kind(first_header_byte: u8) -> u8 {
+        (first_header_byte >> 1) & TYPE_MASK
+    }
+}
+
+/// The NAL unit type, or `None` for an empty unit.
+pub fn nal_type(unit: &[u8]) -> Option<u8> {
+    unit.first().map(|b| nal::kind(*b))
+}
 /// Longest SPS read (real ones are under 100 bytes).
 const MAX_SPS: usize = 1024;
 
@@ -68,9 +105,8 @@ fn profile_tier_level(
 
 /// Reads the size, profile and level of an H.265 SPS NAL unit (with its 2-byte header).
 pub fn parse_sps(nal: &[u8]) -> Result<H265Sps, H264Error> {
-    let header = nal.first().ok_or(H264Error::Truncated)?;
-    let kind = (header >> 1) & 0x3F;
-    if kind != NAL_SPS {
+    let kind = nal_type(nal).ok_or(H264Error::Truncated)?;
+    if kind != nal::SPS {
         return Err(H264Error::UnexpectedNalType(kind));
     }
     let rbsp = nal_to_rbsp(&nal[..nal.len().min(MAX_SPS)]);
@@ -175,6 +211,21 @@ mod tests {
         assert_eq!((s.width, s.height), (640, 360));
         assert_eq!((s.profile_idc, s.level_idc), (2, 63));
         assert_eq!(s.profile_name(), "Main 10");
+    }
+
+    #[test]
+    fn nal_types() {
+        // Headers from RFC 7798 §1.1.4: type << 1, LayerId 0, TID 1.
+        assert_eq!(nal_type(&[0x40, 0x01]), Some(nal::VPS));
+        assert_eq!(nal_type(&[0x42, 0x01]), Some(nal::SPS));
+        assert_eq!(nal_type(&[0x44, 0x01]), Some(nal::PPS));
+        assert_eq!(nal_type(&[0x46, 0x01]), Some(nal::AUD));
+        assert_eq!(nal_type(&[0x60, 0x01]), Some(nal::AP));
+        assert_eq!(nal_type(&[0x62, 0x01]), Some(nal::FU));
+        // IDR_W_RADL (19) with the F bit and the high LayerId bit set.
+        assert_eq!(nal::kind(0x80 | (19 << 1) | 0x01), 19);
+        assert!(nal::IRAP.contains(&19) && !nal::IRAP.contains(&nal::LAST_VCL));
+        assert_eq!(nal_type(&[]), None);
     }
 
     #[test]

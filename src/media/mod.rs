@@ -6,6 +6,8 @@
 //! in the track's clock ([`Track::clock_rate`]): 90 kHz for video, the sample rate for audio.
 
 pub mod aac;
+pub mod bits;
+pub mod clip;
 pub mod flv;
 pub mod gop;
 pub mod h264;

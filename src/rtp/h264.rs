@@ -2,30 +2,16 @@
 //! unit packets, STAP-A aggregates and FU-A fragments.
 
 use super::packer::{NalFormat, Packer, build};
+use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
-use crate::media::h264::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
+use crate::media::h264::nal::{AUD, FILLER, FU_A, IDR, LAST_SINGLE, PPS, SPS, STAP_A, TYPE_MASK};
 use crate::media::{Codec, Frame, Track, avcc_nal_units};
 use bytes::Bytes;
 
-/// NAL unit header: type bits.
-const NAL_TYPE_MASK: u8 = 0x1F;
 /// NAL unit header: forbidden_zero_bit.
 const NAL_F: u8 = 0x80;
 /// NAL unit header: nal_ref_idc bits.
 const NAL_NRI: u8 = 0x60;
-/// NAL unit type of filler data.
-const NAL_FILLER: u8 = 0x0C;
-/// Highest NAL unit type sent as is; 24..=29 are RTP packet types, 0, 30 and 31 reserved
-/// (RFC 6184 §5.2).
-const NAL_LAST_SINGLE: u8 = 0x17;
-/// RTP packet type: single-time aggregation packet.
-const STAP_A: u8 = 0x18;
-/// RTP packet type: fragmentation unit.
-const FU_A: u8 = 0x1C;
-/// FU header: start of the fragmented NAL unit.
-const FU_S: u8 = 0x80;
-/// FU header: end of the fragmented NAL unit.
-const FU_E: u8 = 0x40;
 /// Size of an AVCC length prefix.
 const AVCC_PREFIX: usize = 4;
 /// STAP-A header byte.
@@ -74,9 +60,9 @@ pub fn packetize_h264(
         let Some(kind) = sendable_type(&nal) else {
             continue;
         };
-        has_sps |= kind == NAL_SPS;
-        has_pps |= kind == NAL_PPS;
-        has_idr |= kind == NAL_IDR;
+        has_sps |= kind == SPS;
+        has_pps |= kind == PPS;
+        has_idr |= kind == IDR;
         bound += payload_bound(nal.len(), max_payload);
     }
     if consumed != frame.data.len() {
@@ -125,9 +111,9 @@ pub fn packetize_h264(
 
 /// The NAL unit type if the unit is sent, `None` if it is dropped.
 fn sendable_type(nal: &[u8]) -> Option<u8> {
-    let kind = nal.first()? & NAL_TYPE_MASK;
-    let plain = (0x01..=NAL_LAST_SINGLE).contains(&kind);
-    (plain && kind != NAL_AUD && kind != NAL_FILLER).then_some(kind)
+    let kind = nal.first()? & TYPE_MASK;
+    let plain = (0x01..=LAST_SINGLE).contains(&kind);
+    (plain && kind != AUD && kind != FILLER).then_some(kind)
 }
 
 /// Most payloads a unit of `len` bytes can take (one, or its FU-A fragments).
@@ -191,7 +177,7 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
         return;
     };
     let indicator = (header & (NAL_F | NAL_NRI)) | FU_A;
-    let kind = header & NAL_TYPE_MASK;
+    let kind = header & TYPE_MASK;
     let cap = max - FU_A_HEADER;
     let count = body.len().div_ceil(cap).max(1);
     let (base, extra) = (body.len() / count, body.len() % count);
@@ -224,24 +210,25 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
 /// Reassembles the NAL units of one packetization-mode 1 payload sequence (single NAL
 /// unit packets, STAP-A, FU-A), in order, with no loss.
 ///
-/// A test helper for round-tripping [`packetize_h264`]: it does no sequence-number,
+/// Test-only, for round-tripping [`packetize_h264`] (ingest uses [`super::depack`]): it does no sequence-number,
 /// loss or timestamp handling and is not an ingest depacketizer. Output is bounded by
 /// the input size. Errors on empty payloads, truncated STAP-A entries, FU-A fragments out
 /// of order (no start, a second start, an unfinished unit) and packet types other than
 /// 1..=23, 24 and 28.
-pub fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
+#[cfg(test)]
+pub(crate) fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
     let mut units = Vec::new();
     let mut partial: Option<Vec<u8>> = None;
     for payload in payloads {
         let (&header, body) = payload
             .split_first()
             .ok_or(RtpError::Malformed("empty payload"))?;
-        let kind = header & NAL_TYPE_MASK;
+        let kind = header & TYPE_MASK;
         if kind != FU_A && partial.is_some() {
             return Err(RtpError::Malformed("FU-A interrupted before its end"));
         }
         match kind {
-            0x01..=NAL_LAST_SINGLE => units.push(payload.to_vec()),
+            0x01..=LAST_SINGLE => units.push(payload.to_vec()),
             STAP_A => {
                 if body.is_empty() {
                     return Err(RtpError::Malformed("empty STAP-A"));
@@ -267,7 +254,7 @@ pub fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
                     .split_first()
                     .ok_or(RtpError::Malformed("FU-A without FU header"))?;
                 let (start, end) = (fu_header & FU_S != 0, fu_header & FU_E != 0);
-                let nal_header = (header & (NAL_F | NAL_NRI)) | (fu_header & NAL_TYPE_MASK);
+                let nal_header = (header & (NAL_F | NAL_NRI)) | (fu_header & TYPE_MASK);
                 if start {
                     if end {
                         return Err(RtpError::Malformed("FU-A with both S and E"));
@@ -304,10 +291,10 @@ pub fn depacketize_h264(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::clip::Clip;
     use crate::media::flv::{DemuxOutput, Demuxer, TagType};
     use crate::media::{MediaKind, TrackId};
     use crate::rtp::{MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
-    use crate::source::clip::Clip;
 
     /// x264 `-profile:v baseline` SPS, 1280x720 at 30 fps.
     const SPS: &[u8] = &[

@@ -2,41 +2,18 @@
 //! unit packets, aggregation packets (AP) and fragmentation units (FU).
 
 use super::packer::{NalFormat, Packer, build};
+use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
+use crate::media::h265::nal::{AP, AUD, FILLER, FU, IRAP, PPS, SPS, TYPE_MASK, VPS};
 use crate::media::{Codec, Frame, Track, avcc_nal_units};
 use bytes::Bytes;
 
-/// NAL unit type of a video parameter set.
-const NAL_VPS: u8 = 0x20;
-/// NAL unit type of a sequence parameter set.
-const NAL_SPS: u8 = 0x21;
-/// NAL unit type of a picture parameter set.
-const NAL_PPS: u8 = 0x22;
-/// NAL unit type of an access unit delimiter.
-const NAL_AUD: u8 = 0x23;
-/// NAL unit type of filler data.
-const NAL_FILLER: u8 = 0x26;
-/// First IRAP NAL unit type (BLA_W_LP).
-const NAL_IRAP_FIRST: u8 = 0x10;
-/// Last IRAP NAL unit type (RSV_IRAP_VCL23).
-const NAL_IRAP_LAST: u8 = 0x17;
-/// RTP packet type: aggregation packet. 48..=63 are RTP packet types or unspecified
-/// (RFC 7798 §4.4) and are never sent as NAL units.
-const AP: u8 = 0x30;
-/// RTP packet type: fragmentation unit.
-const FU: u8 = 0x31;
 /// First byte of the NAL unit / payload header: forbidden_zero_bit (F).
 const HDR_F: u8 = 0x80;
 /// First byte of the header: the high bit of nuh_layer_id, kept next to F in FUs.
 const HDR_LAYER_HIGH: u8 = 0x01;
 /// Second byte of the header: nuh_temporal_id_plus1 (TID), never 0 in a valid unit.
 const HDR_TID: u8 = 0x07;
-/// Type bits once shifted right by one.
-const TYPE_MASK: u8 = 0x3F;
-/// FU header: start of the fragmented NAL unit.
-const FU_S: u8 = 0x80;
-/// FU header: end of the fragmented NAL unit.
-const FU_E: u8 = 0x40;
 /// Size of an HVCC length prefix.
 const HVCC_PREFIX: usize = 4;
 /// NAL unit header, and RTP payload header (PayloadHdr).
@@ -93,10 +70,10 @@ pub fn packetize_h265(
         let Some(kind) = sendable_type(&nal) else {
             continue;
         };
-        has_vps |= kind == NAL_VPS;
-        has_sps |= kind == NAL_SPS;
-        has_pps |= kind == NAL_PPS;
-        has_irap |= (NAL_IRAP_FIRST..=NAL_IRAP_LAST).contains(&kind);
+        has_vps |= kind == VPS;
+        has_sps |= kind == SPS;
+        has_pps |= kind == PPS;
+        has_irap |= IRAP.contains(&kind);
         bound += payload_bound(nal.len(), max_payload);
     }
     if consumed != frame.data.len() {
@@ -171,7 +148,7 @@ fn valid_header(nal: &[u8]) -> Option<[u8; 2]> {
 /// The NAL unit type if the unit is sent, `None` if it is dropped.
 fn sendable_type(nal: &[u8]) -> Option<u8> {
     let kind = nal_type(valid_header(nal)?);
-    (kind != NAL_AUD && kind != NAL_FILLER).then_some(kind)
+    (kind != AUD && kind != FILLER).then_some(kind)
 }
 
 /// Most payloads a unit of `len` bytes can take (one, or its FUs).
@@ -276,14 +253,15 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
 /// Reassembles the NAL units of one RFC 7798 payload sequence without DONL (single NAL
 /// unit packets, APs, FUs), in order, with no loss.
 ///
-/// A test helper for round-tripping [`packetize_h265`] (and a base for an ingest
-/// depacketizer): it does no sequence-number, loss or timestamp handling. Output is
+/// Test-only, for round-tripping [`packetize_h265`] (ingest uses [`super::depack`]): it
+/// does no sequence-number, loss or timestamp handling. Output is
 /// bounded by the input size. Errors on payloads or units shorter than the 2-byte header
 /// or with TID 0, APs with fewer than two units or truncated entries, APs or FUs
 /// carrying RTP packet types (48..=63), FUs out of order (no start, a second start, both
 /// S and E, an unfinished unit, a header change within a unit) and PACI or other packet
 /// types 50..=63.
-pub fn depacketize_h265(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
+#[cfg(test)]
+pub(crate) fn depacketize_h265(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
     let mut units = Vec::new();
     let mut partial: Option<Vec<u8>> = None;
     for payload in payloads {
@@ -370,6 +348,7 @@ pub fn depacketize_h265(payloads: &[&[u8]]) -> Result<Vec<Vec<u8>>, RtpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::h265::nal;
     use crate::media::{MediaKind, TrackId};
     use crate::rtp::{MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
 
@@ -815,7 +794,7 @@ mod tests {
                     let len = 2 + rng.below(5000) as usize;
                     let kind = loop {
                         let k = rng.below(48) as u8;
-                        if k != NAL_AUD && k != NAL_FILLER {
+                        if k != nal::AUD && k != nal::FILLER {
                             break k;
                         }
                     };
@@ -838,7 +817,7 @@ mod tests {
                 .any(|u| (16..=23).contains(&nal_type([u[0], u[1]])));
             assert_eq!(p.keyframe, frame.keyframe || irap);
             let mut want = Vec::new();
-            if p.keyframe && !(has(NAL_VPS) && has(NAL_SPS) && has(NAL_PPS)) {
+            if p.keyframe && !(has(nal::VPS) && has(nal::SPS) && has(nal::PPS)) {
                 want.extend(params());
             }
             want.extend(units);

@@ -17,11 +17,18 @@ mod h265;
 mod packer;
 
 pub use audio::packetize_audio;
-pub use h264::{depacketize_h264, packetize_h264};
-pub use h265::{depacketize_h265, packetize_h265};
+#[cfg(test)]
+pub(crate) use h264::depacketize_h264;
+pub use h264::packetize_h264;
+pub use h265::packetize_h265;
 
 use crate::media::Codec;
 use std::sync::Arc;
+
+/// Fragmentation unit header (H.264 FU-A, H.265 FU): the first fragment of a NAL unit.
+const FU_S: u8 = 0x80;
+/// Fragmentation unit header: the last fragment of a NAL unit.
+const FU_E: u8 = 0x40;
 
 /// Default largest RTP payload: leaves room for the RTP header, header extensions and
 /// SRTP tag within a 1280-byte IPv6 minimum MTU path.
@@ -97,7 +104,9 @@ pub enum RtpError {
         /// The `max_payload` asked for.
         max: usize,
     },
-    /// A payload given to the depacketizer violates RFC 6184.
+    /// A payload given to the test-only round-trip depacketizers violates RFC 6184 or
+    /// RFC 7798 (ingest reports bad payloads through `depack::DepackOutput`).
+    #[cfg(test)]
     #[error("malformed RTP payload: {0}")]
     Malformed(&'static str),
 }

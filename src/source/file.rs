@@ -2,7 +2,7 @@
 //! the clip's timestamps.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::clip::Clip;
+use crate::media::clip::Clip;
 use crate::media::flv::{DemuxOutput, Demuxer, TagType};
 use crate::shard::ShardRef;
 use crate::stream::SourceInfo;

@@ -1,7 +1,6 @@
 //! Sources that a shard runs itself (as opposed to publishers that connect): the looping
 //! file source and RTSP camera pulls.
 
-pub mod clip;
 mod file;
 mod rtsp;
 

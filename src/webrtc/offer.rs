@@ -6,12 +6,19 @@
 //! H.264: packetization-mode 1 and the profile closest to the stream's).
 
 use crate::media::{Codec, MediaKind, Track, TrackId};
+use crate::sdp::{self, Direction, MediaSection, SdpError};
 use std::fmt;
 
 /// Most `m=` sections read from one offer.
-pub const MAX_MEDIA: usize = 16;
+pub use crate::sdp::MAX_MEDIA;
 /// Most payload types read per `m=` section.
-pub const MAX_CODECS: usize = 64;
+pub const MAX_CODECS: usize = sdp::MAX_FORMATS;
+/// Most `fmtp` parameters kept per payload type.
+const MAX_FMTP_PARAMS: usize = 32;
+/// Static payload type of G.711 µ-law (RFC 3551).
+const STATIC_PCMU: u8 = 0;
+/// Static payload type of G.711 A-law (RFC 3551).
+const STATIC_PCMA: u8 = 8;
 
 /// Why an offer cannot be used at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,179 +77,102 @@ pub struct OfferedMedia {
     pub codecs: Vec<OfferedCodec>,
 }
 
-/// Reads the media sections of an SDP offer. Tolerant of unknown lines; bounded in
-/// sections and payload types.
-pub fn parse_offer(sdp: &str) -> Result<Vec<OfferedMedia>, OfferError> {
-    let mut lines = sdp.lines().map(str::trim).filter(|l| !l.is_empty());
-    if lines.next() != Some("v=0") {
+/// Reads the media sections of an SDP offer (with [`crate::sdp`]). Tolerant of unknown
+/// lines; bounded in sections and payload types. Errors: no `v=0` first, no `m=` line,
+/// an `m=` line without media type, port or protocol, or an audio/video `m=` line with a
+/// payload type that is not a number.
+pub fn parse_offer(text: &str) -> Result<Vec<OfferedMedia>, OfferError> {
+    let session = sdp::parse(text.as_bytes()).map_err(|e| match e {
+        SdpError::TooManyMedia => OfferError::TooManyMedia,
+        SdpError::LineTooLong { .. } => OfferError::Malformed("line too long"),
+        _ => OfferError::Malformed("does not start with v=0"),
+    })?;
+    if session.version != "0" {
         return Err(OfferError::Malformed("does not start with v=0"));
     }
-    struct Raw {
-        kind: Option<MediaKind>,
-        pts: Vec<u8>,
-        dir: Option<bool>,
-        mid: Option<String>,
-        rtpmap: Vec<(u8, String, u32, Option<u8>)>,
-        fmtp: Vec<(u8, Vec<(String, String)>)>,
-    }
-    let mut session_receives = true;
-    let mut raws: Vec<Raw> = Vec::new();
-    for line in lines {
-        if let Some(m) = line.strip_prefix("m=") {
-            if raws.len() == MAX_MEDIA {
-                return Err(OfferError::TooManyMedia);
-            }
-            let mut parts = m.split_ascii_whitespace();
-            let kind = match parts.next() {
-                Some("video") => Some(MediaKind::Video),
-                Some("audio") => Some(MediaKind::Audio),
-                Some(_) => None,
-                None => return Err(OfferError::Malformed("empty m= line")),
-            };
-            let (Some(_port), Some(_proto)) = (parts.next(), parts.next()) else {
-                return Err(OfferError::Malformed("short m= line"));
-            };
-            let pts = if kind.is_some() {
-                parts
-                    .take(MAX_CODECS)
-                    .map(|p| p.parse::<u8>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| OfferError::Malformed("bad payload type in m= line"))?
-            } else {
-                Vec::new()
-            };
-            raws.push(Raw {
-                kind,
-                pts,
-                dir: None,
-                mid: None,
-                rtpmap: Vec::new(),
-                fmtp: Vec::new(),
-            });
-            continue;
-        }
-        let Some(attr) = line.strip_prefix("a=") else {
-            continue;
-        };
-        let dir = match attr {
-            "recvonly" | "sendrecv" => Some(true),
-            "sendonly" | "inactive" => Some(false),
-            _ => None,
-        };
-        let Some(raw) = raws.last_mut() else {
-            if let Some(d) = dir {
-                session_receives = d;
-            }
-            continue;
-        };
-        if dir.is_some() {
-            raw.dir = dir;
-        } else if let Some(mid) = attr.strip_prefix("mid:") {
-            raw.mid = Some(mid.chars().take(32).collect());
-        } else if let Some(v) = attr.strip_prefix("rtpmap:") {
-            if let Some(e) = parse_rtpmap(v)
-                && raw.rtpmap.len() < MAX_CODECS
-            {
-                raw.rtpmap.push(e);
-            }
-        } else if let Some(v) = attr.strip_prefix("fmtp:") {
-            let (pt, params) = v.split_once(' ').unwrap_or((v, ""));
-            if let Ok(pt) = pt.parse::<u8>()
-                && raw.fmtp.len() < MAX_CODECS
-            {
-                raw.fmtp.push((pt, parse_fmtp(params)));
-            }
-        }
-    }
-    if raws.is_empty() {
+    if session.media.is_empty() {
         return Err(OfferError::Malformed("no m= line"));
     }
-    Ok(raws
-        .into_iter()
-        .map(|raw| {
-            let fmtp_of = |pt: u8| {
-                raw.fmtp
-                    .iter()
-                    .find(|(p, _)| *p == pt)
-                    .map(|(_, f)| f.clone())
-                    .unwrap_or_default()
-            };
-            let mut codecs: Vec<OfferedCodec> = Vec::new();
-            let mut rtx: Vec<(u8, u8)> = Vec::new();
-            for &pt in &raw.pts {
-                let (name, clock_rate, channels) = match raw.rtpmap.iter().find(|(p, ..)| *p == pt)
-                {
-                    Some((_, n, c, ch)) => (n.clone(), *c, *ch),
-                    None => match static_pt(pt) {
-                        Some((n, c)) => (n.to_string(), c, Some(1)),
-                        None => continue,
-                    },
-                };
-                let fmtp = fmtp_of(pt);
-                if name == "RTX" {
-                    if let Some(apt) = fmtp
-                        .iter()
-                        .find(|(k, _)| k == "apt")
-                        .and_then(|(_, v)| v.parse().ok())
-                    {
-                        rtx.push((pt, apt));
-                    }
-                    continue;
-                }
-                if matches!(name.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03") {
-                    continue;
-                }
-                codecs.push(OfferedCodec {
-                    pt,
-                    name,
-                    clock_rate,
-                    channels,
-                    fmtp,
-                    rtx: None,
-                });
-            }
-            for (rtx_pt, apt) in rtx {
-                if let Some(c) = codecs.iter_mut().find(|c| c.pt == apt) {
-                    c.rtx = Some(rtx_pt);
-                }
-            }
-            OfferedMedia {
-                kind: raw.kind,
-                receives: raw.dir.unwrap_or(session_receives),
-                mid: raw.mid,
-                codecs,
-            }
-        })
-        .collect())
-}
-
-fn parse_rtpmap(v: &str) -> Option<(u8, String, u32, Option<u8>)> {
-    let (pt, enc) = v.split_once(' ')?;
-    let pt = pt.parse().ok()?;
-    let mut parts = enc.trim().split('/');
-    let name = parts.next()?.to_ascii_uppercase();
-    let clock = parts.next()?.parse().ok()?;
-    let channels = parts.next().and_then(|c| c.parse().ok());
-    Some((pt, name, clock, channels))
-}
-
-fn parse_fmtp(params: &str) -> Vec<(String, String)> {
-    params
-        .split(';')
-        .filter_map(|p| {
-            let (k, v) = p.trim().split_once('=')?;
-            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .take(32)
+    let session_receives = session.direction.is_none_or(Direction::receives);
+    session
+        .media
+        .iter()
+        .map(|m| offered_media(m, session_receives))
         .collect()
 }
 
-fn static_pt(pt: u8) -> Option<(&'static str, u32)> {
-    match pt {
-        0 => Some(("PCMU", 8000)),
-        8 => Some(("PCMA", 8000)),
+/// One section of the offer: its payload types in `m=` order with their `rtpmap` (or the
+/// static G.711 assignment) and `fmtp`, RTX entries folded into the types they repair,
+/// RED and FEC entries left out.
+fn offered_media(m: &MediaSection, session_receives: bool) -> Result<OfferedMedia, OfferError> {
+    let kind = match m.media.as_str() {
+        "video" => Some(MediaKind::Video),
+        "audio" => Some(MediaKind::Audio),
+        "" => return Err(OfferError::Malformed("empty m= line")),
         _ => None,
+    };
+    if m.protocol.is_empty() {
+        return Err(OfferError::Malformed("short m= line"));
     }
+    let pts = if kind.is_some() {
+        m.formats
+            .iter()
+            .map(|p| p.parse::<u8>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| OfferError::Malformed("bad payload type in m= line"))?
+    } else {
+        Vec::new()
+    };
+    let mut codecs: Vec<OfferedCodec> = Vec::new();
+    let mut rtx: Vec<(u8, u8)> = Vec::new();
+    for pt in pts {
+        // Browsers map every type; the static fallback covers the G.711 types a minimal
+        // offer may leave unmapped.
+        let map = m
+            .rtpmap(pt)
+            .cloned()
+            .or_else(|| sdp::static_rtpmap(pt).filter(|_| matches!(pt, STATIC_PCMU | STATIC_PCMA)));
+        let Some(map) = map else {
+            continue;
+        };
+        let name = map.encoding.to_ascii_uppercase();
+        let fmtp: Vec<(String, String)> = m
+            .fmtp(pt)
+            .map(|f| f.params.iter().take(MAX_FMTP_PARAMS).cloned().collect())
+            .unwrap_or_default();
+        if name == "RTX" {
+            if let Some(apt) = fmtp
+                .iter()
+                .find(|(k, _)| k == "apt")
+                .and_then(|(_, v)| v.parse().ok())
+            {
+                rtx.push((pt, apt));
+            }
+            continue;
+        }
+        if matches!(name.as_str(), "RED" | "ULPFEC" | "FLEXFEC-03") {
+            continue;
+        }
+        codecs.push(OfferedCodec {
+            pt,
+            name,
+            clock_rate: map.clock_rate,
+            channels: map.channels,
+            fmtp,
+            rtx: None,
+        });
+    }
+    for (rtx_pt, apt) in rtx {
+        if let Some(c) = codecs.iter_mut().find(|c| c.pt == apt) {
+            c.rtx = Some(rtx_pt);
+        }
+    }
+    Ok(OfferedMedia {
+        kind,
+        receives: m.direction.map_or(session_receives, Direction::receives),
+        mid: m.mid.clone(),
+        codecs,
+    })
 }
 
 /// One track to send and the offered payload type it goes out with.
@@ -540,5 +470,36 @@ a=rtpmap:126 telephone-event/8000\r\n";
         let odd = "v=0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:zz\r\na=fmtp:\r\na=rtpmap:0 PCMU\r\n";
         let m = parse_offer(odd).expect("parses");
         assert_eq!(m[0].codecs[0].name, "PCMU");
+        assert_eq!(
+            parse_offer("v=1\r\nm=audio 9 RTP/AVP 0\r\n").err(),
+            Some(OfferError::Malformed("does not start with v=0"))
+        );
+        let long = format!(
+            "v=0\r\nm=audio 9 RTP/AVP 0\r\na={}\r\n",
+            "x".repeat(sdp::MAX_LINE)
+        );
+        assert_eq!(
+            parse_offer(&long),
+            Err(OfferError::Malformed("line too long"))
+        );
+    }
+
+    #[test]
+    fn session_direction_static_types_and_data_channels() {
+        // A session-level direction is every section's default; a section's own wins.
+        let sdp = "v=0\r\na=sendonly\r\nm=audio 9 RTP/AVP 0 8 9\r\nm=audio 9 RTP/AVP 0\r\na=recvonly\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
+        let m = parse_offer(sdp).expect("parses");
+        assert_eq!(m.len(), 3);
+        assert!(!m[0].receives && m[1].receives);
+        // Unmapped static types: only G.711 is assumed.
+        let names: Vec<_> = m[0]
+            .codecs
+            .iter()
+            .map(|c| (c.pt, c.name.as_str()))
+            .collect();
+        assert_eq!(names, [(0, "PCMU"), (8, "PCMA")]);
+        assert_eq!((m[2].kind, m[2].mid.as_deref()), (None, Some("data")));
+        assert!(m[2].codecs.is_empty());
     }
 }

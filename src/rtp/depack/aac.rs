@@ -10,6 +10,7 @@
 //! marker bit on the last.
 
 use super::{RtpPacket, Unit};
+use crate::media::bits::BitReader;
 use bytes::BytesMut;
 
 /// Samples per AAC frame.
@@ -220,17 +221,17 @@ impl AacDepack {
         let (bits, rest) = payload.split_first_chunk::<HEADERS_LENGTH>()?;
         let bits = usize::from(u16::from_be_bytes(*bits));
         let section = rest.get(..bits.div_ceil(8))?;
-        let mut r = BitReader::new(section, bits);
+        let mut r = BitReader::with_len(section, bits);
         let mut serial = 0i64;
-        while r.left() > 0 {
+        while r.bits_left() > 0 {
             let first = self.aus.is_empty();
             let index_bits = if first {
                 self.index_length
             } else {
                 self.index_delta_length
             };
-            let size = r.read(self.size_length)? as usize;
-            let index = i64::from(r.read(index_bits)?);
+            let size = r.bits(u32::from(self.size_length)).ok()? as usize;
+            let index = i64::from(r.bits(u32::from(index_bits)).ok()?);
             if !first {
                 // AU-Index-delta: the serial number grows by 1 + delta (interleaving).
                 serial += 1 + index;
@@ -253,42 +254,5 @@ impl AacDepack {
             return None;
         }
         Some(HEADERS_LENGTH + section.len())
-    }
-}
-
-/// MSB-first reader of the first `bits` bits of a slice.
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    end: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8], bits: usize) -> Self {
-        BitReader {
-            data,
-            pos: 0,
-            end: bits.min(data.len() * 8),
-        }
-    }
-
-    fn left(&self) -> usize {
-        self.end - self.pos
-    }
-
-    /// Reads `n` (at most 32) bits; `None` past the end.
-    fn read(&mut self, n: u8) -> Option<u32> {
-        let n = usize::from(n);
-        if n > self.left() {
-            return None;
-        }
-        let mut v = 0u64;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8)?;
-            let bit = (byte >> (7 - self.pos % 8)) & 1;
-            v = v << 1 | u64::from(bit);
-            self.pos += 1;
-        }
-        u32::try_from(v).ok()
     }
 }

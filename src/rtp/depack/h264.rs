@@ -4,32 +4,13 @@
 
 use super::Unit;
 use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
-use crate::media::h264::{NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
+use crate::media::h264::nal::{
+    AUD, FILLER, FU_A, FU_B, IDR, LAST_SINGLE, MTAP16, MTAP24, PPS, SPS, STAP_A, STAP_B, TYPE_MASK,
+};
+use crate::rtp::{FU_E, FU_S};
 
-/// NAL unit header: type bits.
-const TYPE_MASK: u8 = 0x1F;
 /// NAL unit header: forbidden_zero_bit and nal_ref_idc, kept in FU indicators.
 const F_NRI: u8 = 0xE0;
-/// Last NAL unit type sent as a single NAL unit packet.
-const LAST_SINGLE: u8 = 0x17;
-/// Filler data.
-const NAL_FILLER: u8 = 0x0C;
-/// Single-time aggregation packet.
-const STAP_A: u8 = 0x18;
-/// Single-time aggregation packet with decoding order number (interleaved mode).
-const STAP_B: u8 = 0x19;
-/// Multi-time aggregation packet, 16-bit offsets.
-const MTAP16: u8 = 0x1A;
-/// Multi-time aggregation packet, 24-bit offsets.
-const MTAP24: u8 = 0x1B;
-/// Fragmentation unit.
-const FU_A: u8 = 0x1C;
-/// Fragmentation unit with decoding order number (interleaved mode).
-const FU_B: u8 = 0x1D;
-/// FU header: first fragment.
-const FU_S: u8 = 0x80;
-/// FU header: last fragment.
-const FU_E: u8 = 0x40;
 /// STAP-A per-unit size field.
 const STAP_SIZE: usize = 2;
 
@@ -102,12 +83,12 @@ impl H264 {
 fn info(header: u8) -> NalInfo {
     let kind = header & TYPE_MASK;
     NalInfo {
-        skip: kind == NAL_AUD || kind == NAL_FILLER,
-        vcl: (0x01..=NAL_IDR).contains(&kind),
-        key: kind == NAL_IDR,
+        skip: kind == AUD || kind == FILLER,
+        vcl: (0x01..=IDR).contains(&kind),
+        key: kind == IDR,
         param: match kind {
-            NAL_SPS => Some(ParamKind::Sps),
-            NAL_PPS => Some(ParamKind::Pps),
+            SPS => Some(ParamKind::Sps),
+            PPS => Some(ParamKind::Pps),
             _ => None,
         },
     }

@@ -7,39 +7,17 @@
 
 use super::Unit;
 use super::nal::{AccessUnit, NalDepack, NalInfo, NalPayload, ParamKind};
+use crate::media::h265::nal::{
+    self as types, AP, AUD, FILLER, FU, IRAP, LAST_VCL, PACI, PPS, SPS, TYPE_MASK, VPS,
+};
+use crate::rtp::{FU_E, FU_S};
 
 /// NAL unit / payload header size.
 const HEADER: usize = 2;
-/// Type bits of the first header byte, once shifted right by one.
-const TYPE_MASK: u8 = 0x3F;
 /// First header byte: F and the high bit of LayerId, kept in FU payload headers.
 const F_LAYER_HIGH: u8 = 0x81;
 /// Second header byte: nuh_temporal_id_plus1, never 0.
 const TID_MASK: u8 = 0x07;
-/// Last IRAP type (RSV_IRAP_VCL23); the first is BLA_W_LP.
-const IRAP: std::ops::RangeInclusive<u8> = 0x10..=0x17;
-/// Last VCL type (RSV_VCL31).
-const LAST_VCL: u8 = 0x1F;
-/// Video parameter set.
-const NAL_VPS: u8 = 0x20;
-/// Sequence parameter set.
-const NAL_SPS: u8 = 0x21;
-/// Picture parameter set.
-const NAL_PPS: u8 = 0x22;
-/// Access unit delimiter.
-const NAL_AUD: u8 = 0x23;
-/// Filler data.
-const NAL_FILLER: u8 = 0x26;
-/// Aggregation packet.
-const AP: u8 = 0x30;
-/// Fragmentation unit.
-const FU: u8 = 0x31;
-/// Payload content information (RFC 7798 §4.4.4).
-const PACI: u8 = 0x32;
-/// FU header: first fragment.
-const FU_S: u8 = 0x80;
-/// FU header: last fragment.
-const FU_E: u8 = 0x40;
 /// AP per-unit size field.
 const AP_SIZE: usize = 2;
 
@@ -117,20 +95,20 @@ impl H265 {
 
 /// The type field of a NAL unit header.
 fn nal_type(header: [u8; 2]) -> u8 {
-    (header[0] >> 1) & TYPE_MASK
+    types::kind(header[0])
 }
 
 /// What an H.265 NAL unit is.
 fn info(header: [u8; 2]) -> NalInfo {
     let kind = nal_type(header);
     NalInfo {
-        skip: kind == NAL_AUD || kind == NAL_FILLER,
+        skip: kind == AUD || kind == FILLER,
         vcl: kind <= LAST_VCL,
         key: IRAP.contains(&kind),
         param: match kind {
-            NAL_VPS => Some(ParamKind::Vps),
-            NAL_SPS => Some(ParamKind::Sps),
-            NAL_PPS => Some(ParamKind::Pps),
+            VPS => Some(ParamKind::Vps),
+            SPS => Some(ParamKind::Sps),
+            PPS => Some(ParamKind::Pps),
             _ => None,
         },
     }

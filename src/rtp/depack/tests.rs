@@ -2,10 +2,10 @@
 //! timestamps, malformed input, and round trips through `crate::rtp`'s packetizers.
 
 use super::*;
+use crate::media::clip::Clip;
 use crate::media::flv::{DemuxOutput, Demuxer, TagType};
 use crate::media::{Codec, Track, avcc_nal_units};
 use crate::rtp::{MAX_PAYLOAD, depacketize_h264, packetize_h264, packetize_h265};
-use crate::source::clip::Clip;
 
 /// x264 `-profile:v baseline` SPS, 1280x720 at 30 fps.
 const SPS: &[u8] = &[

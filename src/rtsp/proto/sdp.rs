@@ -1,35 +1,26 @@
-//! The session description a camera answers DESCRIBE with (RFC 4566), read leniently
-//! (CRLF or LF, unknown lines ignored) and within bounds, and mapped to corecast tracks.
+//! The session description a camera answers DESCRIBE with, mapped to corecast tracks.
 //!
-//! Only what a client needs to play is kept: the session-level `a=control`, and per media
-//! section the media type, port, protocol, first payload type, its `a=rtpmap` and
-//! `a=fmtp`, and `a=control`. [`Media::track`] turns a section into a [`Track`] and the
+//! The text is read by [`crate::sdp`] (leniently and within bounds); this module keeps
+//! what a client needs to play: the session-level `a=control`, and per media section the
+//! media type, port, protocol, first payload type, its `a=rtpmap` and `a=fmtp`, and
+//! `a=control`. [`Media::track`] turns a section into a [`Track`] and the
 //! [`DepackConfig`] of its RTP payload, or says why corecast skips it (ONVIF metadata,
 //! MJPEG, ...) so the stream can go on with the other tracks.
 
 use crate::media::aac::AudioSpecificConfig;
-use crate::media::h264::{nal_type, parse_sps};
+use crate::media::h264::{self, parse_sps};
+use crate::media::h265;
 use crate::media::{Codec, Track, TrackId};
 use crate::rtp::depack::DepackConfig;
+use crate::sdp::{self, MediaSection};
 use bytes::Bytes;
 
-/// Most media sections read.
-pub const MAX_MEDIA: usize = 16;
-/// Longest line accepted, in bytes.
-pub const MAX_LINE: usize = 4096;
-/// Most `fmtp` parameters kept per media section.
-const MAX_FMTP_PARAMS: usize = 64;
+pub use crate::sdp::{MAX_LINE, MAX_MEDIA, RtpMap};
+
 /// Most parameter sets kept from one `sprop-*` list.
 const MAX_PARAM_SETS: usize = 16;
 /// Longest decoded parameter set or AAC config.
 const MAX_PARAM_SET_LEN: usize = 1024;
-/// H.264 NAL unit types of parameter sets.
-const H264_SPS: u8 = 7;
-const H264_PPS: u8 = 8;
-/// H.265 NAL unit types of parameter sets.
-const H265_VPS: u8 = 32;
-const H265_SPS: u8 = 33;
-const H265_PPS: u8 = 34;
 
 /// Why a DESCRIBE body cannot be read as SDP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +43,17 @@ pub enum SdpError {
     TooManyMedia,
 }
 
+impl From<sdp::SdpError> for SdpError {
+    fn from(e: sdp::SdpError) -> Self {
+        match e {
+            sdp::SdpError::Empty => SdpError::Empty,
+            sdp::SdpError::NotSdp(start) => SdpError::NotSdp(start),
+            sdp::SdpError::LineTooLong { line } => SdpError::LineTooLong { line },
+            sdp::SdpError::TooManyMedia => SdpError::TooManyMedia,
+        }
+    }
+}
+
 /// A parsed session description.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sdp {
@@ -59,17 +61,6 @@ pub struct Sdp {
     pub control: Option<String>,
     /// The media sections in order.
     pub media: Vec<Media>,
-}
-
-/// `a=rtpmap` of a payload type: `<encoding>/<clock rate>[/<channels>]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtpMap {
-    /// Encoding name as sent (`H264`, `MPEG4-GENERIC`, `vnd.onvif.metadata`).
-    pub encoding: String,
-    /// RTP clock rate in Hz.
-    pub clock_rate: u32,
-    /// Audio channels, if given.
-    pub channels: Option<u8>,
 }
 
 /// One `m=` section.
@@ -83,9 +74,10 @@ pub struct Media {
     pub protocol: String,
     /// The first payload type of the `m=` line, if it is a number below 128.
     pub payload_type: Option<u8>,
-    /// `a=rtpmap` of that payload type.
+    /// `a=rtpmap` of that payload type (the first one that parses).
     pub rtpmap: Option<RtpMap>,
-    /// `a=fmtp` parameters of that payload type, keys lower-cased, values trimmed.
+    /// `a=fmtp` parameters of that payload type (the first non-empty list), keys
+    /// lower-cased, values trimmed.
     pub fmtp: Vec<(String, String)>,
     /// Media-level `a=control`.
     pub control: Option<String>,
@@ -95,50 +87,11 @@ impl Sdp {
     /// Parses a DESCRIBE body. Bytes that are not UTF-8 (a camera name in a local
     /// encoding) are replaced, not refused.
     pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
-        let mut sdp = Sdp::default();
-        let mut seen_version = false;
-        for (n, raw) in body.split(|b| *b == b'\n').enumerate() {
-            if raw.len() > MAX_LINE {
-                return Err(SdpError::LineTooLong { line: n + 1 });
-            }
-            let text = String::from_utf8_lossy(raw);
-            let line = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-            if line.is_empty() {
-                continue;
-            }
-            if !seen_version {
-                if !line.starts_with("v=") {
-                    return Err(SdpError::NotSdp(line.chars().take(40).collect()));
-                }
-                seen_version = true;
-                continue;
-            }
-            let Some((kind, value)) = line.split_once('=') else {
-                continue;
-            };
-            let value = value.trim();
-            match kind {
-                "m" => {
-                    if sdp.media.len() == MAX_MEDIA {
-                        return Err(SdpError::TooManyMedia);
-                    }
-                    sdp.media.push(parse_media_line(value));
-                }
-                "a" => match sdp.media.last_mut() {
-                    None => {
-                        if let Some(c) = value.strip_prefix("control:") {
-                            sdp.control.get_or_insert_with(|| c.trim().to_string());
-                        }
-                    }
-                    Some(m) => m.parse_attribute(value),
-                },
-                _ => {}
-            }
-        }
-        if !seen_version {
-            return Err(SdpError::Empty);
-        }
-        Ok(sdp)
+        let session = sdp::parse(body)?;
+        Ok(Sdp {
+            control: session.control,
+            media: session.media.into_iter().map(Media::from_section).collect(),
+        })
     }
 }
 
@@ -180,58 +133,33 @@ impl Sdp {
     }
 }
 
-/// `<media> <port>[/<count>] <proto> <fmt> ...`; fields that do not parse stay empty.
-fn parse_media_line(value: &str) -> Media {
-    let mut f = value.split_ascii_whitespace();
-    let media = f.next().unwrap_or("").to_string();
-    let port = f
-        .next()
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let protocol = f.next().unwrap_or("").to_string();
-    let payload_type = f.next().and_then(|p| p.parse().ok()).filter(|p| *p < 128);
-    Media {
-        media,
-        port,
-        protocol,
-        payload_type,
-        ..Media::default()
-    }
-}
-
 impl Media {
-    fn parse_attribute(&mut self, value: &str) {
-        let (name, rest) = value.split_once(':').unwrap_or((value, ""));
-        let rest = rest.trim();
-        match name {
-            "control" => {
-                self.control.get_or_insert_with(|| rest.to_string());
-            }
-            "rtpmap" | "fmtp" => {
-                let (pt, params) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-                if self.payload_type.is_none() || pt.parse().ok() != self.payload_type {
-                    return;
-                }
-                let params = params.trim();
-                if name == "rtpmap" {
-                    if self.rtpmap.is_none() {
-                        self.rtpmap = parse_rtpmap(params);
-                    }
-                } else if self.fmtp.is_empty() {
-                    self.fmtp = params
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                        .take(MAX_FMTP_PARAMS)
-                        .map(|p| {
-                            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                            (k.trim().to_ascii_lowercase(), v.trim().to_string())
-                        })
-                        .collect();
-                }
-            }
-            _ => {}
+    /// Keeps what a camera track needs of a section: its first payload type (below
+    /// 128), that type's first `a=rtpmap` that parses and first non-empty `a=fmtp`.
+    fn from_section(section: MediaSection) -> Media {
+        let payload_type = section
+            .formats
+            .first()
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p < 128);
+        let rtpmap = payload_type.and_then(|pt| section.rtpmap(pt).cloned());
+        let fmtp = payload_type
+            .and_then(|pt| {
+                section
+                    .fmtps
+                    .iter()
+                    .find(|f| f.payload_type == pt && !f.params.is_empty())
+            })
+            .map(|f| f.params.clone())
+            .unwrap_or_default();
+        Media {
+            media: section.media,
+            port: section.port,
+            protocol: section.protocol,
+            payload_type,
+            rtpmap,
+            fmtp,
+            control: section.control,
         }
     }
 
@@ -246,29 +174,10 @@ impl Media {
     /// The payload's encoding: the `a=rtpmap`, else the static RTP/AVP assignment of the
     /// payload type (RFC 3551 table 4 and 5).
     pub fn encoding(&self) -> Option<RtpMap> {
-        if let Some(m) = &self.rtpmap {
-            return Some(m.clone());
+        match &self.rtpmap {
+            Some(m) => Some(m.clone()),
+            None => sdp::static_rtpmap(self.payload_type?),
         }
-        let (encoding, clock_rate, channels) = match self.payload_type? {
-            0 => ("PCMU", 8000, Some(1)),
-            3 => ("GSM", 8000, Some(1)),
-            8 => ("PCMA", 8000, Some(1)),
-            9 => ("G722", 8000, Some(1)),
-            10 => ("L16", 44100, Some(2)),
-            11 => ("L16", 44100, Some(1)),
-            14 => ("MPA", 90000, None),
-            18 => ("G729", 8000, Some(1)),
-            26 => ("JPEG", 90000, None),
-            32 => ("MPV", 90000, None),
-            33 => ("MP2T", 90000, None),
-            34 => ("H263", 90000, None),
-            _ => return None,
-        };
-        Some(RtpMap {
-            encoding: encoding.to_string(),
-            clock_rate,
-            channels,
-        })
     }
 
     /// Maps the section to a track with id `id` and the configuration of its
@@ -335,11 +244,11 @@ impl Media {
             .unwrap_or_default();
         let of_type = |ty| {
             sets.iter()
-                .filter(|n| nal_type(n) == Some(ty))
+                .filter(|n| h264::nal_type(n) == Some(ty))
                 .cloned()
                 .collect::<Vec<Bytes>>()
         };
-        let (sps, pps) = (of_type(H264_SPS), of_type(H264_PPS));
+        let (sps, pps) = (of_type(h264::nal::SPS), of_type(h264::nal::PPS));
         if let Some(parsed) = sps.first().and_then(|s| parse_sps(s).ok()) {
             t.width = Some(parsed.width);
             t.height = Some(parsed.height);
@@ -362,12 +271,12 @@ impl Media {
                 .map(decode_param_sets)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|n| n.first().map(|b| (b >> 1) & 0x3F) == Some(ty))
+                .filter(|n| h265::nal_type(n) == Some(ty))
                 .collect()
         };
-        t.params.vps = sets("sprop-vps", H265_VPS);
-        t.params.sps = sets("sprop-sps", H265_SPS);
-        t.params.pps = sets("sprop-pps", H265_PPS);
+        t.params.vps = sets("sprop-vps", h265::nal::VPS);
+        t.params.sps = sets("sprop-sps", h265::nal::SPS);
+        t.params.pps = sets("sprop-pps", h265::nal::PPS);
         t.profile = match self.fmtp("profile-id") {
             Some("1") => Some("Main".to_string()),
             Some("2") => Some("Main 10".to_string()),
@@ -375,7 +284,7 @@ impl Media {
             Some("4") => Some("Range Extensions".to_string()),
             _ => None,
         };
-        crate::media::h265::apply_sps(&mut t);
+        h265::apply_sps(&mut t);
         t
     }
 
@@ -434,19 +343,6 @@ impl Media {
         t.params.audio_config = Some(Bytes::from(config));
         Ok((t, depack))
     }
-}
-
-/// `<encoding>/<rate>[/<channels>]`.
-fn parse_rtpmap(s: &str) -> Option<RtpMap> {
-    let mut parts = s.split('/').map(str::trim);
-    let encoding = parts.next().filter(|e| !e.is_empty())?.to_string();
-    let clock_rate = parts.next()?.parse().ok()?;
-    let channels = parts.next().and_then(|c| c.parse().ok());
-    Some(RtpMap {
-        encoding,
-        clock_rate,
-        channels,
-    })
 }
 
 /// Profile name from an H.264 `profile-level-id` (`42e01f`: profile_idc, constraint

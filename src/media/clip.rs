@@ -1,7 +1,7 @@
 //! A media clip played as a live stream: the FLV tags of a file, replayed in a loop with
 //! timestamps that keep increasing across loops. Pure: the driver paces it by the clock.
 
-use crate::media::flv::{self, FlvError, FlvHeader, TagType};
+use super::flv::{self, FlvError, FlvHeader, TagType};
 use bytes::Bytes;
 
 /// One audio or video tag of the clip, its timestamp relative to the clip's first tag.
