@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use corecast::media::{Codec, Frame, MediaKind, Track, TrackId};
-use corecast::runtime::{MeshEnds, MeshPlan};
+use corecast::runtime::{MeshEnds, MeshPlan, ShardMsg};
 use corecast::stats::ShardStats;
 use corecast::stream::{Hub, HubLimits, SinkEvent, SinkLimits, SourceInfo};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -42,7 +42,9 @@ async fn start_hub(id: usize, ends: MeshEnds) -> Rc<RefCell<Hub>> {
         let hub = hub.clone();
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
-                hub.borrow_mut().handle_msg(from, msg);
+                if let ShardMsg::Stream(msg) = msg {
+                    hub.borrow_mut().handle_msg(from, msg);
+                }
             }
         })
         .detach();

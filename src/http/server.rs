@@ -8,8 +8,8 @@ use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
 use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
 use crate::stats;
-use crate::webrtc::signal;
 use crate::webrtc::table::SessionId;
+use crate::webrtc::{Handle, signal};
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -23,7 +23,7 @@ const READ_CHUNK: usize = 16 * 1024;
 const WS_MAX_MESSAGE: usize = 64 * 1024;
 
 /// Accepts HTTP connections until the task is dropped.
-pub async fn serve(shard: ShardRef, listener: TcpListener) {
+pub async fn serve(shard: ShardRef, rtc: Handle, listener: TcpListener) {
     let max = shard.shared.settings.config.http.max_connections as u64;
     loop {
         let stream = match listener.accept().await {
@@ -40,7 +40,7 @@ pub async fn serve(shard: ShardRef, listener: TcpListener) {
             glommio::spawn_local(refuse(stream)).detach();
             continue;
         }
-        glommio::spawn_local(connection(shard.clone(), stream)).detach();
+        glommio::spawn_local(connection(shard.clone(), rtc.clone(), stream)).detach();
     }
 }
 
@@ -52,7 +52,7 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.write_all(&out).await;
 }
 
-async fn connection(shard: ShardRef, mut stream: TcpStream) {
+async fn connection(shard: ShardRef, rtc: Handle, mut stream: TcpStream) {
     let _guard = ConnGuard::new(&shard);
     let peer = stream.peer_addr().ok();
     let cfg = &shard.shared.settings.config.http;
@@ -80,7 +80,7 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
                             Ok(resp) => {
                                 resp.write(&mut out, true, false);
                                 if flush(&shard, &mut stream, &mut out).await.is_ok() {
-                                    websocket(&shard, stream, buf, peer).await;
+                                    websocket(&shard, &rtc, stream, buf, peer).await;
                                 }
                             }
                             Err(e) => {
@@ -96,7 +96,7 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
                         Some(p) => crate::webrtc::signal::await_media(&shard, p).await,
                         None => None,
                     };
-                    let resp = route(&shard, &req);
+                    let resp = route(&shard, &rtc, &req);
                     let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
                     debug!(peer = ?peer, method = %req.method, path = %req.path, status = resp.status, "http");
                     resp.write(&mut out, keep_alive, req.method == "HEAD");
@@ -173,11 +173,11 @@ async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std
 }
 
 /// Routes a request to its handler.
-pub fn route(shard: &Shard, req: &Request) -> Response {
+pub fn route(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
     if req.path.starts_with(super::whep::PREFIX) {
-        return super::whep::handle(shard, req);
+        return super::whep::handle(shard, rtc, req);
     }
     let known = matches!(
         req.path.as_str(),
@@ -236,6 +236,7 @@ pub fn route(shard: &Shard, req: &Request) -> Response {
 /// [`handle_ws_text`]). The sessions a socket started end when it closes.
 async fn websocket(
     shard: &Shard,
+    rtc: &Handle,
     mut stream: TcpStream,
     leftover: BytesMut,
     peer: Option<SocketAddr>,
@@ -249,7 +250,7 @@ async fn websocket(
     let _ = ws.send_text(hello.to_string());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();
-    let mut sessions = WsSessions(Vec::new(), shard);
+    let mut sessions = WsSessions(Vec::new(), rtc);
     loop {
         loop {
             match ws.poll_message() {
@@ -258,7 +259,7 @@ async fn websocket(
                         Some(s) => crate::webrtc::signal::await_media(shard, &s).await,
                         None => None,
                     };
-                    for reply in handle_ws_text(shard, &text, &mut sessions.0) {
+                    for reply in handle_ws_text(shard, rtc, &text, &mut sessions.0) {
                         let _ = ws.send_text(reply);
                     }
                 }
@@ -299,12 +300,12 @@ async fn websocket(
 }
 
 /// The WebRTC sessions a WebSocket started; they end with the socket.
-struct WsSessions<'a>(Vec<SessionId>, &'a Shard);
+struct WsSessions<'a>(Vec<SessionId>, &'a Handle);
 
 impl Drop for WsSessions<'_> {
     fn drop(&mut self) {
         for id in self.0.drain(..) {
-            signal::end_session(self.1, id);
+            self.1.end_session(id);
         }
     }
 }
@@ -341,7 +342,12 @@ fn ws_offer_stream(text: &str) -> Option<String> {
 /// - `{"type":"candidate",...}` from the viewer is accepted and not needed (the server
 ///   is ICE-lite and learns the viewer's address from its checks).
 /// - `{"type":"ping"}` → `{"type":"pong"}`.
-pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) -> Vec<String> {
+pub fn handle_ws_text(
+    shard: &Shard,
+    rtc: &Handle,
+    text: &str,
+    sessions: &mut Vec<SessionId>,
+) -> Vec<String> {
     use serde_json::json;
     let msg: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -364,7 +370,7 @@ pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) 
                     json!({"status": 503, "stream": stream}),
                 )];
             }
-            match signal::create_session(shard, stream, sdp) {
+            match signal::create_session(shard, rtc, stream, sdp) {
                 Ok(c) => {
                     sessions.push(c.id);
                     let session = c.id.to_string();
@@ -392,7 +398,7 @@ pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) 
             match id.and_then(|id| sessions.iter().position(|s| *s == id)) {
                 Some(i) => {
                     let id = sessions.swap_remove(i);
-                    signal::end_session(shard, id);
+                    rtc.end_session(id);
                     vec![json!({"type": "stopped", "session": id.to_string()}).to_string()]
                 }
                 None => vec![ws_error(

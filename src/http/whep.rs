@@ -5,6 +5,7 @@
 
 use super::proto::{Request, Response};
 use crate::shard::Shard;
+use crate::webrtc::Handle;
 use crate::webrtc::signal::{self, SignalError};
 use crate::webrtc::table::SessionId;
 
@@ -19,7 +20,7 @@ fn cors(r: Response) -> Response {
 }
 
 /// Answers a request under [`PREFIX`].
-pub fn handle(shard: &Shard, req: &Request) -> Response {
+pub fn handle(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
     let rest = req.path[PREFIX.len()..].trim_end_matches('/');
     if rest.is_empty() {
         return cors(Response::text(
@@ -38,12 +39,12 @@ pub fn handle(shard: &Shard, req: &Request) -> Response {
                 )
                 .header("Accept-Post", "application/sdp"),
         ),
-        "POST" => post(shard, req, rest),
+        "POST" => post(shard, rtc, req, rest),
         "DELETE" => {
             let Some(id) = session_of(rest) else {
                 return cors(Response::text(404, &format!("no session at {}", req.path)));
             };
-            if signal::end_session(shard, id) {
+            if rtc.end_session(id) {
                 cors(Response::new(200))
             } else {
                 cors(Response::text(404, &format!("no session {id}")))
@@ -81,7 +82,7 @@ fn session_of(rest: &str) -> Option<SessionId> {
     id.parse().ok()
 }
 
-fn post(shard: &Shard, req: &Request, path: &str) -> Response {
+fn post(shard: &Shard, rtc: &Handle, req: &Request, path: &str) -> Response {
     let ctype = req.header("Content-Type").unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/sdp") {
@@ -93,7 +94,7 @@ fn post(shard: &Shard, req: &Request, path: &str) -> Response {
     let Ok(sdp) = std::str::from_utf8(&req.body) else {
         return cors(Response::text(400, "the SDP offer is not UTF-8"));
     };
-    match signal::create_session(shard, path, sdp) {
+    match signal::create_session(shard, rtc, path, sdp) {
         Ok(c) => {
             let location = format!("{PREFIX}{}/{}", c.path, c.id);
             cors(

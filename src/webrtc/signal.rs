@@ -2,8 +2,8 @@
 //! a session on this shard, and end sessions wherever they live.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
+use super::handle::Handle;
 use super::offer::{self, NoCommonCodec, OfferError};
-use super::peer::CloseReason;
 use super::table::SessionId;
 use crate::media::TrackSet;
 use crate::shard::Shard;
@@ -134,11 +134,16 @@ pub async fn await_media(shard: &Shard, path: &str) -> Option<crate::stream::Sin
 }
 
 /// Creates a WebRTC session on this shard for a viewer of `path` who sent `offer_sdp`.
-pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Created, SignalError> {
+pub fn create_session(
+    shard: &Shard,
+    rtc: &Handle,
+    path: &str,
+    offer_sdp: &str,
+) -> Result<Created, SignalError> {
     let offer = offer::parse_offer(offer_sdp)?;
     let tracks = tracks_of(shard, path)?.ok_or_else(|| SignalError::NoMediaYet(path.into()))?;
     let sel = offer::select(&offer, &tracks).map_err(SignalError::NoCommonCodec)?;
-    if !shard.webrtc.borrow().has_room() {
+    if !rtc.engine().has_room() {
         stats::add(&shard.stats().webrtc_refused, 1);
         return Err(SignalError::Busy(format!(
             "this server is at its limit of {} WebRTC viewers per core; try again later",
@@ -152,9 +157,8 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
         .map_err(|_| SignalError::NotFound(path.to_string()))?;
     let hub_path = sink.path.clone();
     let now = Instant::now();
-    let (id, answer) = shard
-        .webrtc
-        .borrow_mut()
+    let (id, answer) = rtc
+        .engine()
         .create(now, offer_sdp, &offer, &sel, sink)
         .map_err(|e| match e {
             super::engine::CreateError::Busy(n) => {
@@ -162,9 +166,7 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
             }
             other => SignalError::BadSdp(other.to_string()),
         })?;
-    if let Ok(mut reg) = shard.shared.webrtc_registry.lock() {
-        reg.insert(id.0, shard.id);
-    }
+    rtc.registry().insert(id, shard.id);
     stats::add(&shard.stats().webrtc_sessions, 1);
     stats::add(&shard.stats().webrtc_sessions_total, 1);
     let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();
@@ -181,48 +183,6 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
         path: hub_path,
         answer,
     })
-}
-
-/// Ends session `id`, on whichever shard holds it. False if no shard has it. The id
-/// leaves the registry at once, so a repeated DELETE gets 404 even before the owner
-/// shard has closed the session.
-pub fn end_session(shard: &Shard, id: SessionId) -> bool {
-    let owner = shard
-        .shared
-        .webrtc_registry
-        .lock()
-        .ok()
-        .and_then(|mut r| r.remove(&id.0));
-    match owner {
-        None => false,
-        Some(o) if o == shard.id => {
-            shard
-                .webrtc
-                .borrow_mut()
-                .close(Instant::now(), id, CloseReason::Requested);
-            shard.webrtc_wake();
-            true
-        }
-        Some(o) => {
-            if let Ok(mut q) = shard.shared.webrtc_deletes[o].lock() {
-                q.push(id.0);
-            }
-            true
-        }
-    }
-}
-
-/// Ends the sessions other shards asked this shard to end.
-pub fn take_remote_deletes(shard: &Shard) {
-    let ids: Vec<u64> = match shard.shared.webrtc_deletes[shard.id].lock() {
-        Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
-        _ => return,
-    };
-    let now = Instant::now();
-    let mut engine = shard.webrtc.borrow_mut();
-    for id in ids {
-        engine.close(now, SessionId(id), CloseReason::Requested);
-    }
 }
 
 #[cfg(test)]
