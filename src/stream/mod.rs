@@ -22,6 +22,7 @@ pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 use crate::media::{Frame, TrackSet};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A message between shards about streams.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub enum StreamMsg {
         path: Arc<str>,
         /// Shard that owns it.
         owner: usize,
+        /// How long a viewer may wait for its first media (its source's
+        /// [`SourceInfo::start_timeout`]), so that every shard knows.
+        start_timeout: Option<Duration>,
     },
     /// `owner` stopped publishing `path`.
     Withdraw {
