@@ -144,3 +144,70 @@ impl Handle {
         self.wake();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webrtc::engine::EngineConfig;
+    use crate::webrtc::peer::PeerConfig;
+    use std::cell::RefCell as Cell_;
+
+    /// An in-memory mesh: what each shard sent, in order.
+    #[derive(Default)]
+    struct FakeMesh(Cell_<Vec<(usize, SessionMsg)>>);
+
+    struct Port(Rc<FakeMesh>);
+
+    impl SessionTx for Port {
+        fn send_session(&self, to: usize, msg: SessionMsg) {
+            self.0.0.borrow_mut().push((to, msg));
+        }
+    }
+
+    fn shard(id: usize, registry: &Arc<Registry>, mesh: &Rc<FakeMesh>) -> Handle {
+        let cert = crate::webrtc::process_cert().expect("certificate");
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 8189 + id as u16));
+        let cfg = EngineConfig {
+            peer: PeerConfig::default(),
+            max_sessions: 4,
+            candidates: vec![local],
+            local,
+        };
+        let engine = Engine::new(Instant::now(), cert, cfg);
+        Handle::new(id, engine, registry.clone(), Rc::new(Port(mesh.clone())))
+    }
+
+    #[test]
+    fn delete_of_another_shards_session_travels_over_the_mesh_once() {
+        let registry = Arc::new(Registry::default());
+        let mesh = Rc::new(FakeMesh::default());
+        let (s0, s1) = (shard(0, &registry, &mesh), shard(1, &registry, &mesh));
+        let id = SessionId(0xabcd);
+        registry.insert(id, 1);
+        // The DELETE lands on shard 0: shard 1 is told over the mesh.
+        assert!(s0.end_session(id));
+        assert_eq!(*mesh.0.borrow(), vec![(1, SessionMsg::End(id))]);
+        // A repeated DELETE, on any shard, finds no session before shard 1 acted.
+        assert!(!s0.end_session(id));
+        assert!(!s1.end_session(id));
+        assert!(registry.is_empty());
+        assert_eq!(mesh.0.borrow().len(), 1, "nothing more was sent");
+        // Shard 1 takes the message; the session already went: no harm.
+        let (to, msg) = mesh.0.borrow_mut().remove(0);
+        assert_eq!(to, 1);
+        s1.handle_msg(msg);
+        assert!(s1.engine().is_empty());
+    }
+
+    #[test]
+    fn delete_of_an_own_session_sends_nothing() {
+        let registry = Arc::new(Registry::default());
+        let mesh = Rc::new(FakeMesh::default());
+        let s0 = shard(0, &registry, &mesh);
+        let id = SessionId(7);
+        registry.insert(id, 0);
+        assert!(s0.end_session(id));
+        assert!(mesh.0.borrow().is_empty());
+        assert!(!s0.end_session(SessionId(8)), "unknown session");
+    }
+}
