@@ -417,3 +417,6 @@ fn stun_local_ufrag(data: &[u8]) -> Option<String> {
     let (local, _) = msg.split_username()?;
     Some(local.to_string())
 }
+
+#[cfg(test)]
+mod tests;
