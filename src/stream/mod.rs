@@ -5,8 +5,10 @@
 //! once to each other shard that subscribed. On those shards the same path is a *relay*
 //! that keeps its own GOP cache copy (sharing the payloads) and fans out locally. Every
 //! hub keeps a replica of the directory (path → owner shard), maintained by
-//! announce/withdraw messages. Nothing here reads a clock or touches a socket: the shard
-//! driver feeds messages in and delivers what the hub sends through [`MeshTx`].
+//! announce/withdraw messages (which also carry each source's start timeout). Tasks that
+//! wait for a path's first media register a `Waker` with the hub, which wakes them when
+//! the path gets tracks or goes away. Nothing here reads a clock or touches a socket: the
+//! shard driver feeds messages in and delivers what the hub sends through [`MeshTx`].
 
 mod hub;
 mod path;
