@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use corecast::media::{Frame, MediaKind, TrackId};
-use corecast::runtime::MeshPlan;
+use corecast::runtime::{MeshPlan, ShardMsg};
 use corecast::stream::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -78,7 +78,7 @@ fn handoff(c: &mut Criterion) {
                 });
                 // Ends when shard 0 drops its sender.
                 while let Some(msg) = rx.recv().await {
-                    if let StreamMsg::Frame { frame, .. } = msg {
+                    if let ShardMsg::Stream(StreamMsg::Frame { frame, .. }) = msg {
                         sink.push(SinkEvent::Frame(OutFrame::new(frame)));
                         while sink.try_pop().is_some() {}
                         received.fetch_add(1, Ordering::Relaxed);

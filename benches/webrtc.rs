@@ -6,8 +6,9 @@
 //!   sessions, each made from the offer of an in-process str0m client (full ICE,
 //!   recvonly H.264) and connected to it in memory; the step measured is what the hub and
 //!   the driver do per frame: wrap an ~8 kB P-frame in [`OutFrame::new`], push it into the
-//!   N viewers' queues, [`Engine::on_ready`] and [`Engine::on_timers`] (str0m releases
-//!   written RTP at its next timeout, due at once), drain [`Engine::out`]. Fake time
+//!   N viewers' queues, [`Input::Ready`] and [`Engine::handle_timeout`] (str0m releases
+//!   written RTP at its next timeout, due at once), drain [`Engine::poll_output`] into
+//!   the driver's batch buffer. Fake time
 //!   advances 33 ms a frame; once a second, untimed, the clients' consent checks reach
 //!   the engine so that no session times out. Throughput is in
 //!   viewer-packets (N x RTP packets per frame): the per-viewer per-packet reference the
@@ -24,7 +25,10 @@ use corecast::rtp::{MAX_PAYLOAD, packetize_h264};
 use corecast::stats::ShardStats;
 use corecast::stream::{OutFrame, SinkEvent, SinkHandle, SinkLimits, SinkQueue};
 use corecast::webrtc::driver::send_all;
-use corecast::webrtc::engine::{Engine, EngineConfig};
+use corecast::webrtc::engine::{
+    Closed, Engine, EngineConfig, Event as EngineEvent, Input as EngineInput,
+    Output as EngineOutput,
+};
 use corecast::webrtc::offer::{parse_offer, select};
 use corecast::webrtc::peer::PeerConfig;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -114,6 +118,10 @@ fn bench_packetize(c: &mut Criterion) {
 /// str0m clients at the other ends.
 struct Rig {
     engine: Engine,
+    /// The driver's batch buffer.
+    batch: Vec<Transmit>,
+    /// Sessions that ended (none should).
+    closed: Vec<Closed>,
     queues: Vec<Rc<SinkQueue>>,
     clients: Vec<Client>,
     by_addr: HashMap<SocketAddr, usize>,
@@ -135,7 +143,11 @@ fn poll_client(cl: &mut Client, engine: &mut Engine, now: Instant) {
     loop {
         match cl.rtc.poll_output() {
             Ok(Output::Transmit(t)) => {
-                engine.datagram(now, t.source, &t.contents);
+                let input = EngineInput::Datagram {
+                    from: t.source,
+                    data: &t.contents,
+                };
+                let _ = engine.handle_input(now, input);
             }
             Ok(Output::Timeout(t)) => {
                 cl.timeout = t;
@@ -156,6 +168,7 @@ impl Rig {
         let cert = corecast::webrtc::process_cert().expect("DTLS certificate");
         let server: SocketAddr = ([127, 0, 0, 1], 5000).into();
         let engine = Engine::new(
+            Instant::now(),
             cert,
             EngineConfig {
                 peer: PeerConfig::default(),
@@ -174,6 +187,8 @@ impl Rig {
         let gop = OutFrame::new(idr(0));
         let mut rig = Rig {
             engine,
+            batch: Vec::new(),
+            closed: Vec::new(),
             queues: Vec::with_capacity(n),
             clients: Vec::with_capacity(n),
             by_addr: HashMap::new(),
@@ -243,8 +258,8 @@ impl Rig {
     fn exchange(&mut self) {
         let now = self.now;
         self.exchanged = now;
-        self.engine.on_ready(now);
-        self.engine.on_timers(now);
+        let _ = self.engine.handle_input(now, EngineInput::Ready);
+        self.engine.handle_timeout(now);
         for cl in &mut self.clients {
             if cl.timeout <= now {
                 cl.rtc
@@ -253,8 +268,17 @@ impl Rig {
             }
             poll_client(cl, &mut self.engine, now);
         }
-        while !self.engine.out.is_empty() {
-            let out = std::mem::take(&mut self.engine.out);
+        loop {
+            match self.engine.poll_output(&mut self.batch) {
+                EngineOutput::Transmit(_) => {}
+                EngineOutput::Event(EngineEvent::Closed(c)) => {
+                    self.closed.push(c);
+                    continue;
+                }
+                EngineOutput::Event(_) => continue,
+                EngineOutput::Timeout(_) => break,
+            }
+            let out = std::mem::take(&mut self.batch);
             for t in out {
                 let Some(&i) = self.by_addr.get(&t.destination) else {
                     continue;
@@ -279,13 +303,23 @@ impl Rig {
         for q in &self.queues {
             q.push(SinkEvent::Frame(f.clone()));
         }
-        self.engine.on_ready(self.now);
+        let _ = self.engine.handle_input(self.now, EngineInput::Ready);
         // str0m releases written RTP on its next timeout (its pacer refreshes the queue
         // snapshot there): each viewer's deadline is now due, as in the driver's loop.
-        self.engine.on_timers(self.now);
-        let n = self.engine.out.len();
-        for t in self.engine.out.drain(..) {
-            black_box(&t);
+        self.engine.handle_timeout(self.now);
+        let mut n = 0;
+        loop {
+            match self.engine.poll_output(&mut self.batch) {
+                EngineOutput::Transmit(k) => {
+                    n += k;
+                    for t in self.batch.drain(..) {
+                        black_box(&t);
+                    }
+                }
+                EngineOutput::Event(EngineEvent::Closed(c)) => self.closed.push(c),
+                EngineOutput::Event(_) => {}
+                EngineOutput::Timeout(_) => break,
+            }
         }
         n
     }
@@ -350,7 +384,7 @@ fn bench_write(c: &mut Criterion) {
         group.finish();
     }
     for (n, rig) in &mut rigs {
-        let closed = rig.engine.take_closed();
+        let closed = std::mem::take(&mut rig.closed);
         assert!(
             closed.is_empty() && rig.engine.len() == *n,
             "{} of {n} sessions ended during the bench: {:?}",

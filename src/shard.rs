@@ -42,11 +42,6 @@ pub struct Shared {
     pub cpus: Vec<AtomicU64>,
     /// Milliseconds since start at each shard's last heartbeat.
     pub heartbeats: Vec<AtomicU64>,
-    /// Which shard holds each WebRTC session (by id), so a DELETE arriving on any shard
-    /// reaches it. Touched only on session creation and end.
-    pub webrtc_registry: Mutex<HashMap<u64, usize>>,
-    /// Per shard: sessions other shards asked it to end.
-    pub webrtc_deletes: Vec<Mutex<Vec<u64>>>,
 }
 
 /// A shard's paths with their input bitrate, as last published by the shard.
@@ -82,8 +77,6 @@ impl Shared {
             udp_ports: (0..n).map(|_| AtomicU64::new(0)).collect(),
             cpus: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            webrtc_registry: Mutex::new(HashMap::new()),
-            webrtc_deletes: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
@@ -116,19 +109,12 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     /// Fires when the shard shuts down.
     pub shutdown: Shutdown,
-    /// WebRTC sessions of this shard.
-    pub webrtc: RefCell<crate::webrtc::engine::Engine>,
 }
 
 impl Shard {
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.id]
-    }
-
-    /// Wakes the shard's WebRTC driver (signaling changed something).
-    pub fn webrtc_wake(&self) {
-        self.webrtc.borrow().ready_list().kick();
     }
 }
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use corecast::media::{Codec, Frame, MediaKind, Track, TrackId};
-use corecast::runtime::{MeshEnds, MeshPlan};
+use corecast::runtime::{MeshEnds, MeshPlan, ShardMsg};
 use corecast::stats::ShardStats;
 use corecast::stream::{Hub, HubLimits, SinkEvent, SinkLimits, SourceInfo};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -42,7 +42,9 @@ async fn start_hub(id: usize, ends: MeshEnds) -> Rc<RefCell<Hub>> {
         let hub = hub.clone();
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
-                hub.borrow_mut().handle_msg(from, msg);
+                if let ShardMsg::Stream(msg) = msg {
+                    hub.borrow_mut().handle_msg(from, msg);
+                }
             }
         })
         .detach();
@@ -160,4 +162,85 @@ fn frame_crosses_shards_without_copy_and_stalled_viewer_does_not_block() {
     // The stalled viewer is bounded and dropping, not blocking.
     assert!(r.stalled_queued <= limits().sink.max_frames, "{r:?}");
     assert!(r.stalled_dropped > 0, "{r:?}");
+}
+
+/// A shard's WebRTC handle on the real mesh, with an engine that has no sessions.
+fn webrtc_handle(
+    id: usize,
+    mesh: Rc<corecast::runtime::Mesh>,
+    registry: &Arc<corecast::webrtc::Registry>,
+) -> corecast::webrtc::Handle {
+    use corecast::webrtc::engine::{Engine, EngineConfig};
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], 8189 + id as u16).into();
+    let cfg = EngineConfig {
+        peer: corecast::webrtc::peer::PeerConfig::default(),
+        max_sessions: 4,
+        candidates: vec![local],
+        local,
+    };
+    let cert = corecast::webrtc::process_cert().expect("certificate");
+    let engine = Engine::new(std::time::Instant::now(), cert, cfg);
+    corecast::webrtc::Handle::new(id, engine, registry.clone(), mesh)
+}
+
+#[test]
+fn delete_of_a_session_on_another_shard_crosses_the_mesh() {
+    use corecast::webrtc::SessionMsg;
+    use corecast::webrtc::table::SessionId;
+    let mut ends = MeshPlan::new(2, 64).split().into_iter();
+    let (e0, e1) = (ends.next().expect("e0"), ends.next().expect("e1"));
+    let registry = Arc::new(corecast::webrtc::Registry::default());
+    let id = SessionId(0x1234_5678_9abc_def0);
+    registry.insert(id, 1);
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+
+    let reg = registry.clone();
+    let deleter = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(256 << 10)
+        .spawn(move || async move {
+            let (mesh, _rx) = e0.connect().await;
+            let rtc = webrtc_handle(0, mesh.clone(), &reg);
+            // The DELETE lands on shard 0; a repeat is refused at once.
+            let first = rtc.end_session(id);
+            let again = rtc.end_session(id);
+            // Keep the channel open until shard 1 has read.
+            while done_rx.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+            mesh.close();
+            (first, again)
+        })
+        .expect("shard 0");
+
+    let reg = registry.clone();
+    let owner = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(256 << 10)
+        .spawn(move || async move {
+            let (mesh, mut rx) = e1.connect().await;
+            let rtc = webrtc_handle(1, mesh, &reg);
+            let (from, rx) = rx.pop().expect("receiver from shard 0");
+            let msg =
+                glommio::timer::timeout(Duration::from_secs(10), async { Ok(rx.recv().await) })
+                    .await
+                    .expect("no message within 10 s")
+                    .expect("channel open");
+            done_tx.send(()).expect("done");
+            let got = match msg {
+                ShardMsg::Session(m) => m,
+                other => panic!("expected a session message, got {other:?}"),
+            };
+            // The owner ends it (the session is already gone here: no harm).
+            rtc.handle_msg(got.clone());
+            (from, got, rtc.engine().is_empty())
+        })
+        .expect("shard 1");
+
+    let (first, again) = deleter.join().expect("deleter");
+    let (from, got, empty) = owner.join().expect("owner");
+    assert!(first, "the first DELETE finds the session");
+    assert!(!again, "a repeated DELETE is refused before the owner acts");
+    assert_eq!(from, 0);
+    assert_eq!(got, SessionMsg::End(id));
+    assert!(empty);
+    assert!(registry.is_empty());
 }

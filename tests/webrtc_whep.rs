@@ -409,11 +409,33 @@ fn bad_offers_are_refused_and_the_server_keeps_serving() {
             String::new(),
             400,
         ),
+        (
+            "bad stream path",
+            "/whep/live/a%zz",
+            "application/sdp",
+            real_offer(),
+            400,
+        ),
+        (
+            "empty path segment",
+            "/whep/live//demo",
+            "application/sdp",
+            real_offer(),
+            400,
+        ),
     ];
     for (what, path, ctype, body, want) in cases {
         let r = post(path, ctype, &body);
         eprintln!("{what}: {} {}", r.status, r.body_text().trim());
         assert_eq!(r.status, want, "{what}: {}", r.body_text());
+        if what.contains("path") && want == 400 {
+            // The reason is in the answer.
+            assert!(
+                r.body_text().contains("bad stream path"),
+                "{what}: {}",
+                r.body_text()
+            );
+        }
         assert!(
             r.header("location").is_none(),
             "{what}: a Location on an error"

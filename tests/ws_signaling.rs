@@ -202,6 +202,18 @@ fn one_websocket_watches_two_streams_and_its_sessions_end_with_it() {
     assert_eq!(err["status"], 400, "{err}");
     send(
         &mut ws,
+        json!({"type": "offer", "stream": "live//demo", "sdp": Viewer::new().peer.offer()}),
+    );
+    let (err, _) = read_until(&mut ws, "error");
+    assert_eq!(err["status"], 400, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("bad stream path")),
+        "{err}"
+    );
+    send(
+        &mut ws,
         json!({"type": "stop", "session": "0123456789abcdef"}),
     );
     let (err, _) = read_until(&mut ws, "error");

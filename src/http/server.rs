@@ -8,8 +8,8 @@ use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
 use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
 use crate::stats;
-use crate::webrtc::signal;
-use crate::webrtc::table::SessionId;
+use crate::webrtc::Handle;
+use crate::webrtc::signal::ws::{ServerMsg, WsSignaling};
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -23,7 +23,7 @@ const READ_CHUNK: usize = 16 * 1024;
 const WS_MAX_MESSAGE: usize = 64 * 1024;
 
 /// Accepts HTTP connections until the task is dropped.
-pub async fn serve(shard: ShardRef, listener: TcpListener) {
+pub async fn serve(shard: ShardRef, rtc: Handle, listener: TcpListener) {
     let max = shard.shared.settings.config.http.max_connections as u64;
     loop {
         let stream = match listener.accept().await {
@@ -40,7 +40,7 @@ pub async fn serve(shard: ShardRef, listener: TcpListener) {
             glommio::spawn_local(refuse(stream)).detach();
             continue;
         }
-        glommio::spawn_local(connection(shard.clone(), stream)).detach();
+        glommio::spawn_local(connection(shard.clone(), rtc.clone(), stream)).detach();
     }
 }
 
@@ -52,111 +52,153 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.write_all(&out).await;
 }
 
-async fn connection(shard: ShardRef, mut stream: TcpStream) {
+/// One HTTP connection: the socket, the parser and what is buffered either way.
+struct Conn {
+    shard: ShardRef,
+    rtc: Handle,
+    stream: TcpStream,
+    peer: Option<SocketAddr>,
+    parser: RequestParser,
+    buf: BytesMut,
+    out: BytesMut,
+    /// When the first byte of the request being read arrived.
+    started: Option<Instant>,
+}
+
+/// What a connection does after answering the requests it has.
+enum Step {
+    /// Read more.
+    Read,
+    /// Close (after flushing what is queued).
+    Close,
+    /// The request upgraded to a WebSocket (101 queued).
+    Upgrade,
+}
+
+async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream) {
     let _guard = ConnGuard::new(&shard);
     let peer = stream.peer_addr().ok();
     let cfg = &shard.shared.settings.config.http;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(cfg.idle_timeout.0));
-    let mut parser = RequestParser::new(Limits {
+    let parser = RequestParser::new(Limits {
         max_header_bytes: cfg.max_header_bytes.as_usize(),
         max_body_bytes: cfg.max_body_bytes.as_usize(),
         ..Limits::default()
     });
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut out = BytesMut::new();
+    let mut c = Conn {
+        shard: shard.clone(),
+        rtc,
+        stream,
+        peer,
+        parser,
+        buf: BytesMut::with_capacity(4096),
+        out: BytesMut::new(),
+        started: None,
+    };
     let mut tmp = vec![0u8; READ_CHUNK];
-    // When the first byte of the request being read arrived.
-    let mut started: Option<Instant> = None;
     loop {
-        // Answer every complete request in the buffer, in order.
-        loop {
-            match parser.parse(&mut buf) {
-                Ok(Some(req)) => {
-                    started = (!buf.is_empty()).then(Instant::now);
-                    stats::add(&shard.stats().http_requests, 1);
-                    if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
-                        match ws::upgrade_response(&req) {
-                            Ok(resp) => {
-                                resp.write(&mut out, true, false);
-                                if flush(&shard, &mut stream, &mut out).await.is_ok() {
-                                    websocket(&shard, stream, buf, peer).await;
-                                }
-                            }
-                            Err(e) => {
-                                e.to_response().write(&mut out, false, false);
-                                let _ = flush(&shard, &mut stream, &mut out).await;
-                            }
-                        }
-                        return;
-                    }
-                    // An on-demand camera starts pulling now; the offer waits for its
-                    // tracks (bounded by rtsp.on_demand_start_timeout).
-                    let _demand = match super::whep::offer_path(&req) {
-                        Some(p) => crate::webrtc::signal::await_media(&shard, p).await,
-                        None => None,
-                    };
-                    let resp = route(&shard, &req);
-                    let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
-                    debug!(peer = ?peer, method = %req.method, path = %req.path, status = resp.status, "http");
-                    resp.write(&mut out, keep_alive, req.method == "HEAD");
-                    if !keep_alive {
-                        let _ = flush(&shard, &mut stream, &mut out).await;
-                        return;
-                    }
+        match c.answer_requests().await {
+            Step::Read => {}
+            Step::Close => {
+                let _ = flush(&shard, &mut c.stream, &mut c.out).await;
+                return;
+            }
+            Step::Upgrade => {
+                if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
+                    websocket(&shard, &c.rtc, c.stream, c.buf, peer).await;
                 }
-                Ok(None) => {
-                    if parser.take_expect_continue() {
-                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    info!(peer = ?peer, status = e.status(), "bad HTTP request: {e}");
-                    e.to_response().write(&mut out, false, false);
-                    let _ = flush(&shard, &mut stream, &mut out).await;
-                    return;
-                }
+                return;
             }
         }
-        if flush(&shard, &mut stream, &mut out).await.is_err() {
+        if flush(&shard, &mut c.stream, &mut c.out).await.is_err() {
             return;
         }
-        let wait = match started {
+        if !c.read(&mut tmp).await {
+            return;
+        }
+    }
+}
+
+impl Conn {
+    /// Answers every complete request in the buffer, in order.
+    async fn answer_requests(&mut self) -> Step {
+        let shard = &self.shard;
+        loop {
+            let req = match self.parser.parse(&mut self.buf) {
+                Ok(Some(req)) => req,
+                Ok(None) => {
+                    if self.parser.take_expect_continue() {
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    return Step::Read;
+                }
+                Err(e) => {
+                    info!(peer = ?self.peer, status = e.status(), "bad HTTP request: {e}");
+                    e.to_response().write(&mut self.out, false, false);
+                    return Step::Close;
+                }
+            };
+            self.started = (!self.buf.is_empty()).then(Instant::now);
+            stats::add(&shard.stats().http_requests, 1);
+            if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
+                return match ws::upgrade_response(&req) {
+                    Ok(resp) => {
+                        resp.write(&mut self.out, true, false);
+                        Step::Upgrade
+                    }
+                    Err(e) => {
+                        e.to_response().write(&mut self.out, false, false);
+                        Step::Close
+                    }
+                };
+            }
+            let resp = route(shard, &self.rtc, &req).await;
+            let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
+            debug!(peer = ?self.peer, method = %req.method, path = %req.path, status = resp.status, "http");
+            resp.write(&mut self.out, keep_alive, req.method == "HEAD");
+            if !keep_alive {
+                return Step::Close;
+            }
+        }
+    }
+
+    /// Waits for more bytes (bounded by the header or idle timeout); false when the
+    /// connection should close (any answer is queued in `out` and flushed here).
+    async fn read(&mut self, tmp: &mut [u8]) -> bool {
+        let cfg = &self.shard.shared.settings.config.http;
+        let wait = match self.started {
             Some(t) => cfg.header_timeout.0.saturating_sub(t.elapsed()),
             None => cfg.idle_timeout.0,
         };
-        let wake = shard
-            .wait_io(&mut stream, &mut tmp, future::pending::<()>(), wait)
+        let wake = self
+            .shard
+            .wait_io(&mut self.stream, tmp, future::pending::<()>(), wait)
             .await;
-        match wake {
-            Wake::Read(Ok(0)) | Wake::Other(()) => return,
+        let last = match wake {
+            Wake::Read(Ok(0)) | Wake::Other(()) => return false,
             Wake::Read(Ok(n)) => {
-                if started.is_none() {
-                    started = Some(Instant::now());
-                }
-                buf.extend_from_slice(&tmp[..n]);
+                self.started.get_or_insert_with(Instant::now);
+                self.buf.extend_from_slice(&tmp[..n]);
+                return true;
             }
             Wake::Read(Err(e)) => {
-                debug!(peer = ?peer, "http read: {e}");
-                return;
+                debug!(peer = ?self.peer, "http read: {e}");
+                return false;
             }
             Wake::Timeout => {
-                if started.is_some() {
-                    info!(peer = ?peer, "request not completed within {:?}: closing", cfg.header_timeout.0);
-                    Response::text(408, "request timeout").write(&mut out, false, false);
-                    let _ = flush(&shard, &mut stream, &mut out).await;
+                if self.started.is_some() {
+                    info!(peer = ?self.peer, "request not completed within {:?}: closing", cfg.header_timeout.0);
                 }
-                return;
+                Response::text(408, "request timeout")
             }
-            Wake::Shutdown => {
-                if started.is_some() {
-                    Response::text(503, "server shutting down").write(&mut out, false, false);
-                    let _ = flush(&shard, &mut stream, &mut out).await;
-                }
-                return;
-            }
+            Wake::Shutdown => Response::text(503, "server shutting down"),
+        };
+        if self.started.is_some() {
+            last.write(&mut self.out, false, false);
+            let _ = flush(&self.shard, &mut self.stream, &mut self.out).await;
         }
+        false
     }
 }
 
@@ -172,12 +214,12 @@ async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std
     r
 }
 
-/// Routes a request to its handler.
-pub fn route(shard: &Shard, req: &Request) -> Response {
+/// Routes a request to its handler (a WHEP offer may wait for the stream's media).
+pub async fn route(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
     if req.path.starts_with(super::whep::PREFIX) {
-        return super::whep::handle(shard, req);
+        return super::whep::handle(shard, rtc, req).await;
     }
     let known = matches!(
         req.path.as_str(),
@@ -232,10 +274,11 @@ pub fn route(shard: &Shard, req: &Request) -> Response {
     }
 }
 
-/// The WebSocket loop at `/ws`: WebRTC signaling in JSON messages (see
-/// [`handle_ws_text`]). The sessions a socket started end when it closes.
+/// The WebSocket loop at `/ws`: WebRTC signaling in JSON messages
+/// ([`crate::webrtc::signal::ws`]). The sessions a socket started end when it closes.
 async fn websocket(
     shard: &Shard,
+    rtc: &Handle,
     mut stream: TcpStream,
     leftover: BytesMut,
     peer: Option<SocketAddr>,
@@ -245,27 +288,21 @@ async fn websocket(
     if !leftover.is_empty() {
         ws.handle_input(&leftover);
     }
-    let hello = serde_json::json!({"type": "hello", "server": "corecast", "version": env!("CARGO_PKG_VERSION"), "shard": shard.id});
-    let _ = ws.send_text(hello.to_string());
+    let mut signaling = WsSignaling::new(rtc.clone());
+    let _ = ws.send_text(signaling.hello().to_text());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();
-    let mut sessions = WsSessions(Vec::new(), shard);
     loop {
         loop {
             match ws.poll_message() {
                 Ok(Some(WsMessage::Text(text))) => {
-                    let _demand = match ws_offer_stream(&text) {
-                        Some(s) => crate::webrtc::signal::await_media(shard, &s).await,
-                        None => None,
-                    };
-                    for reply in handle_ws_text(shard, &text, &mut sessions.0) {
-                        let _ = ws.send_text(reply);
+                    for reply in signaling.handle_text(shard, &text).await {
+                        let _ = ws.send_text(reply.to_text());
                     }
                 }
                 Ok(Some(WsMessage::Binary(_))) => {
-                    let _ = ws.send_text(
-                        r#"{"type":"error","message":"binary messages are not supported"}"#.into(),
-                    );
+                    let reply = ServerMsg::error("binary messages are not supported");
+                    let _ = ws.send_text(reply.to_text());
                 }
                 Ok(Some(WsMessage::Close)) => {}
                 Ok(None) => break,
@@ -295,117 +332,5 @@ async fn websocket(
                 return;
             }
         }
-    }
-}
-
-/// The WebRTC sessions a WebSocket started; they end with the socket.
-struct WsSessions<'a>(Vec<SessionId>, &'a Shard);
-
-impl Drop for WsSessions<'_> {
-    fn drop(&mut self) {
-        for id in self.0.drain(..) {
-            signal::end_session(self.1, id);
-        }
-    }
-}
-
-/// Most WebRTC sessions one WebSocket may hold.
-const WS_MAX_SESSIONS: usize = 16;
-
-fn ws_error(message: impl std::fmt::Display, extra: serde_json::Value) -> String {
-    let mut v = serde_json::json!({"type": "error", "message": message.to_string()});
-    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
-        for (k, x) in more {
-            obj.insert(k.clone(), x.clone());
-        }
-    }
-    v.to_string()
-}
-
-/// The stream of a WebSocket `offer` message, for waiting on its media first.
-fn ws_offer_stream(text: &str) -> Option<String> {
-    let msg: serde_json::Value = serde_json::from_str(text).ok()?;
-    if msg.get("type")?.as_str()? != "offer" {
-        return None;
-    }
-    Some(msg.get("stream")?.as_str()?.trim_matches('/').to_string())
-}
-
-/// Answers one signaling message; returns the replies in order.
-///
-/// - `{"type":"offer","stream":"live/cam1","sdp":"..."}` → `{"type":"answer","stream",
-///   "session","sdp"}` then one `{"type":"candidate","session","candidate","sdpMid",
-///   "sdpMLineIndex"}` per server candidate (they are also in the answer); or
-///   `{"type":"error","message","status"}` with the WHEP status (404, 400, 406, 503).
-/// - `{"type":"stop","session":"..."}` ends a session of this socket.
-/// - `{"type":"candidate",...}` from the viewer is accepted and not needed (the server
-///   is ICE-lite and learns the viewer's address from its checks).
-/// - `{"type":"ping"}` → `{"type":"pong"}`.
-pub fn handle_ws_text(shard: &Shard, text: &str, sessions: &mut Vec<SessionId>) -> Vec<String> {
-    use serde_json::json;
-    let msg: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return vec![ws_error(format!("invalid JSON: {e}"), json!({}))],
-    };
-    let field = |k: &str| msg.get(k).and_then(|v| v.as_str());
-    match field("type") {
-        Some("ping") => vec![json!({"type": "pong"}).to_string()],
-        Some("offer") => {
-            let (Some(stream), Some(sdp)) = (field("stream"), field("sdp")) else {
-                return vec![ws_error(
-                    "an offer needs \"stream\" and \"sdp\"",
-                    json!({"status": 400}),
-                )];
-            };
-            let stream = stream.trim_matches('/');
-            if sessions.len() >= WS_MAX_SESSIONS {
-                return vec![ws_error(
-                    format!("one WebSocket may watch at most {WS_MAX_SESSIONS} streams"),
-                    json!({"status": 503, "stream": stream}),
-                )];
-            }
-            match signal::create_session(shard, stream, sdp) {
-                Ok(c) => {
-                    sessions.push(c.id);
-                    let session = c.id.to_string();
-                    let mut replies = vec![
-                        json!({"type": "answer", "stream": &*c.path, "session": &session, "sdp": &c.answer})
-                            .to_string(),
-                    ];
-                    let (mid, candidates) = c.candidates();
-                    for candidate in candidates {
-                        replies.push(
-                            json!({"type": "candidate", "session": &session, "candidate": candidate, "sdpMid": mid, "sdpMLineIndex": 0})
-                                .to_string(),
-                        );
-                    }
-                    replies
-                }
-                Err(e) => vec![ws_error(
-                    &e,
-                    json!({"status": e.status(), "stream": stream}),
-                )],
-            }
-        }
-        Some("stop") => {
-            let id = field("session").and_then(|s| s.parse::<SessionId>().ok());
-            match id.and_then(|id| sessions.iter().position(|s| *s == id)) {
-                Some(i) => {
-                    let id = sessions.swap_remove(i);
-                    signal::end_session(shard, id);
-                    vec![json!({"type": "stopped", "session": id.to_string()}).to_string()]
-                }
-                None => vec![ws_error(
-                    "no such session on this socket",
-                    json!({"status": 404}),
-                )],
-            }
-        }
-        Some("candidate") => Vec::new(),
-        Some(other) => vec![ws_error(
-            format!("unknown message type '{other}'"),
-            json!({}),
-        )],
-        None => vec![ws_error("message has no \"type\"", json!({}))],
     }
 }

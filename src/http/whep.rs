@@ -5,7 +5,8 @@
 
 use super::proto::{Request, Response};
 use crate::shard::Shard;
-use crate::webrtc::signal::{self, SignalError};
+use crate::webrtc::Handle;
+use crate::webrtc::signal::{self, Offer};
 use crate::webrtc::table::SessionId;
 
 /// URL prefix of WHEP resources.
@@ -19,7 +20,7 @@ fn cors(r: Response) -> Response {
 }
 
 /// Answers a request under [`PREFIX`].
-pub fn handle(shard: &Shard, req: &Request) -> Response {
+pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
     let rest = req.path[PREFIX.len()..].trim_end_matches('/');
     if rest.is_empty() {
         return cors(Response::text(
@@ -38,12 +39,12 @@ pub fn handle(shard: &Shard, req: &Request) -> Response {
                 )
                 .header("Accept-Post", "application/sdp"),
         ),
-        "POST" => post(shard, req, rest),
+        "POST" => post(shard, rtc, req, rest).await,
         "DELETE" => {
             let Some(id) = session_of(rest) else {
                 return cors(Response::text(404, &format!("no session at {}", req.path)));
             };
-            if signal::end_session(shard, id) {
+            if rtc.end_session(id) {
                 cors(Response::new(200))
             } else {
                 cors(Response::text(404, &format!("no session {id}")))
@@ -63,16 +64,6 @@ pub fn handle(shard: &Shard, req: &Request) -> Response {
     }
 }
 
-/// The stream path of a WHEP offer (`POST /whep/{path}`), for waiting on its media
-/// before [`handle`] answers.
-pub fn offer_path(req: &Request) -> Option<&str> {
-    if req.method != "POST" {
-        return None;
-    }
-    let rest = req.path.strip_prefix(PREFIX)?.trim_end_matches('/');
-    (!rest.is_empty()).then_some(rest)
-}
-
 fn session_of(rest: &str) -> Option<SessionId> {
     let (_, id) = rest.rsplit_once('/')?;
     if id.len() != 16 {
@@ -81,7 +72,7 @@ fn session_of(rest: &str) -> Option<SessionId> {
     id.parse().ok()
 }
 
-fn post(shard: &Shard, req: &Request, path: &str) -> Response {
+async fn post(shard: &Shard, rtc: &Handle, req: &Request, path: &str) -> Response {
     let ctype = req.header("Content-Type").unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/sdp") {
@@ -93,7 +84,12 @@ fn post(shard: &Shard, req: &Request, path: &str) -> Response {
     let Ok(sdp) = std::str::from_utf8(&req.body) else {
         return cors(Response::text(400, "the SDP offer is not UTF-8"));
     };
-    match signal::create_session(shard, path, sdp) {
+    // An on-demand camera starts pulling now; the offer waits for its tracks.
+    let answered = match Offer::parse(path, sdp) {
+        Ok(offer) => signal::answer(shard, rtc, &offer).await,
+        Err(e) => Err(e),
+    };
+    match answered {
         Ok(c) => {
             let location = format!("{PREFIX}{}/{}", c.path, c.id);
             cors(
@@ -105,7 +101,7 @@ fn post(shard: &Shard, req: &Request, path: &str) -> Response {
         }
         Err(e) => {
             let mut r = Response::text(e.status(), &e.to_string());
-            if matches!(e, SignalError::NoMediaYet(_) | SignalError::Busy(_)) {
+            if e.is_transient() {
                 r = r.header("Retry-After", "1");
             }
             cors(r)

@@ -1,7 +1,9 @@
 //! The cross-shard mesh: one bounded glommio shared channel for each ordered pair of
-//! shards, carrying [`StreamMsg`]s.
+//! shards, carrying [`ShardMsg`]s: the hubs' [`StreamMsg`]s and the WebRTC side's
+//! [`SessionMsg`]s. It is the only way anything crosses shards.
 
 use crate::stream::{MeshTx, StreamMsg};
+use crate::webrtc::{SessionMsg, SessionTx};
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
@@ -9,6 +11,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use tracing::debug;
+
+/// A message between shards.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ShardMsg {
+    /// For the receiving shard's hub.
+    Stream(StreamMsg),
+    /// For the receiving shard's WebRTC side (end a session it holds).
+    Session(SessionMsg),
+}
 
 /// The unconnected channel ends of every shard, made on the main thread before the
 /// shards start. Shard i takes row i (its senders) and column i (its receivers).
@@ -19,15 +31,15 @@ pub struct MeshPlan {
 
 /// Both halves of one channel, until the shards take them.
 type ChannelEnds = (
-    Option<SharedSender<StreamMsg>>,
-    Option<SharedReceiver<StreamMsg>>,
+    Option<SharedSender<ShardMsg>>,
+    Option<SharedReceiver<ShardMsg>>,
 );
 
 /// One shard's unconnected ends.
 pub struct MeshEnds {
     shard: usize,
-    senders: Vec<Option<SharedSender<StreamMsg>>>,
-    receivers: Vec<Option<SharedReceiver<StreamMsg>>>,
+    senders: Vec<Option<SharedSender<ShardMsg>>>,
+    receivers: Vec<Option<SharedReceiver<ShardMsg>>>,
 }
 
 impl MeshPlan {
@@ -74,7 +86,7 @@ impl MeshPlan {
 impl MeshEnds {
     /// Connects every end (waits for the peers to connect theirs). Returns the sending
     /// side and the receivers, one per peer.
-    pub async fn connect(self) -> (Rc<Mesh>, Vec<(usize, ConnectedReceiver<StreamMsg>)>) {
+    pub async fn connect(self) -> (Rc<Mesh>, Vec<(usize, ConnectedReceiver<ShardMsg>)>) {
         let send_tasks: Vec<_> = self
             .senders
             .into_iter()
@@ -114,14 +126,14 @@ impl MeshEnds {
 pub struct Mesh {
     me: usize,
     weak: Weak<Mesh>,
-    senders: Vec<Option<ConnectedSender<StreamMsg>>>,
+    senders: Vec<Option<ConnectedSender<ShardMsg>>>,
     /// Control messages that did not fit, per destination, in order.
-    backlog: Vec<RefCell<VecDeque<StreamMsg>>>,
+    backlog: Vec<RefCell<VecDeque<ShardMsg>>>,
     pumping: Vec<Cell<bool>>,
 }
 
 impl Mesh {
-    fn sender(&self, to: usize) -> Option<&ConnectedSender<StreamMsg>> {
+    fn sender(&self, to: usize) -> Option<&ConnectedSender<ShardMsg>> {
         self.senders.get(to).and_then(|s| s.as_ref())
     }
 
@@ -152,8 +164,10 @@ impl Mesh {
     }
 }
 
-impl MeshTx for Mesh {
-    fn send_control(&self, to: usize, msg: StreamMsg) {
+impl Mesh {
+    /// Queues a control message for shard `to`: never lost, delivered in order (what
+    /// does not fit in the channel waits in the backlog, pumped by a task).
+    pub fn send(&self, to: usize, msg: ShardMsg) {
         let Some(sender) = self.sender(to) else {
             return;
         };
@@ -175,14 +189,26 @@ impl MeshTx for Mesh {
             self.backlog[to].borrow_mut().push_back(msg);
         }
     }
+}
+
+impl MeshTx for Mesh {
+    fn send_control(&self, to: usize, msg: StreamMsg) {
+        self.send(to, ShardMsg::Stream(msg));
+    }
 
     fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool {
         if self.pumping[to].get() {
             return false;
         }
         match self.sender(to) {
-            Some(s) => s.try_send(msg).is_ok(),
+            Some(s) => s.try_send(ShardMsg::Stream(msg)).is_ok(),
             None => false,
         }
+    }
+}
+
+impl SessionTx for Mesh {
+    fn send_session(&self, to: usize, msg: SessionMsg) {
+        self.send(to, ShardMsg::Session(msg));
     }
 }

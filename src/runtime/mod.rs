@@ -6,13 +6,13 @@ mod mesh;
 mod preflight;
 mod signal;
 
-pub use mesh::{Mesh, MeshEnds, MeshPlan};
+pub use mesh::{Mesh, MeshEnds, MeshPlan, ShardMsg};
 pub use preflight::{PreflightError, check_memlock, probe_listeners};
 
 use crate::config::Settings;
 use crate::shard::{PathSnapshot, Shard, ShardRef, ShardSnapshot, Shared, Shutdown};
 use crate::stream::{Hub, HubLimits, SinkLimits};
-use crate::{http, source, stats};
+use crate::{http, source, stats, webrtc};
 use glommio::net::{TcpListener, UdpSocket};
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use std::cell::RefCell;
@@ -64,6 +64,7 @@ pub fn run(
         Arc::new(Mutex::new(plan.split().into_iter().map(Some).collect()));
     let ids: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(Vec::new()));
     let barrier = Arc::new(Barrier::new(n));
+    let registry = Arc::new(webrtc::Registry::default());
     let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
 
     let handles = LocalExecutorPoolBuilder::new(placement)
@@ -88,8 +89,8 @@ pub fn run(
                     .ok()
                     .and_then(|mut e| e.get_mut(index).and_then(Option::take));
                 let result = match ends {
-                    Some(ends) => shard_main(index, shared, ends).await,
-                    None => Err(format!("shard {index}: no mesh ends")),
+                    Some(ends) => shard_main(index, shared, ends, registry).await,
+                    None => Err(ShardError::NoMeshEnds(index)),
                 };
                 if let Err(e) = &result {
                     error!(shard = index, "shard failed: {e}");
@@ -174,61 +175,44 @@ fn placement(settings: &Settings) -> Result<PoolPlacement, RunError> {
     Ok(PoolPlacement::Custom(sets))
 }
 
+/// Why a shard could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The shard found no mesh ends for its index.
+    #[error("shard {0}: no mesh ends")]
+    NoMeshEnds(usize),
+    /// A listener or socket could not be bound.
+    #[error("shard {shard}: bind {what} {addr}: {source}")]
+    Bind {
+        /// The shard.
+        shard: usize,
+        /// What was bound (`http`, `rtmp`, `webrtc udp`).
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The crypto provider could not make the DTLS certificate.
+    #[error("shard {0}: the crypto provider could not make a DTLS certificate")]
+    NoCertificate(usize),
+}
+
 /// Runs one shard until shutdown.
-async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<(), String> {
+async fn shard_main(
+    id: usize,
+    shared: Arc<Shared>,
+    ends: MeshEnds,
+    registry: Arc<webrtc::Registry>,
+) -> Result<(), ShardError> {
     // The first timer of an executor can take several milliseconds: warm it up.
     glommio::timer::sleep(Duration::from_millis(1)).await;
     let (mesh, receivers) = ends.connect().await;
-    let cfg = &shared.settings.config;
-    let limits = HubLimits {
-        gop_max_frames: cfg.media.gop_max_frames,
-        gop_max_bytes: cfg.media.gop_max_bytes.as_usize(),
-        sink: SinkLimits {
-            max_frames: cfg.media.sink_max_frames,
-            max_bytes: cfg.media.sink_max_bytes.as_usize(),
-        },
-    };
-    let hub = Hub::new(
-        id,
-        shared.shards(),
-        limits,
-        mesh.clone(),
-        shared.stats[id].clone(),
-    );
-    let wcfg = &cfg.webrtc;
-    let port = if wcfg.udp_port == 0 {
-        0
-    } else {
-        wcfg.udp_port + id as u16
-    };
-    let udp = UdpSocket::bind(SocketAddr::new(wcfg.bind, port))
-        .map_err(|e| format!("shard {id}: bind webrtc udp {}:{port}: {e}", wcfg.bind))?;
-    let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
-    shared.udp_ports[id].store(u64::from(udp_port), Ordering::Relaxed);
-    let cert = crate::webrtc::process_cert().ok_or_else(|| {
-        format!("shard {id}: the crypto provider could not make a DTLS certificate")
-    })?;
-    let candidates = crate::webrtc::driver::candidate_addrs(wcfg.bind, &wcfg.advertised, udp_port);
-    if id == 0 {
-        info!(candidates = ?candidates, "webrtc host candidates");
-    }
-    let engine = crate::webrtc::engine::Engine::new(
-        cert,
-        crate::webrtc::engine::EngineConfig {
-            peer: crate::webrtc::peer::PeerConfig {
-                inactivity: wcfg.session_timeout.0,
-                keyframe_interval: wcfg.keyframe_interval.0,
-                nack_packets: wcfg.nack_packets,
-                ..Default::default()
-            },
-            max_sessions: wcfg.max_sessions,
-            candidates,
-            local: SocketAddr::new(wcfg.bind, udp_port),
-        },
-    );
+    let hub = make_hub(id, &shared, mesh.clone());
+    let (rtc, udp, udp_port) = start_webrtc(id, &shared, mesh.clone(), registry)?;
     let shard: ShardRef = Rc::new(Shard {
         id,
-        webrtc: RefCell::new(engine),
         shared: shared.clone(),
         hub: RefCell::new(hub),
         shutdown: Shutdown::default(),
@@ -236,27 +220,28 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
     if let Some(cpu) = current_cpu() {
         shared.cpus[id].store(cpu as u64, Ordering::Relaxed);
     }
+    spawn_receivers(&shard, &rtc, receivers);
 
-    for (from, rx) in receivers {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            while let Some(msg) = rx.recv().await {
-                shard.hub.borrow_mut().handle_msg(from, msg);
-            }
+    let bind = |what, addr| {
+        TcpListener::bind(addr).map_err(|e| ShardError::Bind {
+            shard: id,
+            what,
+            addr,
+            source: e.into(),
         })
-        .detach();
-    }
-
-    let http_listener = TcpListener::bind(shared.http_addr)
-        .map_err(|e| format!("shard {id}: bind http {}: {e}", shared.http_addr))?;
-    let rtmp_listener = TcpListener::bind(shared.rtmp_addr)
-        .map_err(|e| format!("shard {id}: bind rtmp {}: {e}", shared.rtmp_addr))?;
+    };
+    let http_listener = bind("http", shared.http_addr)?;
+    let rtmp_listener = bind("rtmp", shared.rtmp_addr)?;
 
     // Tasks that end with the shard: dropping a glommio Task cancels it.
     let mut tasks = vec![
-        glommio::spawn_local(http::server::serve(shard.clone(), http_listener)),
+        glommio::spawn_local(http::server::serve(
+            shard.clone(),
+            rtc.clone(),
+            http_listener,
+        )),
         glommio::spawn_local(crate::rtmp::serve(shard.clone(), rtmp_listener)),
-        glommio::spawn_local(crate::webrtc::driver::run(shard.clone(), udp)),
+        glommio::spawn_local(webrtc::driver::run(shard.clone(), rtc, udp)),
     ];
     // Let every shard bind and connect before sources announce streams.
     glommio::timer::sleep(Duration::from_millis(20)).await;
@@ -268,42 +253,146 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
     }
     info!(shard = id, cpu = ?current_cpu(), udp_port, "shard ready");
     if id == 0 {
-        info!(
-            "listening http={} rtmp={} webrtc_udp={:?}",
-            shared.http_addr,
-            shared.rtmp_addr,
-            (0..shared.shards())
-                .map(|i| shared.udp_ports[i].load(Ordering::Relaxed))
-                .collect::<Vec<_>>()
-        );
-        let ip = shared.http_addr.ip();
-        let host = match ip {
-            _ if ip.is_unspecified() => "localhost".to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            std::net::IpAddr::V4(v4) => v4.to_string(),
-        };
-        info!(
-            "web page: http://{host}:{}/  publish: rtmp://{host}:{}/live/KEY",
-            shared.http_addr.port(),
-            shared.rtmp_addr.port()
-        );
+        log_addresses(&shared);
     }
+    tick_until_stopped(&shard).await;
+    shut_down(&shard, tasks).await;
+    mesh.close();
+    Ok(())
+}
 
+/// The shard's hub, sending to other shards over `mesh`.
+fn make_hub(id: usize, shared: &Shared, mesh: Rc<Mesh>) -> Hub {
+    let cfg = &shared.settings.config;
+    let limits = HubLimits {
+        gop_max_frames: cfg.media.gop_max_frames,
+        gop_max_bytes: cfg.media.gop_max_bytes.as_usize(),
+        sink: SinkLimits {
+            max_frames: cfg.media.sink_max_frames,
+            max_bytes: cfg.media.sink_max_bytes.as_usize(),
+        },
+    };
+    Hub::new(id, shared.shards(), limits, mesh, shared.stats[id].clone())
+}
+
+/// Binds the shard's WebRTC UDP socket and makes its engine, owned by the handle the
+/// UDP driver and the HTTP server share. Returns the handle, the socket and its port.
+fn start_webrtc(
+    id: usize,
+    shared: &Shared,
+    mesh: Rc<Mesh>,
+    registry: Arc<webrtc::Registry>,
+) -> Result<(webrtc::Handle, UdpSocket, u16), ShardError> {
+    let wcfg = &shared.settings.config.webrtc;
+    let port = if wcfg.udp_port == 0 {
+        0
+    } else {
+        wcfg.udp_port + id as u16
+    };
+    let addr = SocketAddr::new(wcfg.bind, port);
+    let udp = UdpSocket::bind(addr).map_err(|e| ShardError::Bind {
+        shard: id,
+        what: "webrtc udp",
+        addr,
+        source: e.into(),
+    })?;
+    let udp_port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
+    shared.udp_ports[id].store(u64::from(udp_port), Ordering::Relaxed);
+    let cert = webrtc::process_cert().ok_or(ShardError::NoCertificate(id))?;
+    let candidates = webrtc::driver::candidate_addrs(wcfg.bind, &wcfg.advertised, udp_port);
+    if id == 0 {
+        info!(candidates = ?candidates, "webrtc host candidates");
+    }
+    let engine = webrtc::engine::Engine::new(
+        Instant::now(),
+        cert,
+        webrtc::engine::EngineConfig {
+            peer: webrtc::peer::PeerConfig {
+                inactivity: wcfg.session_timeout.0,
+                keyframe_interval: wcfg.keyframe_interval.0,
+                nack_packets: wcfg.nack_packets,
+                ..Default::default()
+            },
+            max_sessions: wcfg.max_sessions,
+            candidates,
+            local: SocketAddr::new(wcfg.bind, udp_port),
+        },
+    );
+    let rtc = webrtc::Handle::new(id, engine, registry, mesh);
+    Ok((rtc, udp, udp_port))
+}
+
+/// One task per peer shard delivering its messages: stream messages to the hub,
+/// session messages to the WebRTC side.
+fn spawn_receivers(
+    shard: &ShardRef,
+    rtc: &webrtc::Handle,
+    receivers: Vec<(
+        usize,
+        glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>,
+    )>,
+) {
+    for (from, rx) in receivers {
+        let shard = shard.clone();
+        let rtc = rtc.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    ShardMsg::Stream(m) => shard.hub.borrow_mut().handle_msg(from, m),
+                    ShardMsg::Session(m) => rtc.handle_msg(m),
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+fn log_addresses(shared: &Shared) {
+    info!(
+        "listening http={} rtmp={} webrtc_udp={:?}",
+        shared.http_addr,
+        shared.rtmp_addr,
+        (0..shared.shards())
+            .map(|i| shared.udp_ports[i].load(Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    );
+    let ip = shared.http_addr.ip();
+    let host = match ip {
+        _ if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    info!(
+        "web page: http://{host}:{}/  publish: rtmp://{host}:{}/live/KEY",
+        shared.http_addr.port(),
+        shared.rtmp_addr.port()
+    );
+}
+
+/// The shard's heartbeat (every 50 ms) and its once-a-second prune and snapshot, until
+/// the process stops.
+async fn tick_until_stopped(shard: &Shard) {
+    let shared = &shard.shared;
     let start = Instant::now();
     let mut last_tick = Instant::now();
     let mut last_bytes: HashMap<Arc<str>, u64> = HashMap::new();
-    publish_snapshot(&shard, &mut last_bytes, Duration::from_secs(1));
+    publish_snapshot(shard, &mut last_bytes, Duration::from_secs(1));
     while !shared.is_stopping() {
         glommio::timer::sleep(Duration::from_millis(50)).await;
-        shared.heartbeats[id].store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        shared.heartbeats[shard.id].store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         if last_tick.elapsed() >= Duration::from_secs(1) {
             let dt = last_tick.elapsed();
             last_tick = Instant::now();
             shard.hub.borrow_mut().prune();
-            publish_snapshot(&shard, &mut last_bytes, dt);
+            publish_snapshot(shard, &mut last_bytes, dt);
         }
     }
+}
 
+/// Stops the shard: fires its shutdown signal, closes the listeners (the first two
+/// tasks), unpublishes its streams and gives connections up to 500 ms to say goodbye.
+async fn shut_down(shard: &Shard, mut tasks: Vec<glommio::Task<()>>) {
+    let (id, shared) = (shard.id, &shard.shared);
     info!(shard = id, "shutting down");
     shard.shutdown.fire();
     drop(tasks.drain(..2)); // listeners close: no new connections
@@ -317,8 +406,6 @@ async fn shard_main(id: usize, shared: Arc<Shared>, ends: MeshEnds) -> Result<()
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(tasks);
-    mesh.close();
-    Ok(())
 }
 
 fn publish_snapshot(shard: &Shard, last_bytes: &mut HashMap<Arc<str>, u64>, dt: Duration) {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -269,15 +270,26 @@ pub struct HubLimits {
     pub sink: SinkLimits,
 }
 
+/// One path in the directory replica.
+#[derive(Debug, Clone, Copy)]
+struct DirEntry {
+    owner: usize,
+    /// The owner's source's [`SourceInfo::start_timeout`].
+    start_timeout: Option<Duration>,
+}
+
 /// The streams, relays and directory replica of one shard.
 pub struct Hub {
     shard: usize,
     shards: usize,
     limits: HubLimits,
-    directory: HashMap<Arc<str>, usize>,
+    directory: HashMap<Arc<str>, DirEntry>,
     paths: HashMap<Arc<str>, PathState>,
     tx: Rc<dyn MeshTx>,
     stats: Arc<ShardStats>,
+    /// Tasks waiting for a path's tracks (or its withdrawal), by path, with their keys.
+    media_waiters: HashMap<Arc<str>, Vec<(u64, Waker)>>,
+    next_waiter: u64,
 }
 
 impl Hub {
@@ -297,6 +309,8 @@ impl Hub {
             paths: HashMap::new(),
             tx,
             stats,
+            media_waiters: HashMap::new(),
+            next_waiter: 0,
         }
     }
 
@@ -307,12 +321,54 @@ impl Hub {
 
     /// The owner of `path` according to this shard's directory replica.
     pub fn owner(&self, path: &str) -> Option<usize> {
-        self.directory.get(path).copied()
+        self.directory.get(path).map(|e| e.owner)
     }
 
     /// Paths in the directory, with their owners.
     pub fn directory(&self) -> impl Iterator<Item = (&Arc<str>, usize)> + '_ {
-        self.directory.iter().map(|(p, o)| (p, *o))
+        self.directory.iter().map(|(p, e)| (p, e.owner))
+    }
+
+    /// How long a viewer may wait for `path`'s first media: its source's
+    /// [`SourceInfo::start_timeout`], known on every shard (announced with the path).
+    pub fn start_timeout(&self, path: &str) -> Option<Duration> {
+        self.directory.get(path).and_then(|e| e.start_timeout)
+    }
+
+    /// Registers `waker` to be woken when `path` gets tracks, or is withdrawn or ended
+    /// (then the waiter looks again). Returns a key for [`Hub::remove_media_waiter`];
+    /// a woken waiter is forgotten and registers again if it still waits.
+    pub fn add_media_waiter(&mut self, path: &str, waker: &Waker) -> u64 {
+        let key = self.next_waiter;
+        self.next_waiter += 1;
+        let list = match self.media_waiters.get_mut(path) {
+            Some(l) => l,
+            None => self.media_waiters.entry(Arc::from(path)).or_default(),
+        };
+        list.push((key, waker.clone()));
+        key
+    }
+
+    /// Forgets a waiter that stopped waiting (timed out, or its connection went).
+    pub fn remove_media_waiter(&mut self, path: &str, key: u64) {
+        if let Some(list) = self.media_waiters.get_mut(path) {
+            list.retain(|(k, _)| *k != key);
+            if list.is_empty() {
+                self.media_waiters.remove(path);
+            }
+        }
+    }
+
+    /// Number of tasks waiting for some path's media.
+    pub fn media_waiters(&self) -> usize {
+        self.media_waiters.values().map(Vec::len).sum()
+    }
+
+    /// Wakes every task waiting for `path`'s media.
+    fn wake_media(&mut self, path: &str) {
+        for (_, w) in self.media_waiters.remove(path).into_iter().flatten() {
+            w.wake();
+        }
     }
 
     fn others(&self) -> impl Iterator<Item = usize> + use<> {
@@ -329,7 +385,14 @@ impl Hub {
             });
         }
         let path: Arc<str> = Arc::from(path);
-        self.directory.insert(path.clone(), self.shard);
+        let start_timeout = source.start_timeout;
+        self.directory.insert(
+            path.clone(),
+            DirEntry {
+                owner: self.shard,
+                start_timeout,
+            },
+        );
         let limits = self.limits;
         let st = self
             .paths
@@ -347,6 +410,7 @@ impl Hub {
                 StreamMsg::Announce {
                     path: path.clone(),
                     owner: self.shard,
+                    start_timeout,
                 },
             );
         }
@@ -400,6 +464,7 @@ impl Hub {
         st.set_tracks(tracks.clone());
         let subs: Vec<usize> = st.remote.iter().map(|r| r.shard).collect();
         let p = st.path.clone();
+        self.wake_media(&p);
         for to in subs {
             self.tx.send_control(
                 to,
@@ -499,6 +564,7 @@ impl Hub {
         }
         stats::sub(&self.stats.streams, 1);
         info!(shard, path = %p, "stream unpublished");
+        self.wake_media(&p);
         self.prune();
         Ok(())
     }
@@ -595,72 +661,18 @@ impl Hub {
     /// Handles a message from shard `from`.
     pub fn handle_msg(&mut self, from: usize, msg: StreamMsg) {
         match msg {
-            StreamMsg::Announce { path, owner } => {
-                // Two shards may publish the same path at the same moment (each checked
-                // only its own directory). The lower shard keeps it, on every shard, in
-                // whatever order the announcements arrive.
-                if let Some(&prev) = self.directory.get(&path)
-                    && prev < owner
-                {
-                    warn!(path = %path, kept = prev, refused = owner, "stream published on two shards at once; the lower shard keeps it");
-                    return;
-                }
-                self.directory.insert(path.clone(), owner);
-                let me = self.shard;
-                if let Some(st) = self.paths.get_mut(&path)
-                    && st.role == Role::Owner
-                {
-                    // We lost the race: our publisher is cut off (its next push gets
-                    // `NotOwner`) and our viewers are relayed from the winner.
-                    warn!(path = %path, shard = me, winner = owner, "stream published on two shards at once; this shard gives it up");
-                    st.end_sinks();
-                    st.source = None;
-                    st.role = Role::Waiting;
-                    let subs: Vec<usize> = st.remote.drain(..).map(|r| r.shard).collect();
-                    for to in subs {
-                        self.tx
-                            .send_control(to, StreamMsg::End { path: path.clone() });
-                    }
-                    stats::sub(&self.stats.streams, 1);
-                }
-                // Viewers waiting here for this path: start relaying.
-                if let Some(st) = self.paths.get_mut(&path)
-                    && st.role == Role::Waiting
-                    && !st.sinks.is_empty()
-                {
-                    st.role = Role::Relay { owner };
-                    stats::add(&self.stats.relays, 1);
-                    self.tx.send_control(
-                        owner,
-                        StreamMsg::Subscribe {
-                            path,
-                            shard: self.shard,
-                        },
-                    );
-                }
-            }
+            StreamMsg::Announce {
+                path,
+                owner,
+                start_timeout,
+            } => self.on_announce(path, owner, start_timeout),
             StreamMsg::Withdraw { path, owner } => {
-                if self.directory.get(&path) == Some(&owner) {
+                if self.owner(&path) == Some(owner) {
                     self.directory.remove(&path);
                 }
+                self.wake_media(&path);
             }
-            StreamMsg::Subscribe { path, shard } => match self.paths.get_mut(&path) {
-                Some(st) if st.role == Role::Owner => {
-                    st.remote.retain(|r| r.shard != shard);
-                    st.remote.push(RemoteSub {
-                        shard,
-                        waiting_keyframe: false,
-                    });
-                    let init = StreamMsg::Init {
-                        path: path.clone(),
-                        metadata: st.metadata.clone(),
-                        tracks: st.tracks.clone(),
-                        gop: st.gop.frames().map(|f| f.frame.clone()).collect(),
-                    };
-                    self.tx.send_control(shard, init);
-                }
-                _ => self.tx.send_control(shard, StreamMsg::End { path }),
-            },
+            StreamMsg::Subscribe { path, shard } => self.on_subscribe(path, shard),
             StreamMsg::Unsubscribe { path, shard } => {
                 if let Some(st) = self.paths.get_mut(&path) {
                     st.remote.retain(|r| r.shard != shard);
@@ -684,6 +696,7 @@ impl Hub {
                     for f in gop {
                         st.fan_out(f, stats);
                     }
+                    self.wake_media(&path);
                 }
             }
             StreamMsg::Metadata { path, metadata } => {
@@ -694,6 +707,7 @@ impl Hub {
             StreamMsg::Tracks { path, tracks } => {
                 if let Some(st) = self.relay_mut(&path, from) {
                     st.set_tracks(tracks);
+                    self.wake_media(&path);
                 }
             }
             StreamMsg::Frame { path, frame } => {
@@ -707,8 +721,79 @@ impl Hub {
                     st.end_sinks();
                     st.role = Role::Waiting;
                     stats::sub(&self.stats.relays, 1);
+                    self.wake_media(&path);
                 }
             }
+        }
+    }
+
+    /// Another shard publishes `path`.
+    fn on_announce(&mut self, path: Arc<str>, owner: usize, start_timeout: Option<Duration>) {
+        // Two shards may publish the same path at the same moment (each checked only its
+        // own directory). The lower shard keeps it, on every shard, in whatever order the
+        // announcements arrive.
+        if let Some(prev) = self.owner(&path)
+            && prev < owner
+        {
+            warn!(path = %path, kept = prev, refused = owner, "stream published on two shards at once; the lower shard keeps it");
+            return;
+        }
+        let entry = DirEntry {
+            owner,
+            start_timeout,
+        };
+        self.directory.insert(path.clone(), entry);
+        let me = self.shard;
+        if let Some(st) = self.paths.get_mut(&path)
+            && st.role == Role::Owner
+        {
+            // We lost the race: our publisher is cut off (its next push gets `NotOwner`)
+            // and our viewers are relayed from the winner.
+            warn!(path = %path, shard = me, winner = owner, "stream published on two shards at once; this shard gives it up");
+            st.end_sinks();
+            st.source = None;
+            st.role = Role::Waiting;
+            let subs: Vec<usize> = st.remote.drain(..).map(|r| r.shard).collect();
+            for to in subs {
+                self.tx
+                    .send_control(to, StreamMsg::End { path: path.clone() });
+            }
+            stats::sub(&self.stats.streams, 1);
+        }
+        // Viewers waiting here for this path: start relaying.
+        if let Some(st) = self.paths.get_mut(&path)
+            && st.role == Role::Waiting
+            && !st.sinks.is_empty()
+        {
+            st.role = Role::Relay { owner };
+            stats::add(&self.stats.relays, 1);
+            let msg = StreamMsg::Subscribe {
+                path,
+                shard: self.shard,
+            };
+            self.tx.send_control(owner, msg);
+        }
+    }
+
+    /// Shard `shard` wants the frames of `path`: start it from our state, or tell it the
+    /// stream is not here.
+    fn on_subscribe(&mut self, path: Arc<str>, shard: usize) {
+        match self.paths.get_mut(&path) {
+            Some(st) if st.role == Role::Owner => {
+                st.remote.retain(|r| r.shard != shard);
+                st.remote.push(RemoteSub {
+                    shard,
+                    waiting_keyframe: false,
+                });
+                let init = StreamMsg::Init {
+                    path: path.clone(),
+                    metadata: st.metadata.clone(),
+                    tracks: st.tracks.clone(),
+                    gop: st.gop.frames().map(|f| f.frame.clone()).collect(),
+                };
+                self.tx.send_control(shard, init);
+            }
+            _ => self.tx.send_control(shard, StreamMsg::End { path }),
         }
     }
 
@@ -766,299 +851,4 @@ fn relay_in<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::{Codec, MediaKind, TrackId};
-    use bytes::Bytes;
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
-
-    /// An in-memory mesh between hubs: queues per destination, media capacity bounded.
-    #[derive(Default)]
-    struct FakeMesh {
-        queues: RefCell<Vec<VecDeque<(usize, StreamMsg)>>>,
-        media_capacity: usize,
-    }
-
-    struct Port {
-        from: usize,
-        mesh: Rc<FakeMesh>,
-    }
-
-    impl MeshTx for Port {
-        fn send_control(&self, to: usize, msg: StreamMsg) {
-            self.mesh.queues.borrow_mut()[to].push_back((self.from, msg));
-        }
-        fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool {
-            let mut q = self.mesh.queues.borrow_mut();
-            if q[to].len() >= self.mesh.media_capacity {
-                return false;
-            }
-            q[to].push_back((self.from, msg));
-            true
-        }
-    }
-
-    fn limits() -> HubLimits {
-        HubLimits {
-            gop_max_frames: 100,
-            gop_max_bytes: 1 << 20,
-            sink: SinkLimits {
-                max_frames: 50,
-                max_bytes: 1 << 20,
-            },
-        }
-    }
-
-    fn hubs(n: usize, media_capacity: usize) -> (Rc<FakeMesh>, Vec<Hub>) {
-        let mesh = Rc::new(FakeMesh {
-            queues: RefCell::new(vec![VecDeque::new(); n]),
-            media_capacity,
-        });
-        let hubs = (0..n)
-            .map(|i| {
-                let port: Rc<dyn MeshTx> = Rc::new(Port {
-                    from: i,
-                    mesh: mesh.clone(),
-                });
-                Hub::new(i, n, limits(), port, Arc::new(ShardStats::default()))
-            })
-            .collect();
-        (mesh, hubs)
-    }
-
-    /// Delivers queued messages until the mesh is quiet.
-    fn settle(mesh: &FakeMesh, hubs: &mut [Hub]) {
-        loop {
-            let mut moved = false;
-            for (i, hub) in hubs.iter_mut().enumerate() {
-                loop {
-                    let next = mesh.queues.borrow_mut()[i].pop_front();
-                    let Some((from, msg)) = next else { break };
-                    hub.handle_msg(from, msg);
-                    moved = true;
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn src() -> SourceInfo {
-        SourceInfo {
-            kind: "test",
-            url: "test:".into(),
-            state: crate::stream::SourceState::Live,
-            stats: None,
-            start_timeout: None,
-        }
-    }
-
-    fn video(keyframe: bool, t: i64) -> Frame {
-        Frame {
-            track: TrackId(0),
-            kind: MediaKind::Video,
-            keyframe,
-            dts: t,
-            pts: t,
-            data: Bytes::from(vec![t as u8; 64]),
-        }
-    }
-
-    fn frames(q: &SinkQueue) -> Vec<i64> {
-        std::iter::from_fn(|| q.try_pop())
-            .filter_map(|e| match e {
-                SinkEvent::Frame(f) => Some(f.frame.dts),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn announce_reaches_every_directory_and_duplicates_are_refused() {
-        let (mesh, mut h) = hubs(3, 100);
-        h[1].publish("live/a", src()).unwrap();
-        settle(&mesh, &mut h);
-        for hub in &h {
-            assert_eq!(hub.owner("live/a"), Some(1));
-        }
-        assert!(matches!(
-            h[2].publish("live/a", src()),
-            Err(HubError::AlreadyPublished { owner: 1, .. })
-        ));
-        h[1].unpublish("live/a").unwrap();
-        settle(&mesh, &mut h);
-        assert!(h.iter().all(|hub| hub.owner("live/a").is_none()));
-        assert!(h[2].publish("live/a", src()).is_ok());
-    }
-
-    #[test]
-    fn new_local_viewer_gets_tracks_and_gop_first() {
-        let (_mesh, mut h) = hubs(1, 100);
-        h[0].publish("a", src()).unwrap();
-        h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        for (i, key) in [(0, true), (1, false), (2, true), (3, false)] {
-            h[0].push_frame("a", video(key, i)).unwrap();
-        }
-        let v = h[0].subscribe("a").unwrap();
-        assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
-        assert_eq!(frames(&v.queue), [2, 3]);
-        h[0].push_frame("a", video(false, 4)).unwrap();
-        assert_eq!(frames(&v.queue), [4]);
-    }
-
-    #[test]
-    fn remote_viewer_is_relayed_without_copying_the_payload() {
-        let (mesh, mut h) = hubs(2, 100);
-        h[0].publish("a", src()).unwrap();
-        h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        h[0].push_frame("a", video(true, 0)).unwrap();
-        settle(&mesh, &mut h);
-        let v = h[1].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        let f = video(false, 1);
-        let ptr = f.data.as_ptr();
-        h[0].push_frame("a", f).unwrap();
-        settle(&mesh, &mut h);
-        assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
-        let got: Vec<Frame> = std::iter::from_fn(|| v.queue.try_pop())
-            .filter_map(|e| match e {
-                SinkEvent::Frame(f) => Some(f.frame.clone()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(got.iter().map(|f| f.dts).collect::<Vec<_>>(), [0, 1]);
-        assert_eq!(got[1].data.as_ptr(), ptr);
-        // One relay subscription however many viewers shard 1 has.
-        let _v2 = h[1].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        let owner = h[0].paths();
-        assert_eq!(owner[0].relay_shards, [1]);
-    }
-
-    #[test]
-    fn full_mesh_drops_relay_to_next_keyframe() {
-        let (mesh, mut h) = hubs(2, 2);
-        h[0].publish("a", src()).unwrap();
-        h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        settle(&mesh, &mut h);
-        let v = h[1].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        // Shard 1 does not run: the channel fills after two frames.
-        for (i, key) in [
-            (0, true),
-            (1, false),
-            (2, false),
-            (3, false),
-            (4, true),
-            (5, false),
-        ] {
-            h[0].push_frame("a", video(key, i)).unwrap();
-            if i == 3 {
-                settle(&mesh, &mut h);
-            }
-        }
-        settle(&mesh, &mut h);
-        // 2 and 3 were refused; 4 is a keyframe, 5 follows it.
-        assert_eq!(frames(&v.queue), [0, 1, 4, 5]);
-        assert_eq!(h[0].paths()[0].frames_dropped, 2);
-    }
-
-    #[test]
-    fn stalled_viewer_does_not_hold_back_the_source_or_others() {
-        let (_mesh, mut h) = hubs(1, 100);
-        h[0].publish("a", src()).unwrap();
-        h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        let stalled = h[0].subscribe("a").unwrap();
-        let live = h[0].subscribe("a").unwrap();
-        for i in 0..1000 {
-            h[0].push_frame("a", video(i % 30 == 0, i)).unwrap();
-            let _ = frames(&live.queue);
-        }
-        assert!(stalled.queue.queued_frames() <= limits().sink.max_frames);
-        assert!(stalled.queue.dropped() > 900);
-        assert_eq!(live.queue.dropped(), 0);
-        assert_eq!(live.queue.delivered(), 1000);
-    }
-
-    #[test]
-    fn relay_closes_when_its_last_viewer_leaves() {
-        let (mesh, mut h) = hubs(2, 100);
-        h[0].publish("a", src()).unwrap();
-        settle(&mesh, &mut h);
-        let v = h[1].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        assert_eq!(h[0].paths()[0].relay_shards, [1]);
-        drop(v);
-        h[1].prune();
-        settle(&mesh, &mut h);
-        assert!(h[0].paths()[0].relay_shards.is_empty());
-        assert!(h[1].paths().is_empty());
-    }
-
-    #[test]
-    fn viewers_survive_unpublish_and_resume_on_republish() {
-        let (mesh, mut h) = hubs(2, 100);
-        h[0].publish("a", src()).unwrap();
-        settle(&mesh, &mut h);
-        let v = h[1].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        h[0].unpublish("a").unwrap();
-        settle(&mesh, &mut h);
-        let events: Vec<SinkEvent> = std::iter::from_fn(|| v.queue.try_pop()).collect();
-        assert!(matches!(events.last(), Some(SinkEvent::End)));
-        // Published again, this time on shard 0 again: the waiting relay resubscribes.
-        h[0].publish("a", src()).unwrap();
-        h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        settle(&mesh, &mut h);
-        h[0].push_frame("a", video(true, 7)).unwrap();
-        settle(&mesh, &mut h);
-        assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
-        assert_eq!(frames(&v.queue), [7]);
-    }
-
-    #[test]
-    fn simultaneous_publish_on_two_shards_leaves_the_lower_shard_owner_everywhere() {
-        let (mesh, mut h) = hubs(3, 100);
-        // Both publish before either hears of the other.
-        h[2].publish("a", src()).unwrap();
-        h[1].publish("a", src()).unwrap();
-        let v = h[2].subscribe("a").unwrap();
-        settle(&mesh, &mut h);
-        for hub in &h {
-            assert_eq!(hub.owner("a"), Some(1));
-        }
-        // Shard 2's publisher is cut off; its viewer is now relayed from shard 1.
-        assert!(matches!(
-            h[2].push_frame("a", video(true, 0)),
-            Err(HubError::NotOwner(_))
-        ));
-        h[1].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
-            .unwrap();
-        h[1].push_frame("a", video(true, 5)).unwrap();
-        settle(&mesh, &mut h);
-        let events: Vec<SinkEvent> = std::iter::from_fn(|| v.queue.try_pop()).collect();
-        assert!(matches!(events.first(), Some(SinkEvent::End)));
-        assert!(
-            events
-                .iter()
-                .any(|e| matches!(e, SinkEvent::Frame(f) if f.frame.dts == 5))
-        );
-    }
-
-    #[test]
-    fn unknown_path_is_not_found() {
-        let (_mesh, mut h) = hubs(2, 100);
-        assert!(matches!(h[0].subscribe("nope"), Err(HubError::NotFound(_))));
-        assert!(matches!(
-            h[0].push_frame("nope", video(true, 0)),
-            Err(HubError::NotOwner(_))
-        ));
-    }
-}
+mod tests;

@@ -5,8 +5,10 @@
 //! once to each other shard that subscribed. On those shards the same path is a *relay*
 //! that keeps its own GOP cache copy (sharing the payloads) and fans out locally. Every
 //! hub keeps a replica of the directory (path → owner shard), maintained by
-//! announce/withdraw messages. Nothing here reads a clock or touches a socket: the shard
-//! driver feeds messages in and delivers what the hub sends through [`MeshTx`].
+//! announce/withdraw messages (which also carry each source's start timeout). Tasks that
+//! wait for a path's first media register a `Waker` with the hub, which wakes them when
+//! the path gets tracks or goes away. Nothing here reads a clock or touches a socket: the
+//! shard driver feeds messages in and delivers what the hub sends through [`MeshTx`].
 
 mod hub;
 mod path;
@@ -22,6 +24,7 @@ pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 use crate::media::{Frame, TrackSet};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A message between shards about streams.
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub enum StreamMsg {
         path: Arc<str>,
         /// Shard that owns it.
         owner: usize,
+        /// How long a viewer may wait for its first media (its source's
+        /// [`SourceInfo::start_timeout`]), so that every shard knows.
+        start_timeout: Option<Duration>,
     },
     /// `owner` stopped publishing `path`.
     Withdraw {

@@ -1,10 +1,12 @@
 //! The shard's WebRTC driver: one UDP socket, two tasks. The receive task feeds every
-//! datagram to the shard's [`Engine`]; the media task wakes when viewers' queues have
-//! frames, when the earliest session timer is due, or when signaling kicks it. Both send
-//! what the engine produced in batches (`sendmmsg`, non-blocking) on the socket's fd.
+//! datagram to the shard's [`Engine`](super::engine::Engine); the media task wakes when
+//! viewers' queues have frames, when the earliest session timer is due, or when
+//! signaling kicks it. Both drain the engine's output the same way: datagrams are sent
+//! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::engine::Closed;
+use super::engine::{Closed, Event, Input, Output};
+use super::handle::Handle;
 use super::peer::CloseReason;
 use crate::shard::{Shard, ShardRef};
 use crate::stats::{self, ShardStats};
@@ -19,110 +21,170 @@ use tracing::{info, warn};
 /// Most datagrams per `sendmmsg` call.
 const BATCH: usize = 64;
 
+/// The UDP side of a shard's WebRTC: the socket and the batch buffer.
+struct Driver {
+    shard: ShardRef,
+    rtc: Handle,
+    udp: Rc<UdpSocket>,
+    /// The batch being sent (swapped with the engine's output buffer, capacity kept).
+    batch: Vec<Transmit>,
+    /// When the engine's next timer is due.
+    next: Instant,
+}
+
 /// Runs the shard's WebRTC egress until the shard shuts down.
-pub async fn run(shard: ShardRef, udp: UdpSocket) {
+pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
     let udp = Rc::new(udp);
     set_buffers(
         udp.as_raw_fd(),
         shard.shared.settings.config.webrtc.send_buffer.as_usize(),
     );
-    let rx = glommio::spawn_local(receive_loop(shard.clone(), udp.clone()));
-    media_loop(&shard, udp.as_raw_fd()).await;
-    drop(rx);
+    let mut rx = Driver {
+        shard: shard.clone(),
+        rtc: rtc.clone(),
+        udp: udp.clone(),
+        batch: Vec::new(),
+        next: Instant::now(),
+    };
+    let rx_task = glommio::spawn_local(async move { rx.receive_loop().await });
+    let mut media = Driver {
+        shard,
+        rtc,
+        udp,
+        batch: Vec::new(),
+        next: Instant::now(),
+    };
+    media.media_loop().await;
+    drop(rx_task);
     // Tell viewers goodbye (DTLS close), then forget them.
     let now = Instant::now();
-    shard
-        .webrtc
-        .borrow_mut()
-        .close_all(now, CloseReason::Shutdown);
-    flush(&shard, udp.as_raw_fd());
+    let _ = media
+        .rtc
+        .engine()
+        .handle_input(now, Input::CloseAll(CloseReason::Shutdown));
+    media.drain();
 }
 
-async fn receive_loop(shard: ShardRef, udp: Rc<UdpSocket>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        match udp.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let st = shard.stats();
-                stats::add(&st.udp_datagrams_in, 1);
-                stats::add(&st.bytes_in, n as u64);
-                let now = Instant::now();
-                shard.webrtc.borrow_mut().datagram(now, from, &buf[..n]);
-                after_work(&shard, now);
-                flush(&shard, udp.as_raw_fd());
-            }
-            Err(e) => {
-                warn!(shard = shard.id, "webrtc udp receive: {e}");
-                glommio::timer::sleep(Duration::from_millis(100)).await;
+impl Driver {
+    async fn receive_loop(&mut self) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            match self.udp.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    let st = self.shard.stats();
+                    stats::add(&st.udp_datagrams_in, 1);
+                    stats::add(&st.bytes_in, n as u64);
+                    let now = Instant::now();
+                    let data = &buf[..n];
+                    // A datagram of no session is dropped.
+                    let _ = self
+                        .rtc
+                        .engine()
+                        .handle_input(now, Input::Datagram { from, data });
+                    self.drain();
+                }
+                Err(e) => {
+                    warn!(shard = self.shard.id, "webrtc udp receive: {e}");
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
-}
 
-async fn media_loop(shard: &Shard, fd: RawFd) {
-    use futures_lite::future;
-    let ready = shard.webrtc.borrow().ready_list();
-    loop {
-        let next = shard.webrtc.borrow().next_deadline();
-        let wait = next
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(1));
-        let stop = future::or(
-            async {
-                ready.wait().await;
-                false
-            },
-            future::or(
+    async fn media_loop(&mut self) {
+        use futures_lite::future;
+        let ready = self.rtc.engine().ready_list();
+        self.drain();
+        loop {
+            // The receive task may have moved the engine's next timer since.
+            let next = self.next_timeout();
+            let wait = next.saturating_duration_since(Instant::now());
+            let stop = future::or(
                 async {
-                    if !wait.is_zero() {
-                        glommio::timer::sleep(wait).await;
-                    }
+                    ready.wait().await;
                     false
                 },
-                async {
-                    shard.shutdown.wait().await;
-                    true
-                },
-            ),
-        )
-        .await;
-        if stop {
-            return;
+                future::or(
+                    async {
+                        if !wait.is_zero() {
+                            glommio::timer::sleep(wait).await;
+                        }
+                        false
+                    },
+                    async {
+                        self.shard.shutdown.wait().await;
+                        true
+                    },
+                ),
+            )
+            .await;
+            if stop {
+                return;
+            }
+            let now = Instant::now();
+            {
+                let mut engine = self.rtc.engine();
+                let _ = engine.handle_input(now, Input::Ready);
+                engine.handle_timeout(now);
+            }
+            self.drain();
         }
-        let now = Instant::now();
-        super::signal::take_remote_deletes(shard);
-        {
-            let mut engine = shard.webrtc.borrow_mut();
-            engine.on_ready(now);
-            engine.on_timers(now);
+    }
+
+    /// When the engine's next timer is due (without sending: only a timeout is left
+    /// once [`Driver::drain`] ran, or a fresh input the loop handles next).
+    fn next_timeout(&mut self) -> Instant {
+        self.drain();
+        self.next
+    }
+
+    /// Drains the engine's output until its next timeout: sends datagrams in batches,
+    /// answers keyframe requests from the hub's GOP cache, accounts for ended sessions.
+    fn drain(&mut self) {
+        let batch_send = self.shard.shared.settings.config.webrtc.batch_send;
+        loop {
+            let out = self.rtc.engine().poll_output(&mut self.batch);
+            match out {
+                Output::Transmit(_) => {
+                    send_all(
+                        self.udp.as_raw_fd(),
+                        &self.batch,
+                        batch_send,
+                        self.shard.stats(),
+                    );
+                    self.batch.clear();
+                    if self.batch.capacity() > 4096 {
+                        self.batch.shrink_to(256);
+                    }
+                }
+                Output::Event(ev) => self.event(ev),
+                Output::Timeout(at) => {
+                    self.next = at;
+                    return;
+                }
+            }
         }
-        after_work(shard, now);
-        flush(shard, fd);
+    }
+
+    fn event(&mut self, ev: Event) {
+        let shard = &self.shard;
+        match ev {
+            Event::GopWanted { id, path } => {
+                let gop = shard.hub.borrow().gop(&path);
+                if !gop.is_empty() {
+                    let input = Input::Gop { id, gop: &gop };
+                    let _ = self.rtc.engine().handle_input(Instant::now(), input);
+                    stats::add(&shard.stats().webrtc_gop_resends, 1);
+                }
+            }
+            Event::PacketsWritten(n) => stats::add(&shard.stats().rtp_packets_out, n),
+            Event::Closed(c) => ended(shard, &self.rtc, &c),
+        }
     }
 }
 
-/// Serves keyframe requests from the GOP cache and accounts for ended sessions.
-fn after_work(shard: &Shard, now: Instant) {
-    let wanted = shard.webrtc.borrow_mut().take_gop_wanted();
-    for (id, path) in wanted {
-        let gop = shard.hub.borrow().gop(&path);
-        if !gop.is_empty() {
-            shard.webrtc.borrow_mut().send_gop(now, id, &gop);
-            stats::add(&shard.stats().webrtc_gop_resends, 1);
-        }
-    }
-    let packets = shard.webrtc.borrow_mut().take_packets();
-    stats::add(&shard.stats().rtp_packets_out, packets);
-    let closed = shard.webrtc.borrow_mut().take_closed();
-    for c in closed {
-        ended(shard, &c);
-    }
-}
-
-fn ended(shard: &Shard, c: &Closed) {
-    if let Ok(mut reg) = shard.shared.webrtc_registry.lock() {
-        reg.remove(&c.id.0);
-    }
+fn ended(shard: &Shard, rtc: &Handle, c: &Closed) {
+    rtc.registry().remove(c.id);
     stats::sub(&shard.stats().webrtc_sessions, 1);
     info!(
         shard = shard.id,
@@ -136,23 +198,6 @@ fn ended(shard: &Shard, c: &Closed) {
         keyframe_requests = c.stats.keyframe_requests,
         "webrtc session ended"
     );
-}
-
-/// Sends everything the engine has queued.
-fn flush(shard: &Shard, fd: RawFd) {
-    let mut out = std::mem::take(&mut shard.webrtc.borrow_mut().out);
-    if out.is_empty() {
-        shard.webrtc.borrow_mut().out = out;
-        return;
-    }
-    let batch = shard.shared.settings.config.webrtc.batch_send;
-    send_all(fd, &out, batch, shard.stats());
-    out.clear();
-    // Keep the buffer's capacity for the next round, unless a burst made it huge.
-    if out.capacity() > 4096 {
-        out.shrink_to(256);
-    }
-    shard.webrtc.borrow_mut().out = out;
 }
 
 /// Sends `out` on `fd` without blocking: `sendmmsg` in batches of [`BATCH`], or one

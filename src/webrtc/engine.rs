@@ -1,12 +1,20 @@
 //! The WebRTC state of one shard: its sessions, how datagrams and timers reach them, and
-//! the datagrams they produce. Sans-IO: the shard's UDP driver feeds it received
-//! datagrams, the current time and "media ready" wake-ups, and sends what collects in
-//! [`Engine::out`].
+//! the datagrams they produce. Sans-IO, in the one driver contract's shape: the shard's
+//! UDP driver feeds it [`Input`]s (received datagrams, "media ready" wake-ups, the GOP a
+//! session asked for, a session to end) with [`Engine::handle_input`], runs its timers
+//! with [`Engine::handle_timeout`], and drains [`Engine::poll_output`] until it returns
+//! [`Output::Timeout`].
+//!
+//! The hot path: datagrams collect in the engine's own buffer while peers write; the
+//! driver passes its batch buffer to `poll_output`, which swaps the two (quinn's
+//! `poll_transmit(buf)`): no copy and no allocation per packet, and the driver sends the
+//! whole batch with `sendmmsg`.
 
 use super::offer::{OfferedMedia, Selection};
 use super::peer::{CloseReason, Peer, PeerConfig, PeerError, PeerStats};
 use super::table::{SessionId, Table};
 use crate::stream::{OutFrame, ReadyList, SinkHandle};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,6 +47,79 @@ pub enum CreateError {
     Offer(#[from] PeerError),
 }
 
+/// Why an input was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A datagram that belongs to no session (dropped).
+    #[error("datagram of no session")]
+    Unrouted,
+    /// The session named does not exist (any more).
+    #[error("no session {0}")]
+    NoSession(SessionId),
+}
+
+/// What the driver feeds the engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Input<'a> {
+    /// A datagram received from `from`.
+    Datagram {
+        /// Its source address.
+        from: SocketAddr,
+        /// Its bytes.
+        data: &'a [u8],
+    },
+    /// Viewers' queues announced frames on the [`ReadyList`]: write them.
+    Ready,
+    /// The GOP cache a session asked for ([`Event::GopWanted`]), keyframe first.
+    Gop {
+        /// The session.
+        id: SessionId,
+        /// The frames to re-send.
+        gop: &'a [Rc<OutFrame>],
+    },
+    /// End a session.
+    Close {
+        /// The session.
+        id: SessionId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// End every session (shutdown).
+    CloseAll(CloseReason),
+}
+
+/// What the engine asks of the driver, drained with [`Engine::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// This many datagrams are in the caller's batch buffer: send them.
+    Transmit(usize),
+    /// Something the driver acts on.
+    Event(Event),
+    /// Nothing more until this time (or the next input): call
+    /// [`Engine::handle_timeout`] then.
+    Timeout(Instant),
+}
+
+/// Things the driver acts on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A viewer asked for a keyframe: answer with [`Input::Gop`] (the hub's GOP cache of
+    /// `path`), unless the cache is empty.
+    GopWanted {
+        /// The session.
+        id: SessionId,
+        /// The stream it watches.
+        path: Arc<str>,
+    },
+    /// RTP packets written since the last such event (for the shard's counters).
+    PacketsWritten(u64),
+    /// A session ended.
+    Closed(Closed),
+}
+
 /// A session that ended.
 #[derive(Debug, Clone)]
 pub struct Closed {
@@ -65,28 +146,31 @@ pub struct Engine {
     ready: Rc<ReadyList>,
     cert: DtlsCert,
     cfg: EngineConfig,
-    /// Datagrams to send, in order.
-    pub out: Vec<Transmit>,
-    closed: Vec<Closed>,
+    /// Datagrams to send, in order (swapped into the driver's batch buffer).
+    out: Vec<Transmit>,
+    events: VecDeque<Event>,
     gop_wanted: Vec<SessionId>,
     keys: Vec<u64>,
-    /// RTP packets written since the last `take_packets`.
+    /// RTP packets written since the last [`Event::PacketsWritten`].
     packets: u64,
+    /// The latest time the engine was given.
+    now: Instant,
 }
 
 impl Engine {
-    /// An engine with no sessions.
-    pub fn new(cert: DtlsCert, cfg: EngineConfig) -> Self {
+    /// An engine with no sessions, at time `now`.
+    pub fn new(now: Instant, cert: DtlsCert, cfg: EngineConfig) -> Self {
         Engine {
             table: Table::new(),
             ready: Rc::new(ReadyList::new()),
             cert,
             cfg,
             out: Vec::new(),
-            closed: Vec::new(),
+            events: VecDeque::new(),
             gop_wanted: Vec::new(),
             keys: Vec::new(),
             packets: 0,
+            now,
         }
     }
 
@@ -118,9 +202,19 @@ impl Engine {
         self.table.is_empty()
     }
 
+    /// Whether session `id` exists.
+    pub fn contains(&self, id: SessionId) -> bool {
+        self.table.get(id).is_some()
+    }
+
     /// Whether the shard can take another session.
     pub fn has_room(&self) -> bool {
         self.table.len() < self.cfg.max_sessions
+    }
+
+    /// Most sessions on the shard.
+    pub fn max_sessions(&self) -> usize {
+        self.cfg.max_sessions
     }
 
     /// Creates a session for `offer_sdp` sending what `sel` chose, fed by `sink`.
@@ -133,6 +227,7 @@ impl Engine {
         sel: &Selection,
         sink: SinkHandle,
     ) -> Result<(SessionId, String), CreateError> {
+        self.now = self.now.max(now);
         if !self.has_room() {
             return Err(CreateError::Busy(self.cfg.max_sessions));
         }
@@ -157,16 +252,77 @@ impl Engine {
         Ok((id, answer))
     }
 
-    /// Handles one datagram from `from`. Datagrams of no session are dropped; returns
-    /// whether it was routed.
-    pub fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> bool {
-        let Some(id) = self.table.route(from, || stun_local_ufrag(data)) else {
-            return false;
-        };
+    /// Takes one input. Datagrams of no session are dropped ([`InputError::Unrouted`]).
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Datagram { from, data } => self.datagram(now, from, data),
+            Input::Ready => {
+                self.write_ready(now);
+                Ok(())
+            }
+            Input::Gop { id, gop } => self.send_gop(now, id, gop),
+            Input::Close { id, reason } => self.close(now, id, reason),
+            Input::CloseAll(reason) => {
+                for id in self.table.ids() {
+                    let _ = self.close(now, id, reason);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        while let Some(id) = self.table.pop_due(now) {
+            let Some(s) = self.table.get_mut(id) else {
+                continue;
+            };
+            let next = s.peer.handle_timeout(now, &mut self.out);
+            self.settle(id, next, now);
+        }
+    }
+
+    /// The next thing for the driver to do. Datagrams come first, moved into `batch`
+    /// (which should be empty; its capacity is kept for the next round): the driver sends
+    /// them and clears it. Then events, then the time of the next timer.
+    pub fn poll_output(&mut self, batch: &mut Vec<Transmit>) -> Output {
+        if !self.out.is_empty() {
+            if batch.is_empty() {
+                std::mem::swap(batch, &mut self.out);
+            } else {
+                batch.append(&mut self.out);
+            }
+            // Keep the buffer's capacity for the next round, unless a burst made it huge.
+            if self.out.capacity() > 4096 {
+                self.out = Vec::with_capacity(256);
+            }
+            return Output::Transmit(batch.len());
+        }
+        if let Some(ev) = self.events.pop_front() {
+            return Output::Event(ev);
+        }
+        while let Some(id) = self.gop_wanted.pop() {
+            if let Some(s) = self.table.get(id) {
+                let path = s.peer.sink.path.clone();
+                return Output::Event(Event::GopWanted { id, path });
+            }
+        }
+        if self.packets > 0 {
+            return Output::Event(Event::PacketsWritten(std::mem::take(&mut self.packets)));
+        }
+        let next = self.table.next_deadline();
+        Output::Timeout(next.unwrap_or(self.now + super::table::MAX_TIMER))
+    }
+
+    fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), InputError> {
+        let id = self
+            .table
+            .route(from, || stun_local_ufrag(data))
+            .ok_or(InputError::Unrouted)?;
         let local = self.local_for(from);
-        let Some(s) = self.table.get_mut(id) else {
-            return false;
-        };
+        let s = self.table.get_mut(id).ok_or(InputError::Unrouted)?;
         let mut next = s
             .peer
             .handle_datagram(now, from, local, data, &mut self.out);
@@ -175,11 +331,11 @@ impl Engine {
             next = s.peer.pump(now, &mut self.out);
         }
         self.settle(id, next, now);
-        true
+        Ok(())
     }
 
     /// Writes queued frames of every viewer whose queue announced itself.
-    pub fn on_ready(&mut self, now: Instant) {
+    fn write_ready(&mut self, now: Instant) {
         let mut keys = std::mem::take(&mut self.keys);
         self.ready.take(&mut keys);
         for key in keys.drain(..) {
@@ -195,70 +351,32 @@ impl Engine {
         self.keys = keys;
     }
 
-    /// Runs the timers that are due.
-    pub fn on_timers(&mut self, now: Instant) {
-        while let Some(id) = self.table.pop_due(now) {
-            let Some(s) = self.table.get_mut(id) else {
-                continue;
-            };
-            let next = s.peer.handle_timeout(now, &mut self.out);
-            self.settle(id, next, now);
-        }
-    }
-
-    /// When the next timer is due.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.table.next_deadline()
-    }
-
-    /// Sessions that asked for a GOP re-send (keyframe request) since the last call,
-    /// with their stream paths.
-    pub fn take_gop_wanted(&mut self) -> Vec<(SessionId, Arc<str>)> {
-        let ids = std::mem::take(&mut self.gop_wanted);
-        ids.into_iter()
-            .filter_map(|id| {
-                let s = self.table.get(id)?;
-                Some((id, s.peer.sink.path.clone()))
-            })
-            .collect()
-    }
-
     /// Re-sends `gop` to session `id` (answering its keyframe request).
-    pub fn send_gop(&mut self, now: Instant, id: SessionId, gop: &[Rc<OutFrame>]) {
-        let Some(s) = self.table.get_mut(id) else {
-            return;
-        };
+    fn send_gop(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        gop: &[Rc<OutFrame>],
+    ) -> Result<(), InputError> {
+        let s = self.table.get_mut(id).ok_or(InputError::NoSession(id))?;
         let before = s.peer.stats.packets;
         let next = s.peer.send_gop(now, gop, &mut self.out);
         self.packets += s.peer.stats.packets - before;
         self.settle(id, next, now);
+        Ok(())
     }
 
-    /// Ends session `id`; false if there is no such session.
-    pub fn close(&mut self, now: Instant, id: SessionId, reason: CloseReason) -> bool {
-        let Some(s) = self.table.get_mut(id) else {
-            return false;
-        };
+    /// Ends session `id`.
+    fn close(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        reason: CloseReason,
+    ) -> Result<(), InputError> {
+        let s = self.table.get_mut(id).ok_or(InputError::NoSession(id))?;
         s.peer.close(reason, &mut self.out);
         self.settle(id, None, now);
-        true
-    }
-
-    /// Ends every session.
-    pub fn close_all(&mut self, now: Instant, reason: CloseReason) {
-        for id in self.table.ids() {
-            self.close(now, id, reason);
-        }
-    }
-
-    /// RTP packets written since the last call.
-    pub fn take_packets(&mut self) -> u64 {
-        std::mem::take(&mut self.packets)
-    }
-
-    /// Sessions that ended since the last call.
-    pub fn take_closed(&mut self) -> Vec<Closed> {
-        std::mem::take(&mut self.closed)
+        Ok(())
     }
 
     /// Records the outcome of a call into a peer: a new deadline, a keyframe wish, or
@@ -276,13 +394,13 @@ impl Engine {
             }
             None => {
                 if let Some(s) = self.table.remove(id) {
-                    self.closed.push(Closed {
+                    self.events.push_back(Event::Closed(Closed {
                         id,
                         path: s.peer.sink.path.clone(),
                         reason: s.peer.closed().unwrap_or(CloseReason::Error),
                         lived: now.saturating_duration_since(s.created),
                         stats: s.peer.stats,
-                    });
+                    }));
                 }
             }
         }
@@ -299,3 +417,6 @@ fn stun_local_ufrag(data: &[u8]) -> Option<String> {
     let (local, _) = msg.split_username()?;
     Some(local.to_string())
 }
+
+#[cfg(test)]
+mod tests;

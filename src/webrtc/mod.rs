@@ -8,15 +8,21 @@
 //! - [`peer`]: one viewer's str0m `Rtc` (ICE-lite, RTP mode) and the per-viewer RTP
 //!   state; writes shared, once-per-shard packetized frames.
 //! - [`engine`]: the sans-IO state of a shard's WebRTC side, tying the three together.
+//! - [`handle`]: the shard-local [`Handle`] through which signaling reaches the engine
+//!   the UDP driver runs, the process's session [`Registry`], and [`SessionMsg`]s to
+//!   other shards over the mesh.
 //! - [`signal`] and [`driver`]: the glommio side: offers from WHEP/WebSocket become
 //!   sessions; one UDP socket per shard, batched sends.
 
 pub mod driver;
 pub mod engine;
+pub mod handle;
 pub mod offer;
 pub mod peer;
 pub mod signal;
 pub mod table;
+
+pub use handle::{Handle, Registry, SessionMsg, SessionTx};
 
 use std::sync::OnceLock;
 use str0m::config::DtlsCert;

@@ -1,14 +1,22 @@
-//! Signaling entry points shared by WHEP and the WebSocket: turn an offer for a path into
-//! a session on this shard, and end sessions wherever they live.
+//! Signaling in one place: an offer for a path, from WHEP (`POST /whep/{path}`) or the
+//! WebSocket (`offer` message, see [`ws`]), is parsed once into an [`Offer`] and becomes a
+//! session on this shard through [`answer`], which first waits (without polling) for the
+//! stream's media when its source starts on demand.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::offer::{self, NoCommonCodec, OfferError};
-use super::peer::CloseReason;
+pub mod ws;
+
+use super::handle::Handle;
+use super::offer::{self, NoCommonCodec, OfferError, OfferedMedia};
 use super::table::SessionId;
 use crate::media::TrackSet;
 use crate::shard::Shard;
 use crate::stats;
+use crate::stream::{PathError, SinkHandle, StreamPath};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 use tracing::info;
 
@@ -16,6 +24,9 @@ use tracing::info;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalError {
+    /// The stream path is not a valid path (400).
+    #[error("bad stream path: {0}")]
+    BadPath(#[from] PathError),
     /// No such stream (404).
     #[error("no stream '{0}'")]
     NotFound(String),
@@ -38,16 +49,42 @@ impl SignalError {
     pub fn status(&self) -> u16 {
         match self {
             SignalError::NotFound(_) => 404,
-            SignalError::BadSdp(_) => 400,
+            SignalError::BadPath(_) | SignalError::BadSdp(_) => 400,
             SignalError::NoCommonCodec(_) => 406,
             SignalError::NoMediaYet(_) | SignalError::Busy(_) => 503,
         }
+    }
+
+    /// Whether the client should retry shortly (`Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SignalError::NoMediaYet(_) | SignalError::Busy(_))
     }
 }
 
 impl From<OfferError> for SignalError {
     fn from(e: OfferError) -> Self {
         SignalError::BadSdp(e.to_string())
+    }
+}
+
+/// A viewer's offer for a stream, read once: the path, the SDP and its media sections.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// The stream asked for.
+    pub path: StreamPath,
+    /// The SDP text (str0m reads it again to answer).
+    pub sdp: String,
+    /// What the offer can receive.
+    pub media: Vec<OfferedMedia>,
+}
+
+impl Offer {
+    /// Reads an offer for the raw stream path `path` (normalised by [`StreamPath`]).
+    pub fn parse(path: &str, sdp: impl Into<String>) -> Result<Offer, SignalError> {
+        let path = StreamPath::parse(path)?;
+        let sdp = sdp.into();
+        let media = offer::parse_offer(&sdp)?;
+        Ok(Offer { path, sdp, media })
     }
 }
 
@@ -105,25 +142,36 @@ fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError>
     Ok(snap)
 }
 
-/// Waits until `path` has tracks, when it is published but has none yet: an on-demand
-/// camera that starts pulling only now, or a publisher between `publish` and its first
-/// media. The returned subscription is the demand that keeps an on-demand source
-/// connecting; hold it until the real viewer has subscribed. Returns at once (None) when
-/// the stream has tracks or does not exist; gives up after `rtsp.on_demand_start_timeout`.
-pub async fn await_media(shard: &Shard, path: &str) -> Option<crate::stream::SinkHandle> {
+/// Answers `offer` with a new session on this shard: waits for the stream's media first
+/// when its source starts on demand ([`await_media`]).
+pub async fn answer(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Created, SignalError> {
+    let _demand = await_media(shard, offer.path.as_str()).await;
+    create_session(shard, rtc, offer)
+}
+
+/// Waits until `path` has tracks, when it is published but has none yet and its source
+/// says how long its first media may take ([`crate::stream::SourceInfo::start_timeout`],
+/// known on every shard): an on-demand camera that starts pulling only now. The hub
+/// wakes the wait when the path gets tracks or goes away. The returned subscription is
+/// the demand that keeps an on-demand source connecting; hold it until the real viewer
+/// has subscribed. Returns at once (None) when the stream has tracks, does not exist, or
+/// its source does not start on demand.
+pub async fn await_media(shard: &Shard, path: &str) -> Option<SinkHandle> {
+    use futures_lite::future;
     if !matches!(tracks_of(shard, path), Ok(None)) {
         return None;
     }
+    let limit = shard.hub.borrow().start_timeout(path)?;
     let sink = shard.hub.borrow_mut().subscribe(path).ok()?;
-    let limit = shard.shared.settings.config.rtsp.on_demand_start_timeout.0;
     let start = Instant::now();
-    while start.elapsed() < limit && !shard.shutdown.is_fired() {
-        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
-        match tracks_of(shard, path) {
-            Ok(None) => {}
-            _ => break,
-        }
-    }
+    let media = MediaWait {
+        shard,
+        path,
+        key: None,
+    };
+    let timeout = async { glommio::timer::sleep(limit).await };
+    let stop = async { shard.shutdown.wait().await };
+    future::or(media, future::or(timeout, stop)).await;
     info!(
         shard = shard.id,
         path,
@@ -133,16 +181,51 @@ pub async fn await_media(shard: &Shard, path: &str) -> Option<crate::stream::Sin
     Some(sink)
 }
 
-/// Creates a WebRTC session on this shard for a viewer of `path` who sent `offer_sdp`.
-pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Created, SignalError> {
-    let offer = offer::parse_offer(offer_sdp)?;
+/// Resolves when `path` has tracks or is gone; registered with the hub meanwhile.
+struct MediaWait<'a> {
+    shard: &'a Shard,
+    path: &'a str,
+    key: Option<u64>,
+}
+
+impl Future for MediaWait<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !matches!(tracks_of(self.shard, self.path), Ok(None)) {
+            return Poll::Ready(());
+        }
+        let mut hub = self.shard.hub.borrow_mut();
+        if let Some(key) = self.key {
+            hub.remove_media_waiter(self.path, key);
+        }
+        let key = hub.add_media_waiter(self.path, cx.waker());
+        drop(hub);
+        self.key = Some(key);
+        Poll::Pending
+    }
+}
+
+impl Drop for MediaWait<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.shard
+                .hub
+                .borrow_mut()
+                .remove_media_waiter(self.path, key);
+        }
+    }
+}
+
+/// Creates a WebRTC session on this shard for `offer`.
+fn create_session(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Created, SignalError> {
+    let path = offer.path.as_str();
     let tracks = tracks_of(shard, path)?.ok_or_else(|| SignalError::NoMediaYet(path.into()))?;
-    let sel = offer::select(&offer, &tracks).map_err(SignalError::NoCommonCodec)?;
-    if !shard.webrtc.borrow().has_room() {
+    let sel = offer::select(&offer.media, &tracks).map_err(SignalError::NoCommonCodec)?;
+    if !rtc.engine().has_room() {
         stats::add(&shard.stats().webrtc_refused, 1);
         return Err(SignalError::Busy(format!(
             "this server is at its limit of {} WebRTC viewers per core; try again later",
-            shard.shared.settings.config.webrtc.max_sessions
+            rtc.engine().max_sessions()
         )));
     }
     let sink = shard
@@ -152,19 +235,16 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
         .map_err(|_| SignalError::NotFound(path.to_string()))?;
     let hub_path = sink.path.clone();
     let now = Instant::now();
-    let (id, answer) = shard
-        .webrtc
-        .borrow_mut()
-        .create(now, offer_sdp, &offer, &sel, sink)
+    let (id, answer) = rtc
+        .engine()
+        .create(now, &offer.sdp, &offer.media, &sel, sink)
         .map_err(|e| match e {
             super::engine::CreateError::Busy(n) => {
                 SignalError::Busy(format!("this server shard has its maximum of {n} sessions"))
             }
             other => SignalError::BadSdp(other.to_string()),
         })?;
-    if let Ok(mut reg) = shard.shared.webrtc_registry.lock() {
-        reg.insert(id.0, shard.id);
-    }
+    rtc.registry().insert(id, shard.id);
     stats::add(&shard.stats().webrtc_sessions, 1);
     stats::add(&shard.stats().webrtc_sessions_total, 1);
     let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();
@@ -183,67 +263,5 @@ pub fn create_session(shard: &Shard, path: &str, offer_sdp: &str) -> Result<Crea
     })
 }
 
-/// Ends session `id`, on whichever shard holds it. False if no shard has it. The id
-/// leaves the registry at once, so a repeated DELETE gets 404 even before the owner
-/// shard has closed the session.
-pub fn end_session(shard: &Shard, id: SessionId) -> bool {
-    let owner = shard
-        .shared
-        .webrtc_registry
-        .lock()
-        .ok()
-        .and_then(|mut r| r.remove(&id.0));
-    match owner {
-        None => false,
-        Some(o) if o == shard.id => {
-            shard
-                .webrtc
-                .borrow_mut()
-                .close(Instant::now(), id, CloseReason::Requested);
-            shard.webrtc_wake();
-            true
-        }
-        Some(o) => {
-            if let Ok(mut q) = shard.shared.webrtc_deletes[o].lock() {
-                q.push(id.0);
-            }
-            true
-        }
-    }
-}
-
-/// Ends the sessions other shards asked this shard to end.
-pub fn take_remote_deletes(shard: &Shard) {
-    let ids: Vec<u64> = match shard.shared.webrtc_deletes[shard.id].lock() {
-        Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
-        _ => return,
-    };
-    let now = Instant::now();
-    let mut engine = shard.webrtc.borrow_mut();
-    for id in ids {
-        engine.close(now, SessionId(id), CloseReason::Requested);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::answer_candidates;
-
-    #[test]
-    fn candidates_and_first_mid_of_an_answer() {
-        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v0\r\n\
-a=candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host\r\n\
-a=candidate:2 1 udp 2130706175 192.0.2.1 8189 typ host\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a1\r\n";
-        let (mid, c) = answer_candidates(answer);
-        assert_eq!(mid, "v0");
-        assert_eq!(
-            c,
-            [
-                "candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host",
-                "candidate:2 1 udp 2130706175 192.0.2.1 8189 typ host"
-            ]
-        );
-        assert_eq!(answer_candidates("v=0\r\n"), ("0", vec![]));
-    }
-}
+mod tests;

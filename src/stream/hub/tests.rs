@@ -1,0 +1,398 @@
+//! Hub tests: several hubs over an in-memory mesh.
+
+use super::*;
+use crate::media::{Codec, MediaKind, TrackId};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+/// An in-memory mesh between hubs: queues per destination, media capacity bounded.
+#[derive(Default)]
+struct FakeMesh {
+    queues: RefCell<Vec<VecDeque<(usize, StreamMsg)>>>,
+    media_capacity: usize,
+}
+
+struct Port {
+    from: usize,
+    mesh: Rc<FakeMesh>,
+}
+
+impl MeshTx for Port {
+    fn send_control(&self, to: usize, msg: StreamMsg) {
+        self.mesh.queues.borrow_mut()[to].push_back((self.from, msg));
+    }
+    fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool {
+        let mut q = self.mesh.queues.borrow_mut();
+        if q[to].len() >= self.mesh.media_capacity {
+            return false;
+        }
+        q[to].push_back((self.from, msg));
+        true
+    }
+}
+
+fn limits() -> HubLimits {
+    HubLimits {
+        gop_max_frames: 100,
+        gop_max_bytes: 1 << 20,
+        sink: SinkLimits {
+            max_frames: 50,
+            max_bytes: 1 << 20,
+        },
+    }
+}
+
+fn hubs(n: usize, media_capacity: usize) -> (Rc<FakeMesh>, Vec<Hub>) {
+    let mesh = Rc::new(FakeMesh {
+        queues: RefCell::new(vec![VecDeque::new(); n]),
+        media_capacity,
+    });
+    let hubs = (0..n)
+        .map(|i| {
+            let port: Rc<dyn MeshTx> = Rc::new(Port {
+                from: i,
+                mesh: mesh.clone(),
+            });
+            Hub::new(i, n, limits(), port, Arc::new(ShardStats::default()))
+        })
+        .collect();
+    (mesh, hubs)
+}
+
+/// Delivers queued messages until the mesh is quiet.
+fn settle(mesh: &FakeMesh, hubs: &mut [Hub]) {
+    loop {
+        let mut moved = false;
+        for (i, hub) in hubs.iter_mut().enumerate() {
+            loop {
+                let next = mesh.queues.borrow_mut()[i].pop_front();
+                let Some((from, msg)) = next else { break };
+                hub.handle_msg(from, msg);
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+fn src() -> SourceInfo {
+    SourceInfo {
+        kind: "test",
+        url: "test:".into(),
+        state: crate::stream::SourceState::Live,
+        stats: None,
+        start_timeout: None,
+    }
+}
+
+fn video(keyframe: bool, t: i64) -> Frame {
+    Frame {
+        track: TrackId(0),
+        kind: MediaKind::Video,
+        keyframe,
+        dts: t,
+        pts: t,
+        data: Bytes::from(vec![t as u8; 64]),
+    }
+}
+
+fn frames(q: &SinkQueue) -> Vec<i64> {
+    std::iter::from_fn(|| q.try_pop())
+        .filter_map(|e| match e {
+            SinkEvent::Frame(f) => Some(f.frame.dts),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn announce_reaches_every_directory_and_duplicates_are_refused() {
+    let (mesh, mut h) = hubs(3, 100);
+    h[1].publish("live/a", src()).unwrap();
+    settle(&mesh, &mut h);
+    for hub in &h {
+        assert_eq!(hub.owner("live/a"), Some(1));
+    }
+    assert!(matches!(
+        h[2].publish("live/a", src()),
+        Err(HubError::AlreadyPublished { owner: 1, .. })
+    ));
+    h[1].unpublish("live/a").unwrap();
+    settle(&mesh, &mut h);
+    assert!(h.iter().all(|hub| hub.owner("live/a").is_none()));
+    assert!(h[2].publish("live/a", src()).is_ok());
+}
+
+#[test]
+fn new_local_viewer_gets_tracks_and_gop_first() {
+    let (_mesh, mut h) = hubs(1, 100);
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    for (i, key) in [(0, true), (1, false), (2, true), (3, false)] {
+        h[0].push_frame("a", video(key, i)).unwrap();
+    }
+    let v = h[0].subscribe("a").unwrap();
+    assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
+    assert_eq!(frames(&v.queue), [2, 3]);
+    h[0].push_frame("a", video(false, 4)).unwrap();
+    assert_eq!(frames(&v.queue), [4]);
+}
+
+#[test]
+fn remote_viewer_is_relayed_without_copying_the_payload() {
+    let (mesh, mut h) = hubs(2, 100);
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    h[0].push_frame("a", video(true, 0)).unwrap();
+    settle(&mesh, &mut h);
+    let v = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    let f = video(false, 1);
+    let ptr = f.data.as_ptr();
+    h[0].push_frame("a", f).unwrap();
+    settle(&mesh, &mut h);
+    assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
+    let got: Vec<Frame> = std::iter::from_fn(|| v.queue.try_pop())
+        .filter_map(|e| match e {
+            SinkEvent::Frame(f) => Some(f.frame.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.iter().map(|f| f.dts).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(got[1].data.as_ptr(), ptr);
+    // One relay subscription however many viewers shard 1 has.
+    let _v2 = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    let owner = h[0].paths();
+    assert_eq!(owner[0].relay_shards, [1]);
+}
+
+#[test]
+fn full_mesh_drops_relay_to_next_keyframe() {
+    let (mesh, mut h) = hubs(2, 2);
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    settle(&mesh, &mut h);
+    let v = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    // Shard 1 does not run: the channel fills after two frames.
+    for (i, key) in [
+        (0, true),
+        (1, false),
+        (2, false),
+        (3, false),
+        (4, true),
+        (5, false),
+    ] {
+        h[0].push_frame("a", video(key, i)).unwrap();
+        if i == 3 {
+            settle(&mesh, &mut h);
+        }
+    }
+    settle(&mesh, &mut h);
+    // 2 and 3 were refused; 4 is a keyframe, 5 follows it.
+    assert_eq!(frames(&v.queue), [0, 1, 4, 5]);
+    assert_eq!(h[0].paths()[0].frames_dropped, 2);
+}
+
+#[test]
+fn stalled_viewer_does_not_hold_back_the_source_or_others() {
+    let (_mesh, mut h) = hubs(1, 100);
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    let stalled = h[0].subscribe("a").unwrap();
+    let live = h[0].subscribe("a").unwrap();
+    for i in 0..1000 {
+        h[0].push_frame("a", video(i % 30 == 0, i)).unwrap();
+        let _ = frames(&live.queue);
+    }
+    assert!(stalled.queue.queued_frames() <= limits().sink.max_frames);
+    assert!(stalled.queue.dropped() > 900);
+    assert_eq!(live.queue.dropped(), 0);
+    assert_eq!(live.queue.delivered(), 1000);
+}
+
+#[test]
+fn relay_closes_when_its_last_viewer_leaves() {
+    let (mesh, mut h) = hubs(2, 100);
+    h[0].publish("a", src()).unwrap();
+    settle(&mesh, &mut h);
+    let v = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    assert_eq!(h[0].paths()[0].relay_shards, [1]);
+    drop(v);
+    h[1].prune();
+    settle(&mesh, &mut h);
+    assert!(h[0].paths()[0].relay_shards.is_empty());
+    assert!(h[1].paths().is_empty());
+}
+
+#[test]
+fn viewers_survive_unpublish_and_resume_on_republish() {
+    let (mesh, mut h) = hubs(2, 100);
+    h[0].publish("a", src()).unwrap();
+    settle(&mesh, &mut h);
+    let v = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    h[0].unpublish("a").unwrap();
+    settle(&mesh, &mut h);
+    let events: Vec<SinkEvent> = std::iter::from_fn(|| v.queue.try_pop()).collect();
+    assert!(matches!(events.last(), Some(SinkEvent::End)));
+    // Published again, this time on shard 0 again: the waiting relay resubscribes.
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    settle(&mesh, &mut h);
+    h[0].push_frame("a", video(true, 7)).unwrap();
+    settle(&mesh, &mut h);
+    assert!(matches!(v.queue.try_pop(), Some(SinkEvent::Tracks(_))));
+    assert_eq!(frames(&v.queue), [7]);
+}
+
+#[test]
+fn simultaneous_publish_on_two_shards_leaves_the_lower_shard_owner_everywhere() {
+    let (mesh, mut h) = hubs(3, 100);
+    // Both publish before either hears of the other.
+    h[2].publish("a", src()).unwrap();
+    h[1].publish("a", src()).unwrap();
+    let v = h[2].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    for hub in &h {
+        assert_eq!(hub.owner("a"), Some(1));
+    }
+    // Shard 2's publisher is cut off; its viewer is now relayed from shard 1.
+    assert!(matches!(
+        h[2].push_frame("a", video(true, 0)),
+        Err(HubError::NotOwner(_))
+    ));
+    h[1].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    h[1].push_frame("a", video(true, 5)).unwrap();
+    settle(&mesh, &mut h);
+    let events: Vec<SinkEvent> = std::iter::from_fn(|| v.queue.try_pop()).collect();
+    assert!(matches!(events.first(), Some(SinkEvent::End)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SinkEvent::Frame(f) if f.frame.dts == 5))
+    );
+}
+
+#[test]
+fn unknown_path_is_not_found() {
+    let (_mesh, mut h) = hubs(2, 100);
+    assert!(matches!(h[0].subscribe("nope"), Err(HubError::NotFound(_))));
+    assert!(matches!(
+        h[0].push_frame("nope", video(true, 0)),
+        Err(HubError::NotOwner(_))
+    ));
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct CountWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn count_waker() -> (Arc<CountWaker>, Waker) {
+    let c = Arc::new(CountWaker::default());
+    (c.clone(), Waker::from(c))
+}
+
+fn woken(c: &CountWaker) -> usize {
+    c.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn h264() -> Vec<Track> {
+    vec![Track::new(TrackId(0), Codec::H264, 90_000)]
+}
+
+#[test]
+fn start_timeout_is_announced_to_every_shard() {
+    let (mesh, mut h) = hubs(3, 64);
+    let on_demand = SourceInfo {
+        start_timeout: Some(Duration::from_secs(7)),
+        ..src()
+    };
+    h[1].publish("cam", on_demand).expect("publish");
+    h[2].publish("file", src()).expect("publish");
+    settle(&mesh, &mut h);
+    for hub in &h {
+        assert_eq!(hub.start_timeout("cam"), Some(Duration::from_secs(7)));
+        assert_eq!(hub.start_timeout("file"), None);
+        assert_eq!(hub.start_timeout("nope"), None);
+    }
+}
+
+#[test]
+fn media_waiters_wake_when_the_owner_gets_tracks() {
+    let (mesh, mut h) = hubs(1, 64);
+    h[0].publish("cam", src()).expect("publish");
+    let (c, w) = count_waker();
+    h[0].add_media_waiter("cam", &w);
+    let (other, ow) = count_waker();
+    h[0].add_media_waiter("elsewhere", &ow);
+    assert_eq!(h[0].media_waiters(), 2);
+    h[0].set_tracks("cam", h264()).expect("tracks");
+    settle(&mesh, &mut h);
+    assert_eq!(woken(&c), 1);
+    assert_eq!(woken(&other), 0, "a waiter of another path sleeps on");
+    assert_eq!(h[0].media_waiters(), 1, "a woken waiter is forgotten");
+}
+
+#[test]
+fn media_waiters_on_a_relay_shard_wake_when_tracks_arrive() {
+    let (mesh, mut h) = hubs(2, 64);
+    h[0].publish("cam", src()).expect("publish");
+    settle(&mesh, &mut h);
+    // The placeholder viewer opens the relay; the owner has no tracks yet.
+    let _demand = h[1].subscribe("cam").expect("subscribe");
+    settle(&mesh, &mut h);
+    assert!(h[1].tracks("cam").is_none());
+    let (c, w) = count_waker();
+    h[1].add_media_waiter("cam", &w);
+    h[0].set_tracks("cam", h264()).expect("tracks");
+    assert_eq!(woken(&c), 0, "not before the message crosses");
+    settle(&mesh, &mut h);
+    assert_eq!(woken(&c), 1);
+    assert!(h[1].tracks("cam").is_some());
+}
+
+#[test]
+fn media_waiters_wake_when_the_path_is_withdrawn() {
+    let (mesh, mut h) = hubs(2, 64);
+    h[0].publish("cam", src()).expect("publish");
+    settle(&mesh, &mut h);
+    let (local, lw) = count_waker();
+    let (remote, rw) = count_waker();
+    h[0].add_media_waiter("cam", &lw);
+    h[1].add_media_waiter("cam", &rw);
+    h[0].unpublish("cam").expect("unpublish");
+    settle(&mesh, &mut h);
+    assert_eq!((woken(&local), woken(&remote)), (1, 1));
+    assert_eq!(h[1].owner("cam"), None);
+    assert_eq!(h[0].media_waiters() + h[1].media_waiters(), 0);
+}
+
+#[test]
+fn a_removed_media_waiter_is_not_woken() {
+    let (_mesh, mut h) = hubs(1, 64);
+    h[0].publish("cam", src()).expect("publish");
+    let (c, w) = count_waker();
+    let key = h[0].add_media_waiter("cam", &w);
+    h[0].remove_media_waiter("cam", key);
+    assert_eq!(h[0].media_waiters(), 0);
+    h[0].set_tracks("cam", h264()).expect("tracks");
+    assert_eq!(woken(&c), 0);
+}
