@@ -262,7 +262,8 @@ pub struct RtspConfig {
     pub retry_min: Millis,
     /// Longest wait between reconnects.
     pub retry_max: Millis,
-    /// How long a viewer of an on-demand stream waits for the camera to start.
+    /// How long a viewer's offer waits for a camera's first media (an on-demand camera
+    /// starting, or an always-on one that is connecting).
     pub on_demand_start_timeout: Millis,
 }
 

@@ -428,7 +428,9 @@ fn publish(
         },
         state: crate::stream::SourceState::Live,
         stats: None,
-        start_timeout: None,
+        // An offer that comes between `publish` and the first media waits as long as a
+        // new publisher has to get going.
+        start_timeout: Some(shard.shared.settings.config.rtmp.handshake_timeout.0),
     };
     let published = shard.hub.borrow_mut().publish(&path, info);
     match published {

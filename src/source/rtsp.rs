@@ -60,7 +60,9 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         url: src.url.redacted(),
         state: ing.state().clone(),
         stats: None,
-        start_timeout: src.on_demand.then_some(rcfg.on_demand_start_timeout.0),
+        // An offer waits this long for the camera's first media, on demand or while
+        // an always-on camera is (re)connecting.
+        start_timeout: Some(rcfg.on_demand_start_timeout.0),
     };
     let path = match shard.hub.borrow_mut().publish(&path, info) {
         Ok(p) => p,

@@ -44,8 +44,9 @@ pub struct SourceInfo {
     /// Counters of a pulled source (RTSP), refreshed by its driver.
     pub stats: Option<SourceStats>,
     /// How long a viewer's offer may wait for this source's first media (an on-demand
-    /// source starts when the viewer arrives); `None`: the source does not start on
-    /// demand, an offer without media is refused at once.
+    /// camera starting when the viewer arrives, a camera connecting, a publisher between
+    /// `publish` and its first frame); `None`: the source has media from the start, an
+    /// offer without media is refused at once.
     pub start_timeout: Option<Duration>,
 }
 

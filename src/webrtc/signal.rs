@@ -151,11 +151,12 @@ pub async fn answer(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Create
 
 /// Waits until `path` has tracks, when it is published but has none yet and its source
 /// says how long its first media may take ([`crate::stream::SourceInfo::start_timeout`],
-/// known on every shard): an on-demand camera that starts pulling only now. The hub
+/// known on every shard): an on-demand camera that starts pulling only now, a camera
+/// that is connecting, a publisher between `publish` and its first media. The hub
 /// wakes the wait when the path gets tracks or goes away. The returned subscription is
 /// the demand that keeps an on-demand source connecting; hold it until the real viewer
 /// has subscribed. Returns at once (None) when the stream has tracks, does not exist, or
-/// its source does not start on demand.
+/// its source gives no start time-out (a file source has media from the start).
 pub async fn await_media(shard: &Shard, path: &str) -> Option<SinkHandle> {
     use futures_lite::future;
     if !matches!(tracks_of(shard, path), Ok(None)) {
