@@ -144,11 +144,10 @@ fn ident_before(b: &[char], i: usize) -> bool {
 
 /// `'x'`, `'\n'`, `'\u{1F600}'`, as opposed to a lifetime `'a`.
 fn is_char_literal(b: &[char], i: usize) -> bool {
-    match (b.get(i + 1), b.get(i + 2)) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!(
+        (b.get(i + 1), b.get(i + 2)),
+        (Some('\\'), _) | (Some(_), Some('\''))
+    )
 }
 
 /// `shard.rs` → `shard`, `webrtc/engine.rs` → `webrtc`.

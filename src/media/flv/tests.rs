@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::media::avcc_nal_units;
 

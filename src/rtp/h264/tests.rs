@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::media::clip::Clip;
 use crate::media::flv::{DemuxOutput, Demuxer, TagType};

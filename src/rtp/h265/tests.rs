@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::media::h265::nal;
 use crate::media::{MediaKind, TrackId};

@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// Maps every section the way the session does: usable ones get ids in order.
