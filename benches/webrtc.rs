@@ -216,10 +216,7 @@ impl Rig {
             let queue = Rc::new(SinkQueue::new(limits));
             queue.push(SinkEvent::Tracks(tracks.clone()));
             queue.push(SinkEvent::Frame(gop.clone()));
-            let sink = SinkHandle {
-                path: path.clone(),
-                queue: queue.clone(),
-            };
+            let sink = SinkHandle::standalone(path.clone(), queue.clone());
             let (_, answer) = rig
                 .engine
                 .create(now, &sdp, &offered, &sel, sink)

@@ -11,7 +11,7 @@ use crate::config::{RtspConfig, RtspSource, RtspTransport};
 use crate::rtsp::ingest::{Event, Ingest, IngestConfig, IngestError, Input, Output, TransportMode};
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
-use crate::stream::{SourceInfo, SourceState, StreamPath};
+use crate::stream::{DemandBell, SourceInfo, SourceState, StreamPath};
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use futures_lite::future::or;
@@ -33,10 +33,16 @@ const UDP_BUF: usize = 65_536;
 const UDP_QUEUE: usize = 4096;
 /// How long the TEARDOWN may take to leave at shutdown.
 const TEARDOWN_GRACE: Duration = Duration::from_millis(300);
-/// On-demand sources: how often the hub's demand is looked at (it has no notification).
-const DEMAND_CHECK: Duration = Duration::from_millis(50);
 
 /// A datagram from one of the bound ports.
+/// What woke the driver besides its socket.
+enum Poke {
+    /// A datagram from a UDP receive task (None: the channel closed).
+    Datagram(Option<Datagram>),
+    /// The path's demand may have changed.
+    Demand,
+}
+
 struct Datagram {
     port: u16,
     from: SocketAddr,
@@ -72,11 +78,6 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         }
     };
     info!(path = %path, url = %src.url.redacted(), transport = src.transport.name(), on_demand = src.on_demand, "rtsp source started");
-    let wake_every = if src.on_demand {
-        DEMAND_CHECK
-    } else {
-        Duration::MAX
-    };
     let mut d = Driver::new(shard, path, &rcfg);
     let mut demand = None;
     loop {
@@ -97,7 +98,6 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         }
         let wait = next
             .saturating_duration_since(Instant::now())
-            .min(wake_every)
             .max(Duration::from_millis(1));
         let wake = d.wait(wait).await;
         let now = Instant::now();
@@ -105,7 +105,7 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
             Wake::Read(Ok(0)) => ing.handle_input(now, Input::TcpClosed),
             Wake::Read(Ok(n)) => ing.handle_input(now, Input::Tcp(&d.buf[..n])),
             Wake::Read(Err(e)) => ing.handle_input(now, Input::TcpError(IngestError::io(&e))),
-            Wake::Other(Some(dg)) => ing.handle_input(
+            Wake::Other(Poke::Datagram(Some(dg))) => ing.handle_input(
                 now,
                 Input::Datagram {
                     local_port: dg.port,
@@ -113,7 +113,9 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
                     data: &dg.data,
                 },
             ),
-            Wake::Other(None) | Wake::Timeout | Wake::Shutdown => {}
+            // Demand is read at the top of the loop.
+            Wake::Other(Poke::Datagram(None) | Poke::Demand) => {}
+            Wake::Timeout | Wake::Shutdown => {}
         }
     }
     d.disconnect().await;
@@ -157,6 +159,8 @@ struct Driver {
     tx: Rc<LocalSender<Datagram>>,
     rx: LocalReceiver<Datagram>,
     buf: Vec<u8>,
+    /// Rings when viewers come or go (the hub's demand for the path may have changed).
+    bell: Rc<DemandBell>,
     /// Counted in `rtsp_sessions`.
     live: bool,
     /// Shutting down: writes must end by then.
@@ -166,7 +170,11 @@ struct Driver {
 impl Driver {
     fn new(shard: ShardRef, path: Arc<str>, rcfg: &RtspConfig) -> Driver {
         let (tx, rx) = local_channel::new_bounded(UDP_QUEUE);
+        // The path was just published here, so the hub has its bell; a spare one that
+        // never rings would only mean demand is read when something else wakes us.
+        let bell = shard.hub.borrow().demand_bell(&path).unwrap_or_default();
         Driver {
+            bell,
             shard,
             path,
             connect_timeout: rcfg.connect_timeout.0,
@@ -263,16 +271,20 @@ impl Driver {
     }
 
     /// Waits for bytes, a datagram, `timeout` or shutdown.
-    async fn wait(&mut self, timeout: Duration) -> Wake<Option<Datagram>> {
+    async fn wait(&mut self, timeout: Duration) -> Wake<Poke> {
         let rx = &self.rx;
+        let bell = &self.bell;
+        let poke = async {
+            or(async { Poke::Datagram(rx.recv().await) }, async {
+                bell.changed().await;
+                Poke::Demand
+            })
+            .await
+        };
         match &mut self.tcp {
-            Some(tcp) => {
-                self.shard
-                    .wait_io(tcp, &mut self.buf, rx.recv(), timeout)
-                    .await
-            }
+            Some(tcp) => self.shard.wait_io(tcp, &mut self.buf, poke, timeout).await,
             None => {
-                or(async { Wake::Other(rx.recv().await) }, async {
+                or(async { Wake::Other(poke.await) }, async {
                     or(
                         async {
                             glommio::timer::sleep(timeout).await;

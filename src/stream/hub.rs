@@ -5,10 +5,13 @@ use crate::media::gop::GopCache;
 use crate::media::{Frame, Track, TrackSet};
 use crate::stats::{self, ShardStats};
 use bytes::Bytes;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -135,11 +138,68 @@ pub struct SinkHandle {
     pub path: Arc<str>,
     /// The viewer's queue.
     pub queue: Rc<SinkQueue>,
+    /// The owned path's demand bell, rung when the viewer goes (None on a relay: the
+    /// relay's `Unsubscribe` rings the owner's).
+    bell: Option<Rc<DemandBell>>,
+}
+
+impl SinkHandle {
+    /// A handle to a queue no hub feeds (benchmarks and tests fill the queue themselves).
+    pub fn standalone(path: Arc<str>, queue: Rc<SinkQueue>) -> SinkHandle {
+        SinkHandle {
+            path,
+            queue,
+            bell: None,
+        }
+    }
 }
 
 impl Drop for SinkHandle {
     fn drop(&mut self) {
         self.queue.detach();
+        if let Some(b) = &self.bell {
+            b.ring();
+        }
+    }
+}
+
+/// Rings when the demand for an owned path may have changed (a viewer came or went
+/// here, a shard started or stopped relaying it), so the one task that cares (an
+/// on-demand source's driver) wakes instead of polling [`Hub::demand`]. A ring while
+/// nobody waits is kept for the next wait.
+#[derive(Debug, Default)]
+pub struct DemandBell {
+    rung: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl DemandBell {
+    /// Marks a change and wakes the waiter.
+    pub fn ring(&self) {
+        self.rung.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the next ring (at once if one came since the last wait).
+    pub fn changed(&self) -> DemandChanged<'_> {
+        DemandChanged(self)
+    }
+}
+
+/// The future of [`DemandBell::changed`].
+#[derive(Debug)]
+pub struct DemandChanged<'a>(&'a DemandBell);
+
+impl Future for DemandChanged<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.rung.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -183,6 +243,8 @@ struct PathState {
     gop: GopCache<Rc<OutFrame>>,
     sinks: Vec<Rc<SinkQueue>>,
     remote: Vec<RemoteSub>,
+    /// Rung when `sinks` or `remote` change (owner).
+    bell: Rc<DemandBell>,
     bytes_in: u64,
     frames_in: u64,
     dropped: u64,
@@ -200,6 +262,7 @@ impl PathState {
             gop: GopCache::new(limits.gop_max_frames, limits.gop_max_bytes),
             sinks: Vec::new(),
             remote: Vec::new(),
+            bell: Rc::default(),
             bytes_in: 0,
             frames_in: 0,
             dropped: 0,
@@ -437,6 +500,14 @@ impl Hub {
         }
     }
 
+    /// The bell that rings when [`Hub::demand`] of an owned `path` may have changed.
+    pub fn demand_bell(&self, path: &str) -> Option<Rc<DemandBell>> {
+        self.paths
+            .get(path)
+            .filter(|st| st.role == Role::Owner)
+            .map(|st| st.bell.clone())
+    }
+
     /// Viewers of an owned `path` anywhere: attached on this shard, plus one per shard
     /// relaying it. Zero for paths this shard does not own.
     pub fn demand(&self, path: &str) -> usize {
@@ -595,9 +666,14 @@ impl Hub {
             st.prime(&queue);
             st.sinks.push(queue.clone());
             stats::add(&self.stats.viewers, 1);
+            let bell = (st.role == Role::Owner).then(|| st.bell.clone());
+            if let Some(b) = &bell {
+                b.ring();
+            }
             return Ok(SinkHandle {
                 path: st.path.clone(),
                 queue,
+                bell,
             });
         }
         let owner = self
@@ -625,7 +701,11 @@ impl Hub {
             },
         );
         debug!(shard = self.shard, path = %p, owner, "relay opened");
-        Ok(SinkHandle { path: p, queue })
+        Ok(SinkHandle {
+            path: p,
+            queue,
+            bell: None,
+        })
     }
 
     /// Forgets detached viewers and closes relays nobody watches.
@@ -677,6 +757,7 @@ impl Hub {
             StreamMsg::Unsubscribe { path, shard } => {
                 if let Some(st) = self.paths.get_mut(&path) {
                     st.remote.retain(|r| r.shard != shard);
+                    st.bell.ring();
                 }
             }
             StreamMsg::Init {
@@ -786,6 +867,7 @@ impl Hub {
                     shard,
                     waiting_keyframe: false,
                 });
+                st.bell.ring();
                 let init = StreamMsg::Init {
                     path: path.clone(),
                     metadata: st.metadata.clone(),

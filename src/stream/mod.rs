@@ -15,8 +15,8 @@ mod path;
 mod sink;
 
 pub use hub::{
-    Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo, SourceState, SourceStats,
-    SourceTrackStats,
+    DemandBell, DemandChanged, Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo,
+    SourceState, SourceStats, SourceTrackStats,
 };
 pub use path::{MAX_PATH_LEN, PathError, StreamPath};
 pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};

@@ -396,3 +396,60 @@ fn a_removed_media_waiter_is_not_woken() {
     h[0].set_tracks("cam", h264()).expect("tracks");
     assert_eq!(woken(&c), 0);
 }
+
+/// Polls `bell.changed()` once with `waker`: true if it was ready.
+fn bell_ready(bell: &DemandBell, waker: &Waker) -> bool {
+    let mut fut = std::pin::pin!(bell.changed());
+    fut.as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+        .is_ready()
+}
+
+#[test]
+fn demand_bell_rings_when_local_viewers_come_and_go() {
+    let (_mesh, mut h) = hubs(1, 64);
+    h[0].publish("cam", src()).expect("publish");
+    let bell = h[0].demand_bell("cam").expect("owned");
+    let (c, w) = count_waker();
+    assert!(!bell_ready(&bell, &w), "no change yet");
+    let v = h[0].subscribe("cam").expect("subscribe");
+    assert_eq!(woken(&c), 1, "a viewer came");
+    assert_eq!(h[0].demand("cam"), 1);
+    assert!(bell_ready(&bell, &w), "the ring is kept for the next wait");
+    assert!(!bell_ready(&bell, &w), "and used up by it");
+    drop(v);
+    assert_eq!(woken(&c), 2, "the viewer went");
+    assert_eq!(h[0].demand("cam"), 0);
+    assert!(bell_ready(&bell, &w));
+    assert!(h[0].demand_bell("nope").is_none());
+}
+
+#[test]
+fn demand_bell_rings_when_a_shard_starts_and_stops_relaying() {
+    let (mesh, mut h) = hubs(2, 64);
+    h[0].publish("cam", src()).expect("publish");
+    settle(&mesh, &mut h);
+    assert!(
+        h[1].demand_bell("cam").is_none(),
+        "only the owner has the bell"
+    );
+    let bell = h[0].demand_bell("cam").expect("owned");
+    let (c, w) = count_waker();
+    assert!(!bell_ready(&bell, &w));
+    let v = h[1].subscribe("cam").expect("relay");
+    settle(&mesh, &mut h);
+    assert_eq!(woken(&c), 1, "shard 1 subscribed");
+    assert_eq!(h[0].demand("cam"), 1);
+    assert!(bell_ready(&bell, &w));
+    assert!(!bell_ready(&bell, &w));
+    drop(v);
+    assert_eq!(
+        woken(&c),
+        1,
+        "a relay viewer rings its own shard's relay, not the owner"
+    );
+    h[1].prune();
+    settle(&mesh, &mut h);
+    assert_eq!(woken(&c), 2, "shard 1 unsubscribed");
+    assert_eq!(h[0].demand("cam"), 0);
+}

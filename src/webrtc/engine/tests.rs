@@ -160,10 +160,7 @@ fn a_session_connects_sends_media_and_closes_through_the_contract() {
     }));
     queue.push(SinkEvent::Tracks(tracks.clone()));
     queue.push(SinkEvent::Frame(crate::stream::OutFrame::new(idr(0))));
-    let sink = SinkHandle {
-        path: Arc::from("demo"),
-        queue: queue.clone(),
-    };
+    let sink = SinkHandle::standalone(Arc::from("demo"), queue.clone());
     let (id, answer) = e.create(now, &sdp, &offered, &sel, sink).expect("session");
     let answer = str0m::change::SdpAnswer::from_sdp_string(&answer).expect("answer");
     rtc.sdp_api()
