@@ -75,12 +75,13 @@ impl StreamPath {
         StreamPath::parse(&format!("{}/{}", app.trim_matches('/'), key))
     }
 
-    /// The alias rule: a one-segment stream (`demo`) is also reachable under any one
-    /// app (`live/demo`), since RTMP clients always send an app and a stream name. This
-    /// is the one-segment name `self` may stand for, if it has exactly two segments.
+    /// The alias rule: every stream is also reachable under any one app (`live/demo`
+    /// plays `demo`, `live/a/b` plays `a/b`), since RTMP clients always send an app and
+    /// a stream name. This is the path `self` may stand for: `self` without its first
+    /// segment, if it has more than one.
     pub fn alias(&self) -> Option<StreamPath> {
-        let (_, last) = self.0.split_once('/')?;
-        (!last.contains('/')).then(|| StreamPath(Arc::from(last)))
+        let (_, rest) = self.0.split_once('/')?;
+        Some(StreamPath(Arc::from(rest)))
     }
 
     /// The path as a string.
@@ -218,10 +219,11 @@ mod tests {
     }
 
     #[test]
-    fn one_segment_alias() {
+    fn alias_drops_the_app() {
         let k = StreamPath::from_app_key("live", "demo").unwrap();
         assert_eq!(k.alias().unwrap().as_str(), "demo");
         assert!(StreamPath::parse("demo").unwrap().alias().is_none());
-        assert!(StreamPath::parse("a/b/c").unwrap().alias().is_none());
+        let three = StreamPath::parse("live/a/b").unwrap();
+        assert_eq!(three.alias().unwrap().as_str(), "a/b");
     }
 }

@@ -22,8 +22,8 @@
 //! The session derives the [`StreamPath`] of a `publish` or `play` itself
 //! ([`StreamPath::from_app_key`], query cut off) and asks the [`Access`] policy it was
 //! given: a publisher must give the path's key as `?key=`, may not publish where a
-//! configured source feeds the path, and a player of `APP/NAME` gets the one-segment
-//! stream `NAME` when only that exists ([`StreamPath::alias`]). What it refuses it answers
+//! configured source feeds the path, and a player of `APP/NAME` gets the stream `NAME`
+//! when only that exists ([`StreamPath::alias`]). What it refuses it answers
 //! itself (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
 //! `NetStream.Play.StreamNotFound`) and closes with [`Event::Closed`]. What it allows it
 //! reports as [`Event::PublishRequested`] or [`Event::PlayRequested`]; the session then
@@ -191,8 +191,8 @@ pub enum Event {
     /// `play`: answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`];
     /// input is held until then.
     PlayRequested {
-        /// The stream path: `APP/KEY` (query cut off), or its one-segment alias `KEY` when
-        /// only that exists.
+        /// The stream path: `APP/KEY` (query cut off), or its alias `KEY` when only that
+        /// exists.
         path: StreamPath,
         /// Message stream the player uses.
         stream_id: u32,

@@ -1045,7 +1045,7 @@ fn a_configured_source_path_is_not_publishable() {
 }
 
 #[test]
-fn play_alias_reaches_a_one_segment_stream() {
+fn play_alias_reaches_a_stream_under_any_app() {
     let play_path = |streams: &[&str], app: &str, name: &str| {
         let access = AccessTable {
             streams: streams.iter().map(|s| path(s)).collect(),
@@ -1069,6 +1069,8 @@ fn play_alias_reaches_a_one_segment_stream() {
     );
     assert_eq!(play_path(&[], "live", "demo"), "live/demo");
     assert_eq!(play_path(&["cam"], "live", "x/cam"), "live/x/cam");
+    // Any stream is reachable under any one app, as before the rule moved here.
+    assert_eq!(play_path(&["a/b"], "live", "a/b"), "a/b");
 }
 
 #[test]
