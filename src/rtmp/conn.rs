@@ -5,6 +5,7 @@
 //! lives here.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
+use super::proto::SessionError;
 use super::proto::session::{
     Access, Event, Input, Output, ServerSession, SessionConfig, encode_media_parts,
 };
@@ -52,10 +53,27 @@ pub async fn serve(shard: ShardRef, listener: TcpListener) {
 }
 
 /// Why a connection ended, for the log.
+#[derive(Debug, thiserror::Error)]
 enum End {
+    /// The peer closed the connection.
+    #[error("closed by the peer")]
     Closed,
+    /// An expected end (refused request, session over, time-out, shutdown).
+    #[error("{0}")]
     Quiet(String),
-    Error(String),
+    /// The socket failed; the kind is kept for the log and for tests.
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] SessionError),
+    /// The session refused what the driver asked of it (a bug, not the peer's fault).
+    #[error("session refused {0}")]
+    Refused(&'static str),
 }
 
 /// What the connection is doing.
@@ -140,10 +158,12 @@ async fn connection(shard: ShardRef, mut stream: TcpStream) {
     if let Role::Publisher(p) = &role {
         let _ = shard.hub.borrow_mut().unpublish(&p.path);
     }
-    match end {
+    match &end {
         End::Closed => debug!(peer = ?peer, "rtmp connection closed"),
         End::Quiet(why) => info!(peer = ?peer, "rtmp connection closed: {why}"),
-        End::Error(why) => warn!(peer = ?peer, "rtmp connection closed: {why}"),
+        End::Io { .. } | End::Protocol(_) | End::Refused(_) => {
+            warn!(peer = ?peer, "rtmp connection closed: {end}")
+        }
     }
 }
 
@@ -170,7 +190,12 @@ async fn run(
             // hold back the first frames.
             Ok(true) if media => last_write = Some(Instant::now()),
             Ok(_) => {}
-            Err(e) => return End::Error(format!("write: {e}")),
+            Err(source) => {
+                return End::Io {
+                    op: "write",
+                    source,
+                };
+            }
         }
         if session.is_closed() {
             return End::Quiet("session ended".into());
@@ -195,10 +220,10 @@ async fn run(
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
                 if let Err(e) = session.handle_input(Instant::now(), Input::Receive(&tmp[..n])) {
-                    return End::Error(format!("protocol error: {e}"));
+                    return End::Protocol(e);
                 }
             }
-            Wake::Read(Err(e)) => return End::Error(format!("read: {e}")),
+            Wake::Read(Err(source)) => return End::Io { op: "read", source },
             Wake::Other(ev) => {
                 if let Role::Player(p) = role {
                     play_batch(shard, session, p, ev, last_write).await;
@@ -443,7 +468,7 @@ fn publish(
                 demux: Demuxer::new(),
             }));
             if session.accept_publish().is_err() {
-                return Some(End::Error("session refused accept_publish".into()));
+                return Some(End::Refused("accept_publish"));
             }
             None
         }
@@ -466,7 +491,7 @@ fn play(
     match subscribed {
         Ok(sink) => {
             if session.accept_play().is_err() {
-                return Some(End::Error("session refused accept_play".into()));
+                return Some(End::Refused("accept_play"));
             }
             info!(peer = ?peer, path = %path, "rtmp play started");
             *role = Role::Player(Player {
