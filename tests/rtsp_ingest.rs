@@ -489,19 +489,23 @@ fn redirector(to: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize
 
 #[test]
 fn auto_transport_falls_back_to_tcp_and_unreachable_cameras_retry() {
+    // One mount per stream: GStreamer's shared media misbehaves when a second client
+    // joins a mount that is playing (it was seen to drop both clients and exit).
     let cam = Camera::start(&CameraOpts {
         audio: "none",
         protocols: "tcp",
+        mounts: CameraOpts::numbered_mounts(2),
         ..CameraOpts::default()
     });
+    let (auto_url, moved_target) = (cam.urls[0].clone(), cam.urls[1].clone());
     // A port nothing listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_port = dead.local_addr().expect("addr").port();
     drop(dead);
-    let (moved_port, moved) = redirector(cam.url.clone());
+    let (moved_port, moved) = redirector(moved_target);
     let cfg = test_config(&format!(
         "{}{}{}",
-        cam_stream("auto", &cam.url, "transport = \"auto\""),
+        cam_stream("auto", &auto_url, "transport = \"auto\""),
         cam_stream("dead", &format!("rtsp://127.0.0.1:{dead_port}/cam"), ""),
         cam_stream(
             "moved",

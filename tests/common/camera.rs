@@ -408,6 +408,17 @@ impl Drop for Camera {
         if !self.readers.is_empty() {
             self.kill();
         }
+        // A failing test shows what the camera said (a crash of the stand-in looks like
+        // "camera closed the connection" then "connection refused" from the server).
+        if std::thread::panicking()
+            && let Ok(log) = self.log.lock()
+        {
+            let tail = log.lines.len().saturating_sub(40);
+            eprintln!(
+                "camera stderr (last lines):\n{}",
+                log.lines[tail..].join("\n")
+            );
+        }
     }
 }
 
