@@ -223,11 +223,11 @@ async fn shard_main(
     spawn_receivers(&shard, &rtc, receivers);
 
     let bind = |what, addr| {
-        TcpListener::bind(addr).map_err(|e| ShardError::Bind {
+        listen_shared(addr).map_err(|e| ShardError::Bind {
             shard: id,
             what,
             addr,
-            source: e.into(),
+            source: e,
         })
     };
     let http_listener = bind("http", shared.http_addr)?;
@@ -425,6 +425,25 @@ fn publish_snapshot(shard: &Shard, last_bytes: &mut HashMap<Arc<str>, u64>, dt: 
     if let Ok(mut s) = shard.shared.snapshots[shard.id].lock() {
         *s = ShardSnapshot { paths };
     }
+}
+
+/// Binds a listener every shard shares (SO_REUSEPORT: the kernel spreads connections
+/// over the shards). glommio's own `TcpListener::bind` sets only SO_REUSEPORT; the
+/// connections such a listener accepts then block the port for the ~60 s they spend in
+/// TIME_WAIT after the server closed them, so a restart could not bind it. With
+/// SO_REUSEADDR as well, a restart binds at once. A second instance is still refused: the
+/// pre-flight bind (SO_REUSEADDR without SO_REUSEPORT) conflicts with listening sockets.
+fn listen_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sk = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that we own and hand over
+    // whole (into_raw_fd gives up our ownership); glommio closes it when dropped.
+    Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
 }
 
 fn current_cpu() -> Option<usize> {
