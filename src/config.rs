@@ -114,6 +114,10 @@ pub struct HttpConfig {
     pub header_timeout: Millis,
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout: Millis,
+    /// WebSocket keep-alive: the server pings this often, keeps a socket that answers
+    /// open however quiet it is, and closes one that leaves two pings unanswered. "0s"
+    /// turns pings off (a quiet WebSocket then ends at `idle_timeout`).
+    pub ws_ping_interval: Millis,
 }
 
 impl Default for HttpConfig {
@@ -125,6 +129,7 @@ impl Default for HttpConfig {
             max_body_bytes: ByteSize(1024 * 1024),
             header_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(60)),
+            ws_ping_interval: Millis(Duration::from_secs(20)),
         }
     }
 }

@@ -329,3 +329,75 @@ fn lost_packets_are_retransmitted_on_nack() {
         cov.expected
     );
 }
+
+/// Reads what the server sends on `ws` for a moment without waiting longer: queues the
+/// Pongs tungstenite owes for the server's pings and writes them on the next call.
+fn answer_pings(ws: &mut Ws) {
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    // Text that arrives here is the answer's trailing candidates: not needed.
+    while ws.read().is_ok() {}
+    let _ = ws.flush();
+}
+
+#[test]
+fn a_quiet_websocket_that_answers_pings_stays_and_a_silent_one_is_closed() {
+    let cfg = common::test_config_http(
+        "idle_timeout = \"2s\"\nws_ping_interval = \"1s\"",
+        &demo_stream("demo", 0),
+    );
+    let server = Server::start("ws-ping", &cfg);
+    let mut watcher = connect_ws(server.http);
+    let _ = read_until(&mut watcher, "hello");
+    let (mut viewer, _) = Viewer::join(&mut watcher, "demo");
+    assert!(viewer.play(30, Duration::from_secs(10)) >= 30, "plays");
+    // A client that never reads: it answers no ping.
+    let mut silent = connect_ws(server.http);
+
+    // Ten seconds of only watching (five idle_timeouts): the watcher answers pings.
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let before = viewer.peer.stats().frames;
+        viewer.play(before + 15, Duration::from_millis(500));
+        answer_pings(&mut watcher);
+    }
+    // Still open, still signaling, and its session still gets media.
+    watcher
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    send(&mut watcher, json!({"type": "ping"}));
+    let _ = read_until(&mut watcher, "pong");
+    let frames = viewer.peer.stats().frames;
+    assert!(
+        viewer.play(frames + 30, Duration::from_secs(5)) >= frames + 30,
+        "media still arrives after 10 s on a quiet socket"
+    );
+    assert_eq!(sessions(&server), 1);
+
+    // The silent client was closed: two pings unanswered (its read sees the close).
+    silent
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut closed = false;
+    for _ in 0..100 {
+        match silent.read() {
+            Ok(Message::Close(frame)) => {
+                let code = frame.map(|f| u16::from(f.code));
+                assert_eq!(code, Some(1001), "going away");
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "the silent socket was closed");
+    let log = server.drain_log().join("\n");
+    assert!(log.contains("two pings unanswered"), "{log}");
+}

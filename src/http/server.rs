@@ -284,7 +284,9 @@ async fn websocket(
     peer: Option<SocketAddr>,
 ) {
     let mut ws = WsSession::new(WS_MAX_MESSAGE);
-    let idle = shard.shared.settings.config.http.idle_timeout.0;
+    let cfg = &shard.shared.settings.config.http;
+    let idle = cfg.idle_timeout.0;
+    ws.keep_alive(cfg.ws_ping_interval.0, Instant::now());
     if !leftover.is_empty() {
         ws.handle_input(&leftover);
     }
@@ -319,12 +321,24 @@ async fn websocket(
         if flush(shard, &mut stream, &mut out).await.is_err() || ws.is_closed() {
             return;
         }
+        // With keep-alive on, the pings decide when a quiet socket is gone; without,
+        // idle_timeout does.
+        let wait = match ws.poll_timeout() {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => idle,
+        };
         let wake = shard
-            .wait_io(&mut stream, &mut tmp, future::pending::<()>(), idle)
+            .wait_io(&mut stream, &mut tmp, future::pending::<()>(), wait)
             .await;
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) | Wake::Other(()) => return,
             Wake::Read(Ok(n)) => ws.handle_input(&tmp[..n]),
+            Wake::Timeout if ws.poll_timeout().is_some() => {
+                ws.handle_timeout(Instant::now());
+                if ws.timed_out() {
+                    info!(peer = ?peer, "websocket closed: two pings unanswered");
+                }
+            }
             Wake::Timeout | Wake::Shutdown => {
                 ws.close();
                 out.extend_from_slice(&ws.take_output());

@@ -7,8 +7,15 @@
 //! send. Pings are answered and the close handshake is completed automatically. On any
 //! error a Close frame with the matching status code is queued (best effort) and the
 //! session is closed: write the output, then drop the connection.
+//!
+//! Keep-alive ([`WsSession::keep_alive`]): the session pings the peer every interval
+//! (time is an input: [`WsSession::handle_timeout`], [`WsSession::poll_timeout`]); any
+//! frame from the peer, a Pong included, proves it alive. A peer that lets two pings go
+//! unanswered is closed with status 1001 ([`WsSession::timed_out`]), so a quiet viewer
+//! that answers pings stays connected however long it only watches.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tungstenite::error::{CapacityError, Error as TError};
@@ -174,7 +181,21 @@ pub struct WsSession {
     closed: bool,
     input_limit: usize,
     overflow: bool,
+    keepalive: Option<KeepAlive>,
 }
+
+/// Ping schedule of a session.
+#[derive(Debug, Clone, Copy)]
+struct KeepAlive {
+    interval: Duration,
+    next_ping: Instant,
+    /// Pings sent since the peer last sent anything.
+    unanswered: u32,
+    timed_out: bool,
+}
+
+/// Pings a peer may leave unanswered; at the next ping time it is closed.
+const MAX_UNANSWERED: u32 = 2;
 
 impl WsSession {
     /// A session accepting data frames and messages of at most `max_message` bytes
@@ -191,6 +212,57 @@ impl WsSession {
             closed: false,
             input_limit: max_message.saturating_mul(2).saturating_add(INPUT_SLACK),
             overflow: false,
+            keepalive: None,
+        }
+    }
+
+    /// Pings the peer every `interval` from `now` on, and closes it when two pings in a
+    /// row go unanswered. A zero interval turns keep-alive off.
+    pub fn keep_alive(&mut self, interval: Duration, now: Instant) {
+        self.keepalive = (!interval.is_zero()).then_some(KeepAlive {
+            interval,
+            next_ping: now + interval,
+            unanswered: 0,
+            timed_out: false,
+        });
+    }
+
+    /// When [`Self::handle_timeout`] is next due (None: keep-alive is off or the session
+    /// is closed).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        self.keepalive.map(|k| k.next_ping)
+    }
+
+    /// Sends the due ping, or closes (1001) a peer that left two unanswered; the bytes
+    /// land in the output.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(mut k) = self.keepalive else { return };
+        if self.closed || now < k.next_ping {
+            return;
+        }
+        if k.unanswered >= MAX_UNANSWERED {
+            k.timed_out = true;
+            self.keepalive = Some(k);
+            let _ = self.fail(WsError::Closed, CloseCode::Away);
+            return;
+        }
+        k.unanswered += 1;
+        k.next_ping = now + k.interval;
+        self.keepalive = Some(k);
+        let _ = self.send(Message::Ping(Vec::new()));
+    }
+
+    /// Whether the session was closed for unanswered pings.
+    pub fn timed_out(&self) -> bool {
+        self.keepalive.is_some_and(|k| k.timed_out)
+    }
+
+    fn peer_alive(&mut self) {
+        if let Some(k) = &mut self.keepalive {
+            k.unanswered = 0;
         }
     }
 
@@ -219,7 +291,11 @@ impl WsSession {
             return Err(self.fail(WsError::InputOverflow, CloseCode::Size));
         }
         loop {
-            match self.ws.read() {
+            let read = self.ws.read();
+            if read.is_ok() {
+                self.peer_alive();
+            }
+            match read {
                 Ok(Message::Text(text)) => return Ok(Some(WsMessage::Text(text))),
                 Ok(Message::Binary(data)) => return Ok(Some(WsMessage::Binary(data))),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}

@@ -337,3 +337,63 @@ fn close_initiated_by_server() {
     assert!(s.is_closed());
     assert!(s.take_output().is_empty());
 }
+
+#[allow(clippy::disallowed_methods)] // Tests need an origin; time then moves by hand.
+fn origin() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn keep_alive_pings_and_an_answering_peer_stays() {
+    let t0 = origin();
+    let sec = Duration::from_secs(1);
+    let mut s = WsSession::new(1024);
+    assert_eq!(s.poll_timeout(), None, "off until asked for");
+    s.keep_alive(sec, t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + sec));
+    s.handle_timeout(t0 + sec / 2);
+    assert!(s.take_output().is_empty(), "not due yet");
+    // Ten minutes of pings, each answered by a Pong: never closed.
+    for i in 1..=600u32 {
+        let now = t0 + sec * i;
+        s.handle_timeout(now);
+        assert_eq!(s.take_output(), [0x89, 0x00], "ping {i}");
+        assert_eq!(s.poll_timeout(), Some(now + sec));
+        s.handle_input(&client_frame(0x8A, b"", MASK)); // Pong
+        assert_eq!(s.poll_message().unwrap(), None);
+    }
+    assert!(!s.is_closed() && !s.timed_out());
+}
+
+#[test]
+fn keep_alive_closes_a_peer_that_leaves_two_pings_unanswered() {
+    let t0 = origin();
+    let sec = Duration::from_secs(1);
+    let mut s = WsSession::new(1024);
+    s.keep_alive(sec, t0);
+    s.handle_timeout(t0 + sec);
+    s.handle_timeout(t0 + sec * 2);
+    assert_eq!(s.take_output(), [0x89, 0x00, 0x89, 0x00], "two pings");
+    assert!(!s.is_closed());
+    s.handle_timeout(t0 + sec * 3);
+    assert!(s.is_closed() && s.timed_out());
+    let out = s.take_output();
+    assert_eq!(&out[..4], [0x88, 0x02, 0x03, 0xE9], "close 1001 going away");
+    assert_eq!(s.poll_timeout(), None);
+    // Any frame from the peer counts as an answer, not only a Pong.
+    let mut s = WsSession::new(1024);
+    s.keep_alive(sec, t0);
+    s.handle_timeout(t0 + sec);
+    s.handle_timeout(t0 + sec * 2);
+    s.handle_input(&client_frame(0x81, b"{}", MASK));
+    assert_eq!(
+        s.poll_message().unwrap(),
+        Some(WsMessage::Text("{}".into()))
+    );
+    s.handle_timeout(t0 + sec * 3);
+    assert!(!s.is_closed());
+    // A zero interval is off.
+    let mut s = WsSession::new(1024);
+    s.keep_alive(Duration::ZERO, t0);
+    assert_eq!(s.poll_timeout(), None);
+}
