@@ -3,7 +3,8 @@
 //! RTMP command messages (type 0x14) and data messages (type 0x12) are sequences of AMF0
 //! values. Decoding is defensive: nesting depth is bounded by [`MAX_DEPTH`], element counts
 //! read from the input are checked against the bytes that remain before anything is
-//! allocated, and nothing panics on malformed input.
+//! allocated, one message decodes to at most [`MAX_VALUES`] values (a one-byte value on
+//! the wire is tens of bytes in memory), and nothing panics on malformed input.
 //!
 //! Strings that are not valid UTF-8 are decoded **lossily** (invalid sequences become
 //! U+FFFD): some encoders send Latin-1 stream names, and rejecting a whole `connect` for one
@@ -51,6 +52,11 @@ pub const MARKER_AVMPLUS: u8 = 0x11;
 /// Deepest nesting of objects/arrays accepted by [`decode`].
 pub const MAX_DEPTH: usize = 64;
 
+/// Most values (nested ones included) one [`decode`] or [`decode_all`] call makes. Real
+/// commands and metadata hold tens; this bounds what a hostile message can cost in
+/// memory to a few MiB whatever its length.
+pub const MAX_VALUES: usize = 65_536;
+
 /// Errors from AMF0 decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -81,6 +87,12 @@ pub enum Amf0Error {
     /// Objects/arrays nested deeper than [`MAX_DEPTH`].
     #[error("AMF0 nesting deeper than {max}")]
     TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// More than [`MAX_VALUES`] values in one message.
+    #[error("AMF0 message holds more than {max} values")]
+    TooManyValues {
         /// The limit.
         max: usize,
     },
@@ -247,14 +259,17 @@ fn fmt_props(
 ///
 /// On error `buf` is left at an unspecified position inside the failed value.
 pub fn decode(buf: &mut &[u8]) -> Result<Amf0Value, Amf0Error> {
-    decode_value(buf, 0)
+    let mut budget = MAX_VALUES;
+    decode_value(buf, 0, &mut budget)
 }
 
-/// Decodes every value in `buf` (a command or data message body).
+/// Decodes every value in `buf` (a command or data message body); at most
+/// [`MAX_VALUES`] in all.
 pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Amf0Value>, Amf0Error> {
     let mut values = Vec::new();
+    let mut budget = MAX_VALUES;
     while !buf.is_empty() {
-        values.push(decode(&mut buf)?);
+        values.push(decode_value(&mut buf, 0, &mut budget)?);
     }
     Ok(values)
 }
@@ -310,7 +325,11 @@ fn read_long_string(buf: &mut &[u8], what: &'static str) -> Result<String, Amf0E
 ///
 /// An empty key followed by anything but the object-end marker is taken as a property
 /// with an empty name (tolerated, as some encoders emit it).
-fn read_properties(buf: &mut &[u8], depth: usize) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
+fn read_properties(
+    buf: &mut &[u8],
+    depth: usize,
+    budget: &mut usize,
+) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
     let mut props = Vec::new();
     loop {
         let key = read_short_string(buf, "property name")?;
@@ -318,12 +337,15 @@ fn read_properties(buf: &mut &[u8], depth: usize) -> Result<Vec<(String, Amf0Val
             *buf = buf.get(1..).unwrap_or_default();
             return Ok(props);
         }
-        let value = decode_value(buf, depth)?;
+        let value = decode_value(buf, depth, budget)?;
         props.push((key, value));
     }
 }
 
-fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
+fn decode_value(buf: &mut &[u8], depth: usize, budget: &mut usize) -> Result<Amf0Value, Amf0Error> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or(Amf0Error::TooManyValues { max: MAX_VALUES })?;
     let [marker] = take_array::<1>(buf, "marker")?;
     let nested = |depth: usize| {
         let next = depth + 1;
@@ -337,7 +359,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
         MARKER_NUMBER => Amf0Value::Number(read_f64(buf, "number")?),
         MARKER_BOOLEAN => Amf0Value::Boolean(take_array::<1>(buf, "boolean")?[0] != 0),
         MARKER_STRING => Amf0Value::String(read_short_string(buf, "string")?),
-        MARKER_OBJECT => Amf0Value::Object(read_properties(buf, nested(depth)?)?),
+        MARKER_OBJECT => Amf0Value::Object(read_properties(buf, nested(depth)?, budget)?),
         MARKER_NULL => Amf0Value::Null,
         MARKER_UNDEFINED => Amf0Value::Undefined,
         MARKER_REFERENCE => Amf0Value::Reference(read_u16(buf, "reference")?),
@@ -345,7 +367,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
             let depth = nested(depth)?;
             // The count is only a hint; the terminator ends the array.
             let _count = read_u32(buf, "ECMA array count")?;
-            Amf0Value::EcmaArray(read_properties(buf, depth)?)
+            Amf0Value::EcmaArray(read_properties(buf, depth, budget)?)
         }
         MARKER_OBJECT_END => return Err(Amf0Error::UnexpectedObjectEnd),
         MARKER_STRICT_ARRAY => {
@@ -359,9 +381,12 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
                     remaining: buf.len(),
                 });
             }
+            if n > *budget {
+                return Err(Amf0Error::TooManyValues { max: MAX_VALUES });
+            }
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
-                items.push(decode_value(buf, depth)?);
+                items.push(decode_value(buf, depth, budget)?);
             }
             Amf0Value::StrictArray(items)
         }
@@ -376,7 +401,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Amf0Value, Amf0Error> {
         MARKER_TYPED_OBJECT => {
             let depth = nested(depth)?;
             let class = read_short_string(buf, "typed object class")?;
-            let props = read_properties(buf, depth)?;
+            let props = read_properties(buf, depth, budget)?;
             Amf0Value::TypedObject { class, props }
         }
         MARKER_AVMPLUS => return Err(Amf0Error::Amf3NotSupported),
@@ -713,5 +738,33 @@ mod tests {
             [Amf0Value::string("\u{FFFD}(")]
         );
         assert_eq!(Amf0Value::string("s").to_string(), "\"s\"");
+    }
+
+    #[test]
+    fn a_message_decodes_to_a_bounded_number_of_values() {
+        // 70,000 one-byte nulls: within the bytes left, over the value budget.
+        let mut msg = vec![MARKER_STRICT_ARRAY];
+        msg.extend_from_slice(&70_000u32.to_be_bytes());
+        msg.extend(std::iter::repeat_n(MARKER_NULL, 70_000));
+        assert_eq!(
+            decode_all(&msg),
+            Err(Amf0Error::TooManyValues { max: MAX_VALUES })
+        );
+        // The budget is per message, across its values and their nesting.
+        let mut many = vec![MARKER_NULL; MAX_VALUES + 1];
+        assert_eq!(
+            decode_all(&many),
+            Err(Amf0Error::TooManyValues { max: MAX_VALUES })
+        );
+        many.truncate(MAX_VALUES);
+        assert_eq!(decode_all(&many).map(|v| v.len()), Ok(MAX_VALUES));
+        let mut nested = vec![MARKER_STRICT_ARRAY];
+        nested.extend_from_slice(&(MAX_VALUES as u32).to_be_bytes());
+        nested.extend(std::iter::repeat_n(MARKER_NULL, MAX_VALUES));
+        assert_eq!(
+            decode_all(&nested),
+            Err(Amf0Error::TooManyValues { max: MAX_VALUES }),
+            "the array itself counts"
+        );
     }
 }

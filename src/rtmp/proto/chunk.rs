@@ -213,6 +213,12 @@ impl ChunkReader {
         }
     }
 
+    /// Changes the message length limit for messages that start from now on (a session
+    /// raises it once a publisher is accepted).
+    pub fn set_max_message_len(&mut self, n: usize) {
+        self.max_message_len = n.min(MAX_MESSAGE_LEN_FIELD);
+    }
+
     /// Applies the peer's Set Chunk Size to subsequent chunks.
     pub fn set_chunk_size(&mut self, n: u32) -> Result<(), ChunkError> {
         if !(1..=MAX_CHUNK_SIZE).contains(&n) {

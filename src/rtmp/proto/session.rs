@@ -94,6 +94,10 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
 }
 
+/// Longest message a connection may send before its publish is accepted (commands,
+/// `connect`'s object): a large message then can only be an attack on memory.
+pub const UNPUBLISHED_MAX_MESSAGE: usize = 64 * 1024;
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
@@ -492,7 +496,8 @@ impl ServerSession {
         let mut config = config;
         config.out_chunk_size = config.out_chunk_size.clamp(1, chunk::MAX_CHUNK_SIZE);
         ServerSession {
-            reader: ChunkReader::new(config.max_message_len),
+            // Until a publish is accepted only commands come: keep them small.
+            reader: ChunkReader::new(config.max_message_len.min(UNPUBLISHED_MAX_MESSAGE)),
             config,
             access: Box::new(AccessTable::default()),
             state: State::ExpectHandshake,
@@ -604,6 +609,7 @@ impl ServerSession {
         let description = format!("{} is now published.", self.stream_key);
         self.send_on_status("status", "NetStream.Publish.Start", &description);
         self.state = State::Publishing;
+        self.reader.set_max_message_len(self.config.max_message_len);
         self.process()
     }
 

@@ -1182,3 +1182,51 @@ fn mutated_publish_conversations_never_panic() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+#[test]
+fn messages_stay_small_until_a_publish_is_accepted() {
+    // An 8 MiB command right after connect is refused at its header, before any of it
+    // is buffered or decoded.
+    let mut c = Client::new();
+    c.connect();
+    let mut out = BytesMut::new();
+    let mut header_only = BytesMut::new();
+    encode_message(
+        3,
+        MSG_COMMAND_AMF0,
+        0,
+        0,
+        &vec![5u8; 8 << 20],
+        128,
+        &mut out,
+    );
+    header_only.extend_from_slice(&out[..12]);
+    let err = c.input(&header_only).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Chunk(ChunkError::MessageTooLarge {
+                max: UNPUBLISHED_MAX_MESSAGE,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(c.session.is_closed());
+
+    // A publisher, once accepted, may send frames up to the configured limit.
+    let mut c = Client::new();
+    c.connect();
+    publish(&mut c, "cam");
+    c.session.accept_publish().unwrap();
+    c.events();
+    let mut frame = vec![0x17, 0x01, 0, 0, 0];
+    frame.resize(1 << 20, 0xAB);
+    c.send(6, MSG_VIDEO, 1, 40, &frame);
+    assert!(
+        c.events()
+            .iter()
+            .any(|e| matches!(e, Event::Media { body, .. } if body.len() == 1 << 20)),
+        "a 1 MiB keyframe arrives"
+    );
+}

@@ -1,0 +1,87 @@
+//! Hostile input against the real binary: what a peer sends may cost the server only
+//! what it sent, bounded, and closes that one connection; everyone else is served.
+#![allow(clippy::disallowed_methods)] // Tests drive real time.
+
+mod common;
+
+use bytes::BytesMut;
+use common::{Server, demo_stream, test_config};
+use corecast::rtmp::proto::chunk::encode_message;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The server's peak resident memory so far (VmHWM), KiB: a transient allocation that
+/// was freed again still shows.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM")
+}
+
+/// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
+fn rtmp_after_handshake(s: &Server) -> TcpStream {
+    let mut c = TcpStream::connect(s.rtmp).expect("connect rtmp");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    c.write_all(&c0c1).expect("C0C1");
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    c.read_exact(&mut s0s1s2).expect("S0S1S2");
+    c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
+    c
+}
+
+/// Reads until the server closes the connection (bounded); true if it did.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connection() {
+    let s = Server::start("flood-amf", &test_config(&demo_stream("demo", 0)));
+    let pid = s.child.id();
+    assert_eq!(s.get("/api/v1/health").status, 200);
+    let before = peak_rss_kib(pid);
+
+    // A strict array of ~8 Mi one-byte nulls: tens of bytes each once decoded.
+    let n: u32 = (8 << 20) - 5; // the whole message: 8 MiB, the default rtmp.max_message_bytes
+    let mut body = vec![0x0A];
+    body.extend_from_slice(&n.to_be_bytes());
+    body.resize(5 + n as usize, 0x05);
+    let mut wire = BytesMut::new();
+    encode_message(3, 0x14, 0, 0, &body, 128, &mut wire);
+    let mut c = rtmp_after_handshake(&s);
+    // The server stops reading at the first header; the rest may not be accepted.
+    let _ = c.write_all(&wire);
+    assert!(closed_by_server(&mut c), "that connection is closed");
+
+    let after = peak_rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    let log = s.drain_log().join("\n");
+    assert!(log.contains("rtmp connection closed"), "{log}");
+    assert!(log.contains("exceeds the limit of 65536"), "{log}");
+    // Everyone else is served.
+    assert_eq!(s.get("/api/v1/health").status, 200);
+    let streams = s.get_json("/api/v1/streams");
+    assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
+}
