@@ -85,3 +85,34 @@ fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connec
     let streams = s.get_json("/api/v1/streams");
     assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
 }
+
+#[test]
+fn pipelined_requests_from_clients_that_do_not_read_cost_bounded_memory() {
+    let s = Server::start("flood-pipeline", &test_config(&demo_stream("demo", 0)));
+    let pid = s.child.id();
+    assert_eq!(s.get("/metrics").status, 200);
+    let before = peak_rss_kib(pid);
+    let one = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    let burst: Vec<u8> = one.repeat(16 * 1024 / one.len());
+    // 50 clients, each 16 KiB of pipelined requests (about 470 /metrics answers), none
+    // of which reads a byte.
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        let mut c = TcpStream::connect(s.http).expect("connect");
+        c.write_all(&burst).expect("pipeline");
+        clients.push(c);
+    }
+    // Everyone else is served meanwhile, and the server has read every burst.
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        assert_eq!(s.get("/api/v1/health").status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = peak_rss_kib(pid);
+    assert!(
+        after < before + 20 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    drop(clients);
+    assert_eq!(s.get("/metrics").status, 200);
+}

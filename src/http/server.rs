@@ -66,9 +66,14 @@ struct Conn {
 }
 
 /// What a connection does after answering the requests it has.
+/// Most answer bytes queued for one connection before its pipelined requests wait.
+const MAX_PENDING_OUT: usize = 128 * 1024;
+
 enum Step {
     /// Read more.
     Read,
+    /// Write what is queued before answering more (pipelined requests wait their turn).
+    Flush,
     /// Close (after flushing what is queued).
     Close,
     /// The request upgraded to a WebSocket (101 queued).
@@ -100,6 +105,12 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream) {
     loop {
         match c.answer_requests().await {
             Step::Read => {}
+            Step::Flush => {
+                if flush(&shard, &mut c.stream, &mut c.out).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Step::Close => {
                 let _ = flush(&shard, &mut c.stream, &mut c.out).await;
                 return;
@@ -125,6 +136,11 @@ impl Conn {
     async fn answer_requests(&mut self) -> Step {
         let shard = &self.shard;
         loop {
+            // A client that pipelines many requests and reads slowly gets its answers as
+            // fast as it reads them, not all built in memory at once.
+            if self.out.len() >= MAX_PENDING_OUT {
+                return Step::Flush;
+            }
             let req = match self.parser.parse(&mut self.buf) {
                 Ok(Some(req)) => req,
                 Ok(None) => {
