@@ -55,6 +55,8 @@ listen = "127.0.0.1:0"
 [webrtc]
 udp_port = 0
 bind = "127.0.0.1"
+# WebRTC test traffic stays on loopback: the only candidate is 127.0.0.1.
+advertised = ["127.0.0.1"]
 {extra}
 "#
     )
