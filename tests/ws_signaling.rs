@@ -398,6 +398,6 @@ fn a_quiet_websocket_that_answers_pings_stays_and_a_silent_one_is_closed() {
         }
     }
     assert!(closed, "the silent socket was closed");
-    let log = server.drain_log().join("\n");
+    let log = server.log_until("two pings unanswered", Duration::from_secs(5));
     assert!(log.contains("two pings unanswered"), "{log}");
 }

@@ -218,6 +218,22 @@ impl Server {
         }
     }
 
+    /// Log lines until one contains `needle` (bounded by `limit`; the line may reach the
+    /// test after the effect it logs, e.g. a connection closed before its log line).
+    pub fn log_until(&self, needle: &str, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        let mut lines = self.drain_log();
+        while !lines.iter().any(|l| l.contains(needle)) && Instant::now() < end {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => lines.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        lines.join("\n")
+    }
+
     /// Log lines seen so far (drains the channel).
     pub fn drain_log(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.log.try_iter().collect();
