@@ -304,24 +304,8 @@ impl Drop for Server {
     }
 }
 
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// A response as the project's HTTP client reads it (status, headers, de-chunked body).
+pub use corecast_client::http::Response as HttpResponse;
 
 /// Connects with a read timeout.
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -339,36 +323,26 @@ pub fn request(addr: SocketAddr, raw: &str) -> HttpResponse {
     read_response(&mut r).expect("response")
 }
 
-/// Reads one HTTP/1.1 response (Content-Length framed) from a buffered stream.
+/// Reads one HTTP/1.1 response from a buffered stream with the project's HTTP client parser
+/// (Content-Length or chunked; a pipelined response after it stays in the reader).
 pub fn read_response(r: &mut impl BufRead) -> Option<HttpResponse> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
+    use corecast_client::http::{Parsed, parse_response};
+    let mut buf = Vec::new();
     loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
+        let avail = r.fill_buf().ok()?;
+        let (eof, took) = (avail.is_empty(), avail.len());
+        let before = buf.len();
+        buf.extend_from_slice(avail);
+        match parse_response(&buf, eof, false).ok()? {
+            Parsed::Complete(resp, n) => {
+                // Leave what follows (a pipelined response) in the reader.
+                r.consume(n.saturating_sub(before));
+                return Some(resp);
+            }
+            Parsed::NeedMore if eof => return None,
+            Parsed::NeedMore => r.consume(took),
         }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).ok()?;
-    Some(HttpResponse {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Fails (never skips) when a tool the test needs is missing.
