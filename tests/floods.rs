@@ -116,3 +116,40 @@ fn pipelined_requests_from_clients_that_do_not_read_cost_bounded_memory() {
     drop(clients);
     assert_eq!(s.get("/metrics").status, 200);
 }
+
+#[test]
+fn opening_65000_chunk_streams_is_refused_at_the_bound_and_closes_that_connection() {
+    let s = Server::start("flood-csid", &test_config(&demo_stream("demo", 0)));
+    let pid = s.child.id();
+    assert_eq!(s.get("/api/v1/health").status, 200);
+    let before = peak_rss_kib(pid);
+
+    // An Acknowledgement (type 3, 4 bytes) on each of 65,000 chunk stream ids, the 3-byte
+    // basic header form: harmless messages, every one on a new chunk stream.
+    let mut wire = Vec::new();
+    for csid in 320..65_320u32 {
+        let id = csid - 64;
+        wire.extend_from_slice(&[0x01, id as u8, (id >> 8) as u8]);
+        wire.extend_from_slice(&[0, 0, 0, 0, 0, 4, 0x03, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+    let mut c = rtmp_after_handshake(&s);
+    let _ = c.write_all(&wire);
+    assert!(closed_by_server(&mut c), "that connection is closed");
+
+    let after = peak_rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    let log = s.log_until(
+        "chunk streams a connection may open",
+        Duration::from_secs(5),
+    );
+    assert!(
+        log.contains("chunk stream 384 would exceed the 64 chunk streams a connection may open"),
+        "{log}"
+    );
+    assert_eq!(s.get("/api/v1/health").status, 200);
+    let streams = s.get_json("/api/v1/streams");
+    assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
+}

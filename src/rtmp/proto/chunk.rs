@@ -84,6 +84,15 @@ pub const LIMIT_DYNAMIC: u8 = 0x02;
 /// Chunk stream ids below this are kept in a directly indexed table.
 const DIRECT_CSIDS: u32 = 0x140;
 
+/// Most chunk streams one connection may open. Encoders and players use a handful (ffmpeg,
+/// OBS and librtmp stay below 10; nginx-rtmp allows 32); each open one holds its header
+/// state, so a peer walking all 65,599 ids is refused instead of costing megabytes.
+pub const MAX_CHUNK_STREAMS: usize = 64;
+
+/// Bytes reserved at once for a message that spans chunks: the buffer grows with what
+/// arrives, never to the length the header merely announces.
+const PARTIAL_RESERVE: usize = 16 * 1024;
+
 /// Errors from the chunk stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -111,6 +120,14 @@ pub enum ChunkError {
         type_id: u8,
         /// The announced length.
         len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer opened more chunk streams than [`MAX_CHUNK_STREAMS`].
+    #[error("chunk stream {csid} would exceed the {max} chunk streams a connection may open")]
+    TooManyChunkStreams {
+        /// The chunk stream id that would have been opened.
+        csid: u32,
         /// The limit.
         max: usize,
     },
@@ -186,6 +203,8 @@ pub struct ChunkReader {
     others: BTreeMap<u32, StreamState>,
     /// Sum of the announced lengths of incomplete messages.
     pending: usize,
+    /// Chunk streams opened (at most [`MAX_CHUNK_STREAMS`]).
+    open: usize,
     bytes_read: u64,
 }
 
@@ -209,6 +228,7 @@ impl ChunkReader {
             direct: Vec::new(),
             others: BTreeMap::new(),
             pending: 0,
+            open: 0,
             bytes_read: 0,
         }
     }
@@ -264,8 +284,18 @@ impl ChunkReader {
         }
     }
 
-    fn state_entry(&mut self, csid: u32) -> &mut StreamState {
-        if csid < DIRECT_CSIDS {
+    /// The state of `csid`, opened if new and the connection may open another.
+    fn state_entry(&mut self, csid: u32) -> Result<&mut StreamState, ChunkError> {
+        if self.state(csid).is_none() {
+            if self.open >= MAX_CHUNK_STREAMS {
+                return Err(ChunkError::TooManyChunkStreams {
+                    csid,
+                    max: MAX_CHUNK_STREAMS,
+                });
+            }
+            self.open += 1;
+        }
+        Ok(if csid < DIRECT_CSIDS {
             let i = csid as usize;
             if self.direct.len() <= i {
                 self.direct.resize_with(i + 1, || None);
@@ -273,7 +303,7 @@ impl ChunkReader {
             self.direct[i].get_or_insert_with(StreamState::default)
         } else {
             self.others.entry(csid).or_default()
-        }
+        })
     }
 
     /// Reads the next complete message from `buf`, consuming the chunks it uses.
@@ -452,10 +482,11 @@ impl ChunkReader {
             });
         }
 
+        self.state_entry(h.csid)?;
         buf.advance(h.len);
         self.bytes_read += (h.len + piece) as u64;
         self.pending = pending_after;
-        let st = self.state_entry(h.csid);
+        let st = self.state_entry(h.csid)?;
         st.timestamp = timestamp;
         st.delta = delta;
         st.length = h.length;
@@ -474,7 +505,7 @@ impl ChunkReader {
                 body,
             }));
         }
-        let mut partial = BytesMut::with_capacity(len);
+        let mut partial = BytesMut::with_capacity(len.min(PARTIAL_RESERVE.max(piece)));
         partial.extend_from_slice(buf.split_to(piece).as_ref());
         st.partial = Some(partial);
         self.pending += len;

@@ -207,6 +207,69 @@ fn pending_limit() {
 }
 
 #[test]
+fn chunk_streams_are_bounded() {
+    // Single-chunk messages on ever new ids (the 3-byte basic header form reaches 65,599):
+    // the first MAX_CHUNK_STREAMS are read, the next one is refused, nothing else is kept.
+    let mut r = ChunkReader::new(1024);
+    let mut buf = BytesMut::new();
+    for i in 0..65_000u32 {
+        let csid = 320 + i;
+        let id = csid - 64;
+        buf.extend_from_slice(&[0x01, id as u8, (id >> 8) as u8]);
+        buf.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0x09, 1, 0, 0, 0, 0xAB]);
+    }
+    let mut read = 0;
+    let err = loop {
+        match r.read(&mut buf) {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("all {read} messages read"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(read, MAX_CHUNK_STREAMS);
+    assert_eq!(
+        err,
+        ChunkError::TooManyChunkStreams {
+            csid: 320 + MAX_CHUNK_STREAMS as u32,
+            max: MAX_CHUNK_STREAMS
+        }
+    );
+    // Ids already open stay usable.
+    let mut again = BytesMut::from(&[0x01, 0, 1, 0, 0, 0, 0, 0, 1, 0x09, 1, 0, 0, 0, 0xCD][..]);
+    assert!(matches!(r.read(&mut again), Ok(Some(m)) if m.csid == 320));
+}
+
+#[test]
+fn partial_messages_hold_what_arrived_not_what_was_announced() {
+    // A header announcing 8 MiB followed by one 128-byte chunk reserves far less than 8 MiB.
+    let mut r = ChunkReader::new(DEFAULT_MAX_MESSAGE_LEN);
+    let len = 8 * 1024 * 1024 - 1;
+    let mut buf = BytesMut::from(
+        &[
+            0x04,
+            0,
+            0,
+            0,
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            0x09,
+            1,
+            0,
+            0,
+            0,
+        ][..],
+    );
+    buf.extend_from_slice(&[7; 128]);
+    assert_eq!(r.read(&mut buf), Ok(None));
+    let held = r.direct[4]
+        .as_ref()
+        .and_then(|s| s.partial.as_ref())
+        .map(BytesMut::capacity);
+    assert!(held.is_some_and(|c| c <= PARTIAL_RESERVE), "{held:?}");
+}
+
+#[test]
 fn unknown_csid_errors() {
     for (fmt, b) in [
         (3u8, vec![0xC9, 0]),
