@@ -57,6 +57,10 @@ impl GopFrame for Rc<OutFrame> {
 const SHRINK_ABOVE: usize = 64;
 /// Capacity an empty queue shrinks to.
 const SHRINK_TO: usize = 16;
+/// Most control events (tracks, metadata, end) queued for one viewer. A viewer that lets
+/// more pile up has its queue collapsed to the latest of each kind (see
+/// [`SinkQueue::push`]).
+const MAX_CONTROL_EVENTS: usize = 8;
 
 /// Bounds of one sink queue.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +81,11 @@ pub struct SinkQueue {
 #[derive(Debug)]
 struct Inner {
     queue: VecDeque<SinkEvent>,
+    /// Frames queued.
     frames: usize,
+    /// Control events queued.
+    controls: usize,
+    /// Payload bytes queued: frames and metadata.
     bytes: usize,
     limits: SinkLimits,
     has_video: bool,
@@ -152,6 +160,7 @@ impl SinkQueue {
             inner: RefCell::new(Inner {
                 queue: VecDeque::new(),
                 frames: 0,
+                controls: 0,
                 bytes: 0,
                 limits,
                 has_video: false,
@@ -167,17 +176,18 @@ impl SinkQueue {
     }
 
     /// Queues an event. A frame that does not fit is dropped, and so is every frame after
-    /// it until the next keyframe (a decoder cannot use a partial GOP). Never blocks.
-    /// Returns false if the frame was dropped.
+    /// it until the next keyframe (a decoder cannot use a partial GOP). A control event
+    /// that does not fit (more than a few queued, or metadata past the byte bound) is
+    /// always queued, but first the queue collapses: its frames are dropped (the viewer
+    /// resumes at the next keyframe) and of its control events only the latest of each
+    /// kind stay, so what a stuck viewer holds stays bounded however often a publisher
+    /// re-announces. Never blocks. Returns false if the event was dropped.
     pub fn push(&self, ev: SinkEvent) -> bool {
         let mut s = self.inner.borrow_mut();
         if s.detached {
             return false;
         }
         match &ev {
-            SinkEvent::Tracks(t) => {
-                s.has_video = t.iter().any(|t| t.kind() == MediaKind::Video);
-            }
             SinkEvent::Frame(f) => {
                 let f = &f.frame;
                 let resume = f.is_resume_point(s.has_video);
@@ -195,7 +205,17 @@ impl SinkQueue {
                 s.frames += 1;
                 s.bytes += f.data.len();
             }
-            SinkEvent::End | SinkEvent::Metadata(_) => {}
+            control => {
+                let len = event_bytes(control);
+                if s.controls >= MAX_CONTROL_EVENTS || s.bytes + len > s.limits.max_bytes {
+                    s.collapse();
+                }
+                if let SinkEvent::Tracks(t) = control {
+                    s.has_video = t.iter().any(|t| t.kind() == MediaKind::Video);
+                }
+                s.controls += 1;
+                s.bytes += len;
+            }
         }
         s.queue.push_back(ev);
         if let Some((list, key)) = &s.ready {
@@ -225,6 +245,9 @@ impl SinkQueue {
             s.frames -= 1;
             s.bytes -= f.frame.data.len();
             s.delivered += 1;
+        } else {
+            s.controls -= 1;
+            s.bytes -= event_bytes(&ev);
         }
         Some(ev)
     }
@@ -258,6 +281,7 @@ impl SinkQueue {
         s.detached = true;
         s.queue.clear();
         s.frames = 0;
+        s.controls = 0;
         s.bytes = 0;
     }
 
@@ -279,6 +303,51 @@ impl SinkQueue {
     /// Frames waiting in the queue.
     pub fn queued_frames(&self) -> usize {
         self.inner.borrow().frames
+    }
+
+    /// Events of any kind waiting in the queue, and their payload bytes.
+    pub fn queued(&self) -> (usize, usize) {
+        let s = self.inner.borrow();
+        (s.queue.len(), s.bytes)
+    }
+}
+
+/// Payload bytes an event holds in a queue: a frame's data or a metadata body. Tracks are
+/// one `Arc` shared by every viewer; an end holds nothing.
+fn event_bytes(ev: &SinkEvent) -> usize {
+    match ev {
+        SinkEvent::Frame(f) => f.frame.data.len(),
+        SinkEvent::Metadata(m) => m.len(),
+        SinkEvent::Tracks(_) | SinkEvent::End => 0,
+    }
+}
+
+impl Inner {
+    /// Drops every queued frame and keeps, in order, only the latest tracks, the latest
+    /// metadata, and an end not followed by tracks: what a viewer that lost the frames
+    /// needs to resume at the next keyframe.
+    fn collapse(&mut self) {
+        let (mut tracks, mut meta, mut end) = (false, false, false);
+        let mut keep = Vec::new();
+        for ev in self.queue.drain(..).rev() {
+            let wanted = match &ev {
+                SinkEvent::Frame(_) => {
+                    self.dropped += 1;
+                    false
+                }
+                SinkEvent::Tracks(_) => !std::mem::replace(&mut tracks, true),
+                SinkEvent::Metadata(_) => !std::mem::replace(&mut meta, true),
+                SinkEvent::End => !tracks && !std::mem::replace(&mut end, true),
+            };
+            if wanted {
+                keep.push(ev);
+            }
+        }
+        self.frames = 0;
+        self.controls = keep.len();
+        self.bytes = keep.iter().map(event_bytes).sum();
+        self.queue.extend(keep.into_iter().rev());
+        self.waiting_keyframe = true;
     }
 }
 
@@ -334,6 +403,69 @@ mod tests {
         assert!(q.inner.borrow().queue.capacity() >= 300);
         while q.try_pop().is_some() {}
         assert!(q.inner.borrow().queue.capacity() <= SHRINK_ABOVE);
+    }
+
+    #[test]
+    fn control_events_are_counted_and_a_stuck_viewer_keeps_only_the_latest() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 100,
+            max_bytes: 1 << 20,
+        });
+        assert!(q.push(tracks()));
+        assert!(q.push(video(true, 0)));
+        // A publisher re-sends 256 KiB of metadata 1000 times to a viewer that reads nothing.
+        for i in 0..1000u32 {
+            let mut m = vec![0u8; 256 * 1024];
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            assert!(q.push(SinkEvent::Metadata(Bytes::from(m))));
+            let (events, bytes) = q.queued();
+            assert!(events <= MAX_CONTROL_EVENTS + 1, "{events} events");
+            assert!(bytes <= (1 << 20) + 256 * 1024, "{bytes} bytes");
+        }
+        // Frames were dropped: the viewer resumes at a keyframe, with the tracks first.
+        assert_eq!(q.dropped(), 1);
+        assert!(!q.push(video(false, 1)));
+        assert!(q.push(video(true, 2)));
+        assert!(matches!(q.try_pop(), Some(SinkEvent::Tracks(_))));
+        let mut last = None;
+        while let Some(ev) = q.try_pop() {
+            match ev {
+                SinkEvent::Metadata(m) => last = Some(m),
+                SinkEvent::Frame(f) => assert!(f.frame.keyframe),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            last.as_deref().map(|m| &m[..4]),
+            Some(&999u32.to_be_bytes()[..])
+        );
+        assert_eq!(q.queued(), (0, 0));
+    }
+
+    #[test]
+    fn repeated_restarts_collapse_to_the_latest_tracks() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 100,
+            max_bytes: 1 << 20,
+        });
+        for t in 0..50 {
+            q.push(tracks());
+            q.push(video(true, t));
+            q.push(SinkEvent::End);
+        }
+        q.push(tracks());
+        let (events, _) = q.queued();
+        assert!(events <= MAX_CONTROL_EVENTS + 1, "{events}");
+        let kinds: Vec<_> = std::iter::from_fn(|| q.try_pop())
+            .map(|e| match e {
+                SinkEvent::Tracks(_) => 'T',
+                SinkEvent::End => 'E',
+                SinkEvent::Metadata(_) => 'M',
+                SinkEvent::Frame(_) => 'F',
+            })
+            .collect();
+        // The last collapse kept the latest tracks and end; the last restart followed.
+        assert_eq!(kinds, ['T', 'E', 'T', 'F', 'E', 'T']);
     }
 
     #[test]
