@@ -310,8 +310,10 @@ impl Default for MediaConfig {
         MediaConfig {
             gop_max_bytes: ByteSize(16 * 1024 * 1024),
             gop_max_frames: 1200,
-            sink_max_frames: 600,
-            sink_max_bytes: ByteSize(8 * 1024 * 1024),
+            // Above the GOP cache's bounds: a viewer joining a full GOP gets all of it and
+            // still has room for the live frames that follow.
+            sink_max_frames: 1500,
+            sink_max_bytes: ByteSize(24 * 1024 * 1024),
             max_frame_bytes: ByteSize(8 * 1024 * 1024),
         }
     }
@@ -649,6 +651,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Settings that are valid but probably not what the operator meant, one sentence
+    /// each, for the log at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let m = &self.media;
+        let mut out = Vec::new();
+        if m.sink_max_frames < m.gop_max_frames || m.sink_max_bytes.0 < m.gop_max_bytes.0 {
+            out.push(format!(
+                "media.sink_max_frames/sink_max_bytes ({} frames, {} bytes) are below \
+                 media.gop_max_frames/gop_max_bytes ({} frames, {} bytes): a viewer joining a \
+                 long GOP has it cut and waits for the next keyframe; raise the sink bounds",
+                m.sink_max_frames, m.sink_max_bytes.0, m.gop_max_frames, m.gop_max_bytes.0
+            ));
+        }
+        out
     }
 
     /// `[rtmp]`: chunk and message sizes, limits, time-outs, the global publish key.

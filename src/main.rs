@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         .map(|c| c.id)
         .collect();
     let log = config.runtime.log.clone();
+    let warnings = config.warnings();
     let settings = match config.validate(&cpus, &base) {
         Ok(s) => s,
         Err(e) => {
@@ -141,6 +142,9 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         settings.shards
     );
+    for w in warnings {
+        tracing::warn!("config ({origin}): {w}");
+    }
     match corecast::runtime::run(settings, http_addr, rtmp_addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,6 +28,22 @@ fn empty_config_takes_defaults() {
 }
 
 #[test]
+fn default_viewer_queues_hold_a_full_gop_and_a_smaller_one_is_warned_about() {
+    let c = Config::parse(DEFAULT_CONFIG).expect("default config");
+    assert!(c.media.sink_max_frames > c.media.gop_max_frames);
+    assert!(c.media.sink_max_bytes.0 > c.media.gop_max_bytes.0);
+    assert_eq!(c.warnings(), Vec::<String>::new());
+    assert_eq!(Config::default().warnings(), Vec::<String>::new());
+    let c = Config::parse("[media]\nsink_max_frames = 300\n").expect("parse");
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("media.sink_max_frames/sink_max_bytes (300 frames"),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn unknown_key_is_named() {
     let e = validate("[runtime]\nshardz = 2\n").unwrap_err();
     assert_eq!(e.key, "runtime.shardz");
