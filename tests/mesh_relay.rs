@@ -244,3 +244,126 @@ fn delete_of_a_session_on_another_shard_crosses_the_mesh() {
     assert!(empty);
     assert!(registry.is_empty());
 }
+
+#[test]
+fn a_stalled_shard_costs_a_bounded_control_backlog_and_gets_the_latest_state() {
+    use corecast::stream::{MeshTx, StreamMsg};
+    const N: u32 = 10_000;
+    let mut ends = MeshPlan::new(2, 4).split().into_iter();
+    let (e0, e1) = (ends.next().expect("e0"), ends.next().expect("e1"));
+    let (sent_tx, sent_rx) = mpsc::channel::<usize>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+
+    let sender = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(256 << 10)
+        .spawn(move || async move {
+            let (mesh, _receivers) = e0.connect().await;
+            let a: Arc<str> = "live/a".into();
+            let b: Arc<str> = "live/b".into();
+            let mut longest = 0;
+            // Shard 1 reads nothing meanwhile: metadata changes, viewers coming and
+            // going, track changes, a path published and withdrawn, over and over.
+            for i in 0..N {
+                let metadata = Bytes::from(i.to_be_bytes().to_vec());
+                mesh.send_control(
+                    1,
+                    StreamMsg::Metadata {
+                        path: a.clone(),
+                        metadata,
+                    },
+                );
+                let (path, shard) = (a.clone(), 0);
+                mesh.send_control(
+                    1,
+                    if i % 2 == 0 {
+                        StreamMsg::Subscribe { path, shard }
+                    } else {
+                        StreamMsg::Unsubscribe { path, shard }
+                    },
+                );
+                let tracks = Arc::from(vec![Track::new(TrackId(0), Codec::H264, 90_000 + i)]);
+                mesh.send_control(
+                    1,
+                    StreamMsg::Tracks {
+                        path: b.clone(),
+                        tracks,
+                    },
+                );
+                let (path, owner) = (b.clone(), 0);
+                mesh.send_control(
+                    1,
+                    if i % 2 == 0 {
+                        StreamMsg::Announce {
+                            path,
+                            owner,
+                            start_timeout: None,
+                        }
+                    } else {
+                        StreamMsg::Withdraw { path, owner }
+                    },
+                );
+                longest = longest.max(mesh.backlog());
+            }
+            sent_tx.send(longest).expect("sent");
+            while done_rx.try_recv().is_err() {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .expect("shard 0");
+
+    let receiver = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(256 << 10)
+        .spawn(move || async move {
+            let (_mesh, mut receivers) = e1.connect().await;
+            let (_, rx) = receivers.pop().expect("a receiver");
+            let longest = sent_rx.recv().expect("sender done");
+            let mut got = Vec::new();
+            while let Ok(Some(msg)) =
+                glommio::timer::timeout(Duration::from_millis(500), async { Ok(rx.recv().await) })
+                    .await
+            {
+                if let ShardMsg::Stream(m) = msg {
+                    got.push(m);
+                }
+            }
+            done_tx.send(()).expect("done");
+            (longest, got)
+        })
+        .expect("shard 1");
+
+    let (longest, got) = receiver.join().expect("receiver");
+    sender.join().expect("sender");
+    // Four kinds of message about two paths: the backlog never held more than one of each.
+    assert!(longest <= 4, "the backlog grew to {longest} messages");
+    // The channel's 4, the one the pump was sending, the backlog's 4.
+    assert!(got.len() <= 4 + 1 + 4, "{} messages delivered", got.len());
+    // What arrived last of each kind is the sender's last word.
+    let last_meta = got.iter().rev().find_map(|m| match m {
+        StreamMsg::Metadata { metadata, .. } => Some(metadata.clone()),
+        _ => None,
+    });
+    assert_eq!(last_meta.as_deref(), Some(&(N - 1).to_be_bytes()[..]));
+    let last_sub = got.iter().rev().find(|m| {
+        matches!(
+            m,
+            StreamMsg::Subscribe { .. } | StreamMsg::Unsubscribe { .. }
+        )
+    });
+    assert!(
+        matches!(last_sub, Some(StreamMsg::Unsubscribe { .. })),
+        "{last_sub:?}"
+    );
+    let last_tracks = got.iter().rev().find_map(|m| match m {
+        StreamMsg::Tracks { tracks, .. } => Some(tracks[0].clock_rate),
+        _ => None,
+    });
+    assert_eq!(last_tracks, Some(90_000 + N - 1));
+    let last_dir = got
+        .iter()
+        .rev()
+        .find(|m| matches!(m, StreamMsg::Announce { .. } | StreamMsg::Withdraw { .. }));
+    assert!(
+        matches!(last_dir, Some(StreamMsg::Withdraw { .. })),
+        "{last_dir:?}"
+    );
+}

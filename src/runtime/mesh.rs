@@ -10,7 +10,8 @@ use glommio::channels::shared_channel::{
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
-use tracing::debug;
+use std::sync::Arc;
+use tracing::{debug, warn};
 
 /// A message between shards.
 #[derive(Debug, Clone)]
@@ -116,6 +117,7 @@ impl MeshEnds {
             weak: weak.clone(),
             senders,
             backlog: (0..n).map(|_| RefCell::new(VecDeque::new())).collect(),
+            in_flight: (0..n).map(|_| RefCell::new(None)).collect(),
             pumping: (0..n).map(|_| Cell::new(false)).collect(),
         });
         (mesh, receivers)
@@ -127,8 +129,13 @@ pub struct Mesh {
     me: usize,
     weak: Weak<Mesh>,
     senders: Vec<Option<ConnectedSender<ShardMsg>>>,
-    /// Control messages that did not fit, per destination, in order.
+    /// Control messages that did not fit, per destination, in order; a message replaces
+    /// the earlier ones it supersedes ([`StreamMsg::supersedes`]), so this holds at most
+    /// a few messages per live path.
     backlog: Vec<RefCell<VecDeque<ShardMsg>>>,
+    /// Per destination, the path of the stream message the pump is sending (taken off
+    /// the backlog, not yet in the channel).
+    in_flight: Vec<RefCell<Option<Arc<str>>>>,
     pumping: Vec<Cell<bool>>,
 }
 
@@ -154,13 +161,57 @@ impl Mesh {
             let next = self.backlog[to].borrow_mut().pop_front();
             let Some(msg) = next else { break };
             let Some(sender) = self.sender(to) else { break };
-            if sender.send(msg).await.is_err() {
+            *self.in_flight[to].borrow_mut() = stream_path(&msg).cloned();
+            let sent = sender.send(msg).await;
+            *self.in_flight[to].borrow_mut() = None;
+            if sent.is_err() {
                 debug!(from = self.me, to, "mesh peer gone; dropping its backlog");
                 self.backlog[to].borrow_mut().clear();
                 break;
             }
         }
         self.pumping[to].set(false);
+    }
+
+    /// Queues `msg` behind the backlog for `to`, dropping the queued messages it
+    /// supersedes.
+    fn queue(&self, to: usize, msg: ShardMsg) {
+        let mut backlog = self.backlog[to].borrow_mut();
+        if let ShardMsg::Stream(new) = &msg {
+            backlog.retain(|old| !matches!(old, ShardMsg::Stream(old) if new.supersedes(old)));
+        }
+        backlog.push_back(msg);
+        if backlog.len().is_power_of_two() && backlog.len() >= 1024 {
+            warn!(
+                from = self.me,
+                to,
+                queued = backlog.len(),
+                "mesh control backlog is long: the peer shard is not keeping up"
+            );
+        }
+    }
+
+    /// Whether control messages about `path` wait to be sent to `to`.
+    fn holds(&self, to: usize, path: &Arc<str>) -> bool {
+        holds(
+            &self.backlog[to].borrow(),
+            self.in_flight[to].borrow().as_ref(),
+            path,
+        )
+    }
+}
+
+/// Whether a backlog (and the message being sent from it) holds control messages about
+/// `path`: a frame of `path` must not overtake them; frames of other paths may.
+fn holds(backlog: &VecDeque<ShardMsg>, in_flight: Option<&Arc<str>>, path: &Arc<str>) -> bool {
+    in_flight == Some(path) || backlog.iter().any(|m| stream_path(m) == Some(path))
+}
+
+/// The stream path a mesh message is about, if it is a stream message.
+fn stream_path(msg: &ShardMsg) -> Option<&Arc<str>> {
+    match msg {
+        ShardMsg::Stream(m) => Some(m.path()),
+        ShardMsg::Session(_) => None,
     }
 }
 
@@ -176,7 +227,7 @@ impl Mesh {
                 Ok(()) => return,
                 Err(e) => match e {
                     glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg)) => {
-                        self.backlog[to].borrow_mut().push_back(msg);
+                        self.queue(to, msg);
                     }
                     _ => return, // closed: the peer is shutting down
                 },
@@ -186,7 +237,7 @@ impl Mesh {
                 glommio::spawn_local(me.pump(to)).detach();
             }
         } else {
-            self.backlog[to].borrow_mut().push_back(msg);
+            self.queue(to, msg);
         }
     }
 }
@@ -197,7 +248,7 @@ impl MeshTx for Mesh {
     }
 
     fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool {
-        if self.pumping[to].get() {
+        if self.pumping[to].get() && self.holds(to, msg.path()) {
             return false;
         }
         match self.sender(to) {
@@ -210,5 +261,26 @@ impl MeshTx for Mesh {
 impl SessionTx for Mesh {
     fn send_session(&self, to: usize, msg: SessionMsg) {
         self.send(to, ShardMsg::Session(msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(path: &str) -> ShardMsg {
+        ShardMsg::Stream(StreamMsg::End { path: path.into() })
+    }
+
+    #[test]
+    fn only_frames_of_a_path_with_queued_control_messages_wait() {
+        let (a, b): (Arc<str>, Arc<str>) = ("live/a".into(), "live/b".into());
+        let backlog: VecDeque<ShardMsg> = [end("live/a")].into();
+        assert!(holds(&backlog, None, &a));
+        assert!(!holds(&backlog, None, &b));
+        assert!(holds(&VecDeque::new(), Some(&b), &b));
+        assert!(!holds(&VecDeque::new(), Some(&a), &b));
+        let session = ShardMsg::Session(SessionMsg::End(crate::webrtc::table::SessionId(1)));
+        assert!(!holds(&[session].into(), None, &a));
     }
 }

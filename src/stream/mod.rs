@@ -105,6 +105,45 @@ impl StreamMsg {
     pub fn is_media(&self) -> bool {
         matches!(self, StreamMsg::Frame { .. })
     }
+
+    /// The stream path the message is about.
+    pub fn path(&self) -> &Arc<str> {
+        match self {
+            StreamMsg::Announce { path, .. }
+            | StreamMsg::Withdraw { path, .. }
+            | StreamMsg::Subscribe { path, .. }
+            | StreamMsg::Unsubscribe { path, .. }
+            | StreamMsg::Init { path, .. }
+            | StreamMsg::Tracks { path, .. }
+            | StreamMsg::Metadata { path, .. }
+            | StreamMsg::Frame { path, .. }
+            | StreamMsg::End { path } => path,
+        }
+    }
+
+    /// Whether this message, sent after `earlier` to the same shard and not yet
+    /// delivered, makes `earlier` useless: the receiver would end in the same state
+    /// without it. A sender's queue of undelivered control messages can then hold at most
+    /// one of each kind per path, however often a path is published, watched or changed.
+    pub fn supersedes(&self, earlier: &StreamMsg) -> bool {
+        use StreamMsg as M;
+        self.path() == earlier.path()
+            && matches!(
+                (self, earlier),
+                (
+                    M::Announce { .. } | M::Withdraw { .. },
+                    M::Announce { .. } | M::Withdraw { .. }
+                ) | (
+                    M::Subscribe { .. } | M::Unsubscribe { .. },
+                    M::Subscribe { .. } | M::Unsubscribe { .. }
+                ) | (
+                    M::Init { .. },
+                    M::Init { .. } | M::Tracks { .. } | M::Metadata { .. }
+                ) | (M::Tracks { .. }, M::Tracks { .. })
+                    | (M::Metadata { .. }, M::Metadata { .. })
+                    | (M::End { .. }, M::End { .. })
+            )
+    }
 }
 
 /// How a hub sends to other shards. Control messages must arrive, in order; media may be
@@ -113,6 +152,6 @@ pub trait MeshTx {
     /// Queues a control message for shard `to`; never lost, delivered in order.
     fn send_control(&self, to: usize, msg: StreamMsg);
     /// Tries to send a media message to shard `to`; false if it was not sent (channel
-    /// full, or control messages still queued ahead of it).
+    /// full, or control messages about the same path still queued ahead of it).
     fn try_send_media(&self, to: usize, msg: StreamMsg) -> bool;
 }

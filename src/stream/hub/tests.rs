@@ -453,3 +453,58 @@ fn demand_bell_rings_when_a_shard_starts_and_stops_relaying() {
     assert_eq!(woken(&c), 2, "shard 1 unsubscribed");
     assert_eq!(h[0].demand("cam"), 0);
 }
+
+#[test]
+fn a_later_control_message_supersedes_only_earlier_ones_of_its_kind_and_path() {
+    let a: Arc<str> = "live/a".into();
+    let b: Arc<str> = "live/b".into();
+    let meta = |p: &Arc<str>| StreamMsg::Metadata {
+        path: p.clone(),
+        metadata: Bytes::from_static(b"m"),
+    };
+    let tracks = |p: &Arc<str>| StreamMsg::Tracks {
+        path: p.clone(),
+        tracks: Arc::from(Vec::new()),
+    };
+    let init = |p: &Arc<str>| StreamMsg::Init {
+        path: p.clone(),
+        metadata: None,
+        tracks: None,
+        gop: Vec::new(),
+    };
+    let sub = |p: &Arc<str>| StreamMsg::Subscribe {
+        path: p.clone(),
+        shard: 1,
+    };
+    let unsub = |p: &Arc<str>| StreamMsg::Unsubscribe {
+        path: p.clone(),
+        shard: 1,
+    };
+    let announce = |p: &Arc<str>| StreamMsg::Announce {
+        path: p.clone(),
+        owner: 0,
+        start_timeout: None,
+    };
+    let withdraw = |p: &Arc<str>| StreamMsg::Withdraw {
+        path: p.clone(),
+        owner: 0,
+    };
+    let end = |p: &Arc<str>| StreamMsg::End { path: p.clone() };
+    assert!(meta(&a).supersedes(&meta(&a)));
+    assert!(!meta(&a).supersedes(&meta(&b)));
+    assert!(tracks(&a).supersedes(&tracks(&a)));
+    assert!(init(&a).supersedes(&tracks(&a)));
+    assert!(init(&a).supersedes(&meta(&a)));
+    assert!(init(&a).supersedes(&init(&a)));
+    assert!(!tracks(&a).supersedes(&init(&a)));
+    assert!(unsub(&a).supersedes(&sub(&a)));
+    assert!(sub(&a).supersedes(&unsub(&a)));
+    assert!(withdraw(&a).supersedes(&announce(&a)));
+    assert!(announce(&a).supersedes(&withdraw(&a)));
+    // An end is kept until a later end: a relay must see that its stream ended.
+    assert!(end(&a).supersedes(&end(&a)));
+    assert!(!end(&b).supersedes(&end(&a)));
+    assert!(!init(&a).supersedes(&end(&a)));
+    assert!(!end(&a).supersedes(&init(&a)));
+    assert!(!meta(&a).supersedes(&announce(&a)));
+}
