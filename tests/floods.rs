@@ -7,7 +7,7 @@ mod common;
 use bytes::BytesMut;
 use common::{Server, demo_stream, test_config};
 use corecast::rtmp::proto::chunk::encode_message;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -23,34 +23,14 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-/// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
-fn rtmp_after_handshake(s: &Server) -> TcpStream {
-    let mut c = TcpStream::connect(s.rtmp).expect("connect rtmp");
-    c.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    c.write_all(&c0c1).expect("C0C1");
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    c.read_exact(&mut s0s1s2).expect("S0S1S2");
-    c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
-    c
+/// Waits (bounded) for the server to close `c`; true if it did.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    common::rtmp::closed_within(c, Duration::from_secs(10)).is_some()
 }
 
-/// Reads until the server closes the connection (bounded); true if it did.
-fn closed_by_server(c: &mut TcpStream) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < end {
-        match c.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return true,
-        }
-    }
-    false
+/// An RTMP connection past the plain handshake.
+fn rtmp_after_handshake(s: &Server) -> TcpStream {
+    common::rtmp::after_handshake(s.rtmp)
 }
 
 #[test]

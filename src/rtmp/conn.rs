@@ -237,6 +237,12 @@ async fn run(
                 return End::Quiet("server shutting down".into());
             }
         }
+        // Input that keeps coming (a publisher's pings) must not keep a due timer from
+        // firing.
+        let now = Instant::now();
+        if now >= timeout {
+            session.handle_timeout(now);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod camera;
+pub mod rtmp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -12,8 +12,8 @@
 //!
 //! Time: every call that can change the timers takes `now`; the session never reads the
 //! clock. A client has [`SessionConfig::handshake_timeout`] from [`ServerSession::new`] to
-//! get a publish or play accepted; a publisher that sends nothing for
-//! [`SessionConfig::idle_timeout`] is dropped. Either closes the session with
+//! get a publish or play accepted; a publisher that sends no media for
+//! [`SessionConfig::idle_timeout`] is dropped (pings and acknowledgements do not count). Either closes the session with
 //! [`Event::Closed`]. Acknowledgements go out when the peer's window of bytes has been
 //! received (counted, not timed).
 //!
@@ -364,8 +364,10 @@ pub struct ServerSession {
     now: Instant,
     /// When the session was created (the handshake timer runs from here).
     started: Instant,
-    /// When bytes last arrived (the idle timer runs from here).
-    last_input: Instant,
+    /// When the publisher's last media arrived, or its publish was accepted (the idle
+    /// timer runs from here: pings, acknowledgements and commands do not keep a
+    /// publisher that sends no media).
+    last_media: Instant,
     handshake: Handshake,
     reader: ChunkReader,
     writer: ChunkWriter,
@@ -503,7 +505,7 @@ impl ServerSession {
             state: State::ExpectHandshake,
             now,
             started: now,
-            last_input: now,
+            last_media: now,
             handshake: Handshake::new(random_seed),
             writer: ChunkWriter::new(),
             inbuf: BytesMut::new(),
@@ -542,9 +544,6 @@ impl ServerSession {
         }
         match input {
             Input::Receive(data) => {
-                if !data.is_empty() {
-                    self.last_input = self.now;
-                }
                 self.inbuf.extend_from_slice(data);
             }
         }
@@ -591,7 +590,7 @@ impl ServerSession {
     fn deadline(&self) -> Option<(Timer, Instant)> {
         match self.state {
             State::Closed | State::Playing => None,
-            State::Publishing => Some((Timer::Idle, self.last_input + self.config.idle_timeout)),
+            State::Publishing => Some((Timer::Idle, self.last_media + self.config.idle_timeout)),
             _ => Some((
                 Timer::Handshake,
                 self.started + self.config.handshake_timeout,
@@ -609,6 +608,7 @@ impl ServerSession {
         let description = format!("{} is now published.", self.stream_key);
         self.send_on_status("status", "NetStream.Publish.Start", &description);
         self.state = State::Publishing;
+        self.last_media = self.now;
         self.reader.set_max_message_len(self.config.max_message_len);
         self.process()
     }
@@ -856,6 +856,7 @@ impl ServerSession {
             }
             chunk::MSG_AUDIO | chunk::MSG_VIDEO => {
                 if self.state == State::Publishing {
+                    self.last_media = self.now;
                     let timestamp = self.media_clock.extend(msg.timestamp);
                     self.events.push_back(Event::Media {
                         type_id: msg.type_id,
@@ -869,6 +870,7 @@ impl ServerSession {
             }
             chunk::MSG_AGGREGATE => {
                 if self.state == State::Publishing {
+                    self.last_media = self.now;
                     self.handle_aggregate(&msg);
                 }
                 Ok(())

@@ -1,0 +1,86 @@
+//! A bare RTMP client for tests that need to misbehave on purpose: the plain handshake,
+//! AMF0 commands through the server's own encoders, and a check that the server closed.
+
+use bytes::BytesMut;
+use corecast::rtmp::proto::amf0::{Amf0Value, encode_all};
+use corecast::rtmp::proto::chunk::{MSG_COMMAND_AMF0, encode_message};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
+pub fn after_handshake(addr: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).expect("connect rtmp");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    c.write_all(&c0c1).expect("C0C1");
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    c.read_exact(&mut s0s1s2).expect("S0S1S2");
+    c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
+    c
+}
+
+/// Reads (and discards) until the server closes the connection or `within` passes;
+/// returns how long it took, or None if the connection is still open.
+pub fn closed_within(c: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    while start.elapsed() < within {
+        match c.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// An AMF0 command message on chunk stream 3, chunked at the default 128 bytes.
+pub fn command(stream_id: u32, values: &[Amf0Value]) -> Vec<u8> {
+    let mut wire = BytesMut::new();
+    encode_message(
+        3,
+        MSG_COMMAND_AMF0,
+        stream_id,
+        0,
+        &encode_all(values),
+        128,
+        &mut wire,
+    );
+    wire.to_vec()
+}
+
+/// connect, createStream and publish of `app/key`, as an encoder sends them (the
+/// server's answers are left unread).
+pub fn publish_commands(app: &str, key: &str) -> Vec<u8> {
+    use Amf0Value::{Null, Number, Object, String as S};
+    let mut out = command(
+        0,
+        &[
+            S("connect".into()),
+            Number(1.0),
+            Object(vec![("app".into(), S(app.into()))]),
+        ],
+    );
+    out.extend(command(0, &[S("createStream".into()), Number(2.0), Null]));
+    out.extend(command(
+        1,
+        &[
+            S("publish".into()),
+            Number(3.0),
+            Null,
+            S(key.into()),
+            S("live".into()),
+        ],
+    ));
+    out
+}
