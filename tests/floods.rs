@@ -25,7 +25,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// Waits (bounded) for the server to close `c`; true if it did.
 fn closed_by_server(c: &mut TcpStream) -> bool {
-    common::rtmp::closed_within(c, Duration::from_secs(10)).is_some()
+    common::closed_within(c, Duration::from_secs(10)).is_some()
 }
 
 /// An RTMP connection past the plain handshake.

@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::{Server, run_to_exit, test_config, write_config};
+use common::{Server, demo_stream, run_to_exit, test_config, write_config};
+use corecast_client::{ReceiveMode, WhepViewer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port nothing listens on right now.
@@ -59,10 +61,61 @@ fn rtmp_handshake(s: &Server) -> TcpStream {
     c
 }
 
+/// An ffmpeg RTMP player of `url` (killed when dropped).
+struct Player(Child);
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rtmp_player(url: &str) -> Player {
+    Player(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-rw_timeout",
+                "10000000",
+                "-i",
+                url,
+            ])
+            .args(["-c", "copy", "-f", "null", "-"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg (install it: apt-get install ffmpeg)"),
+    )
+}
+
+/// Waits (bounded) until the API lists `n` viewers in all.
+fn wait_viewers(s: &Server, n: u64) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = s.get_json("/api/v1/streams");
+        let viewers: u64 = v["streams"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["viewers"]["total"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if viewers >= n {
+            return;
+        }
+        assert!(Instant::now() < end, "{n} viewers never listed: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn restart_binds_at_once_and_a_second_instance_is_refused() {
     let (hp, rp) = (free_port(), free_port());
-    let cfg = test_config("")
+    let cfg = test_config(&demo_stream("demo", 0))
         .replacen(
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"127.0.0.1:{hp}\""),
@@ -85,11 +138,28 @@ fn restart_binds_at_once_and_a_second_instance_is_refused() {
     assert!(err.contains("already in use"), "{err}");
 
     // Clients the server will close at shutdown: their server-side sockets go to
-    // TIME_WAIT on the listening ports once the clients close too.
+    // TIME_WAIT on the listening ports once the clients close too. An HTTP keep-alive
+    // connection, an RTMP connection mid-handshake, an RTMP player (ffmpeg) and a WHEP
+    // viewer that gets media.
     let http = keep_alive(&first);
     let rtmp = rtmp_handshake(&first);
+    let player = rtmp_player(&format!("rtmp://127.0.0.1:{rp}/live/demo"));
+    let mut viewer = WhepViewer::connect(
+        first.http,
+        "demo",
+        ReceiveMode::Light,
+        Duration::from_secs(5),
+    )
+    .expect("WHEP viewer");
+    assert!(
+        viewer
+            .run_until(|st| st.frames >= 10, Duration::from_secs(10))
+            .expect("session alive"),
+        "the WHEP viewer gets frames"
+    );
+    wait_viewers(&first, 2);
     assert_eq!(first.stop(), 0);
-    drop((http, rtmp));
+    drop((http, rtmp, player, viewer));
     let deadline = Instant::now() + Duration::from_secs(2);
     while (time_wait_on(hp) == 0 || time_wait_on(rp) == 0) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -101,10 +171,13 @@ fn restart_binds_at_once_and_a_second_instance_is_refused() {
         time_wait_on(rp)
     );
 
-    // Started again at once: it binds both ports and serves.
+    // Started again at once: it binds both ports and serves within 2 s.
+    let started = Instant::now();
     let again = Server::start("restart-again", &cfg);
     assert_eq!((again.http.port(), again.rtmp.port()), (hp, rp));
     assert_eq!(again.get("/api/v1/health").status, 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "serving after {took:?}");
     let rtmp = rtmp_handshake(&again);
     drop(rtmp);
 }

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::rtmp::{after_handshake, closed_within, publish_commands};
+use common::closed_within;
+use common::rtmp::{after_handshake, publish_commands};
 use common::{Server, demo_stream, test_config_sections};
 use std::io::Write;
 use std::net::TcpStream;

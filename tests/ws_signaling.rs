@@ -400,4 +400,19 @@ fn a_quiet_websocket_that_answers_pings_stays_and_a_silent_one_is_closed() {
     assert!(closed, "the silent socket was closed");
     let log = server.log_until("two pings unanswered", Duration::from_secs(5));
     assert!(log.contains("two pings unanswered"), "{log}");
+
+    // Timed on its own: a socket that answers no ping is gone within 3 s (two pings at
+    // 1 s intervals unanswered), from the server's side (its FIN reaches our TCP socket).
+    let quiet = TcpStream::connect(server.http).expect("tcp connect");
+    let connected = Instant::now();
+    let mut raw = quiet.try_clone().expect("clone");
+    let (_quiet, _) = tungstenite::client::client(format!("ws://{}/ws", server.http), quiet)
+        .expect("ws handshake");
+    let took = common::closed_within(&mut raw, Duration::from_secs(6))
+        .map(|_| connected.elapsed())
+        .expect("closed");
+    assert!(
+        took <= Duration::from_secs(3) + Duration::from_millis(300),
+        "closed after {took:?}"
+    );
 }

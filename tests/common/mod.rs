@@ -360,3 +360,25 @@ pub fn require_tool(name: &str) {
         "{name} is required for this test but is not installed (tests/run.sh installs it)"
     );
 }
+
+/// Reads (and discards) until the server closes the connection or `within` passes;
+/// returns how long it took, or None if the connection is still open.
+pub fn closed_within(c: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    while start.elapsed() < within {
+        match c.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}

@@ -6,7 +6,7 @@ use corecast::rtmp::proto::amf0::{Amf0Value, encode_all};
 use corecast::rtmp::proto::chunk::{MSG_COMMAND_AMF0, encode_message};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
 pub fn after_handshake(addr: SocketAddr) -> TcpStream {
@@ -20,28 +20,6 @@ pub fn after_handshake(addr: SocketAddr) -> TcpStream {
     c.read_exact(&mut s0s1s2).expect("S0S1S2");
     c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
     c
-}
-
-/// Reads (and discards) until the server closes the connection or `within` passes;
-/// returns how long it took, or None if the connection is still open.
-pub fn closed_within(c: &mut TcpStream, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    c.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
-    while start.elapsed() < within {
-        match c.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Some(start.elapsed()),
-        }
-    }
-    None
 }
 
 /// An AMF0 command message on chunk stream 3, chunked at the default 128 bytes.
