@@ -384,6 +384,14 @@ impl AcceptLog {
         }
     }
 
+    /// When the next held-back count is due, if any is.
+    fn due(&self) -> Option<Instant> {
+        match (self.refused.deadline(), self.errors.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Reports what was counted since the last lines, once they are due.
     fn flush(&mut self, now: Instant) {
         if let Some(b) = self.refused.flush(now) {
@@ -459,7 +467,13 @@ pub async fn accept_loop(
     };
     let flushing = async {
         loop {
-            glommio::timer::sleep(REFUSAL_LOG_INTERVAL).await;
+            // Until the held-back counts are due, or a while when nothing is held back
+            // (a refusal meanwhile is logged at once, and what follows it is due a
+            // second later).
+            let wait = log.borrow().due().map_or(REFUSAL_LOG_INTERVAL, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            glommio::timer::sleep(wait.max(Duration::from_millis(1))).await;
             log.borrow_mut().flush(Instant::now());
         }
     };
