@@ -420,13 +420,20 @@ impl AcceptLog {
 
     fn log_errors(&self, b: Burst) {
         let (name, shard, e) = (self.listener.name(), self.shard, &self.last_error);
-        let secs = b.over.as_secs_f64();
-        warn!(
-            shard,
-            "{name}: accept failed {} time(s) in the last {secs:.1} s ({e}); retrying every {} ms",
-            b.count,
-            ACCEPT_RETRY.as_millis()
-        );
+        let retry = ACCEPT_RETRY.as_millis();
+        if b.count == 1 {
+            warn!(
+                shard,
+                "{name}: accept failed ({e}); retrying every {retry} ms"
+            );
+        } else {
+            let secs = b.over.as_secs_f64();
+            warn!(
+                shard,
+                "{name}: accept failed {} times in the last {secs:.1} s ({e}); retrying every {retry} ms",
+                b.count
+            );
+        }
     }
 }
 

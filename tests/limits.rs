@@ -384,3 +384,75 @@ fn caps_that_do_not_fit_the_open_file_limit_stop_the_start_and_defaults_are_lowe
     assert!(log.contains("http.max_connections lowered to"), "{log}");
     assert_eq!(s.get("/api/v1/health").status, 200);
 }
+
+/// Sets the soft open-file limit of process `pid` (the hard one stays).
+fn set_soft_nofile(pid: u32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads the current limits of our own child into `old`.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(rc, 0, "prlimit read");
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: prlimit sets our own child's soft limit from a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit set");
+}
+
+#[test]
+fn out_of_file_descriptors_accept_fails_are_logged_once_a_second_and_the_backlog_is_served_after() {
+    let s = Server::start("limits-emfile", &test_config(""));
+    let pid = s.child.id();
+    let (soft, _) = open_file_limits(pid);
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .count() as u64;
+    // No descriptor left for a new connection.
+    set_soft_nofile(pid, open);
+    let waiting: Vec<_> = (0..20).map(|_| connect(s.http)).collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = s.drain_log();
+    let failures: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains("HTTP: accept failed"))
+        .collect();
+    // 10 ms between retries on each shard: hundreds of failures, a line or so a second.
+    assert!(!failures.is_empty(), "{}", log.join("\n"));
+    assert!(failures.len() <= 8, "{}", log.join("\n"));
+    assert!(
+        failures.iter().any(|l| l.contains("retrying every 10 ms")),
+        "{}",
+        log.join("\n")
+    );
+    // Descriptors again: the connections that waited in the backlog are served.
+    set_soft_nofile(pid, soft.parse().expect("soft limit"));
+    for c in waiting {
+        let r = get_on(c, "/api/v1/health").expect("answered");
+        assert_eq!(r.status, 200);
+    }
+    let metrics = s.get("/metrics").body_text();
+    let errors: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("corecast_accept_errors_total{"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert!(errors > 10, "{metrics}");
+}
