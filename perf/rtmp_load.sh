@@ -141,6 +141,8 @@ listen = "127.0.0.1:$(free_port)"
 
 [rtmp]
 listen = "127.0.0.1:$port"
+# Every player comes from this one address.
+max_connections_per_ip = 100000
 
 [webrtc]
 udp_port = 0

@@ -176,6 +176,8 @@ log = "warn"
 
 [http]
 listen = "127.0.0.1:$http"
+# Every viewer's offer comes from this one address.
+max_connections_per_ip = 100000
 
 [rtmp]
 listen = "127.0.0.1:$(free_port)"

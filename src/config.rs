@@ -106,6 +106,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Most open HTTP/WebSocket connections per shard; more get 503.
     pub max_connections: usize,
+    /// Most open HTTP/WebSocket connections from one IP address (all shards together);
+    /// more get 429.
+    pub max_connections_per_ip: usize,
     /// Most bytes of a request's header section (431 past it).
     pub max_header_bytes: ByteSize,
     /// Most bytes of a request body (413 past it).
@@ -125,6 +128,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_connections: 4096,
+            max_connections_per_ip: 256,
             max_header_bytes: ByteSize(16 * 1024),
             max_body_bytes: ByteSize(1024 * 1024),
             header_timeout: Millis(Duration::from_secs(10)),
@@ -144,8 +148,11 @@ pub struct RtmpConfig {
     pub chunk_size: u32,
     /// Largest message a peer may send.
     pub max_message_bytes: ByteSize,
-    /// Most open RTMP connections per shard.
+    /// Most open RTMP connections per shard; more are closed at once.
     pub max_connections: usize,
+    /// Most open RTMP connections from one IP address (all shards together); more are
+    /// closed at once.
+    pub max_connections_per_ip: usize,
     /// Time a client has for the handshake and `connect`.
     pub handshake_timeout: Millis,
     /// A publisher that sends nothing for this long is disconnected.
@@ -171,6 +178,7 @@ impl Default for RtmpConfig {
             chunk_size: 4096,
             max_message_bytes: ByteSize(8 * 1024 * 1024),
             max_connections: 4096,
+            max_connections_per_ip: 64,
             handshake_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(30)),
             send_timeout: Millis(Duration::from_secs(10)),
@@ -589,6 +597,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        per_ip_limit("http.max_connections_per_ip", http.max_connections_per_ip)?;
         if http.max_header_bytes.0 < 1024 {
             return Err(ConfigError::new(
                 "http.max_header_bytes",
@@ -690,6 +699,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        per_ip_limit("rtmp.max_connections_per_ip", r.max_connections_per_ip)?;
         nonzero(&[
             ("rtmp.handshake_timeout", r.handshake_timeout),
             ("rtmp.idle_timeout", r.idle_timeout),
@@ -924,6 +934,14 @@ impl Serialize for Shards {
             Shards::Count(n) => s.serialize_u64(*n as u64),
         }
     }
+}
+
+/// A per-address connection limit: at least 1, at most 1,000,000.
+fn per_ip_limit(key: &str, v: usize) -> Result<(), ConfigError> {
+    if !(1..=1_000_000).contains(&v) {
+        return Err(ConfigError::new(key, "must be between 1 and 1000000"));
+    }
+    Ok(())
 }
 
 /// Parses `"16KiB"`, `"8MiB"`, `"1GiB"`, `"512"` (bytes), `"64KB"` (= KiB).

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod http;
+pub mod limit;
 pub mod media;
 pub mod rtmp;
 pub mod rtp;

@@ -122,14 +122,14 @@ fn main() -> ExitCode {
         .collect();
     let log = config.runtime.log.clone();
     let warnings = config.warnings();
-    let settings = match config.validate(&cpus, &base) {
+    let mut settings = match config.validate(&cpus, &base) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("corecast: config error ({origin}): {e}");
             return ExitCode::from(2);
         }
     };
-    let (http_addr, rtmp_addr) = match corecast::runtime::preflight(&settings) {
+    let checked = match corecast::runtime::preflight(&mut settings) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("corecast: {e}");
@@ -137,6 +137,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&log);
+    checked.nofile.log();
     tracing::info!(
         "corecast {} starting: {} shards, config: {origin}",
         env!("CARGO_PKG_VERSION"),
@@ -145,7 +146,7 @@ fn main() -> ExitCode {
     for w in warnings {
         tracing::warn!("config ({origin}): {w}");
     }
-    match corecast::runtime::run(settings, http_addr, rtmp_addr) {
+    match corecast::runtime::run(settings, checked.http_addr, checked.rtmp_addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("corecast: {e}");

@@ -4,18 +4,20 @@
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use crate::config::Settings;
+use crate::limit::{AddrCounts, Burst, LogLimiter};
 use crate::stats::ShardStats;
 use crate::stream::{Hub, PathInfo};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::warn;
 
 /// State shared by all shards. Written only through atomics and the per-shard snapshot
 /// mutexes (each written by its own shard once a second or on change, read by API calls);
@@ -42,6 +44,10 @@ pub struct Shared {
     pub cpus: Vec<AtomicU64>,
     /// Milliseconds since start at each shard's last heartbeat.
     pub heartbeats: Vec<AtomicU64>,
+    /// Open connections per peer address, process-wide, of each [`Listener`] (HTTP,
+    /// RTMP): locked for one lookup when a connection is accepted and when it closes,
+    /// never on the media path.
+    addr_counts: [Mutex<AddrCounts>; 2],
 }
 
 /// A shard's paths with their input bitrate, as last published by the shard.
@@ -77,6 +83,7 @@ impl Shared {
             udp_ports: (0..n).map(|_| AtomicU64::new(0)).collect(),
             cpus: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            addr_counts: Default::default(),
         }
     }
 
@@ -88,6 +95,13 @@ impl Shared {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The per-address table of `listener` (a poisoned lock is still a valid table:
+    /// its holder only counted).
+    fn addr_counts(&self, listener: Listener) -> std::sync::MutexGuard<'_, AddrCounts> {
+        let m = &self.addr_counts[listener.index()];
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A copy of every shard's snapshot.
@@ -184,22 +198,293 @@ impl Drop for ShutdownWait<'_> {
 /// A shard handle as drivers hold it.
 pub type ShardRef = Rc<Shard>;
 
-/// Counts an open TCP connection (HTTP, WebSocket, RTMP) for as long as it lives.
-pub struct ConnGuard<'a>(&'a Shard);
+/// The listener a connection came in on: each has its own limits and gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// HTTP (and the WebSockets upgraded from it).
+    Http,
+    /// RTMP.
+    Rtmp,
+}
 
-impl<'a> ConnGuard<'a> {
-    /// Counts a new connection.
-    pub fn new(shard: &'a Shard) -> Self {
-        crate::stats::add(&shard.stats().connections, 1);
-        crate::stats::add(&shard.stats().connections_total, 1);
-        ConnGuard(shard)
+impl Listener {
+    /// The name logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Http => "HTTP",
+            Listener::Rtmp => "RTMP",
+        }
+    }
+
+    /// The config section of its limits.
+    pub fn section(self) -> &'static str {
+        match self {
+            Listener::Http => "http",
+            Listener::Rtmp => "rtmp",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Listener::Http => 0,
+            Listener::Rtmp => 1,
+        }
+    }
+
+    /// `max_connections` (per shard) and `max_connections_per_ip` (process-wide).
+    fn limits(self, settings: &Settings) -> (usize, usize) {
+        let c = &settings.config;
+        match self {
+            Listener::Http => (c.http.max_connections, c.http.max_connections_per_ip),
+            Listener::Rtmp => (c.rtmp.max_connections, c.rtmp.max_connections_per_ip),
+        }
+    }
+
+    fn gauge(self, st: &ShardStats) -> &AtomicU64 {
+        match self {
+            Listener::Http => &st.http_connections,
+            Listener::Rtmp => &st.rtmp_connections,
+        }
     }
 }
 
-impl Drop for ConnGuard<'_> {
-    fn drop(&mut self) {
-        crate::stats::sub(&self.0.stats().connections, 1);
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The shard already holds `max_connections` of this listener.
+    Shard {
+        /// Which listener.
+        listener: Listener,
+        /// The limit.
+        max: usize,
+    },
+    /// The peer's address already holds `max_connections_per_ip` of this listener.
+    Address {
+        /// Which listener.
+        listener: Listener,
+        /// The address.
+        ip: IpAddr,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Shard { listener, max } => write!(
+                f,
+                "{}.max_connections = {max} reached on this shard",
+                listener.section()
+            ),
+            Refusal::Address { listener, ip, max } => write!(
+                f,
+                "{}.max_connections_per_ip = {max} from {ip}",
+                listener.section()
+            ),
+        }
     }
+}
+
+/// Counts an open TCP connection (HTTP, WebSocket, RTMP) for as long as it lives: in the
+/// shard's total and per-listener gauges and in the process-wide per-address table.
+pub struct ConnGuard {
+    shard: ShardRef,
+    listener: Listener,
+    ip: Option<IpAddr>,
+}
+
+impl ConnGuard {
+    /// Counts a new connection from `peer` unless a limit of `listener` refuses it.
+    pub fn admit(
+        shard: &ShardRef,
+        listener: Listener,
+        peer: Option<SocketAddr>,
+    ) -> Result<Self, Refusal> {
+        let (max, max_per_ip) = listener.limits(&shard.shared.settings);
+        let st = shard.stats();
+        if crate::stats::get(listener.gauge(st)) >= max as u64 {
+            return Err(Refusal::Shard { listener, max });
+        }
+        let ip = peer.map(|p| p.ip());
+        if let Some(ip) = ip {
+            let cap = u32::try_from(max_per_ip).unwrap_or(u32::MAX);
+            shard
+                .shared
+                .addr_counts(listener)
+                .try_add(ip, cap)
+                .map_err(|_| Refusal::Address {
+                    listener,
+                    ip,
+                    max: max_per_ip,
+                })?;
+        }
+        crate::stats::add(&st.connections, 1);
+        crate::stats::add(listener.gauge(st), 1);
+        crate::stats::add(&st.connections_total, 1);
+        Ok(ConnGuard {
+            shard: shard.clone(),
+            listener,
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let st = self.shard.stats();
+        crate::stats::sub(&st.connections, 1);
+        crate::stats::sub(self.listener.gauge(st), 1);
+        if let Some(ip) = self.ip {
+            self.shard.shared.addr_counts(self.listener).remove(ip);
+        }
+    }
+}
+
+/// How long an accept loop waits after a failed accept (out of file descriptors, say)
+/// before trying again: the loop must not spin while the condition lasts.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// At most one refusal line and one accept-error line per listener and shard this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The refusal and accept-error log of one accept loop.
+struct AcceptLog {
+    listener: Listener,
+    shard: usize,
+    refused: LogLimiter,
+    last_refusal: Option<Refusal>,
+    errors: LogLimiter,
+    last_error: String,
+}
+
+impl AcceptLog {
+    fn new(listener: Listener, shard: usize) -> Self {
+        AcceptLog {
+            listener,
+            shard,
+            refused: LogLimiter::new(REFUSAL_LOG_INTERVAL),
+            last_refusal: None,
+            errors: LogLimiter::new(REFUSAL_LOG_INTERVAL),
+            last_error: String::new(),
+        }
+    }
+
+    fn refused(&mut self, now: Instant, why: Refusal) {
+        self.last_refusal = Some(why);
+        if let Some(b) = self.refused.hit(now) {
+            self.log_refused(b);
+        }
+    }
+
+    fn error(&mut self, now: Instant, e: String) {
+        self.last_error = e;
+        if let Some(b) = self.errors.hit(now) {
+            self.log_errors(b);
+        }
+    }
+
+    /// When the next held-back count is due, if any is.
+    fn due(&self) -> Option<Instant> {
+        match (self.refused.deadline(), self.errors.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Reports what was counted since the last lines, once they are due.
+    fn flush(&mut self, now: Instant) {
+        if let Some(b) = self.refused.flush(now) {
+            self.log_refused(b);
+        }
+        if let Some(b) = self.errors.flush(now) {
+            self.log_errors(b);
+        }
+    }
+
+    fn log_refused(&self, b: Burst) {
+        let why = self
+            .last_refusal
+            .map_or_else(String::new, |r| r.to_string());
+        let (name, shard) = (self.listener.name(), self.shard);
+        if b.count == 1 {
+            warn!(shard, "{name}: refused a connection ({why})");
+        } else {
+            let secs = b.over.as_secs_f64();
+            warn!(
+                shard,
+                "{name}: refused {} connections in the last {secs:.1} s (last: {why})", b.count
+            );
+        }
+    }
+
+    fn log_errors(&self, b: Burst) {
+        let (name, shard, e) = (self.listener.name(), self.shard, &self.last_error);
+        let retry = ACCEPT_RETRY.as_millis();
+        if b.count == 1 {
+            warn!(
+                shard,
+                "{name}: accept failed ({e}); retrying every {retry} ms"
+            );
+        } else {
+            let secs = b.over.as_secs_f64();
+            warn!(
+                shard,
+                "{name}: accept failed {} times in the last {secs:.1} s ({e}); retrying every {retry} ms",
+                b.count
+            );
+        }
+    }
+}
+
+/// The accept loop every TCP listener runs until its task is dropped: admits each
+/// connection through [`ConnGuard::admit`] and hands it to `serve` with its guard, or
+/// gives it to `refuse` with the reason (counted in `connections_refused`). Refusals and
+/// failed accepts are logged at most once a second with a count; a failed accept (no file
+/// descriptor left) is retried after a short pause instead of spinning.
+pub async fn accept_loop(
+    shard: ShardRef,
+    listener: Listener,
+    tcp: glommio::net::TcpListener,
+    mut serve: impl FnMut(glommio::net::TcpStream, ConnGuard),
+    mut refuse: impl FnMut(glommio::net::TcpStream, Refusal),
+) {
+    use futures_lite::future;
+    let log = RefCell::new(AcceptLog::new(listener, shard.id));
+    let accepting = async {
+        loop {
+            let stream = match tcp.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    crate::stats::add(&shard.stats().accept_errors, 1);
+                    log.borrow_mut().error(Instant::now(), e.to_string());
+                    glommio::timer::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
+            match ConnGuard::admit(&shard, listener, stream.peer_addr().ok()) {
+                Ok(guard) => serve(stream, guard),
+                Err(why) => {
+                    crate::stats::add(&shard.stats().connections_refused, 1);
+                    log.borrow_mut().refused(Instant::now(), why);
+                    refuse(stream, why);
+                }
+            }
+        }
+    };
+    let flushing = async {
+        loop {
+            // Until the held-back counts are due, or a while when nothing is held back
+            // (a refusal meanwhile is logged at once, and what follows it is due a
+            // second later).
+            let wait = log.borrow().due().map_or(REFUSAL_LOG_INTERVAL, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            glommio::timer::sleep(wait.max(Duration::from_millis(1))).await;
+            log.borrow_mut().flush(Instant::now());
+        }
+    };
+    future::or(accepting, flushing).await
 }
 
 /// What woke a connection task: see [`Shard::wait_io`].

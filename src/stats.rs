@@ -104,7 +104,10 @@ counters! {
     ShardStats {
         connections: Gauge, "Open TCP connections (HTTP, WebSocket, RTMP).",
         connections_total: Counter, "TCP connections accepted.",
-        connections_refused: Counter, "Connections refused at the per-shard limit.",
+        connections_refused: Counter, "Connections refused at a limit (per shard or per address).",
+        http_connections: Gauge, "Open HTTP and WebSocket connections.",
+        rtmp_connections: Gauge, "Open RTMP connections.",
+        accept_errors: Counter, "Failed accepts on the HTTP and RTMP listeners (e.g. out of file descriptors).",
         http_requests: Counter, "HTTP requests answered.",
         bytes_in: Counter, "Bytes received from clients and sources.",
         bytes_out: Counter, "Bytes sent to clients.",

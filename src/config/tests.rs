@@ -256,3 +256,24 @@ fn stream_paths_are_stream_paths() {
     let e = validate(&format!("[[streams]]\npath = \"live//x\"\n{demo}\n")).unwrap_err();
     assert_eq!(e.message, "empty, '.' or '..' path segment");
 }
+
+#[test]
+fn per_address_connection_limits_are_checked() {
+    let s = validate("").expect("defaults");
+    assert_eq!(s.config.http.max_connections_per_ip, 256);
+    assert_eq!(s.config.rtmp.max_connections_per_ip, 64);
+    for key in ["http", "rtmp"] {
+        for bad in ["0", "1000001"] {
+            let e = validate(&format!("[{key}]\nmax_connections_per_ip = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, format!("{key}.max_connections_per_ip"));
+            assert!(e.message.contains("between 1 and 1000000"), "{e}");
+        }
+        let s = validate(&format!("[{key}]\nmax_connections_per_ip = 2\n")).expect("valid");
+        let v = if key == "http" {
+            s.config.http.max_connections_per_ip
+        } else {
+            s.config.rtmp.max_connections_per_ip
+        };
+        assert_eq!(v, 2);
+    }
+}

@@ -6,7 +6,7 @@
 use super::api;
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
-use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
+use crate::shard::{ConnGuard, Listener, Refusal, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::webrtc::Handle;
 use crate::webrtc::signal::ws::{ServerMsg, WsSignaling};
@@ -16,38 +16,39 @@ use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 const PAGE: &str = include_str!("page.html");
 const READ_CHUNK: usize = 16 * 1024;
 const WS_MAX_MESSAGE: usize = 64 * 1024;
 
-/// Accepts HTTP connections until the task is dropped.
+/// Accepts HTTP connections until the task is dropped. One refused at a limit gets a
+/// short answer (503 at the shard's limit, 429 at its address's) and is closed.
 pub async fn serve(shard: ShardRef, rtc: Handle, listener: TcpListener) {
-    let max = shard.shared.settings.config.http.max_connections as u64;
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(shard = shard.id, "http accept: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let st = shard.stats();
-        if stats::get(&st.connections) >= max {
-            stats::add(&st.connections_refused, 1);
-            glommio::spawn_local(refuse(stream)).detach();
-            continue;
-        }
-        glommio::spawn_local(connection(shard.clone(), rtc.clone(), stream)).detach();
-    }
+    let serving = shard.clone();
+    crate::shard::accept_loop(
+        shard,
+        Listener::Http,
+        listener,
+        |stream, guard| {
+            glommio::spawn_local(connection(serving.clone(), rtc.clone(), stream, guard)).detach();
+        },
+        |stream, why| {
+            glommio::spawn_local(refuse(stream, why)).detach();
+        },
+    )
+    .await
 }
 
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: TcpStream, why: Refusal) {
+    let response = match why {
+        Refusal::Shard { .. } => {
+            Response::text(503, "server busy: too many connections on this shard")
+        }
+        Refusal::Address { .. } => Response::text(429, "too many connections from your address"),
+    };
     let mut out = BytesMut::new();
-    Response::text(503, "server busy: too many connections on this shard")
-        .write(&mut out, false, false);
+    response.write(&mut out, false, false);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = stream.write_all(&out).await;
 }
@@ -80,8 +81,7 @@ enum Step {
     Upgrade,
 }
 
-async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream) {
-    let _guard = ConnGuard::new(&shard);
+async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: ConnGuard) {
     let peer = stream.peer_addr().ok();
     let cfg = &shard.shared.settings.config.http;
     let _ = stream.set_nodelay(true);

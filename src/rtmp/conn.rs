@@ -11,7 +11,7 @@ use super::proto::session::{
 };
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
-use crate::shard::{ConnGuard, Shard, ShardRef, Wake};
+use crate::shard::{ConnGuard, Listener, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
 use bytes::{Bytes, BytesMut};
@@ -20,7 +20,7 @@ use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Read buffer of a publisher (media comes in large messages).
@@ -31,25 +31,20 @@ const READ_CHUNK_SMALL: usize = 4 * 1024;
 /// Most sink events handled before the player's output is written out.
 const PLAYER_BATCH: usize = 1024;
 
-/// Accepts RTMP connections until the task is dropped.
+/// Accepts RTMP connections until the task is dropped. One refused at a limit is closed
+/// at once.
 pub async fn serve(shard: ShardRef, listener: TcpListener) {
-    let max = shard.shared.settings.config.rtmp.max_connections as u64;
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(shard = shard.id, "rtmp accept: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if stats::get(&shard.stats().connections) >= max {
-            stats::add(&shard.stats().connections_refused, 1);
-            warn!(shard = shard.id, peer = ?stream.peer_addr().ok(), "RTMP connection refused: shard at rtmp.max_connections");
-            continue;
-        }
-        glommio::spawn_local(connection(shard.clone(), stream)).detach();
-    }
+    let serving = shard.clone();
+    crate::shard::accept_loop(
+        shard,
+        Listener::Rtmp,
+        listener,
+        |stream, guard| {
+            glommio::spawn_local(connection(serving.clone(), stream, guard)).detach();
+        },
+        |stream, _| drop(stream),
+    )
+    .await
 }
 
 /// Why a connection ended, for the log.
@@ -116,8 +111,7 @@ impl Access for ShardAccess {
     }
 }
 
-async fn connection(shard: ShardRef, mut stream: TcpStream) {
-    let _guard = ConnGuard::new(&shard);
+async fn connection(shard: ShardRef, mut stream: TcpStream, _guard: ConnGuard) {
     let peer = stream.peer_addr().ok();
     let cfg = &shard.shared.settings.config.rtmp;
     let _ = stream.set_nodelay(true);

@@ -7,7 +7,7 @@ mod preflight;
 mod signal;
 
 pub use mesh::{Mesh, MeshEnds, MeshPlan, ShardMsg};
-pub use preflight::{PreflightError, check_memlock, probe_listeners};
+pub use preflight::{NoFile, PreflightError, check_memlock, check_nofile, probe_listeners};
 
 use crate::config::Settings;
 use crate::shard::{PathSnapshot, Shard, ShardRef, ShardSnapshot, Shared, Shutdown};
@@ -39,11 +39,29 @@ pub enum RunError {
     Start(String),
 }
 
-/// The checks made before starting: locked memory, listen addresses and ports. Returns
-/// the HTTP and RTMP addresses with their ports resolved.
-pub fn preflight(settings: &Settings) -> Result<(SocketAddr, SocketAddr), PreflightError> {
+/// What the pre-flight checks found.
+#[derive(Debug)]
+pub struct Preflight {
+    /// The HTTP address, its port resolved.
+    pub http_addr: SocketAddr,
+    /// The RTMP address, its port resolved.
+    pub rtmp_addr: SocketAddr,
+    /// The open-file limit (to log once logging is up).
+    pub nofile: NoFile,
+}
+
+/// The checks made before starting: locked memory, the open-file limit (raised to the
+/// hard limit; connection caps still at their defaults lowered to fit it), listen
+/// addresses and ports.
+pub fn preflight(settings: &mut Settings) -> Result<Preflight, PreflightError> {
     check_memlock(settings.shards, settings.config.runtime.io_memory.0)?;
-    probe_listeners(settings)
+    let nofile = check_nofile(settings)?;
+    let (http_addr, rtmp_addr) = probe_listeners(settings)?;
+    Ok(Preflight {
+        http_addr,
+        rtmp_addr,
+        nofile,
+    })
 }
 
 /// Starts the server and blocks until it has shut down (SIGINT/SIGTERM). `http_addr` and

@@ -25,6 +25,8 @@ pub struct Server {
     pub rtmp: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub dir: PathBuf,
+    /// The log lines before the server said it listens.
+    pub startup: Vec<String>,
     /// Lines read by `stop` after the process exited, not yet drained.
     tail: std::cell::RefCell<Vec<String>>,
 }
@@ -130,16 +132,31 @@ pub fn run_to_exit(args: &[&str], pre: Option<fn()>) -> (i32, String) {
 impl Server {
     /// Starts corecast with `config` and waits until it listens.
     pub fn start(tag: &str, config: &str) -> Server {
+        Server::start_with(tag, config, None)
+    }
+
+    /// Like [`Server::start`], running `pre` in the child before it executes corecast
+    /// (e.g. to set a resource limit).
+    pub fn start_with(tag: &str, config: &str, pre: Option<fn()>) -> Server {
         let path = write_config(tag, config);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corecast"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+        cmd.arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn corecast");
+            .stderr(Stdio::piped());
+        if let Some(f) = pre {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    f();
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn corecast");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -176,6 +193,7 @@ impl Server {
                             rtmp,
                             log: rx,
                             dir,
+                            startup: seen,
                             tail: Default::default(),
                         };
                     }
