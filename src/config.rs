@@ -252,6 +252,30 @@ impl RtspTransport {
     }
 }
 
+/// Which redirects (3xx with `Location`) of an RTSP camera are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FollowRedirects {
+    /// To the camera's own host only (another port is fine).
+    #[default]
+    SameHost,
+    /// To any host; the configured credentials still go to the camera's host only.
+    Any,
+    /// None: a redirect is an error.
+    Never,
+}
+
+impl FollowRedirects {
+    /// `same-host`, `any` or `never`, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            FollowRedirects::SameHost => "same-host",
+            FollowRedirects::Any => "any",
+            FollowRedirects::Never => "never",
+        }
+    }
+}
+
 /// `[rtsp]`: defaults and bounds of RTSP camera pulls.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -278,6 +302,8 @@ pub struct RtspConfig {
     /// How long a viewer's offer waits for a camera's first media (an on-demand camera
     /// starting, or an always-on one that is connecting).
     pub on_demand_start_timeout: Millis,
+    /// Which camera redirects are followed (streams may set their own).
+    pub follow_redirects: FollowRedirects,
 }
 
 impl Default for RtspConfig {
@@ -293,6 +319,7 @@ impl Default for RtspConfig {
             retry_min: Millis(Duration::from_secs(1)),
             retry_max: Millis(Duration::from_secs(30)),
             on_demand_start_timeout: Millis(Duration::from_secs(10)),
+            follow_redirects: FollowRedirects::SameHost,
         }
     }
 }
@@ -358,6 +385,9 @@ pub struct StreamConfig {
     /// `rtsp://` sources: password (overrides one in the URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// `rtsp://` sources: which redirects are followed (default: `rtsp.follow_redirects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<FollowRedirects>,
 }
 
 /// A size in bytes, written as a number or a string with a unit (`"512KiB"`, `"8MiB"`).
@@ -398,6 +428,8 @@ pub struct RtspSource {
     pub close_after: Duration,
     /// Credentials from the config (else from the URL).
     pub credentials: Option<crate::rtsp::proto::auth::Credentials>,
+    /// Which redirects are followed.
+    pub follow_redirects: FollowRedirects,
 }
 
 impl SourceUrl {
@@ -424,6 +456,7 @@ impl SourceUrl {
                 on_demand: false,
                 close_after: Duration::from_secs(10),
                 credentials: None,
+                follow_redirects: FollowRedirects::SameHost,
             })));
         }
         let scheme = s.split(':').next().unwrap_or(s);
@@ -821,6 +854,7 @@ impl Config {
                     ("on_demand_close_after", s.on_demand_close_after.is_some()),
                     ("user", s.user.is_some()),
                     ("password", s.password.is_some()),
+                    ("follow_redirects", s.follow_redirects.is_some()),
                 ] {
                     if set {
                         return Err(ConfigError::new(
@@ -830,7 +864,7 @@ impl Config {
                     }
                 }
             }
-            SourceUrl::Rtsp(r) => rtsp_options(i, s, r, self.rtsp.transport)?,
+            SourceUrl::Rtsp(r) => rtsp_options(i, s, r, &self.rtsp)?,
         }
         Ok(source)
     }
@@ -844,14 +878,16 @@ fn nonzero(durations: &[(&str, Millis)]) -> Result<(), ConfigError> {
     }
 }
 
-/// Applies `streams[i]`'s RTSP options (transport, on-demand, credentials) to `r`.
+/// Applies `streams[i]`'s RTSP options (transport, on-demand, credentials, redirects)
+/// over the `[rtsp]` defaults to `r`.
 fn rtsp_options(
     i: usize,
     s: &StreamConfig,
     r: &mut RtspSource,
-    default_transport: RtspTransport,
+    defaults: &RtspConfig,
 ) -> Result<(), ConfigError> {
-    r.transport = s.transport.unwrap_or(default_transport);
+    r.transport = s.transport.unwrap_or(defaults.transport);
+    r.follow_redirects = s.follow_redirects.unwrap_or(defaults.follow_redirects);
     r.on_demand = s.on_demand.unwrap_or(false);
     if let Some(d) = s.on_demand_close_after {
         if !r.on_demand {

@@ -131,6 +131,8 @@ counters! {
         rtsp_connections: Gauge, "Open TCP connections to RTSP cameras.",
         rtsp_packets_in: Counter, "RTP packets received from RTSP cameras.",
         rtsp_packets_lost: Counter, "RTP packets from RTSP cameras lost in transit (sequence gaps).",
+        rtsp_foreign_packets: Counter, "UDP datagrams on RTSP sources' ports from a sender other than the camera's address and SETUP ports (dropped).",
+        rtsp_ssrc_dropped_packets: Counter, "RTP packets from RTSP cameras of an SSRC other than the one the track is locked on (dropped; a new SSRC is taken after 1 s of silence).",
     }
 }
 

@@ -3,7 +3,9 @@
 //! connect and bind results, demand, time, shutdown): errors are fine; panics, a
 //! `poll_output` that never reaches its timeout, and timers in the past are not.
 
-use corecast::rtsp::ingest::{Ingest, IngestConfig, IngestError, Input, Output, TransportMode};
+use corecast::rtsp::ingest::{
+    Ingest, IngestConfig, IngestError, Input, Output, RedirectPolicy, TransportMode,
+};
 use corecast::rtsp::proto::url::RtspUrl;
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
@@ -21,6 +23,11 @@ fn config(mode: u8) -> Option<IngestConfig> {
         credentials: None,
         transport: [TransportMode::Tcp, TransportMode::Udp, TransportMode::Auto]
             [usize::from(mode % 3)],
+        follow_redirects: [
+            RedirectPolicy::SameHost,
+            RedirectPolicy::Any,
+            RedirectPolicy::Never,
+        ][usize::from((mode >> 3) % 3)],
         on_demand: mode & 4 != 0,
         close_after: Duration::from_secs(10),
         udp_port_min: 30000,

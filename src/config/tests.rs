@@ -142,6 +142,7 @@ fn rtsp_sources_are_checked() {
         panic!("not rtsp");
     };
     assert_eq!(r.transport, RtspTransport::Udp, "the [rtsp] default");
+    assert_eq!(r.follow_redirects, FollowRedirects::SameHost, "the default");
     assert!(r.on_demand);
     assert_eq!(r.close_after, Duration::from_secs(3));
     let c = r.credentials.as_ref().expect("credentials");
@@ -157,6 +158,11 @@ fn rtsp_sources_are_checked() {
         (
             "transport = \"quic\"",
             "streams[0].transport",
+            "unknown variant",
+        ),
+        (
+            "follow_redirects = \"elsewhere\"",
+            "streams[0].follow_redirects",
             "unknown variant",
         ),
     ] {
@@ -178,6 +184,24 @@ fn rtsp_sources_are_checked() {
     assert_eq!(e.key, "rtsp.retry_max");
     let e = validate("[rtsp]\nread_timeout = \"0s\"\n").unwrap_err();
     assert_eq!(e.key, "rtsp.read_timeout");
+    let e = validate("[rtsp]\nfollow_redirects = \"all\"\n").unwrap_err();
+    assert_eq!(e.key, "rtsp.follow_redirects");
+    assert!(e.message.contains("same-host"), "{e}");
+    // The [rtsp] default, and a stream's own.
+    let s = validate(&format!(
+        "[rtsp]\nfollow_redirects = \"any\"\n[[streams]]\npath = \"a\"\n{cam}\n\
+         [[streams]]\npath = \"b\"\n{cam}\nfollow_redirects = \"never\"\n"
+    ))
+    .unwrap();
+    let redirects: Vec<FollowRedirects> = s
+        .streams
+        .iter()
+        .map(|st| match &st.source {
+            SourceUrl::Rtsp(r) => r.follow_redirects,
+            other => panic!("not rtsp: {other:?}"),
+        })
+        .collect();
+    assert_eq!(redirects, [FollowRedirects::Any, FollowRedirects::Never]);
 }
 
 #[test]

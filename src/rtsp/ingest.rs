@@ -10,12 +10,22 @@
 //!   maximum at once, so a camera's login lockout is not provoked;
 //! - on-demand: connect while [`Input::Demand`] is above zero, `TEARDOWN`
 //!   [`IngestConfig::close_after`] after it fell to zero;
-//! - redirects (3xx with `Location`) are followed up to [`MAX_REDIRECTS`] times in a row;
-//!   after a failure the configured URL is used again;
+//! - redirects (3xx with `Location`) are followed up to [`MAX_REDIRECTS`] times in a row,
+//!   as [`IngestConfig::follow_redirects`] allows (by default to the camera's own host
+//!   only); the configured credentials go to the configured host only, a redirect to
+//!   another host carries only those written in its `Location`; after a failure the
+//!   configured URL is used again. Locations reach logs and errors redacted;
 //! - [`TransportMode::Auto`]: UDP first; TCP for good once the camera refuses UDP (461),
 //!   no UDP ports are free, or no packet arrives within [`IngestConfig::udp_timeout`];
-//! - a playing camera silent for [`IngestConfig::read_timeout`] is reconnected; receiver
-//!   reports every [`RR_INTERVAL`]; NAT punch datagrams towards the camera's UDP ports;
+//! - UDP datagrams are taken only from the camera's address and the ports its `SETUP`
+//!   answer named (`server_port=`; a camera that names none is taken from any port of
+//!   its address); others are dropped and counted ([`Event::Counters`]). Each track
+//!   locks onto its first SSRC; another one is taken only after 1 s of silence of the
+//!   locked one (see `media`);
+//! - a playing camera that sends no media for [`IngestConfig::read_timeout`] is
+//!   reconnected: only RTP of a track's locked SSRC counts (not RTCP, keep-alive
+//!   answers or dropped packets); receiver reports every [`RR_INTERVAL`]; NAT punch
+//!   datagrams towards the camera's UDP ports;
 //! - the stream stays published across reconnects: each track's depacketizer restarts at
 //!   its last time plus the wall time that passed, so timestamps stay continuous;
 //! - [`Input::Close`] (shutdown) sends `TEARDOWN`.
@@ -32,7 +42,7 @@ use crate::rtsp::proto::auth::Credentials;
 use crate::rtsp::proto::session::{
     self, PlayingTrack, Session, SessionConfig, SessionError, Transport,
 };
-use crate::rtsp::proto::url::RtspUrl;
+use crate::rtsp::proto::url::{RtspUrl, redact_location};
 use crate::stream::{SourceState, SourceStats};
 use bytes::Bytes;
 use media::{Counters, Media};
@@ -63,6 +73,28 @@ pub enum TransportMode {
     Auto,
 }
 
+/// Which redirects (3xx with `Location`) are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectPolicy {
+    /// To the configured camera's host only (any port).
+    SameHost,
+    /// To any host (the configured credentials still go to the camera's host only).
+    Any,
+    /// None.
+    Never,
+}
+
+impl RedirectPolicy {
+    /// As written in the config: `same-host`, `any`, `never`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedirectPolicy::SameHost => "same-host",
+            RedirectPolicy::Any => "any",
+            RedirectPolicy::Never => "never",
+        }
+    }
+}
+
 /// Settings of one pulled camera, filled by the driver from `[rtsp]` and the stream.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -74,6 +106,8 @@ pub struct IngestConfig {
     pub credentials: Option<Credentials>,
     /// Transport.
     pub transport: TransportMode,
+    /// Which redirects are followed.
+    pub follow_redirects: RedirectPolicy,
     /// Connect only while someone watches.
     pub on_demand: bool,
     /// On-demand: linger this long after the last viewer left.
@@ -199,6 +233,10 @@ pub enum Event {
         bytes: u64,
         /// Packets lost.
         lost: u64,
+        /// UDP datagrams dropped for their sender (not the camera's address and ports).
+        foreign: u64,
+        /// RTP packets dropped for their SSRC (not the one the track is locked on).
+        stray_ssrc: u64,
     },
 }
 
@@ -247,10 +285,18 @@ pub enum IngestError {
     /// A redirect whose `Location` is not an RTSP URL.
     #[error("bad redirect '{location}': {why}")]
     BadRedirect {
-        /// The `Location`.
+        /// The `Location`, redacted.
         location: String,
         /// Why it does not parse.
         why: String,
+    },
+    /// A redirect the configuration does not follow.
+    #[error("camera redirects to {to}: rtsp.follow_redirects = \"{policy}\"")]
+    RedirectRefused {
+        /// Where to, redacted.
+        to: String,
+        /// The policy that refused it.
+        policy: &'static str,
     },
     /// The RTSP conversation failed.
     #[error("{0}")]
@@ -266,12 +312,14 @@ impl IngestError {
         }
     }
 
-    /// Whether retrying soon cannot help (credentials): such failures wait the longest.
+    /// Whether retrying soon cannot help (credentials, a refused redirect): such
+    /// failures wait the longest.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
             IngestError::Session(SessionError::WrongCredentials { .. })
                 | IngestError::Session(SessionError::AuthRequired)
+                | IngestError::RedirectRefused { .. }
         )
     }
 
@@ -329,6 +377,8 @@ struct Conn {
     last_stats: Instant,
     /// On-demand: since when nobody watches.
     idle_since: Option<Instant>,
+    /// A foreign datagram was logged (one line per session, not one per packet).
+    foreign_logged: bool,
 }
 
 /// One pulled camera. See the module documentation for the run loop.
@@ -454,6 +504,8 @@ impl Ingest {
                 packets: c.packets,
                 bytes: c.bytes,
                 lost: c.lost,
+                foreign: c.foreign,
+                stray_ssrc: c.stray_ssrc,
             });
         }
         Output::Timeout(self.next_timeout())
@@ -516,10 +568,17 @@ impl Ingest {
         }
         let now = self.now;
         let seed = self.cfg.seed ^ self.sessions.rotate_left(32);
+        // The configured credentials go to the configured host only; elsewhere a
+        // redirect's own (in `self.url`) or none.
+        let credentials = if self.url.same_host(&self.cfg.url) {
+            self.cfg.credentials.clone()
+        } else {
+            None
+        };
         let session = Session::new(
             SessionConfig {
                 url: self.url.clone(),
-                credentials: self.cfg.credentials.clone(),
+                credentials,
                 response_timeout: self.cfg.response_timeout,
                 seed,
                 user_agent: self.cfg.user_agent.clone(),
@@ -539,6 +598,7 @@ impl Ingest {
             stats_at: now + STATS_INTERVAL,
             last_stats: now,
             idle_since: (self.cfg.on_demand && self.demand == 0).then_some(now),
+            foreign_logged: false,
         });
         self.phase = Phase::Connected;
         self.pump_session();
@@ -588,7 +648,8 @@ impl Ingest {
                 if c.udp {
                     punch(c, &tracks, &mut self.out);
                 }
-                info!(path = %self.cfg.name, transport = self.media.transport, tracks = tracks.len(), "rtsp: playing");
+                let server_ports: Vec<_> = tracks.iter().map(|t| t.server_ports).collect();
+                info!(path = %self.cfg.name, transport = self.media.transport, tracks = tracks.len(), client_ports = ?c.udp_ports, ?server_ports, "rtsp: playing");
                 c.rr_at = Some(now + RR_INTERVAL);
                 c.playing = Some((now, tracks));
             }
@@ -617,18 +678,42 @@ impl Ingest {
     }
 
     /// A datagram: RTP or RTCP of the track bound to `local_port`, if it comes from the
-    /// camera's address; anything else is dropped.
+    /// camera's address and the port its `SETUP` answer named for it (any port of that
+    /// address when the answer named none); anything else is dropped and counted.
     fn datagram(&mut self, local_port: u16, from: SocketAddr, data: &[u8]) {
         let now = self.now;
-        let Some(c) = &self.conn else { return };
-        if from.ip() != c.camera {
+        let Some(c) = &mut self.conn else { return };
+        let (pos, rtcp) = match c.udp_ports.iter().position(|p| *p == local_port) {
+            Some(i) => (i, false),
+            None => match c.udp_ports.iter().position(|p| *p + 1 == local_port) {
+                Some(i) => (i, true),
+                None => return,
+            },
+        };
+        let set_up = c.session.set_up_tracks().get(pos);
+        let port_ok = match set_up.map(|t| t.server_ports) {
+            Some(Some((rtp_port, rtcp_port))) => {
+                from.port() == if rtcp { rtcp_port } else { rtp_port }
+            }
+            Some(None) => true,
+            // Not set up (yet): the camera has no business sending.
+            None => false,
+        };
+        let Some(track) = set_up
+            .map(|t| t.track)
+            .filter(|_| port_ok && from.ip() == c.camera)
+        else {
+            self.media.counters.foreign += 1;
+            if !std::mem::replace(&mut c.foreign_logged, true) {
+                warn!(path = %self.cfg.name, %from, local_port, camera = %c.camera, "rtsp: dropping UDP from a sender that is not the camera's address and SETUP ports (counted in rtsp_foreign_packets; logged once per session)");
+            }
             return;
-        }
-        if let Some(i) = c.udp_ports.iter().position(|p| *p == local_port) {
+        };
+        if rtcp {
+            self.media.on_rtcp(track, data, now);
+        } else {
             let data = Bytes::copy_from_slice(data);
-            self.media.on_rtp(i, data, now, &mut self.out);
-        } else if let Some(i) = c.udp_ports.iter().position(|p| *p + 1 == local_port) {
-            self.media.on_rtcp(i, data, now);
+            self.media.on_rtp(track, data, now, &mut self.out);
         }
     }
 
@@ -803,17 +888,32 @@ impl Ingest {
         self.backoff = (self.backoff * 2).min(self.cfg.retry_max);
     }
 
-    /// Follows a redirect to `location`, keeping the credentials.
+    /// Follows a redirect to `location` if [`IngestConfig::follow_redirects`] allows:
+    /// to the camera's host with the configured credentials (unless `location` has its
+    /// own), elsewhere with only those in `location`.
     fn redirect(&mut self, location: &str) -> Result<(), IngestError> {
         let mut to = RtspUrl::parse(location).map_err(|e| IngestError::BadRedirect {
-            location: location.to_string(),
+            location: redact_location(location),
             why: e.to_string(),
         })?;
-        if to.user.is_none() {
-            to.user = self.url.user.clone();
-            to.password = self.url.password.clone();
+        let same_host = to.same_host(&self.cfg.url);
+        let policy = self.cfg.follow_redirects;
+        let allowed = match policy {
+            RedirectPolicy::SameHost => same_host,
+            RedirectPolicy::Any => true,
+            RedirectPolicy::Never => false,
+        };
+        if !allowed {
+            return Err(IngestError::RedirectRefused {
+                to: to.redacted(),
+                policy: policy.name(),
+            });
         }
-        info!(path = %self.cfg.name, to = %to.redacted(), "rtsp source: camera redirects");
+        if same_host && to.user.is_none() {
+            to.user = self.cfg.url.user.clone();
+            to.password = self.cfg.url.password.clone();
+        }
+        info!(path = %self.cfg.name, to = %to.redacted(), with_credentials = same_host || to.user.is_some(), "rtsp source: camera redirects");
         self.url = to;
         self.redirects += 1;
         Ok(())

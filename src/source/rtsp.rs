@@ -7,8 +7,10 @@
 //! demand, executes its outputs and publishes its events to the hub.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use crate::config::{RtspConfig, RtspSource, RtspTransport};
-use crate::rtsp::ingest::{Event, Ingest, IngestConfig, IngestError, Input, Output, TransportMode};
+use crate::config::{FollowRedirects, RtspConfig, RtspSource, RtspTransport};
+use crate::rtsp::ingest::{
+    Event, Ingest, IngestConfig, IngestError, Input, Output, RedirectPolicy, TransportMode,
+};
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
 use crate::stream::{DemandBell, SourceInfo, SourceState, StreamPath};
@@ -131,6 +133,11 @@ fn ingest_config(shard: &ShardRef, path: &str, src: &RtspSource, r: &RtspConfig)
             RtspTransport::Tcp => TransportMode::Tcp,
             RtspTransport::Udp => TransportMode::Udp,
             RtspTransport::Auto => TransportMode::Auto,
+        },
+        follow_redirects: match src.follow_redirects {
+            FollowRedirects::SameHost => RedirectPolicy::SameHost,
+            FollowRedirects::Any => RedirectPolicy::Any,
+            FollowRedirects::Never => RedirectPolicy::Never,
         },
         on_demand: src.on_demand,
         close_after: src.close_after,
@@ -383,10 +390,14 @@ impl Driver {
                 packets,
                 bytes,
                 lost,
+                foreign,
+                stray_ssrc,
             } => {
                 stats::add(&st.rtsp_packets_in, packets);
                 stats::add(&st.bytes_in, bytes);
                 stats::add(&st.rtsp_packets_lost, lost);
+                stats::add(&st.rtsp_foreign_packets, foreign);
+                stats::add(&st.rtsp_ssrc_dropped_packets, stray_ssrc);
             }
         }
     }

@@ -1,5 +1,13 @@
 //! What an ingest keeps across sessions: the tracks, their depacketizers (so timestamps
 //! continue over reconnects), reception statistics and the counters shown in the API.
+//!
+//! Each track locks onto the first SSRC it receives in a session. Packets of another
+//! SSRC are dropped (and counted) until the locked one has been silent for
+//! [`SSRC_SILENCE`]; then the track switches to the new one as a reconnect does: held
+//! packets are flushed, and the depacketizer restarts after the last frame plus the
+//! silence, waiting for a keyframe. A stray or injected stream cannot take over a
+//! camera that is sending, and cannot keep a silent one "alive": only packets of the
+//! locked SSRC count as media for the read time-out.
 
 use super::{Event, Output};
 use crate::media::{Codec, MediaKind, Track};
@@ -10,7 +18,10 @@ use crate::stream::{SourceStats, SourceTrackStats};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, info, warn};
+
+/// How long a track's SSRC must be silent before another SSRC is taken.
+pub const SSRC_SILENCE: Duration = Duration::from_secs(1);
 
 /// One received track.
 struct IngestTrack {
@@ -20,6 +31,12 @@ struct IngestTrack {
     /// Bytes at the last statistics, for the bitrate.
     last_bytes: u64,
     bitrate: u64,
+    /// The SSRC this session's packets are taken from, once one arrived.
+    ssrc: Option<u32>,
+    /// When the last packet of `ssrc` arrived.
+    ssrc_seen: Instant,
+    /// A packet of another SSRC was logged this session (one line, not one per packet).
+    stray_logged: bool,
 }
 
 /// Packets, bytes and losses not yet reported with [`Event::Counters`].
@@ -28,6 +45,10 @@ pub(super) struct Counters {
     pub packets: u64,
     pub bytes: u64,
     pub lost: u64,
+    /// Datagrams dropped for their sender (address or port).
+    pub foreign: u64,
+    /// RTP packets dropped for their SSRC.
+    pub stray_ssrc: u64,
 }
 
 /// The tracks of a source and what they received, across sessions.
@@ -87,6 +108,9 @@ impl Media {
                     recv: ReceiverStats::new(s.track.clock_rate),
                     last_bytes: 0,
                     bitrate: 0,
+                    ssrc: None,
+                    ssrc_seen: now,
+                    stray_logged: false,
                 })
                 .collect();
         }
@@ -103,16 +127,12 @@ impl Media {
                     ..s.track.clone()
                 };
             }
-            let clock = i64::from(t.track.clock_rate.max(1));
-            let resume = match t.depack.last_time() {
-                // Continue after the last frame by the wall time the camera was away.
-                Some(last) => {
-                    (last + (away.as_secs_f64() * clock as f64) as i64 + clock / 30).max(last + 1)
-                }
-                None => ticks(Some(epoch), now, t.track.clock_rate),
-            };
+            let resume = resume_time(&t.depack, away, t.track.clock_rate)
+                .unwrap_or_else(|| ticks(Some(epoch), now, t.track.clock_rate));
             t.depack.restart(resume);
             t.recv = ReceiverStats::new(t.track.clock_rate);
+            t.ssrc = None;
+            t.stray_logged = false;
         }
         self.starts_this_session = 0;
         self.last_media = now;
@@ -140,17 +160,26 @@ impl Media {
         out.push_back(Output::Event(Event::Tracks(tracks)));
     }
 
-    /// One RTP packet of track `idx`: frames and changed tracks go to `out`.
+    /// One RTP packet of track `idx`: frames and changed tracks go to `out`. Only a
+    /// packet of the track's SSRC is media (resets the read time-out); another SSRC is
+    /// dropped until the track's has been silent for [`SSRC_SILENCE`].
     pub fn on_rtp(&mut self, idx: usize, data: Bytes, now: Instant, out: &mut VecDeque<Output>) {
-        self.counters.packets += 1;
-        self.counters.bytes += data.len() as u64;
         let has_video = self.has_video();
         let Some(t) = self.tracks.get_mut(idx) else {
             return;
         };
+        let len = data.len() as u64;
         let Ok(pkt) = RtpPacket::parse(data) else {
+            self.counters.packets += 1;
+            self.counters.bytes += len;
             return;
         };
+        if !lock_ssrc(t, idx, pkt.ssrc, now, &mut self.out) {
+            self.counters.stray_ssrc += 1;
+            return;
+        }
+        self.counters.packets += 1;
+        self.counters.bytes += len;
         self.last_media = now;
         let lost_before = t.depack.stats().lost;
         t.recv
@@ -241,6 +270,58 @@ impl Media {
             })
             .collect()
     }
+}
+
+/// Whether a packet of `ssrc` is taken for track `t`: the track's SSRC (or the first
+/// one), or a new one once the track's has been silent for [`SSRC_SILENCE`] — then the
+/// depacketizer is flushed into `out` and restarted with continuous time.
+fn lock_ssrc(
+    t: &mut IngestTrack,
+    idx: usize,
+    ssrc: u32,
+    now: Instant,
+    out: &mut Vec<DepackOutput>,
+) -> bool {
+    match t.ssrc {
+        Some(locked) if locked != ssrc => {
+            let silent = now.saturating_duration_since(t.ssrc_seen);
+            if silent < SSRC_SILENCE {
+                if !std::mem::replace(&mut t.stray_logged, true) {
+                    warn!(
+                        track = idx,
+                        ssrc = format_args!("{ssrc:08x}"),
+                        locked = format_args!("{locked:08x}"),
+                        "rtsp: dropping RTP of another SSRC while the track's is sending \
+                         (counted in rtsp_ssrc_dropped_packets; logged once per session)"
+                    );
+                }
+                return false;
+            }
+            info!(
+                track = idx,
+                from = format_args!("{locked:08x}"),
+                to = format_args!("{ssrc:08x}"),
+                ?silent,
+                "rtsp: the track's SSRC changed after its silence; resuming at the next keyframe"
+            );
+            t.depack.flush(out);
+            if let Some(resume) = resume_time(&t.depack, silent, t.track.clock_rate) {
+                t.depack.restart(resume);
+            }
+        }
+        _ => {}
+    }
+    t.ssrc = Some(ssrc);
+    t.ssrc_seen = now;
+    true
+}
+
+/// Where a depacketizer continues after `away` without packets: after its last frame by
+/// that wall time (at least one tick later). `None` before its first frame.
+fn resume_time(depack: &Depacketizer, away: Duration, clock_rate: u32) -> Option<i64> {
+    let clock = i64::from(clock_rate.max(1));
+    let last = depack.last_time()?;
+    Some((last + (away.as_secs_f64() * clock as f64) as i64 + clock / 30).max(last + 1))
 }
 
 /// Fills size, profile and level from new in-band parameter sets.

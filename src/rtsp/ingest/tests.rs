@@ -55,6 +55,7 @@ fn config() -> IngestConfig {
         url: RtspUrl::parse(URL).expect("url parses"),
         credentials: None,
         transport: TransportMode::Tcp,
+        follow_redirects: RedirectPolicy::SameHost,
         on_demand: false,
         close_after: 10 * SECOND,
         udp_port_min: 30000,
@@ -491,16 +492,69 @@ fn missing_credentials_are_named_and_wait_retry_max() {
     assert_eq!(rig.disconnects(), 1);
 }
 
+/// A 302 to `location` for every request.
+fn redirect_to(location: &str) -> impl FnMut(&Req) -> Option<Vec<u8>> + '_ {
+    move |r: &Req| {
+        let loc = format!("Location: {location}");
+        Some(resp(r.cseq, "302 Found", &[&loc], ""))
+    }
+}
+
+/// A camera that wants Basic authentication for `DESCRIBE`; every request's text goes
+/// to `seen`.
+fn basic_auth_camera(seen: &mut Vec<String>) -> impl FnMut(&Req) -> Option<Vec<u8>> + '_ {
+    move |r: &Req| {
+        seen.push(r.text.clone());
+        (r.method == "DESCRIBE" && !r.text.contains("Authorization:")).then(|| {
+            resp(
+                r.cseq,
+                "401 Unauthorized",
+                &["WWW-Authenticate: Basic realm=\"cam\""],
+                "",
+            )
+        })
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let raw = format!("{user}:{password}");
+    format!(
+        "Authorization: Basic {}",
+        crate::rtsp::proto::auth::base64_encode(raw.as_bytes())
+    )
+}
+
+fn operator() -> Credentials {
+    Credentials {
+        user: "op".to_string(),
+        password: "opsecret".to_string(),
+    }
+}
+
+/// Every failure text the operator can see: states' reasons and the API's `last_error`.
+fn shown_errors(rig: &Rig) -> Vec<String> {
+    rig.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::State(SourceState::Retrying { why, .. }) => Some(why.clone()),
+            Event::Stats(s) => s.last_error.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn redirect_is_followed_with_the_credentials_and_plays() {
-    let mut rig = Rig::new(config());
+fn redirect_to_the_same_host_is_followed_with_the_credentials_and_plays() {
+    let mut cfg = config();
+    cfg.credentials = Some(operator());
+    let mut rig = Rig::new(cfg);
     rig.connect();
     rig.serve_with(SDP_H264, |r| {
         (r.method == "DESCRIBE").then(|| {
             resp(
                 r.cseq,
                 "302 Found",
-                &["Location: rtsp://192.0.2.20:8554/real"],
+                &["Location: rtsp://192.0.2.10:8554/real"],
                 "",
             )
         })
@@ -509,23 +563,179 @@ fn redirect_is_followed_with_the_credentials_and_plays() {
     assert!(a.contains(&Output::Disconnect), "{a:?}");
     assert!(
         a.contains(&Output::Connect {
-            host: "192.0.2.20".to_string(),
+            host: "192.0.2.10".to_string(),
             port: 8554
         }),
         "{a:?}"
     );
     assert_eq!(rig.ing.url().user.as_deref(), Some("admin"));
     rig.input(Input::Connected {
-        peer: SocketAddr::from(([192, 0, 2, 20], 8554)),
+        peer: SocketAddr::from(([192, 0, 2, 10], 8554)),
     });
-    rig.serve(SDP_H264);
+    let mut seen = Vec::new();
+    rig.serve_with(SDP_H264, basic_auth_camera(&mut seen));
     assert!(rig.requests.is_empty());
     assert!(rig.log.iter().any(|m| m == "PLAY"));
+    let describes: Vec<&String> = seen.iter().filter(|t| t.starts_with("DESCRIBE")).collect();
+    assert_eq!(describes.len(), 2, "{seen:?}");
+    assert!(describes[1].contains(&basic("op", "opsecret")), "{seen:?}");
     assert!(
         !rig.states()
             .iter()
             .any(|s| matches!(s, SourceState::Retrying { .. }))
     );
+}
+
+#[test]
+fn redirect_to_another_host_is_refused_by_default() {
+    let mut rig = Rig::new(config());
+    rig.connect();
+    rig.serve_with(SDP_H264, redirect_to("rtsp://192.0.2.20/real"));
+    let a = rig.take_actions();
+    assert!(
+        !a.iter().any(|o| matches!(o, Output::Connect { .. })),
+        "{a:?}"
+    );
+    let states = rig.states();
+    let Some(SourceState::Retrying { in_secs, why }) = states.last() else {
+        panic!("{states:?}")
+    };
+    assert_eq!(
+        why,
+        "camera redirects to rtsp://192.0.2.20:554/real: rtsp.follow_redirects = \"same-host\""
+    );
+    // The camera will say the same again: no hurry.
+    assert_eq!(*in_secs, 30);
+    assert_eq!(rig.ing.url().host, "192.0.2.10");
+    let d = rig.retry_delay();
+    rig.run_for(d);
+    rig.connect();
+
+    // "never" refuses the camera's own host too.
+    let mut cfg = config();
+    cfg.follow_redirects = RedirectPolicy::Never;
+    let mut rig = Rig::new(cfg);
+    rig.connect();
+    rig.serve_with(SDP_H264, redirect_to("rtsp://192.0.2.10:8554/real"));
+    assert!(
+        !rig.take_actions()
+            .iter()
+            .any(|o| matches!(o, Output::Connect { .. }))
+    );
+    assert!(
+        shown_errors(&rig)
+            .iter()
+            .any(|e| e.ends_with("rtsp.follow_redirects = \"never\"")),
+        "{:?}",
+        shown_errors(&rig)
+    );
+}
+
+#[test]
+fn redirect_to_another_host_with_any_carries_no_configured_credentials() {
+    for configured in [None, Some(operator())] {
+        let mut cfg = config();
+        cfg.follow_redirects = RedirectPolicy::Any;
+        cfg.credentials = configured;
+        let mut rig = Rig::new(cfg);
+        rig.connect();
+        rig.serve_with(SDP_H264, redirect_to("rtsp://192.0.2.20:8554/real"));
+        let a = rig.take_actions();
+        assert!(
+            a.contains(&Output::Connect {
+                host: "192.0.2.20".to_string(),
+                port: 8554
+            }),
+            "{a:?}"
+        );
+        assert_eq!(rig.ing.url().user, None, "the URL's user stays home");
+        rig.input(Input::Connected {
+            peer: SocketAddr::from(([192, 0, 2, 20], 8554)),
+        });
+        let mut seen = Vec::new();
+        rig.serve_with(SDP_H264, basic_auth_camera(&mut seen));
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|t| !t.contains("Authorization")),
+            "{seen:?}"
+        );
+        let why = shown_errors(&rig).join("\n");
+        assert!(why.contains("requires a user name and password"), "{why}");
+    }
+
+    // A Location's own credentials are what goes there.
+    let mut cfg = config();
+    cfg.follow_redirects = RedirectPolicy::Any;
+    cfg.credentials = Some(operator());
+    let mut rig = Rig::new(cfg);
+    rig.connect();
+    rig.serve_with(
+        SDP_H264,
+        redirect_to("rtsp://guest:guestpw@192.0.2.20/real"),
+    );
+    rig.take_actions();
+    rig.input(Input::Connected {
+        peer: SocketAddr::from(([192, 0, 2, 20], 554)),
+    });
+    let mut seen = Vec::new();
+    rig.serve_with(SDP_H264, basic_auth_camera(&mut seen));
+    assert!(rig.log.iter().any(|m| m == "PLAY"));
+    assert!(
+        seen.iter().any(|t| t.contains(&basic("guest", "guestpw"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|t| !t.contains(&basic("op", "opsecret"))
+            && !t.contains(&basic("admin", "12345"))),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn credentials_in_a_location_never_appear_in_errors() {
+    let secret_locations = [
+        // Refused (another host).
+        "rtsp://u:topsecret@192.0.2.20/x?password=pwsecret",
+        // Not RTSP.
+        "http://u:topsecret@192.0.2.10/x?token=pwsecret",
+        // Not even a URL.
+        "rtsp://u:top secret@192.0.2.10/x",
+    ];
+    for location in secret_locations {
+        let mut rig = Rig::new(config());
+        rig.connect();
+        rig.serve_with(SDP_H264, redirect_to(location));
+        let shown = shown_errors(&rig);
+        assert!(!shown.is_empty());
+        for e in &shown {
+            assert!(e.contains("redirect"), "{e}");
+            assert!(
+                !e.contains("secret") && !e.contains("u:"),
+                "{location} shown as {e}"
+            );
+        }
+    }
+    // Followed until the limit: the last redirect's error shows it redacted.
+    let loc = "rtsp://u:topsecret@192.0.2.10/loop?password=pwsecret";
+    let mut rig = Rig::new(config());
+    rig.connect();
+    rig.serve_with(SDP_H264, redirect_to(loc));
+    for _ in 0..MAX_REDIRECTS {
+        assert!(
+            rig.take_actions()
+                .iter()
+                .any(|o| matches!(o, Output::Connect { .. }))
+        );
+        rig.input(Input::Connected { peer: camera() });
+        rig.serve_with(SDP_H264, redirect_to(loc));
+    }
+    let shown = shown_errors(&rig);
+    assert_eq!(
+        shown.last().map(String::as_str),
+        Some("camera redirects OPTIONS to rtsp://192.0.2.10:554/loop?password=*** (302)"),
+        "{shown:?}"
+    );
+    assert!(shown.iter().all(|e| !e.contains("secret")), "{shown:?}");
 }
 
 #[test]
@@ -535,7 +745,7 @@ fn redirect_limit_then_back_to_the_configured_url() {
         Some(resp(
             r.cseq,
             "302 Found",
-            &["Location: rtsp://192.0.2.20/loop"],
+            &["Location: rtsp://192.0.2.10:8554/loop"],
             "",
         ))
     };
@@ -545,11 +755,11 @@ fn redirect_limit_then_back_to_the_configured_url() {
         let a = rig.take_actions();
         assert!(
             a.iter()
-                .any(|o| matches!(o, Output::Connect { host, .. } if host == "192.0.2.20")),
+                .any(|o| matches!(o, Output::Connect { port: 8554, .. })),
             "{a:?}"
         );
         rig.input(Input::Connected {
-            peer: SocketAddr::from(([192, 0, 2, 20], 554)),
+            peer: SocketAddr::from(([192, 0, 2, 10], 8554)),
         });
         rig.serve_with(SDP_H264, redirect);
     }
@@ -559,7 +769,7 @@ fn redirect_limit_then_back_to_the_configured_url() {
         panic!("{states:?}")
     };
     assert!(why.contains("redirects"), "{why}");
-    assert_eq!(rig.ing.url().host, "192.0.2.10");
+    assert_eq!(rig.ing.url().port, 554);
     let d = rig.retry_delay();
     rig.run_for(d);
     rig.connect();
@@ -1083,4 +1293,216 @@ fn random_scripts_never_panic_and_timeouts_never_lie_in_the_past() {
         ing.handle_input(now, Input::Close);
         assert!(ing.is_stopped());
     }
+}
+
+/// An RTP packet of `ssrc`.
+fn rtp_of(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = rtp(seq, ts, marker, 96, payload);
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// A sender report (RTCP) of the camera's stream.
+fn sender_report() -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0x00, 0x06];
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend_from_slice(&[0u8; 20]);
+    p
+}
+
+/// (foreign datagrams, packets of another SSRC) dropped, from the counters handed out.
+fn dropped(rig: &Rig) -> (u64, u64) {
+    rig.events.iter().fold((0, 0), |(f, s), e| match e {
+        Event::Counters {
+            foreign,
+            stray_ssrc,
+            ..
+        } => (f + foreign, s + stray_ssrc),
+        _ => (f, s),
+    })
+}
+
+impl Rig {
+    /// A datagram from `from` to our port `local_port`.
+    fn datagram(&mut self, local_port: u16, from: SocketAddr, data: &[u8]) {
+        self.input(Input::Datagram {
+            local_port,
+            from,
+            data,
+        });
+    }
+
+    /// A keyframe (STAP-A with SPS/PPS, then the IDR) from `from` to our RTP port.
+    fn keyframe_udp(&mut self, from: SocketAddr, seq: u16, ts: u32) {
+        self.datagram(30000, from, &rtp(seq, ts, false, 96, &stap_a()));
+        self.datagram(30000, from, &rtp(seq + 1, ts, true, 96, IDR));
+    }
+}
+
+fn udp_rig() -> Rig {
+    let mut cfg = config();
+    cfg.transport = TransportMode::Udp;
+    let mut rig = Rig::new(cfg);
+    rig.play(SDP_H264);
+    rig.take_actions();
+    rig
+}
+
+#[test]
+fn udp_from_a_port_the_camera_did_not_name_is_dropped_and_counted() {
+    let mut rig = udp_rig();
+    // The camera answered SETUP with server_port=6970-6971.
+    let other_port = SocketAddr::from(([192, 0, 2, 10], 7000));
+    rig.keyframe_udp(other_port, 1, 0);
+    assert!(rig.frames().is_empty());
+    assert_eq!(rig.ing.state(), &SourceState::Connecting);
+    assert_eq!(dropped(&rig), (2, 0));
+    // RTCP must come from the camera's RTCP port, not its RTP port.
+    rig.datagram(
+        30001,
+        SocketAddr::from(([192, 0, 2, 10], 6970)),
+        &sender_report(),
+    );
+    // Another address, right port.
+    let stranger = SocketAddr::from(([198, 51, 100, 7], 6970));
+    rig.keyframe_udp(stranger, 1, 0);
+    assert_eq!(dropped(&rig), (5, 0));
+    // The camera's own ports.
+    rig.keyframe_udp(SocketAddr::from(([192, 0, 2, 10], 6970)), 1, 0);
+    rig.datagram(
+        30001,
+        SocketAddr::from(([192, 0, 2, 10], 6971)),
+        &sender_report(),
+    );
+    assert_eq!(rig.frames().len(), 1);
+    assert_eq!(rig.ing.state(), &SourceState::Live);
+    assert_eq!(dropped(&rig), (5, 0));
+    // A port nobody bound for this session (or a datagram left over from the last).
+    rig.datagram(
+        30010,
+        SocketAddr::from(([192, 0, 2, 10], 6970)),
+        &sender_report(),
+    );
+    assert_eq!(dropped(&rig), (5, 0));
+}
+
+#[test]
+fn udp_from_a_camera_that_names_no_server_port_is_taken_from_any_port() {
+    let mut cfg = config();
+    cfg.transport = TransportMode::Udp;
+    let mut rig = Rig::new(cfg);
+    rig.connect();
+    rig.serve_with(SDP_H264, |r| {
+        (r.method == "SETUP").then(|| {
+            resp(
+                r.cseq,
+                "200 OK",
+                &[
+                    "Session: 1234;timeout=60",
+                    "Transport: RTP/AVP;unicast;client_port=30000-30001",
+                ],
+                "",
+            )
+        })
+    });
+    assert!(rig.log.iter().any(|m| m == "PLAY"));
+    rig.keyframe_udp(SocketAddr::from(([192, 0, 2, 10], 41000)), 1, 0);
+    assert_eq!(rig.frames().len(), 1);
+    // Still the camera's address only.
+    rig.keyframe_udp(SocketAddr::from(([198, 51, 100, 7], 41000)), 3, 3000);
+    assert_eq!(rig.frames().len(), 1);
+    assert_eq!(dropped(&rig), (2, 0));
+}
+
+#[test]
+fn new_ssrc_is_ignored_until_the_old_is_silent_a_second_then_taken() {
+    let mut rig = Rig::new(config());
+    rig.play(SDP_H264);
+    rig.keyframe_tcp(1, 0);
+    assert_eq!(rig.frames().len(), 1);
+    // An intruder's keyframe while the camera sends: dropped, counted.
+    rig.run_for(SECOND / 2);
+    rig.feed(&interleaved(0, &rtp_of(0xBAD, 500, 777, false, &stap_a())));
+    rig.feed(&interleaved(0, &rtp_of(0xBAD, 501, 777, true, IDR)));
+    assert_eq!(rig.frames().len(), 1);
+    assert_eq!(dropped(&rig), (0, 2));
+    // The camera goes on.
+    rig.run_for(SECOND / 10);
+    rig.feed(&interleaved(0, &rtp(3, 4500, true, 96, P_SLICE)));
+    assert_eq!(rig.frames().len(), 2);
+    let before = rig.frames().iter().map(|f| f.pts).max().expect("frames");
+    // 0.9 s of silence: still locked.
+    rig.run_for(SECOND * 9 / 10);
+    rig.feed(&interleaved(0, &rtp_of(0xBAD, 502, 9000, true, P_SLICE)));
+    assert_eq!(dropped(&rig), (0, 3));
+    // A second of silence: the new SSRC is taken from its next keyframe on.
+    rig.run_for(SECOND / 10);
+    rig.feed(&interleaved(0, &rtp_of(0xBAD, 503, 12_000, true, P_SLICE)));
+    assert_eq!(dropped(&rig), (0, 3));
+    assert_eq!(rig.frames().len(), 2, "not a keyframe: waits for one");
+    rig.feed(&interleaved(
+        0,
+        &rtp_of(0xBAD, 504, 15_000, false, &stap_a()),
+    ));
+    rig.feed(&interleaved(0, &rtp_of(0xBAD, 505, 15_000, true, IDR)));
+    let frames = rig.frames();
+    assert_eq!(frames.len(), 3);
+    let after = frames[2];
+    assert!(after.keyframe);
+    // Continued after the old stream's last frame by the second of silence.
+    assert!(
+        after.pts >= before + 90_000 && after.pts < before + 2 * 90_000,
+        "{} vs {before}",
+        after.pts
+    );
+    // And now the old SSRC is the stranger.
+    rig.feed(&interleaved(0, &rtp(4, 9000, true, 96, P_SLICE)));
+    assert_eq!(rig.frames().len(), 3);
+    assert_eq!(dropped(&rig), (0, 4));
+    assert_eq!(rig.ing.state(), &SourceState::Live);
+}
+
+#[test]
+fn rtcp_and_dropped_packets_do_not_keep_a_silent_camera_alive() {
+    // UDP: sender reports from the camera's RTCP port, RTP from foreign senders.
+    let mut rig = udp_rig();
+    let cam_rtp = SocketAddr::from(([192, 0, 2, 10], 6970));
+    let cam_rtcp = SocketAddr::from(([192, 0, 2, 10], 6971));
+    rig.keyframe_udp(cam_rtp, 1, 0);
+    assert_eq!(rig.ing.state(), &SourceState::Live);
+    for i in 0..19u16 {
+        rig.run_for(SECOND / 2);
+        rig.datagram(30001, cam_rtcp, &sender_report());
+        let p = rtp(3 + i, 3000 * u32::from(i), true, 96, P_SLICE);
+        rig.datagram(30000, SocketAddr::from(([192, 0, 2, 10], 7000)), &p);
+        rig.datagram(30000, SocketAddr::from(([198, 51, 100, 7], 6970)), &p);
+    }
+    assert_eq!(rig.disconnects(), 0);
+    rig.run_for(SECOND / 2);
+    assert_eq!(rig.disconnects(), 1);
+    assert!(
+        shown_errors(&rig)
+            .iter()
+            .any(|e| e == "no media from the camera for 10s"),
+        "{:?}",
+        shown_errors(&rig)
+    );
+
+    // TCP: sender reports on the RTCP channel, RTP on a channel no SETUP gave, and an
+    // intruder's SSRC inside the second it cannot take over yet.
+    let mut rig = Rig::new(config());
+    rig.play(SDP_H264);
+    rig.keyframe_tcp(1, 0);
+    for i in 0..19u16 {
+        rig.run_for(SECOND / 2);
+        rig.feed(&interleaved(1, &sender_report()));
+        rig.feed(&interleaved(4, &rtp(3 + i, 0, true, 96, P_SLICE)));
+        if i == 0 {
+            rig.feed(&interleaved(0, &rtp_of(0xBAD, 9, 0, true, P_SLICE)));
+        }
+    }
+    assert_eq!(dropped(&rig), (0, 1));
+    assert_eq!(rig.disconnects(), 0);
+    rig.run_for(SECOND / 2);
+    assert_eq!(rig.disconnects(), 1);
 }

@@ -182,8 +182,9 @@ pub enum SessionError {
         /// Reason phrase.
         reason: String,
     },
-    /// A 3xx with `Location`; not followed here (the driver reconnects there).
-    #[error("camera redirects {method} to {location} ({status})")]
+    /// A 3xx with `Location`; not followed here (the driver reconnects there). The
+    /// message shows the location [redacted](crate::rtsp::proto::url::redact_location).
+    #[error("camera redirects {method} to {} ({status})", crate::rtsp::proto::url::redact_location(.location))]
     Redirect {
         /// The request.
         method: Method,
@@ -331,6 +332,12 @@ impl Session {
     /// The usable tracks, once described.
     pub fn tracks(&self) -> &[SetupTrack] {
         &self.tracks
+    }
+
+    /// The tracks set up so far, in order (the camera's ports or channels of each), also
+    /// before `PLAY` succeeded.
+    pub fn set_up_tracks(&self) -> &[PlayingTrack] {
+        &self.playing
     }
 
     /// The camera's session id, once a `SETUP` succeeded.

@@ -138,6 +138,21 @@ impl RtspUrl {
         s
     }
 
+    /// Whether `other` names the same host (ports may differ): addresses compared as
+    /// addresses (`::1` and `0:0::1` are one), names ASCII case-insensitively, without a
+    /// trailing dot. Names are not resolved: a name and its address are different hosts.
+    pub fn same_host(&self, other: &RtspUrl) -> bool {
+        let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
+        match (
+            self.host.parse::<std::net::IpAddr>(),
+            other.host.parse::<std::net::IpAddr>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(_), Err(_)) => norm(&self.host) == norm(&other.host),
+            _ => false,
+        }
+    }
+
     /// The host as it appears in a URL: IPv6 addresses in brackets.
     pub fn host_for_uri(&self) -> String {
         if self.host.contains(':') {
@@ -163,6 +178,34 @@ impl fmt::Debug for RtspUrl {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
+}
+
+/// A URL from a peer (a redirect's `Location`) made fit for logs and the API: the
+/// [redacted](RtspUrl::redacted) form when it parses; otherwise without anything between
+/// `://` and the last `@` of the authority, without the query, at most 200 characters.
+pub fn redact_location(location: &str) -> String {
+    if let Ok(u) = RtspUrl::parse(location) {
+        return u.redacted();
+    }
+    let (scheme, rest) = match location.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => ("", location),
+    };
+    let rest = rest.split('?').next().unwrap_or("");
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(auth_end);
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let mut s = if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    };
+    s.retain(|c| !c.is_control());
+    if let Some((cut, _)) = s.char_indices().nth(200) {
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
 }
 
 /// Resolves a `a=control` value against a base URL (RFC 2326 C.1.1): an absolute
@@ -388,5 +431,36 @@ mod tests {
         );
         let abs = "RTSP://192.0.2.30/axis-media/media.amp/trackID=1?videocodec=h264";
         assert_eq!(join(base, abs), abs);
+    }
+
+    #[test]
+    fn same_host_compares_parsed_hosts_not_ports() {
+        let u = |s: &str| RtspUrl::parse(s).expect("parses");
+        let cam = u("rtsp://admin:pw@Camera.Example/live");
+        assert!(cam.same_host(&u("rtsp://camera.example:8554/other")));
+        assert!(cam.same_host(&u("rtsp://CAMERA.example./x")));
+        assert!(!cam.same_host(&u("rtsp://camera.example.evil/x")));
+        assert!(!cam.same_host(&u("rtsp://camera.example@evil.example/x")));
+        let v6 = u("rtsp://[::1]/a");
+        assert!(v6.same_host(&u("rtsp://[0:0::1]:10554/b")));
+        assert!(!v6.same_host(&u("rtsp://127.0.0.1/a")));
+        assert!(!u("rtsp://127.0.0.1/").same_host(&u("rtsp://127.0.0.2/")));
+        assert!(!u("rtsp://localhost/").same_host(&u("rtsp://127.0.0.1/")));
+    }
+
+    #[test]
+    fn redacted_locations_never_show_credentials() {
+        assert_eq!(
+            redact_location("rtsp://u:secret@192.0.2.20:8554/real?password=pw&ch=1"),
+            "rtsp://192.0.2.20:8554/real?password=***&ch=1"
+        );
+        // Unparseable: the authority's user part and the query go anyway.
+        let r = redact_location("http://u:secret@host/p?token=t");
+        assert_eq!(r, "http://host/p");
+        let r = redact_location("rtsp://u:sec ret@host/p");
+        assert!(!r.contains("sec"), "{r}");
+        let r = redact_location(&format!("rtsp://a b/{}", "x".repeat(500)));
+        assert!(r.len() < 210, "{r}");
+        assert!(!redact_location("u:pw@host\r\n/x").contains("pw"));
     }
 }
