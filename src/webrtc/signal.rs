@@ -48,6 +48,12 @@ pub enum SignalError {
     /// Nothing the stream has can go to this offer (406).
     #[error("{0}")]
     NoCommonCodec(NoCommonCodec),
+    /// Nothing this server sends can go to this offer, whatever the stream (406).
+    #[error(
+        "no common codec: this server sends H.264 (packetization-mode=1), H.265, Opus, \
+         PCMU or PCMA; the offer accepts {0}"
+    )]
+    NothingSendable(String),
     /// The shard has no room (503).
     #[error("{0}")]
     Busy(String),
@@ -65,7 +71,7 @@ impl SignalError {
         match self {
             SignalError::NotFound(_) => 404,
             SignalError::BadPath(_) | SignalError::BadSdp(_) => 400,
-            SignalError::NoCommonCodec(_) => 406,
+            SignalError::NoCommonCodec(_) | SignalError::NothingSendable(_) => 406,
             SignalError::NoMediaYet(_) | SignalError::Busy(_) => 503,
             SignalError::TooManyFromAddress(_) => 429,
         }
@@ -99,17 +105,15 @@ pub struct Offer {
 
 impl Offer {
     /// Reads an offer for the raw stream path `path` (normalised by [`StreamPath`]). An
-    /// offer none of whose sections receives audio or video in a codec this server sends
-    /// is refused here ([`offer::usable`]), whatever the stream has.
+    /// offer none of whose sections receives audio or video is refused here.
     pub fn parse(path: &str, sdp: impl Into<String>) -> Result<Offer, SignalError> {
         let path = StreamPath::parse(path)?;
         let sdp = sdp.into();
         let media = offer::parse_offer(&sdp)?;
-        if !offer::usable(&media) {
-            return Err(SignalError::BadSdp(format!(
-                "the offer receives no audio or video in a codec this server sends ({})",
-                "H.264 with packetization-mode=1, H.265, Opus, PCMU, PCMA"
-            )));
+        if !media.iter().any(|m| m.receives && m.kind.is_some()) {
+            return Err(SignalError::BadSdp(
+                "the offer has no audio or video section that receives".into(),
+            ));
         }
         Ok(Offer { path, sdp, media })
     }
@@ -209,6 +213,7 @@ pub async fn answer(
 ) -> Result<Created, SignalError> {
     str0m::change::SdpOffer::from_sdp_string(&offer.sdp)
         .map_err(|e| SignalError::BadSdp(e.to_string()))?;
+    check_codecs(shard, offer)?;
     check_room(shard, rtc)?;
     let limit = shard.shared.settings.config.webrtc.max_sessions_per_ip;
     let Some(place) = rtc.registry().reserve(from, limit) else {
@@ -217,6 +222,35 @@ pub async fn answer(
     };
     let _demand = await_media(shard, offer.path.as_str()).await;
     create_session(shard, rtc, offer, place)
+}
+
+/// 406 when nothing the stream has (if its tracks are known yet) or nothing this server
+/// sends at all can go to the offer.
+fn check_codecs(shard: &Shard, offer: &Offer) -> Result<(), SignalError> {
+    if let Ok(Some(tracks)) = tracks_of(shard, offer.path.as_str()) {
+        offer::select(&offer.media, &tracks).map_err(SignalError::NoCommonCodec)?;
+    }
+    if offer::usable(&offer.media) {
+        return Ok(());
+    }
+    let mut names: Vec<String> = Vec::new();
+    for c in offer
+        .media
+        .iter()
+        .filter(|m| m.receives)
+        .flat_map(|m| &m.codecs)
+    {
+        let n = c.name.to_ascii_lowercase();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let accepts = if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    };
+    Err(SignalError::NothingSendable(accepts))
 }
 
 /// Busy when the shard is at `webrtc.max_sessions`.
