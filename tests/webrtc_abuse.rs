@@ -1,7 +1,8 @@
 //! WebRTC abuse against the real binary: junk offers start no on-demand camera and leave
 //! a legitimate viewer its session, one address holds at most
-//! `webrtc.max_sessions_per_ip` sessions (finished or not), and a path that names no
-//! stream is 404 before the body is read. The viewers are the project's str0m-based
+//! `webrtc.max_sessions_per_ip` sessions (finished or not), a path that names no stream
+//! is 404 before the body is read, and keyframe requests past the shard's re-send
+//! budget are skipped and counted. The viewers are the project's str0m-based
 //! client (`corecast_client`); `127.0.0.2` is another viewer address on loopback.
 //!
 //! `CORECAST_TEST_LOG=1` echoes the server's log; `--nocapture` shows the counts.
@@ -482,4 +483,31 @@ fn a_path_that_names_no_stream_is_404_before_the_body_is_read() {
         .expect("a real viewer");
     plays(&mut v, 5);
     assert_eq!(sessions(&s), 1);
+}
+
+#[test]
+fn keyframe_requests_past_the_shard_budget_are_skipped_and_counted() {
+    // Re-sends allowed every 100 ms per viewer, but only 64 KiB of them per second per
+    // shard: a viewer asking every 150 ms gets some answered and the rest counted.
+    let s = Server::start(
+        "webrtc-resend-budget",
+        &test_config(&format!(
+            "keyframe_interval = \"100ms\"\ngop_resend_budget = \"64KiB\"\n{}",
+            demo_stream("demo", 0)
+        )),
+    );
+    wait_tracks(&s, "demo");
+    let mut v =
+        WhepViewer::connect(s.http, "demo", ReceiveMode::Full, HTTP_TIMEOUT).expect("viewer");
+    plays(&mut v, 5);
+    for _ in 0..30 {
+        assert!(v.peer_mut().request_keyframe(), "PLI sent");
+        v.run_for(Duration::from_millis(150)).expect("alive");
+    }
+    plays(&mut v, 5);
+    let sent = metric(&s, "corecast_webrtc_gop_resends_total");
+    let skipped = metric(&s, "corecast_webrtc_gop_resends_skipped_total");
+    eprintln!("30 keyframe requests: {sent} GOP re-sends, {skipped} skipped");
+    assert!(skipped >= 1, "{sent} sent, {skipped} skipped");
+    assert!(sent + skipped >= 10, "{sent} sent, {skipped} skipped");
 }
