@@ -50,6 +50,17 @@ fn post(s: &Server, path: &str, ctype: &str, body: &[u8]) -> http::Response {
     http::post(s.http, path, ctype, body, HTTP_TIMEOUT).expect("response")
 }
 
+/// The server's peak resident memory so far (VmHWM), KiB (as tests/floods.rs reads it).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM")
+}
+
 /// Waits (bounded) until the API lists `path` with its tracks.
 fn wait_tracks(s: &Server, path: &str) {
     s.wait_stream(path, |v| {
@@ -161,6 +172,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
     let real = real_offer();
     let limit = 64; // webrtc.max_sessions_per_ip's default
     let mut refused = 0;
+    let mut peak_before = 0;
 
     std::thread::scope(|scope| {
         // A legitimate viewer from 127.0.0.1, before the flood, plays through it.
@@ -186,6 +198,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
             .recv_timeout(Duration::from_secs(20))
             .expect("legitimate viewer playing");
 
+        peak_before = peak_rss_kib(s.child.id());
         let start = Instant::now();
         let mut statuses: BTreeMap<(&str, u16), usize> = BTreeMap::new();
         // Phase 1: real offers that never do ICE fill this address's places, four
@@ -275,6 +288,19 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
         assert!(during > 0, "no media during the flood");
     });
 
+    let peak = peak_rss_kib(s.child.id());
+    eprintln!(
+        "server peak RSS {} MiB before the flood, {} MiB after (+{} KiB)",
+        peak_before / 1024,
+        peak / 1024,
+        peak - peak_before
+    );
+    // What the flood may hold: 63 sessions that never connect (a str0m peer each).
+    assert!(
+        peak - peak_before < 32 * 1024,
+        "the flood grew the server's peak RSS by {} KiB",
+        peak - peak_before
+    );
     // No offer started the camera.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(cam.connections(), (0, 0), "the camera was never contacted");
