@@ -4,9 +4,10 @@
 //! stream's media when its source starts on demand.
 //!
 //! Validate first, then cost: the path must name a stream that exists or can start
-//! ([`find_stream`]: 404 before the SDP is read), the SDP must be an offer that can
-//! receive something this server sends ([`Offer::parse`]: 400), and the shard and the
-//! viewer's address must have room for one more session (503, 429) — all before the
+//! ([`find_stream`]: 404 before the SDP is read), the SDP must be an offer with a
+//! section that receives audio or video ([`Offer::parse`]: 400) in a codec the stream
+//! has, or, while its tracks are unknown, one this server sends (406), and the shard and
+//! the viewer's address must have room for one more session (503, 429) — all before the
 //! offer subscribes, which is what starts an on-demand camera. A rejected offer never
 //! starts a camera. Refusals are logged at most once per second, with a count
 //! ([`refused`]).
