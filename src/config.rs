@@ -201,6 +201,10 @@ pub struct WebRtcConfig {
     pub advertised: Vec<std::net::IpAddr>,
     /// Most WebRTC sessions per shard; more get 503.
     pub max_sessions: usize,
+    /// Most WebRTC sessions one viewer address may hold, on all shards together,
+    /// counting sessions that have not finished ICE and DTLS and offers waiting for an
+    /// on-demand source; more get 429. 0: no limit.
+    pub max_sessions_per_ip: usize,
     /// Kernel send buffer of each shard's UDP socket.
     pub send_buffer: ByteSize,
     /// Send queued datagrams with one sendmmsg call per batch instead of one sendto each.
@@ -209,6 +213,9 @@ pub struct WebRtcConfig {
     pub session_timeout: Millis,
     /// Fewest time between two GOP re-sends to one viewer answering its keyframe requests.
     pub keyframe_interval: Millis,
+    /// Bytes of GOP re-sends per second per shard, all viewers together; keyframe
+    /// requests beyond it are not answered (counted).
+    pub gop_resend_budget: ByteSize,
     /// Most video packets kept per viewer to answer NACKs (retransmission history).
     pub nack_packets: usize,
 }
@@ -220,10 +227,12 @@ impl Default for WebRtcConfig {
             bind: std::net::IpAddr::from([0, 0, 0, 0]),
             advertised: Vec::new(),
             max_sessions: 2000,
+            max_sessions_per_ip: 64,
             send_buffer: ByteSize(4 * 1024 * 1024),
             batch_send: true,
             session_timeout: Millis(Duration::from_secs(7)),
-            keyframe_interval: Millis(Duration::from_secs(1)),
+            keyframe_interval: Millis(Duration::from_secs(2)),
+            gop_resend_budget: ByteSize(32 * 1024 * 1024),
             nack_packets: 256,
         }
     }
@@ -656,6 +665,18 @@ impl Config {
             return Err(ConfigError::new(
                 "webrtc.max_sessions",
                 "must be at least 1",
+            ));
+        }
+        if w.gop_resend_budget.as_usize() < 64 * 1024 {
+            return Err(ConfigError::new(
+                "webrtc.gop_resend_budget",
+                "must be at least 64KiB (a keyframe must fit)",
+            ));
+        }
+        if w.keyframe_interval.0 < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "webrtc.keyframe_interval",
+                "must be at least 100ms (each answer re-sends a whole GOP)",
             ));
         }
         if !(16..=4096).contains(&w.nack_packets) {

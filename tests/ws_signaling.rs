@@ -289,7 +289,7 @@ fn keyframe_request_is_answered_from_the_gop_cache() {
         "no keyframe after the request"
     );
     assert!(v.peer.stats().frames > frames + 10);
-    // A burst of requests is served at most once per keyframe_interval (1 s).
+    // A burst of requests is served at most once per keyframe_interval (2 s).
     for _ in 0..20 {
         v.peer.request_keyframe();
         v.play(v.peer.stats().frames + 1, Duration::from_millis(20));

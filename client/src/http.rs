@@ -11,7 +11,7 @@
 #![allow(clippy::disallowed_methods)] // A driver: the request deadline reads the clock.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Largest response head (status line, headers, blank line).
@@ -295,6 +295,40 @@ pub fn request(
     body: Option<(&str, &[u8])>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
+    request_from(None, addr, method, path, headers, body, timeout)
+}
+
+/// Opens a TCP connection to `addr` from the local address `from` (any port), or from
+/// whatever address the kernel picks when `None`.
+fn connect_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect_timeout(&addr, timeout);
+    };
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.bind(&SocketAddr::new(ip, 0).into())?;
+    s.connect_timeout(&addr.into(), timeout)?;
+    Ok(s.into())
+}
+
+/// Like [`request`], from the local address `from` (e.g. `127.0.0.2`, to be another
+/// client address on loopback).
+pub fn request_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     let deadline = Instant::now() + timeout;
     let io = |source| HttpError::Io {
         method: method.to_string(),
@@ -308,7 +342,7 @@ pub fn request(
         addr,
         timeout,
     };
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    let mut s = connect_from(from, addr, timeout).map_err(io)?;
     let _ = s.set_nodelay(true);
     let req = encode_request(method, path, &addr.to_string(), headers, body);
     s.set_write_timeout(Some(timeout)).map_err(io)?;

@@ -18,7 +18,7 @@ pub mod rtp;
 pub mod viewer;
 pub mod whep;
 
-pub use viewer::{Answered, WhepViewer, post_offer};
+pub use viewer::{Answered, WhepViewer, post_offer, post_offer_from};
 pub use whep::{
     DEFAULT_MAX_FRAMES, Datagram, FrameRecord, PeerClosed, ReceiveMode, TrackKind, ViewerStats,
     WhepPeer, annexb_nal_types, init_crypto,

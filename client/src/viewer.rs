@@ -31,12 +31,25 @@ pub fn post_offer(
     offer: &str,
     timeout: Duration,
 ) -> Result<Answered, ClientError> {
+    post_offer_from(None, http_addr, stream_path, offer, timeout)
+}
+
+/// Like [`post_offer`], from the local address `from` when given.
+pub fn post_offer_from(
+    from: Option<IpAddr>,
+    http_addr: SocketAddr,
+    stream_path: &str,
+    offer: &str,
+    timeout: Duration,
+) -> Result<Answered, ClientError> {
     let path = format!("/whep/{}", stream_path.trim_start_matches('/'));
-    let r = http::post(
+    let r = http::request_from(
+        from,
         http_addr,
+        "POST",
         &path,
-        "application/sdp",
-        offer.as_bytes(),
+        &[],
+        Some(("application/sdp", offer.as_bytes())),
         timeout,
     )?;
     if r.status != 201 {
@@ -72,10 +85,12 @@ fn resolve_location(base: &str, location: &str) -> String {
     format!("{dir}/{location}")
 }
 
-/// A UDP socket on the local address that routes to `server` (loopback for a loopback
-/// server), port chosen by the kernel, with a large receive buffer.
-fn bind_udp(server: SocketAddr) -> Result<UdpSocket, ClientError> {
-    let ip = if server.ip().is_loopback() || server.ip().is_unspecified() {
+/// A UDP socket on `from`, or else the local address that routes to `server` (loopback
+/// for a loopback server), port chosen by the kernel, with a large receive buffer.
+fn bind_udp(server: SocketAddr, from: Option<IpAddr>) -> Result<UdpSocket, ClientError> {
+    let ip = if let Some(ip) = from {
+        ip
+    } else if server.ip().is_loopback() || server.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         let probe = UdpSocket::bind(SocketAddr::new(
@@ -129,10 +144,23 @@ impl WhepViewer {
         mode: ReceiveMode,
         timeout: Duration,
     ) -> Result<WhepViewer, ClientError> {
-        let socket = bind_udp(http_addr)?;
+        Self::connect_from(None, http_addr, stream_path, mode, timeout)
+    }
+
+    /// Like [`WhepViewer::connect`], with the HTTP connection and the UDP socket bound
+    /// to the local address `from` when given (e.g. `127.0.0.2`: another viewer
+    /// address on loopback).
+    pub fn connect_from(
+        from: Option<IpAddr>,
+        http_addr: SocketAddr,
+        stream_path: &str,
+        mode: ReceiveMode,
+        timeout: Duration,
+    ) -> Result<WhepViewer, ClientError> {
+        let socket = bind_udp(http_addr, from)?;
         let local = socket.local_addr()?;
         let mut peer = WhepPeer::new(Instant::now(), local, mode)?;
-        let a = post_offer(http_addr, stream_path, &peer.offer(), timeout)?;
+        let a = post_offer_from(from, http_addr, stream_path, &peer.offer(), timeout)?;
         peer.accept_answer(Instant::now(), &a.answer)?;
         Ok(WhepViewer {
             peer,

@@ -301,3 +301,19 @@ fn per_address_connection_limits_are_checked() {
         assert_eq!(v, 2);
     }
 }
+
+#[test]
+fn webrtc_abuse_bounds() {
+    let w = validate("").expect("defaults").config.webrtc;
+    assert_eq!(w.max_sessions_per_ip, 64);
+    assert_eq!(w.keyframe_interval.0, Duration::from_secs(2));
+    assert_eq!(w.gop_resend_budget, ByteSize(32 << 20));
+    let w = validate("[webrtc]\nmax_sessions_per_ip = 0\n").expect("0: no limit");
+    assert_eq!(w.config.webrtc.max_sessions_per_ip, 0);
+    let e = validate("[webrtc]\ngop_resend_budget = \"1KiB\"\n").unwrap_err();
+    assert_eq!(e.key, "webrtc.gop_resend_budget");
+    let e = validate("[webrtc]\nkeyframe_interval = \"10ms\"\n").unwrap_err();
+    assert_eq!(e.key, "webrtc.keyframe_interval");
+    let e = validate("[webrtc]\nmax_sessions_per_ip = -1\n").unwrap_err();
+    assert_eq!(e.key, "webrtc.max_sessions_per_ip");
+}

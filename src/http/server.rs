@@ -169,7 +169,7 @@ impl Conn {
                     }
                 };
             }
-            let resp = route(shard, &self.rtc, &req).await;
+            let resp = route(shard, &self.rtc, &req, self.peer).await;
             let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
             debug!(peer = ?self.peer, method = %req.method, path = %req.path, status = resp.status, "http");
             resp.write(&mut self.out, keep_alive, req.method == "HEAD");
@@ -230,12 +230,18 @@ async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std
     r
 }
 
-/// Routes a request to its handler (a WHEP offer may wait for the stream's media).
-pub async fn route(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
+/// Routes a request from `peer` to its handler (a WHEP offer may wait for the stream's
+/// media).
+pub async fn route(
+    shard: &Shard,
+    rtc: &Handle,
+    req: &Request,
+    peer: Option<SocketAddr>,
+) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
     if req.path.starts_with(super::whep::PREFIX) {
-        return super::whep::handle(shard, rtc, req).await;
+        return super::whep::handle(shard, rtc, req, peer.map(|p| p.ip())).await;
     }
     let known = matches!(
         req.path.as_str(),
@@ -306,7 +312,7 @@ async fn websocket(
     if !leftover.is_empty() {
         ws.handle_input(&leftover);
     }
-    let mut signaling = WsSignaling::new(rtc.clone());
+    let mut signaling = WsSignaling::new(rtc.clone(), peer.map(|p| p.ip()));
     let _ = ws.send_text(signaling.hello().to_text());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();

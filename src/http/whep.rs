@@ -2,12 +2,19 @@
 //! session on this shard and answers `201 Created` with the SDP answer (all candidates
 //! included: the server is ICE-lite, so no trickle is needed) and a `Location` to
 //! `DELETE`. `PATCH` (trickle ICE) is not supported: 405.
+//!
+//! A `POST` is checked before it can cost anything: a path that names no stream is 404
+//! before the body is looked at, then the SDP is read (400 when it cannot receive
+//! anything), then the shard's and the viewer address's limits (503, 429); only then
+//! does the offer subscribe (and so start an on-demand camera). See
+//! [`crate::webrtc::signal`].
 
 use super::proto::{Request, Response};
 use crate::shard::Shard;
 use crate::webrtc::Handle;
-use crate::webrtc::signal::{self, Offer};
+use crate::webrtc::signal::{self, Offer, SignalError};
 use crate::webrtc::table::SessionId;
+use std::net::IpAddr;
 
 /// URL prefix of WHEP resources.
 pub const PREFIX: &str = "/whep/";
@@ -19,8 +26,8 @@ fn cors(r: Response) -> Response {
         .header("Access-Control-Expose-Headers", "Location, Link")
 }
 
-/// Answers a request under [`PREFIX`].
-pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
+/// Answers a request under [`PREFIX`] from the client at `from`.
+pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request, from: Option<IpAddr>) -> Response {
     let rest = req.path[PREFIX.len()..].trim_end_matches('/');
     if rest.is_empty() {
         return cors(Response::text(
@@ -39,7 +46,13 @@ pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request) -> Response {
                 )
                 .header("Accept-Post", "application/sdp"),
         ),
-        "POST" => post(shard, rtc, req, rest).await,
+        "POST" => match post(shard, rtc, req, rest, from).await {
+            Ok(r) => r,
+            Err(e) => {
+                signal::refused(shard, rtc, from, &e);
+                error_response(&e)
+            }
+        },
         "DELETE" => {
             let Some(id) = session_of(rest) else {
                 return cors(Response::text(404, &format!("no session at {}", req.path)));
@@ -72,39 +85,43 @@ fn session_of(rest: &str) -> Option<SessionId> {
     id.parse().ok()
 }
 
-async fn post(shard: &Shard, rtc: &Handle, req: &Request, path: &str) -> Response {
+async fn post(
+    shard: &Shard,
+    rtc: &Handle,
+    req: &Request,
+    path: &str,
+    from: Option<IpAddr>,
+) -> Result<Response, SignalError> {
+    // Whether the stream can exist is known from the path alone.
+    signal::find_stream(shard, path)?;
     let ctype = req.header("Content-Type").unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/sdp") {
-        return cors(Response::text(
+        return Ok(cors(Response::text(
             415,
             &format!("the offer must be sent as Content-Type: application/sdp (got '{ctype}')"),
-        ));
+        )));
     }
     let Ok(sdp) = std::str::from_utf8(&req.body) else {
-        return cors(Response::text(400, "the SDP offer is not UTF-8"));
+        return Err(SignalError::BadSdp("the SDP offer is not UTF-8".into()));
     };
-    // An on-demand camera starts pulling now; the offer waits for its tracks.
-    let answered = match Offer::parse(path, sdp) {
-        Ok(offer) => signal::answer(shard, rtc, &offer).await,
-        Err(e) => Err(e),
-    };
-    match answered {
-        Ok(c) => {
-            let location = format!("{PREFIX}{}/{}", c.path, c.id);
-            cors(
-                Response::new(201)
-                    .header("Location", location)
-                    .header("ETag", format!("\"{}\"", c.id))
-                    .body("application/sdp", c.answer),
-            )
-        }
-        Err(e) => {
-            let mut r = Response::text(e.status(), &e.to_string());
-            if e.is_transient() {
-                r = r.header("Retry-After", "1");
-            }
-            cors(r)
-        }
+    // Checked in full before anything subscribes; an on-demand camera starts pulling
+    // only then, and the offer waits for its tracks.
+    let offer = Offer::parse(path, sdp)?;
+    let c = signal::answer(shard, rtc, &offer, from).await?;
+    let location = format!("{PREFIX}{}/{}", c.path, c.id);
+    Ok(cors(
+        Response::new(201)
+            .header("Location", location)
+            .header("ETag", format!("\"{}\"", c.id))
+            .body("application/sdp", c.answer),
+    ))
+}
+
+fn error_response(e: &SignalError) -> Response {
+    let mut r = Response::text(e.status(), &e.to_string());
+    if e.is_transient() {
+        r = r.header("Retry-After", "1");
     }
+    cors(r)
 }

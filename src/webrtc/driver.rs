@@ -5,7 +5,7 @@
 //! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::engine::{Closed, Event, Input, Output};
+use super::engine::{Closed, Event, Input, Output, ResendLimits};
 use super::handle::Handle;
 use super::peer::CloseReason;
 use crate::shard::{Shard, ShardRef};
@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use str0m::net::Transmit;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Most datagrams per `sendmmsg` call.
 const BATCH: usize = 64;
@@ -35,6 +35,11 @@ struct Driver {
 /// Runs the shard's WebRTC egress until the shard shuts down.
 pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
     let udp = Rc::new(udp);
+    let cfg = &shard.shared.settings.config;
+    rtc.engine().set_resend_limits(ResendLimits {
+        max_bytes: cfg.media.sink_max_bytes.as_usize(),
+        budget: cfg.webrtc.gop_resend_budget.as_usize() as u64,
+    });
     set_buffers(
         udp.as_raw_fd(),
         shard.shared.settings.config.webrtc.send_buffer.as_usize(),
@@ -174,6 +179,13 @@ impl Driver {
                 if !gop.is_empty() {
                     let input = Input::Gop { id, gop: &gop };
                     let _ = self.rtc.engine().handle_input(Instant::now(), input);
+                }
+            }
+            Event::GopResend { id, bytes, skipped } => {
+                if skipped {
+                    stats::add(&shard.stats().webrtc_gop_resends_skipped, 1);
+                    debug!(shard = shard.id, session = %id, bytes, "keyframe request not answered: re-send budget spent");
+                } else {
                     stats::add(&shard.stats().webrtc_gop_resends, 1);
                 }
             }

@@ -35,6 +35,77 @@ pub struct EngineConfig {
     pub local: SocketAddr,
 }
 
+/// Bounds on GOP re-sends, the answers to viewers' keyframe requests (each viewer also
+/// waits [`PeerConfig::keyframe_interval`] between two). The GOP a viewer gets when it
+/// joins is not a re-send: its queue bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendLimits {
+    /// Most bytes of frame data in one re-send: a longer GOP is cut after its last frame
+    /// that fits (the keyframe comes first; a keyframe alone over it is not re-sent).
+    pub max_bytes: usize,
+    /// Bytes of frame data the shard re-sends per second, all viewers together; a
+    /// re-send that does not fit in what is left is skipped (a budget of one second,
+    /// refilled continuously).
+    pub budget: u64,
+}
+
+impl Default for ResendLimits {
+    fn default() -> Self {
+        ResendLimits {
+            max_bytes: 8 * 1024 * 1024,
+            budget: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// The shard's re-send budget: a token bucket of [`ResendLimits::budget`] bytes.
+#[derive(Debug)]
+struct Budget {
+    limits: ResendLimits,
+    left: u64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(limits: ResendLimits, now: Instant) -> Self {
+        Budget {
+            limits,
+            left: limits.budget,
+            at: now,
+        }
+    }
+
+    /// Takes `bytes` if that many are left at `now`.
+    fn take(&mut self, now: Instant, bytes: u64) -> bool {
+        let ns = now.saturating_duration_since(self.at).as_nanos();
+        let refill = u128::from(self.limits.budget) * ns / 1_000_000_000;
+        let left = (u128::from(self.left) + refill).min(u128::from(self.limits.budget));
+        self.left = left as u64;
+        self.at = self.at.max(now);
+        if bytes > self.left {
+            return false;
+        }
+        self.left -= bytes;
+        true
+    }
+}
+
+/// The frames of `gop` that one re-send may carry (a prefix within `max` bytes of frame
+/// data) and their bytes.
+fn cut_gop(gop: &[Rc<OutFrame>], max: usize) -> (&[Rc<OutFrame>], u64) {
+    let mut bytes = 0usize;
+    let mut n = 0;
+    for f in gop {
+        let next = bytes.saturating_add(f.frame.data.len());
+        if next > max {
+            break;
+        }
+        bytes = next;
+        n += 1;
+    }
+    (&gop[..n], bytes as u64)
+}
+
 /// Why an offer was not turned into a session.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,6 +187,17 @@ pub enum Event {
     },
     /// RTP packets written since the last such event (for the shard's counters).
     PacketsWritten(u64),
+    /// An [`Input::Gop`] was re-sent, or skipped because the shard's re-send budget
+    /// ([`ResendLimits::budget`]) was spent or its keyframe alone is over
+    /// [`ResendLimits::max_bytes`].
+    GopResend {
+        /// The session.
+        id: SessionId,
+        /// Bytes of frame data re-sent (or that would have been).
+        bytes: u64,
+        /// Whether it was skipped.
+        skipped: bool,
+    },
     /// A session ended.
     Closed(Closed),
 }
@@ -155,6 +237,8 @@ pub struct Engine {
     packets: u64,
     /// The latest time the engine was given.
     now: Instant,
+    /// What GOP re-sends may still cost.
+    budget: Budget,
 }
 
 impl Engine {
@@ -171,7 +255,18 @@ impl Engine {
             keys: Vec::new(),
             packets: 0,
             now,
+            budget: Budget::new(ResendLimits::default(), now),
         }
+    }
+
+    /// Sets the bounds on GOP re-sends (the defaults until then), with a full budget.
+    pub fn set_resend_limits(&mut self, limits: ResendLimits) {
+        self.budget = Budget::new(limits, self.now);
+    }
+
+    /// The bounds on GOP re-sends.
+    pub fn resend_limits(&self) -> ResendLimits {
+        self.budget.limits
     }
 
     /// The list viewers' queues announce new frames on; the driver waits on it.
@@ -351,14 +446,27 @@ impl Engine {
         self.keys = keys;
     }
 
-    /// Re-sends `gop` to session `id` (answering its keyframe request).
+    /// Re-sends `gop` to session `id` (answering its keyframe request), as much of it as
+    /// [`ResendLimits::max_bytes`] allows, if the shard's budget has room; else the
+    /// request is dropped (the viewer may ask again after its keyframe interval).
     fn send_gop(
         &mut self,
         now: Instant,
         id: SessionId,
         gop: &[Rc<OutFrame>],
     ) -> Result<(), InputError> {
+        if self.table.get(id).is_none() {
+            return Err(InputError::NoSession(id));
+        }
+        let (gop, bytes) = cut_gop(gop, self.budget.limits.max_bytes);
+        let skipped = gop.is_empty() || !self.budget.take(now, bytes);
+        self.events
+            .push_back(Event::GopResend { id, bytes, skipped });
         let s = self.table.get_mut(id).ok_or(InputError::NoSession(id))?;
+        if skipped {
+            s.peer.skip_gop(now);
+            return Ok(());
+        }
         let before = s.peer.stats.packets;
         let next = s.peer.send_gop(now, gop, &mut self.out);
         self.packets += s.peer.stats.packets - before;

@@ -15,9 +15,10 @@ use super::peer::CloseReason;
 use super::table::SessionId;
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A message between shards about WebRTC sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,32 +35,118 @@ pub trait SessionTx {
     fn send_session(&self, to: usize, msg: SessionMsg);
 }
 
-/// Which shard holds each session (by id), process-wide. Touched only when a session
-/// starts and ends, never on the media path.
+/// Which shard holds each session (by id), and how many sessions each viewer address
+/// holds, process-wide. Touched only when a session starts and ends, never on the media
+/// path.
+///
+/// An address's count covers its sessions from the moment an offer is admitted (a
+/// [`Reservation`], before it waits for an on-demand source) until the session ends or
+/// is ended by request, whether ICE and DTLS ever finished or not: junk offers from one
+/// address hold at most `webrtc.max_sessions_per_ip` sessions, on all shards together.
 #[derive(Debug, Default)]
-pub struct Registry(Mutex<HashMap<u64, usize>>);
+pub struct Registry(Mutex<Sessions>);
+
+#[derive(Debug, Default)]
+struct Sessions {
+    /// Session id to (shard, viewer address).
+    by_id: HashMap<u64, (usize, Option<IpAddr>)>,
+    /// Sessions and admitted offers per viewer address.
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Sessions {
+    fn release(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// The address a viewer is counted under: IPv4-mapped IPv6 addresses as IPv4.
+fn key(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// A place for one session of a viewer address, taken by [`Registry::reserve`] before an
+/// offer may start anything; given back when dropped unless
+/// [`Registry::insert_reserved`] turned it into a session.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    registry: &'a Registry,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip.take()
+            && let Ok(mut m) = self.registry.0.lock()
+        {
+            m.release(ip);
+        }
+    }
+}
 
 impl Registry {
-    /// Records that `shard` holds `id`.
+    /// Records that `shard` holds `id` (a session counted under no address).
     pub fn insert(&self, id: SessionId, shard: usize) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(id.0, shard);
+            m.by_id.insert(id.0, (shard, None));
         }
     }
 
-    /// Forgets `id`; returns the shard that held it.
+    /// Takes a place for one more session from `ip` if it holds fewer than `limit`
+    /// (0: no limit); `None` when it is at the limit.
+    pub fn reserve(&self, ip: Option<IpAddr>, limit: usize) -> Option<Reservation<'_>> {
+        let ip = ip.map(key);
+        if let Some(ip) = ip {
+            let mut m = self.0.lock().ok()?;
+            let n = m.per_ip.entry(ip).or_insert(0);
+            if limit != 0 && *n >= limit {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Reservation { registry: self, ip })
+    }
+
+    /// Records that `shard` holds `id`, counted under the address of `r`.
+    pub fn insert_reserved(&self, id: SessionId, shard: usize, mut r: Reservation<'_>) {
+        let ip = r.ip.take();
+        if let Ok(mut m) = self.0.lock() {
+            m.by_id.insert(id.0, (shard, ip));
+        }
+    }
+
+    /// Forgets `id` (and counts it no more against its address); returns the shard
+    /// that held it.
     pub fn remove(&self, id: SessionId) -> Option<usize> {
-        self.0.lock().ok().and_then(|mut m| m.remove(&id.0))
+        let mut m = self.0.lock().ok()?;
+        let (shard, ip) = m.by_id.remove(&id.0)?;
+        if let Some(ip) = ip {
+            m.release(ip);
+        }
+        Some(shard)
     }
 
     /// Number of sessions registered.
     pub fn len(&self) -> usize {
-        self.0.lock().map(|m| m.len()).unwrap_or(0)
+        self.0.lock().map(|m| m.by_id.len()).unwrap_or(0)
     }
 
     /// Whether no session is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sessions and admitted offers counted under `ip`.
+    pub fn count(&self, ip: IpAddr) -> usize {
+        self.0
+            .lock()
+            .map(|m| m.per_ip.get(&key(ip)).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -68,7 +155,20 @@ struct Inner {
     engine: RefCell<Engine>,
     registry: Arc<Registry>,
     tx: Rc<dyn SessionTx>,
+    refusals: RefCell<Refusals>,
 }
+
+/// Offers refused on the shard since the last log line about them.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// When the last line was logged.
+    logged: Option<Instant>,
+    /// Refused since.
+    count: u64,
+}
+
+/// Fewest time between two log lines about refused offers.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The shard-local handle to the shard's WebRTC side (cheap to clone).
 #[derive(Clone)]
@@ -87,7 +187,22 @@ impl Handle {
             engine: RefCell::new(engine),
             registry,
             tx,
+            refusals: RefCell::default(),
         }))
+    }
+
+    /// Counts a refused offer at `now`; returns how many to log (this one included)
+    /// when a line is due, at most once per second.
+    pub fn note_refusal(&self, now: Instant) -> Option<u64> {
+        let mut r = self.0.refusals.borrow_mut();
+        r.count += 1;
+        if r.logged
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            return None;
+        }
+        r.logged = Some(now);
+        Some(std::mem::take(&mut r.count))
     }
 
     /// The shard's index.
@@ -197,6 +312,54 @@ mod tests {
         assert_eq!(to, 1);
         s1.handle_msg(msg);
         assert!(s1.engine().is_empty());
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second_with_a_count() {
+        let registry = Arc::new(Registry::default());
+        let mesh = Rc::new(FakeMesh::default());
+        let h = shard(0, &registry, &mesh);
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        assert_eq!(h.note_refusal(t), Some(1), "the first at once");
+        let logged: Vec<_> = (1..=500u64)
+            .filter_map(|i| h.note_refusal(ms(i * 4)))
+            .collect();
+        // 500 refusals over 2 s: lines at 1 s and 2 s, carrying every refusal since.
+        assert_eq!(logged, vec![250, 250]);
+        assert_eq!(h.note_refusal(ms(2001)), None);
+        assert_eq!(h.note_refusal(ms(3500)), Some(2));
+    }
+
+    #[test]
+    fn sessions_per_address_are_counted_until_they_end() {
+        let registry = Registry::default();
+        let a = IpAddr::from([127, 0, 0, 1]);
+        let b = IpAddr::from([127, 0, 0, 2]);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("v6");
+        let r1 = registry.reserve(Some(a), 2).expect("first");
+        let r2 = registry
+            .reserve(Some(mapped), 2)
+            .expect("second (same address)");
+        assert!(registry.reserve(Some(a), 2).is_none(), "third refused");
+        assert!(registry.reserve(Some(b), 2).is_some(), "another address");
+        assert_eq!(registry.count(b), 0, "a dropped reservation is given back");
+        assert!(
+            registry.reserve(None, 2).is_some(),
+            "no address: not counted"
+        );
+        registry.insert_reserved(SessionId(1), 0, r1);
+        drop(r2);
+        assert_eq!(registry.count(a), 1);
+        let r = registry.reserve(Some(a), 2).expect("room again");
+        registry.insert_reserved(SessionId(2), 1, r);
+        assert!(registry.reserve(Some(a), 2).is_none());
+        assert!(registry.reserve(Some(a), 0).is_some(), "0: no limit");
+        assert_eq!(registry.remove(SessionId(1)), Some(0));
+        assert_eq!(registry.remove(SessionId(1)), None, "counted off once");
+        assert_eq!(registry.count(a), 1);
+        assert_eq!(registry.remove(SessionId(2)), Some(1));
+        assert_eq!((registry.count(a), registry.len()), (0, 0));
     }
 
     #[test]

@@ -227,6 +227,24 @@ impl fmt::Display for NoCommonCodec {
     }
 }
 
+/// The codecs this server can send, as offers name them (what [`select`] may pick).
+pub const SENDABLE: [&str; 5] = ["H264", "H265", "OPUS", "PCMU", "PCMA"];
+
+/// Whether some section of the offer receives audio or video in a codec of
+/// [`SENDABLE`] (H.264 with packetization-mode 1): without one, no stream can be sent
+/// to it, whatever its tracks.
+pub fn usable(offer: &[OfferedMedia]) -> bool {
+    offer.iter().any(|m| {
+        m.receives
+            && m.kind.is_some()
+            && m.codecs.iter().any(|c| match c.name.as_str() {
+                "H264" => c.param("packetization-mode") == Some("1"),
+                "OPUS" => c.clock_rate == 48_000,
+                n => SENDABLE.contains(&n),
+            })
+    })
+}
+
 /// Picks, for each of the stream's tracks, the offered payload type to send it with.
 ///
 /// Video: H.264 only with packetization-mode 1, preferring the stream's own profile
@@ -455,6 +473,31 @@ a=rtpmap:126 telephone-event/8000\r\n";
         let sdp = CHROME_OFFER.replace("a=recvonly", "a=sendonly");
         let offer = parse_offer(&sdp).expect("parses");
         assert!(select(&offer, &[h264(0x4d)]).is_err());
+    }
+
+    #[test]
+    fn usable_offers_receive_a_sendable_codec() {
+        let sec = |m: &str, dir: &str, map: &str| {
+            format!(
+                "v=0\r\nm={m} 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na={dir}\r\na=rtpmap:96 {map}\r\n"
+            )
+        };
+        let ok = |sdp: String| usable(&parse_offer(&sdp).expect("parses"));
+        assert!(ok(sec("video", "recvonly", "H265/90000")));
+        assert!(ok(sec("audio", "sendrecv", "opus/48000/2")));
+        assert!(!ok(sec("video", "sendonly", "H265/90000")), "sends only");
+        assert!(
+            !ok(sec("video", "recvonly", "VP8/90000")),
+            "no codec of ours"
+        );
+        assert!(
+            !ok(sec("video", "recvonly", "H264/90000")),
+            "H.264 needs mode 1"
+        );
+        let h264 = sec("video", "recvonly", "H264/90000") + "a=fmtp:96 packetization-mode=1\r\n";
+        assert!(ok(h264));
+        let data = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\n";
+        assert!(!ok(data.to_string()), "a data channel only");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
             max_payload: rtp::MAX_PAYLOAD,
-            keyframe_interval: Duration::from_secs(1),
+            keyframe_interval: Duration::from_secs(2),
             inactivity: Duration::from_secs(7),
             connect_timeout: Duration::from_secs(10),
             nack_packets: 256,
@@ -360,6 +360,13 @@ impl Peer {
     /// Whether a keyframe request asked for the GOP cache to be re-sent.
     pub fn wants_gop(&self) -> bool {
         self.want_gop && self.connected && self.closed.is_none()
+    }
+
+    /// Drops the pending keyframe request unanswered (the shard's re-send budget is
+    /// spent): the next one counts from `now`.
+    pub fn skip_gop(&mut self, now: Instant) {
+        self.want_gop = false;
+        self.last_gop = Some(now);
     }
 
     /// Re-sends a GOP (keyframe first) as a burst, answering a keyframe request, then

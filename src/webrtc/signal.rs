@@ -2,11 +2,20 @@
 //! WebSocket (`offer` message, see [`ws`]), is parsed once into an [`Offer`] and becomes a
 //! session on this shard through [`answer`], which first waits (without polling) for the
 //! stream's media when its source starts on demand.
+//!
+//! Validate first, then cost: the path must name a stream that exists or can start
+//! ([`find_stream`]: 404 before the SDP is read), the SDP must be an offer with a
+//! section that receives audio or video ([`Offer::parse`]: 400) in a codec the stream
+//! has, or, while its tracks are unknown, one this server sends (406), and the shard and
+//! the viewer's address must have room for one more session (503, 429) — all before the
+//! offer subscribes, which is what starts an on-demand camera. A rejected offer never
+//! starts a camera. Refusals are logged at most once per second, with a count
+//! ([`refused`]).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 pub mod ws;
 
-use super::handle::Handle;
+use super::handle::{Handle, Reservation};
 use super::offer::{self, NoCommonCodec, OfferError, OfferedMedia};
 use super::table::SessionId;
 use crate::media::TrackSet;
@@ -14,6 +23,7 @@ use crate::shard::Shard;
 use crate::stats;
 use crate::stream::{PathError, SinkHandle, StreamPath};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -39,9 +49,21 @@ pub enum SignalError {
     /// Nothing the stream has can go to this offer (406).
     #[error("{0}")]
     NoCommonCodec(NoCommonCodec),
+    /// Nothing this server sends can go to this offer, whatever the stream (406).
+    #[error(
+        "no common codec: this server sends H.264 (packetization-mode=1), H.265, Opus, \
+         PCMU or PCMA; the offer accepts {0}"
+    )]
+    NothingSendable(String),
     /// The shard has no room (503).
     #[error("{0}")]
     Busy(String),
+    /// The viewer's address holds `webrtc.max_sessions_per_ip` sessions already (429).
+    #[error(
+        "this address already has {0} WebRTC sessions, the most one address may have; \
+         end one first"
+    )]
+    TooManyFromAddress(usize),
 }
 
 impl SignalError {
@@ -50,14 +72,18 @@ impl SignalError {
         match self {
             SignalError::NotFound(_) => 404,
             SignalError::BadPath(_) | SignalError::BadSdp(_) => 400,
-            SignalError::NoCommonCodec(_) => 406,
+            SignalError::NoCommonCodec(_) | SignalError::NothingSendable(_) => 406,
             SignalError::NoMediaYet(_) | SignalError::Busy(_) => 503,
+            SignalError::TooManyFromAddress(_) => 429,
         }
     }
 
     /// Whether the client should retry shortly (`Retry-After`).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SignalError::NoMediaYet(_) | SignalError::Busy(_))
+        matches!(
+            self,
+            SignalError::NoMediaYet(_) | SignalError::Busy(_) | SignalError::TooManyFromAddress(_)
+        )
     }
 }
 
@@ -79,12 +105,45 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// Reads an offer for the raw stream path `path` (normalised by [`StreamPath`]).
+    /// Reads an offer for the raw stream path `path` (normalised by [`StreamPath`]). An
+    /// offer none of whose sections receives audio or video is refused here.
     pub fn parse(path: &str, sdp: impl Into<String>) -> Result<Offer, SignalError> {
         let path = StreamPath::parse(path)?;
         let sdp = sdp.into();
         let media = offer::parse_offer(&sdp)?;
+        if !media.iter().any(|m| m.receives && m.kind.is_some()) {
+            return Err(SignalError::BadSdp(
+                "the offer has no audio or video section that receives".into(),
+            ));
+        }
         Ok(Offer { path, sdp, media })
+    }
+}
+
+/// The stream a raw path names, if it exists or can start: published (on any shard, by
+/// the directory every shard keeps) or configured (an on-demand source is published,
+/// idle, from the start). Decided from the path alone, before any body is read.
+pub fn find_stream(shard: &Shard, raw: &str) -> Result<StreamPath, SignalError> {
+    let path = StreamPath::parse(raw)?;
+    let hub = shard.hub.borrow();
+    if hub.owner(path.as_str()).is_none() && hub.tracks(path.as_str()).is_none() {
+        return Err(SignalError::NotFound(path.as_str().to_string()));
+    }
+    Ok(path)
+}
+
+/// Records a refused offer from `from` and logs, at most once per second per shard, how
+/// many were refused since the last such line, with the latest reason (a flood of junk
+/// offers does not flood the log).
+pub fn refused(shard: &Shard, rtc: &Handle, from: Option<IpAddr>, e: &SignalError) {
+    if let Some(n) = rtc.note_refusal(Instant::now()) {
+        info!(
+            shard = shard.id,
+            refused = n,
+            latest_from = ?from,
+            latest_status = e.status(),
+            "WebRTC offers refused (at most one such line per second): latest: {e}"
+        );
     }
 }
 
@@ -142,11 +201,69 @@ fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError>
     Ok(snap)
 }
 
-/// Answers `offer` with a new session on this shard: waits for the stream's media first
-/// when its source starts on demand ([`await_media`]).
-pub async fn answer(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Created, SignalError> {
+/// Answers `offer` from the viewer at `from` with a new session on this shard: checks
+/// that str0m reads the offer, that the shard has room and that `from` has fewer than
+/// `webrtc.max_sessions_per_ip` sessions (the place is taken now, so offers waiting for
+/// a camera count too); only then waits for the stream's media when its source starts
+/// on demand ([`await_media`]), which is what starts the source.
+pub async fn answer(
+    shard: &Shard,
+    rtc: &Handle,
+    offer: &Offer,
+    from: Option<IpAddr>,
+) -> Result<Created, SignalError> {
+    str0m::change::SdpOffer::from_sdp_string(&offer.sdp)
+        .map_err(|e| SignalError::BadSdp(e.to_string()))?;
+    check_codecs(shard, offer)?;
+    check_room(shard, rtc)?;
+    let limit = shard.shared.settings.config.webrtc.max_sessions_per_ip;
+    let Some(place) = rtc.registry().reserve(from, limit) else {
+        stats::add(&shard.stats().webrtc_refused_per_ip, 1);
+        return Err(SignalError::TooManyFromAddress(limit));
+    };
     let _demand = await_media(shard, offer.path.as_str()).await;
-    create_session(shard, rtc, offer)
+    create_session(shard, rtc, offer, place)
+}
+
+/// 406 when nothing the stream has (if its tracks are known yet) or nothing this server
+/// sends at all can go to the offer.
+fn check_codecs(shard: &Shard, offer: &Offer) -> Result<(), SignalError> {
+    if let Ok(Some(tracks)) = tracks_of(shard, offer.path.as_str()) {
+        offer::select(&offer.media, &tracks).map_err(SignalError::NoCommonCodec)?;
+    }
+    if offer::usable(&offer.media) {
+        return Ok(());
+    }
+    let mut names: Vec<String> = Vec::new();
+    for c in offer
+        .media
+        .iter()
+        .filter(|m| m.receives)
+        .flat_map(|m| &m.codecs)
+    {
+        let n = c.name.to_ascii_lowercase();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let accepts = if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    };
+    Err(SignalError::NothingSendable(accepts))
+}
+
+/// Busy when the shard is at `webrtc.max_sessions`.
+fn check_room(shard: &Shard, rtc: &Handle) -> Result<(), SignalError> {
+    if rtc.engine().has_room() {
+        return Ok(());
+    }
+    stats::add(&shard.stats().webrtc_refused, 1);
+    Err(SignalError::Busy(format!(
+        "this server is at its limit of {} WebRTC viewers per core; try again later",
+        rtc.engine().max_sessions()
+    )))
 }
 
 /// Waits until `path` has tracks, when it is published but has none yet and its source
@@ -217,18 +334,18 @@ impl Drop for MediaWait<'_> {
     }
 }
 
-/// Creates a WebRTC session on this shard for `offer`.
-fn create_session(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Created, SignalError> {
+/// Creates a WebRTC session on this shard for `offer`, counted under the viewer's
+/// address through `place`.
+fn create_session(
+    shard: &Shard,
+    rtc: &Handle,
+    offer: &Offer,
+    place: Reservation<'_>,
+) -> Result<Created, SignalError> {
     let path = offer.path.as_str();
     let tracks = tracks_of(shard, path)?.ok_or_else(|| SignalError::NoMediaYet(path.into()))?;
     let sel = offer::select(&offer.media, &tracks).map_err(SignalError::NoCommonCodec)?;
-    if !rtc.engine().has_room() {
-        stats::add(&shard.stats().webrtc_refused, 1);
-        return Err(SignalError::Busy(format!(
-            "this server is at its limit of {} WebRTC viewers per core; try again later",
-            rtc.engine().max_sessions()
-        )));
-    }
+    check_room(shard, rtc)?;
     let sink = shard
         .hub
         .borrow_mut()
@@ -245,7 +362,7 @@ fn create_session(shard: &Shard, rtc: &Handle, offer: &Offer) -> Result<Created,
             }
             other => SignalError::BadSdp(other.to_string()),
         })?;
-    rtc.registry().insert(id, shard.id);
+    rtc.registry().insert_reserved(id, shard.id, place);
     stats::add(&shard.stats().webrtc_sessions, 1);
     stats::add(&shard.stats().webrtc_sessions_total, 1);
     let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();

@@ -60,6 +60,8 @@ struct Client {
     timeout: Instant,
     connected: bool,
     addr: SocketAddr,
+    /// The mid of its video section.
+    mid: str0m::media::Mid,
 }
 
 fn h264_tracks() -> crate::media::TrackSet {
@@ -138,8 +140,20 @@ fn drain(e: &mut Engine, cl: &mut Client, now: Instant, events: &mut Vec<Event>)
     }
 }
 
-#[test]
-fn a_session_connects_sends_media_and_closes_through_the_contract() {
+/// A connected session: the engine, its client, the session id, the viewer's queue and
+/// the fake time it connected at.
+struct Connected {
+    e: Engine,
+    cl: Client,
+    id: SessionId,
+    queue: Rc<crate::stream::SinkQueue>,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+/// Creates a session for a recvonly H.264 client whose queue holds the tracks and one
+/// IDR, and runs both sides in 5 ms steps of fake time until ICE and DTLS are up.
+fn connected() -> Connected {
     use crate::stream::{SinkEvent, SinkLimits, SinkQueue};
     let mut now = Instant::now();
     let mut e = engine(now);
@@ -148,7 +162,7 @@ fn a_session_connects_sends_media_and_closes_through_the_contract() {
     rtc.add_local_candidate(str0m::Candidate::host(addr, "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
     let dir = str0m::media::Direction::RecvOnly;
-    api.add_media(str0m::media::MediaKind::Video, dir, None, None, None);
+    let mid = api.add_media(str0m::media::MediaKind::Video, dir, None, None, None);
     let (offer, pending) = api.apply().expect("offer");
     let sdp = offer.to_sdp_string();
     let offered = super::super::offer::parse_offer(&sdp).expect("offer parses");
@@ -171,22 +185,49 @@ fn a_session_connects_sends_media_and_closes_through_the_contract() {
         timeout: now,
         connected: false,
         addr,
+        mid,
     };
     let mut events = Vec::new();
     let deadline = now + Duration::from_secs(10);
     while !cl.connected {
         assert!(now < deadline, "not connected in 10 s of fake time");
-        let _ = e.handle_input(now, Input::Ready);
-        e.handle_timeout(now);
-        if cl.timeout <= now {
-            cl.rtc
-                .handle_input(str0m::Input::Timeout(now))
-                .expect("client timeout");
-        }
-        poll_client(&mut cl, &mut e, now);
-        drain(&mut e, &mut cl, now, &mut events);
+        step(&mut e, &mut cl, now, &mut events);
         now += Duration::from_millis(5);
     }
+    Connected {
+        e,
+        cl,
+        id,
+        queue,
+        now,
+        events,
+    }
+}
+
+/// One round of both sides at `now`, as the driver and a client would run it.
+fn step(e: &mut Engine, cl: &mut Client, now: Instant, events: &mut Vec<Event>) {
+    let _ = e.handle_input(now, Input::Ready);
+    e.handle_timeout(now);
+    if cl.timeout <= now {
+        cl.rtc
+            .handle_input(str0m::Input::Timeout(now))
+            .expect("client timeout");
+    }
+    poll_client(cl, e, now);
+    drain(e, cl, now, events);
+}
+
+#[test]
+fn a_session_connects_sends_media_and_closes_through_the_contract() {
+    let Connected {
+        mut e,
+        mut cl,
+        id,
+        queue,
+        now,
+        mut events,
+    } = connected();
+    use crate::stream::SinkEvent;
     // A live frame: the queue announces itself, `Ready` writes it, the due timer
     // releases the packets, and they come out as one transmit batch.
     queue.push(SinkEvent::Frame(crate::stream::OutFrame::new(idr(3000))));
@@ -225,4 +266,141 @@ fn a_session_connects_sends_media_and_closes_through_the_contract() {
     assert!(closed[0].stats.packets > 0);
     assert!(e.is_empty());
     assert!(queue.is_detached(), "the viewer's queue is let go");
+}
+
+/// The client asks for a keyframe (RTCP PLI) now.
+fn request_keyframe(cl: &mut Client, now: Instant) {
+    let mut w = cl.rtc.writer(cl.mid).expect("writer of the video mid");
+    w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+        .expect("keyframe request");
+    cl.rtc
+        .handle_input(str0m::Input::Timeout(now))
+        .expect("client timeout");
+}
+
+/// Answers every [`Event::GopWanted`] among `events` from `gop`, as the driver does;
+/// returns how many were wanted.
+fn answer_gops(
+    e: &mut Engine,
+    events: &mut Vec<Event>,
+    now: Instant,
+    gop: &[Rc<OutFrame>],
+) -> usize {
+    let wanted: Vec<SessionId> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::GopWanted { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    events.retain(|ev| !matches!(ev, Event::GopWanted { .. }));
+    for id in &wanted {
+        e.handle_input(now, Input::Gop { id: *id, gop })
+            .expect("session");
+    }
+    wanted.len()
+}
+
+/// (re-sent, skipped) among `events`, with the bytes re-sent.
+fn resends(events: &[Event]) -> (usize, usize, u64) {
+    let mut r = (0, 0, 0);
+    for ev in events {
+        if let Event::GopResend { bytes, skipped, .. } = ev {
+            if *skipped {
+                r.1 += 1;
+            } else {
+                r.0 += 1;
+                r.2 += bytes;
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn many_keyframe_requests_within_the_interval_cause_one_gop_resend() {
+    let Connected {
+        mut e,
+        mut cl,
+        mut now,
+        mut events,
+        ..
+    } = connected();
+    let gop = vec![crate::stream::OutFrame::new(idr(3000))];
+    let interval = PeerConfig::default().keyframe_interval;
+    assert_eq!(interval, Duration::from_secs(2));
+    // Ten requests 100 ms apart (one second): one re-send.
+    let mut wanted = 0;
+    for _ in 0..10 {
+        request_keyframe(&mut cl, now);
+        for _ in 0..20 {
+            poll_client(&mut cl, &mut e, now);
+            step(&mut e, &mut cl, now, &mut events);
+            wanted += answer_gops(&mut e, &mut events, now, &gop);
+            drain(&mut e, &mut cl, now, &mut events);
+            now += Duration::from_millis(5);
+        }
+    }
+    assert_eq!(wanted, 1, "{events:?}");
+    assert_eq!(resends(&events), (1, 0, 204));
+    // Past the interval, the next request is answered again.
+    now += interval;
+    request_keyframe(&mut cl, now);
+    for _ in 0..20 {
+        poll_client(&mut cl, &mut e, now);
+        step(&mut e, &mut cl, now, &mut events);
+        wanted += answer_gops(&mut e, &mut events, now, &gop);
+        now += Duration::from_millis(5);
+    }
+    assert_eq!(wanted, 2);
+    assert_eq!(resends(&events).0, 2);
+}
+
+#[test]
+fn gop_resends_are_cut_to_the_bound_and_skipped_past_the_shard_budget() {
+    let Connected {
+        mut e,
+        mut cl,
+        id,
+        now,
+        mut events,
+        ..
+    } = connected();
+    // Frames of 204 bytes; one re-send carries at most 450 (two frames); the shard
+    // re-sends at most 1000 bytes per second.
+    e.set_resend_limits(ResendLimits {
+        max_bytes: 450,
+        budget: 1000,
+    });
+    let gop: Vec<_> = (1..=3)
+        .map(|i| crate::stream::OutFrame::new(idr(i * 3000)))
+        .collect();
+    let resend = |e: &mut Engine, cl: &mut Client, events: &mut Vec<Event>, at: Instant| {
+        e.handle_input(at, Input::Gop { id, gop: &gop })
+            .expect("session");
+        drain(e, cl, at, events);
+    };
+    resend(&mut e, &mut cl, &mut events, now);
+    assert_eq!(resends(&events), (1, 0, 408), "cut to two frames");
+    resend(&mut e, &mut cl, &mut events, now);
+    assert_eq!(resends(&events), (2, 0, 816));
+    // 184 bytes left of the second's budget: the third is skipped and counted.
+    resend(&mut e, &mut cl, &mut events, now);
+    assert_eq!(resends(&events), (2, 1, 816));
+    // Half a second refills 500 bytes.
+    resend(
+        &mut e,
+        &mut cl,
+        &mut events,
+        now + Duration::from_millis(500),
+    );
+    assert_eq!(resends(&events), (3, 1, 1224));
+    // A keyframe alone over the bound is never re-sent.
+    e.set_resend_limits(ResendLimits {
+        max_bytes: 100,
+        budget: 1000,
+    });
+    resend(&mut e, &mut cl, &mut events, now + Duration::from_secs(5));
+    assert_eq!(resends(&events), (3, 2, 1224));
+    assert!(e.contains(id), "the session lives on");
 }

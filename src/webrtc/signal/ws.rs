@@ -18,6 +18,7 @@ use crate::shard::Shard;
 use crate::webrtc::handle::Handle;
 use crate::webrtc::table::SessionId;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// Most WebRTC sessions one WebSocket may hold.
 pub const WS_MAX_SESSIONS: usize = 16;
@@ -188,14 +189,17 @@ pub fn decode(text: &str) -> Result<ClientMsg, ServerMsg> {
 /// The signaling state of one WebSocket: the sessions it started, which end with it.
 pub struct WsSignaling {
     rtc: Handle,
+    /// The viewer's address (sessions count against `webrtc.max_sessions_per_ip`).
+    from: Option<IpAddr>,
     sessions: Vec<SessionId>,
 }
 
 impl WsSignaling {
-    /// The state of a new socket on the shard of `rtc`.
-    pub fn new(rtc: Handle) -> Self {
+    /// The state of a new socket from `from` on the shard of `rtc`.
+    pub fn new(rtc: Handle, from: Option<IpAddr>) -> Self {
         WsSignaling {
             rtc,
+            from,
             sessions: Vec::new(),
         }
     }
@@ -240,11 +244,17 @@ impl WsSignaling {
         }
     }
 
+    /// Answers an offer: the same checks, in the same order, as a WHEP `POST` (404
+    /// for a stream that cannot exist before the SDP is read, then the SDP, then the
+    /// limits), all before the offer can start an on-demand source.
     async fn offer(&mut self, shard: &Shard, stream: &str, sdp: String) -> Vec<ServerMsg> {
         let raw = stream.trim_matches('/');
-        let fail =
-            |e: SignalError, stream: &str| vec![ServerMsg::status(&e, e.status(), Some(stream))];
-        let offer = match Offer::parse(stream, sdp) {
+        let fail = |e: SignalError, stream: &str| {
+            super::refused(shard, &self.rtc, self.from, &e);
+            vec![ServerMsg::status(&e, e.status(), Some(stream))]
+        };
+        let offer = match super::find_stream(shard, stream).and_then(|_| Offer::parse(stream, sdp))
+        {
             Ok(o) => o,
             Err(e) => return fail(e, raw),
         };
@@ -252,7 +262,7 @@ impl WsSignaling {
             let why = format!("one WebSocket may watch at most {WS_MAX_SESSIONS} streams");
             return vec![ServerMsg::status(why, 503, Some(offer.path.as_str()))];
         }
-        let c = match super::answer(shard, &self.rtc, &offer).await {
+        let c = match super::answer(shard, &self.rtc, &offer, self.from).await {
             Ok(c) => c,
             Err(e) => return fail(e, offer.path.as_str()),
         };
