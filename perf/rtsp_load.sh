@@ -158,6 +158,8 @@ listen = "127.0.0.1:$(free_port)"
 udp_port = 0
 bind = "127.0.0.1"
 max_sessions = 20000
+# Every load client comes from 127.0.0.1.
+max_sessions_per_ip = 0
 EOF
   for ((i = 0; i < m; i++)); do
     if [ "$SOURCE" = file ]; then
