@@ -148,7 +148,9 @@ struct Line {
 /// the latest output of its own track, is a jump: its output continues one frame
 /// interval after its track's latest frame, and the stream's offset changes by the same
 /// wall time for every track, so audio and video stay in sync. Smaller backward steps
-/// (reordering) are kept as they are. `pts - dts` (B-frames) is kept.
+/// (reordering) are kept as they are. `pts - dts` (B-frames) is kept. After
+/// [`restart`](Self::restart) (a new publisher) the next frame continues the timeline
+/// whatever its time.
 #[derive(Debug, Clone, Default)]
 pub struct Continuity {
     lines: Vec<Line>,
@@ -158,6 +160,8 @@ pub struct Continuity {
     generation: u64,
     /// Latest output time of any track, in microseconds.
     latest_micros: Option<i64>,
+    /// A new source starts: its first frame continues the timeline.
+    restarting: bool,
 }
 
 impl Continuity {
@@ -166,12 +170,20 @@ impl Continuity {
         Continuity::default()
     }
 
+    /// A new source (a publisher's new session) takes over the stream: its clock is
+    /// unrelated, so its first frame continues one frame interval after the latest
+    /// output (without counting as a jump), and every track follows.
+    pub fn restart(&mut self) {
+        self.restarting = true;
+    }
+
     /// Rebases `frame`, of a track whose clock runs at `clock_rate` Hz. Returns the jump
     /// it absorbed, if any.
     pub fn rebase(&mut self, frame: &mut Frame, clock_rate: u32) -> Option<Jump> {
         let generation = self.generation;
         let offset_micros = self.offset_micros;
         let latest_micros = self.latest_micros;
+        let restart = std::mem::take(&mut self.restarting);
         let line = self.line(frame.track, frame.kind, clock_rate);
         if line.generation != generation {
             line.offset = micros_to_ticks(offset_micros, line.clock);
@@ -185,13 +197,14 @@ impl Continuity {
             .last
             .is_some_and(|l| l.saturating_sub(out) > line.limits.backward);
         let mut jump = None;
-        let dts = if ahead || behind {
+        let dts = if ahead || behind || restart {
+            let interval = line.interval.get();
             let resume = match (line.last, latest_micros) {
-                (Some(l), _) => l,
-                (None, Some(l)) => micros_to_ticks(l, line.clock),
+                (Some(l), _) => l.saturating_add(interval),
+                (None, Some(l)) => micros_to_ticks(l, line.clock).saturating_add(interval),
+                // The stream's first frame.
                 (None, None) => out,
-            }
-            .saturating_add(line.interval.get());
+            };
             line.offset = resume.saturating_sub(frame.dts);
             line.generation = generation.wrapping_add(1);
             jump = Some(Jump {
@@ -215,7 +228,7 @@ impl Continuity {
         self.latest_micros = Some(latest_micros.map_or(dts_micros, |l| l.max(dts_micros)));
         frame.pts = frame.pts.saturating_add(dts.saturating_sub(frame.dts));
         frame.dts = dts;
-        jump
+        jump.filter(|_| !restart)
     }
 
     /// The latest output time of any track, in microseconds.

@@ -237,3 +237,22 @@ fn jump_reports_are_rate_limited_by_stream_time() {
     assert_eq!(r.report(10_000_000), Some(2));
     assert_eq!(r.report(10_000_001), None);
 }
+
+#[test]
+fn a_restart_continues_from_the_latest_frame_whatever_the_new_clock() {
+    let mut c = Continuity::new();
+    // A first source's first frame passes through.
+    c.restart();
+    assert_eq!(video(&mut c, &[500, 3500]), (vec![500, 3500], vec![]));
+    audio(&mut c, 48_000 * 3500 / 90_000);
+    // A new publisher whose clock is 0.03 s behind: no reordering, time goes on.
+    c.restart();
+    let (out, jumps) = video(&mut c, &[3500 - 2700, 3500 - 2700 + 3000]);
+    assert_eq!(out, [6500, 9500]);
+    assert!(jumps.is_empty());
+    // Audio follows the same offset.
+    assert_eq!(
+        audio(&mut c, 48_000 * 3500 / 90_000).0,
+        48_000 * 3500 / 90_000 + 1440 + 1600
+    );
+}
