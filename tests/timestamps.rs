@@ -229,6 +229,16 @@ fn plays_on_across(tag: &str, shift: fn(i64) -> i64, logged: &str) {
             "gap of {step} ticks (more than 1.5 frames) at frame {i}"
         );
     }
+    let metrics = String::from_utf8_lossy(&s.get("/metrics").body).into_owned();
+    let jumps: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("corecast_timeline_jumps_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("{tag}: {jumps} clock jumps counted");
+    // Both tracks jumped; the first one seen moved the stream's offset, and the other
+    // followed it (in sync) without a jump of its own.
+    assert_eq!(jumps, 1, "clock jumps counted in /metrics:\n{metrics}");
     let log = s.log_until(logged, Duration::from_secs(5));
     let line = log.lines().find(|l| l.contains(logged));
     assert!(

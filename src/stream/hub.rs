@@ -287,8 +287,9 @@ impl PathState {
     }
 
     /// Rebases a frame of a source whose timeline the hub continues (see
-    /// [`SourceInfo::continues_timeline`]); logs absorbed jumps, rate-limited.
-    fn continue_timeline(&mut self, frame: &mut Frame) {
+    /// [`SourceInfo::continues_timeline`]); counts absorbed jumps and logs them,
+    /// rate-limited.
+    fn continue_timeline(&mut self, frame: &mut Frame, stats: &ShardStats) {
         if self
             .source
             .as_ref()
@@ -307,6 +308,7 @@ impl PathState {
         let Some(jump) = self.timeline.rebase(frame, clock) else {
             return;
         };
+        stats::add(&stats.timeline_jumps, 1);
         let at = self.timeline.latest_micros().unwrap_or(0);
         if let Some(held) = self.jump_reports.report(at) {
             info!(
@@ -632,7 +634,7 @@ impl Hub {
             Some(st) if st.role == Role::Owner => st,
             _ => return Err(HubError::NotOwner(path.to_string())),
         };
-        st.continue_timeline(&mut frame);
+        st.continue_timeline(&mut frame, stats);
         st.bytes_in += frame.data.len() as u64;
         st.frames_in += 1;
         stats::add(&stats.frames_in, 1);

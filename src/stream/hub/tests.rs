@@ -473,6 +473,7 @@ fn a_publishers_clock_jump_is_continued_for_viewers() {
         hub.push_frame("a", video(t == 0, t)).unwrap();
     }
     assert_eq!(frames(&v.queue), [0, 3000, 6000, 9000, 12_000, 15_000]);
+    assert_eq!(stats::get(&hub.stats.timeline_jumps), 2);
     // A publisher's restart (re-publish) continues the same timeline.
     hub.unpublish("a").unwrap();
     hub.publish(
@@ -487,6 +488,8 @@ fn a_publishers_clock_jump_is_continued_for_viewers() {
         .unwrap();
     hub.push_frame("a", video(true, 0)).unwrap();
     assert_eq!(frames(&v.queue), [18_000]);
+    // A new publisher's clock is not a jump.
+    assert_eq!(stats::get(&hub.stats.timeline_jumps), 2);
 }
 
 #[test]
