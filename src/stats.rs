@@ -114,6 +114,7 @@ counters! {
         frames_in: Counter, "Media frames received from sources.",
         frames_dropped: Counter, "Frames dropped for slow viewers.",
         mesh_frames_dropped: Counter, "Frames not relayed because a cross-shard channel was full.",
+        timeline_jumps: Counter, "Jumps of a publisher's clock absorbed (the stream's timeline went on).",
         streams: Gauge, "Streams owned by the shard.",
         relays: Gauge, "Streams relayed to the shard from their owner.",
         viewers: Gauge, "Viewers attached on the shard.",

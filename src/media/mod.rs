@@ -12,6 +12,7 @@ pub mod flv;
 pub mod gop;
 pub mod h264;
 pub mod h265;
+pub mod timeline;
 
 use bytes::Bytes;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 
 use super::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
 use crate::media::gop::GopCache;
+use crate::media::timeline::{Continuity, JumpReports};
 use crate::media::{Frame, Track, TrackSet};
 use crate::stats::{self, ShardStats};
 use bytes::Bytes;
@@ -51,6 +52,16 @@ pub struct SourceInfo {
     /// `publish` and its first frame); `None`: the source has media from the start, an
     /// offer without media is refused at once.
     pub start_timeout: Option<Duration>,
+}
+
+impl SourceInfo {
+    /// Whether the source keeps its timeline continuous by itself: a pulled RTSP camera
+    /// (its depacketizer continues across clock jumps and reconnects) and the file
+    /// source (it loops with continuous time). The hub continues every other source's
+    /// timeline: a publisher's clock is its own ([`Continuity`]).
+    pub fn continues_timeline(&self) -> bool {
+        matches!(self.kind, "rtsp" | "file")
+    }
 }
 
 /// What a stream's source is doing, as the API shows it (`Display` gives the API's
@@ -248,6 +259,10 @@ struct PathState {
     bytes_in: u64,
     frames_in: u64,
     dropped: u64,
+    /// Continues a pushed source's timeline; kept across publishes of the path, so
+    /// viewers that wait through a publisher's restart see time go on.
+    timeline: Continuity,
+    jump_reports: JumpReports,
 }
 
 impl PathState {
@@ -266,6 +281,44 @@ impl PathState {
             bytes_in: 0,
             frames_in: 0,
             dropped: 0,
+            timeline: Continuity::new(),
+            jump_reports: JumpReports::new(),
+        }
+    }
+
+    /// Rebases a frame of a source whose timeline the hub continues (see
+    /// [`SourceInfo::continues_timeline`]); counts absorbed jumps and logs them,
+    /// rate-limited.
+    fn continue_timeline(&mut self, frame: &mut Frame, stats: &ShardStats) {
+        if self
+            .source
+            .as_ref()
+            .is_none_or(SourceInfo::continues_timeline)
+        {
+            return;
+        }
+        let clock = self
+            .tracks
+            .as_ref()
+            .and_then(|t| t.iter().find(|t| t.id == frame.track))
+            .map(|t| t.clock_rate);
+        let Some(clock) = clock else {
+            return;
+        };
+        let Some(jump) = self.timeline.rebase(frame, clock) else {
+            return;
+        };
+        stats::add(&stats.timeline_jumps, 1);
+        let at = self.timeline.latest_micros().unwrap_or(0);
+        if let Some(held) = self.jump_reports.report(at) {
+            info!(
+                path = %self.path,
+                track = jump.track.0,
+                earlier_jumps_not_logged = held,
+                "{}: publisher's clock jumped {:+.1} s; timeline continued",
+                self.path,
+                jump.secs()
+            );
         }
     }
 
@@ -467,6 +520,8 @@ impl Hub {
             st.role = Role::Owner;
         }
         st.source = Some(source);
+        // A new source's clock is its own: viewers still attached see time go on.
+        st.timeline.restart();
         stats::add(&self.stats.streams, 1);
         for to in self.others() {
             self.tx.send_control(
@@ -569,7 +624,9 @@ impl Hub {
 
     /// Pushes a frame of an owned stream to its GOP cache, local viewers and subscribed
     /// shards. Never blocks: a full queue or channel drops frames to the next keyframe.
-    pub fn push_frame(&mut self, path: &str, frame: Frame) -> Result<(), HubError> {
+    /// The frame's times are continued across jumps of the source's clock first, unless
+    /// the source does that itself ([`SourceInfo::continues_timeline`]).
+    pub fn push_frame(&mut self, path: &str, mut frame: Frame) -> Result<(), HubError> {
         let Hub {
             paths, stats, tx, ..
         } = self;
@@ -577,6 +634,7 @@ impl Hub {
             Some(st) if st.role == Role::Owner => st,
             _ => return Err(HubError::NotOwner(path.to_string())),
         };
+        st.continue_timeline(&mut frame, stats);
         st.bytes_in += frame.data.len() as u64;
         st.frames_in += 1;
         stats::add(&stats.frames_in, 1);

@@ -409,21 +409,34 @@ enum Timer {
 }
 
 /// Extends RTMP's 32-bit millisecond timestamps past their wrap-around.
+///
+/// Only a step from the top quarter of the range ([`WRAP_ZONE`] below 2^32) into the
+/// bottom quarter is a wrap (after 49.7 days of stream). Any other step back, however
+/// large (a publisher restarting its clock at 0), is a step back; the hub's timeline
+/// continuity absorbs it (`media::timeline`). A message from just before the wrap that
+/// arrives just after it stays in the earlier epoch.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timestamp32 {
     last: Option<u32>,
     epoch: i64,
 }
 
+/// How close to either end of the 32-bit range the two sides of a wrap lie (2^30 ms,
+/// 12.4 days).
+pub const WRAP_ZONE: u32 = 1 << 30;
+
 impl Timestamp32 {
-    /// The 64-bit time of a wire timestamp. A jump back of more than half the range is a
-    /// wrap, not reordering.
+    /// The 64-bit time of a wire timestamp.
     pub fn extend(&mut self, ts: u32) -> i64 {
-        if let Some(last) = self.last
-            && ts < last
-            && last - ts > u32::MAX / 2
-        {
-            self.epoch += 1 << 32;
+        const RANGE: i64 = 1 << 32;
+        if let Some(last) = self.last {
+            let high = |t: u32| t > u32::MAX - WRAP_ZONE;
+            let low = |t: u32| t < WRAP_ZONE;
+            if high(last) && low(ts) {
+                self.epoch = self.epoch.saturating_add(RANGE);
+            } else if low(last) && high(ts) && self.epoch > 0 {
+                return self.epoch - RANGE + i64::from(ts);
+            }
         }
         self.last = Some(ts);
         self.epoch + i64::from(ts)

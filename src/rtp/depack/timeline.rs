@@ -2,15 +2,7 @@
 
 use super::DepackStats;
 use crate::media::MediaKind;
-
-/// A forward jump beyond this many seconds of track clock is a discontinuity.
-const MAX_FORWARD_SECS: i64 = 10;
-/// A backward jump beyond this many seconds is a discontinuity.
-const MAX_BACKWARD_SECS: i64 = 1;
-/// Assumed video frame rate when no frame interval is known yet.
-const DEFAULT_VIDEO_FPS: i64 = 30;
-/// Assumed audio frames per second (20 ms) when no duration is known yet.
-const DEFAULT_AUDIO_FPS: i64 = 50;
+use crate::media::timeline::{FrameInterval, JumpLimits};
 
 /// Where time continues from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +24,16 @@ enum Anchor {
 /// 32-bit wrap is invisible and small backward steps (B-frames sent in decode order,
 /// packets reordered) map backwards. A step more than 10 s forward or more than 1 s back
 /// (a camera reset, a new SSRC) is a discontinuity: time continues just after the latest
-/// frame instead ([`Timeline::next_time`]).
+/// frame instead ([`Timeline::next_time`]). The rule and the frame interval are
+/// `media::timeline`'s, shared with the continuity of pushed streams.
 #[derive(Debug, Clone)]
 pub(super) struct Timeline {
-    /// Largest forward step in ticks.
-    forward: i64,
-    /// Largest backward step in ticks.
-    backward: i64,
-    /// Frame duration assumed when none is known.
-    default_duration: i64,
+    /// What is a discontinuity.
+    limits: JumpLimits,
     anchor: Anchor,
     /// The latest frame duration: from the payload format, else the latest positive step
     /// of at most 1 s.
-    duration: Option<i64>,
+    duration: FrameInterval,
     /// Latest frame time plus its duration.
     end: Option<i64>,
 }
@@ -52,18 +41,11 @@ pub(super) struct Timeline {
 impl Timeline {
     /// A timeline starting at 0.
     pub fn new(clock_rate: u32, kind: MediaKind) -> Timeline {
-        let rate = i64::from(clock_rate.max(1));
-        let per_second = match kind {
-            MediaKind::Video => DEFAULT_VIDEO_FPS,
-            MediaKind::Audio => DEFAULT_AUDIO_FPS,
-        };
         Timeline {
             // A step is read as a signed 32-bit number: it cannot exceed i32::MAX.
-            forward: (rate * MAX_FORWARD_SECS).min(i64::from(i32::MAX)),
-            backward: (rate * MAX_BACKWARD_SECS).min(i64::from(i32::MAX)),
-            default_duration: (rate / per_second).max(1),
+            limits: JumpLimits::new(clock_rate).capped(i64::from(i32::MAX)),
             anchor: Anchor::Start(0),
-            duration: None,
+            duration: FrameInterval::new(clock_rate, kind),
             end: None,
         }
     }
@@ -80,15 +62,13 @@ impl Timeline {
             Anchor::Start(time) => time,
             Anchor::At { rtp: prev, time } => {
                 let step = i64::from(rtp.wrapping_sub(prev) as i32);
-                if step > self.forward || step < -self.backward {
+                if self.limits.is_jump(step) {
                     stats.discontinuities += 1;
                     self.end
-                        .unwrap_or_else(|| time.saturating_add(self.frame_duration()))
+                        .unwrap_or_else(|| time.saturating_add(self.duration.get()))
                 } else {
                     // A frame interval, not a pause in the stream.
-                    if step > 0 && step <= self.backward {
-                        self.duration = Some(step);
-                    }
+                    self.duration.observe(step);
                     time.saturating_add(step)
                 }
             }
@@ -100,21 +80,16 @@ impl Timeline {
     /// Records a frame at `pts` (mapped, plus any offset within its packet) lasting
     /// `duration` ticks if the payload format tells.
     pub fn frame(&mut self, pts: i64, duration: Option<i64>) {
-        if let Some(d) = duration.filter(|d| *d > 0) {
-            self.duration = Some(d);
+        if let Some(d) = duration {
+            self.duration.set(d);
         }
-        let end = pts.saturating_add(self.frame_duration());
+        let end = pts.saturating_add(self.duration.get());
         self.end = Some(self.end.map_or(end, |e| e.max(end)));
     }
 
     /// Time just after the latest frame.
     pub fn next_time(&self) -> Option<i64> {
         self.end
-    }
-
-    /// The latest frame duration, or the default.
-    fn frame_duration(&self) -> i64 {
-        self.duration.unwrap_or(self.default_duration)
     }
 }
 

@@ -508,3 +508,53 @@ fn a_later_control_message_supersedes_only_earlier_ones_of_its_kind_and_path() {
     assert!(!end(&a).supersedes(&init(&a)));
     assert!(!meta(&a).supersedes(&announce(&a)));
 }
+
+/// Publishes `a` from a source of `kind` with one 90 kHz video track and a viewer.
+fn pushed(kind: &'static str) -> (Hub, SinkHandle) {
+    let (_mesh, mut h) = hubs(1, 100);
+    let mut hub = h.remove(0);
+    hub.publish("a", SourceInfo { kind, ..src() }).unwrap();
+    hub.set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    let v = hub.subscribe("a").unwrap();
+    (hub, v)
+}
+
+#[test]
+fn a_publishers_clock_jump_is_continued_for_viewers() {
+    let (mut hub, v) = pushed("rtmp");
+    let hour = 3600 * 90_000;
+    for t in [0, 3000, 6000 + hour, 9000 + hour, 0, 3000] {
+        hub.push_frame("a", video(t == 0, t)).unwrap();
+    }
+    assert_eq!(frames(&v.queue), [0, 3000, 6000, 9000, 12_000, 15_000]);
+    assert_eq!(stats::get(&hub.stats.timeline_jumps), 2);
+    // A publisher's restart (re-publish) continues the same timeline.
+    hub.unpublish("a").unwrap();
+    hub.publish(
+        "a",
+        SourceInfo {
+            kind: "rtmp",
+            ..src()
+        },
+    )
+    .unwrap();
+    hub.set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    hub.push_frame("a", video(true, 0)).unwrap();
+    assert_eq!(frames(&v.queue), [18_000]);
+    // A new publisher's clock is not a jump.
+    assert_eq!(stats::get(&hub.stats.timeline_jumps), 2);
+}
+
+#[test]
+fn sources_that_continue_their_own_timeline_are_not_rebased() {
+    for kind in ["rtsp", "file"] {
+        let (mut hub, v) = pushed(kind);
+        let hour = 3600 * 90_000;
+        for t in [0, 3000, 6000 + hour] {
+            hub.push_frame("a", video(t == 0, t)).unwrap();
+        }
+        assert_eq!(frames(&v.queue), [0, 3000, 6000 + hour], "{kind}");
+    }
+}

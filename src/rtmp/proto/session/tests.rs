@@ -783,6 +783,41 @@ fn media_timestamps_extend_past_the_32_bit_wrap() {
     assert_eq!(t.extend(3), (1i64 << 32) + 3);
 }
 
+#[test]
+fn media_timestamps_wrap_only_from_the_top_of_the_range() {
+    const E: i64 = 1 << 32;
+    // A publisher restarting its clock at 0 after 30 days (more than 2^31 ms): a step
+    // back, not a wrap (+49 days).
+    let mut t = Timestamp32::default();
+    let days30 = 30 * 86_400_000u32;
+    assert_eq!(t.extend(days30), i64::from(days30));
+    assert_eq!(t.extend(0), 0);
+    assert_eq!(t.extend(40), 40);
+    // A small step back is a step back.
+    let mut t = Timestamp32::default();
+    assert_eq!(t.extend(60_000), 60_000);
+    assert_eq!(t.extend(0), 0);
+    // From the top quarter into the bottom quarter: a wrap, also with a gap.
+    let mut t = Timestamp32::default();
+    let top = u32::MAX - WRAP_ZONE + 1;
+    assert_eq!(t.extend(top), i64::from(top));
+    assert_eq!(t.extend(WRAP_ZONE - 1), E + i64::from(WRAP_ZONE) - 1);
+    // A straggler from before the wrap stays in its epoch and does not move the clock.
+    assert_eq!(t.extend(u32::MAX), E - 1);
+    assert_eq!(t.extend(WRAP_ZONE), E + i64::from(WRAP_ZONE));
+    // Just below the zones: no wrap.
+    let mut t = Timestamp32::default();
+    assert_eq!(t.extend(top - 1), i64::from(top - 1));
+    assert_eq!(t.extend(5), 5);
+    let mut t = Timestamp32::default();
+    assert_eq!(t.extend(top), i64::from(top));
+    assert_eq!(t.extend(WRAP_ZONE), i64::from(WRAP_ZONE));
+    // Before any wrap a high timestamp after a low one is a forward step.
+    let mut t = Timestamp32::default();
+    assert_eq!(t.extend(5), 5);
+    assert_eq!(t.extend(u32::MAX), i64::from(u32::MAX));
+}
+
 // Timers, in virtual time.
 
 const SEC: Duration = Duration::from_secs(1);
