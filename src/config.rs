@@ -995,8 +995,11 @@ impl Serialize for Shards {
 
 /// A per-address connection limit: at least 1, at most 1,000,000.
 fn per_ip_limit(key: &str, v: usize) -> Result<(), ConfigError> {
-    if !(1..=1_000_000).contains(&v) {
-        return Err(ConfigError::new(key, "must be between 1 and 1000000"));
+    if v > 1_000_000 {
+        return Err(ConfigError::new(
+            key,
+            "must be at most 1000000 (0 turns the limit off)",
+        ));
     }
     Ok(())
 }

@@ -231,13 +231,15 @@ impl Listener {
         }
     }
 
-    /// `max_connections` (per shard) and `max_connections_per_ip` (process-wide).
+    /// `max_connections` (per shard) and `max_connections_per_ip` (process-wide; 0 is
+    /// no limit).
     fn limits(self, settings: &Settings) -> (usize, usize) {
         let c = &settings.config;
-        match self {
+        let (shard, per_ip) = match self {
             Listener::Http => (c.http.max_connections, c.http.max_connections_per_ip),
             Listener::Rtmp => (c.rtmp.max_connections, c.rtmp.max_connections_per_ip),
-        }
+        };
+        (shard, if per_ip == 0 { usize::MAX } else { per_ip })
     }
 
     fn gauge(self, st: &ShardStats) -> &AtomicU64 {
