@@ -11,18 +11,6 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// The server's peak resident memory so far (VmHWM), KiB: a transient allocation that
-/// was freed again still shows.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM")
-}
-
 /// Waits (bounded) for the server to close `c`; true if it did.
 fn closed_by_server(c: &mut TcpStream) -> bool {
     common::closed_within(c, Duration::from_secs(10)).is_some()
@@ -38,7 +26,7 @@ fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connec
     let s = Server::start("flood-amf", &test_config(&demo_stream("demo", 0)));
     let pid = s.child.id();
     assert_eq!(s.get("/api/v1/health").status, 200);
-    let before = peak_rss_kib(pid);
+    let before = common::peak_rss_kib(pid);
 
     // A strict array of ~8 Mi one-byte nulls: tens of bytes each once decoded.
     let n: u32 = (8 << 20) - 5; // the whole message: 8 MiB, the default rtmp.max_message_bytes
@@ -52,7 +40,7 @@ fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connec
     let _ = c.write_all(&wire);
     assert!(closed_by_server(&mut c), "that connection is closed");
 
-    let after = peak_rss_kib(pid);
+    let after = common::peak_rss_kib(pid);
     assert!(
         after < before + 16 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"
@@ -71,7 +59,7 @@ fn pipelined_requests_from_clients_that_do_not_read_cost_bounded_memory() {
     let s = Server::start("flood-pipeline", &test_config(&demo_stream("demo", 0)));
     let pid = s.child.id();
     assert_eq!(s.get("/metrics").status, 200);
-    let before = peak_rss_kib(pid);
+    let before = common::peak_rss_kib(pid);
     let one = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     let burst: Vec<u8> = one.repeat(16 * 1024 / one.len());
     // 50 clients, each 16 KiB of pipelined requests (about 470 /metrics answers), none
@@ -88,7 +76,7 @@ fn pipelined_requests_from_clients_that_do_not_read_cost_bounded_memory() {
         assert_eq!(s.get("/api/v1/health").status, 200);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let after = peak_rss_kib(pid);
+    let after = common::peak_rss_kib(pid);
     assert!(
         after < before + 20 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"
@@ -102,7 +90,7 @@ fn opening_65000_chunk_streams_is_refused_at_the_bound_and_closes_that_connectio
     let s = Server::start("flood-csid", &test_config(&demo_stream("demo", 0)));
     let pid = s.child.id();
     assert_eq!(s.get("/api/v1/health").status, 200);
-    let before = peak_rss_kib(pid);
+    let before = common::peak_rss_kib(pid);
 
     // An Acknowledgement (type 3, 4 bytes) on each of 65,000 chunk stream ids, the 3-byte
     // basic header form: harmless messages, every one on a new chunk stream.
@@ -116,7 +104,7 @@ fn opening_65000_chunk_streams_is_refused_at_the_bound_and_closes_that_connectio
     let _ = c.write_all(&wire);
     assert!(closed_by_server(&mut c), "that connection is closed");
 
-    let after = peak_rss_kib(pid);
+    let after = common::peak_rss_kib(pid);
     assert!(
         after < before + 16 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"

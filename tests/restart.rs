@@ -47,18 +47,9 @@ fn keep_alive(s: &Server) -> TcpStream {
     c
 }
 
-/// An RTMP connection in the middle of its handshake (C0+C1 sent, S0+S1+S2 read).
+/// An RTMP connection past its handshake (the server answered C0+C1).
 fn rtmp_handshake(s: &Server) -> TcpStream {
-    let mut c = TcpStream::connect(s.rtmp).expect("connect rtmp");
-    c.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    c.write_all(&c0c1).expect("write C0C1");
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    c.read_exact(&mut s0s1s2).expect("read S0S1S2");
-    assert_eq!(s0s1s2[0], 3, "RTMP version");
-    c
+    common::rtmp::after_handshake(s.rtmp)
 }
 
 /// An ffmpeg RTMP player of `url` (killed when dropped).

@@ -9,55 +9,14 @@ mod common;
 
 use common::camera::{Camera, CameraOpts};
 use common::{Server, test_config};
-use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The `/api/v1/streams` entry of `path`.
-fn stream(s: &Server, path: &str) -> Value {
-    let v = s.get_json("/api/v1/streams");
-    v["streams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|st| st["path"] == path)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Waits (bounded) until the source state of `path` satisfies `pred`; returns the entry.
-fn wait_state(s: &Server, path: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Value {
-    let end = Instant::now() + timeout;
-    loop {
-        let st = stream(s, path);
-        if let Some(state) = st["source"]["state"].as_str()
-            && pred(state)
-        {
-            return st;
-        }
-        assert!(
-            Instant::now() < end,
-            "stream {path} never reached the expected state within {timeout:?}: {st}\nlog:\n{}",
-            s.drain_log().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The sum over shards of the `/metrics` counter `name`.
-fn counter(s: &Server, name: &str) -> u64 {
-    let text = s.get("/metrics").body_text();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// Video frames the source has depacketized so far.
 fn video_frames(s: &Server, path: &str) -> u64 {
-    stream(s, path)["source"]["tracks"][0]["frames"]
+    s.stream(path)["source"]["tracks"][0]["frames"]
         .as_u64()
         .unwrap_or(0)
 }
@@ -83,7 +42,7 @@ fn rtp_from_the_cameras_address_but_another_port_is_dropped_and_counted() {
         cam.url
     ));
     let s = Server::start("rtsp-foreign-port", &cfg);
-    let st = wait_state(&s, "cam", Duration::from_secs(20), |st| st == "live");
+    let st = s.wait_state("cam", Duration::from_secs(20), |st| st == "live");
     assert_eq!(st["source"]["transport"], "udp", "{st}");
     // The server logs the ports of the session when it plays.
     let log = s.log_until("rtsp: playing", Duration::from_secs(5));
@@ -101,7 +60,7 @@ fn rtp_from_the_cameras_address_but_another_port_is_dropped_and_counted() {
         .collect();
     assert!(!ports.is_empty(), "client ports in {line}");
     let rtp_port = ports[0];
-    assert_eq!(counter(&s, "corecast_rtsp_foreign_packets_total"), 0);
+    assert_eq!(s.metric("corecast_rtsp_foreign_packets_total"), 0);
 
     // The same address as the camera (127.0.0.1), another port: 2 s of 200 packets/s to
     // the video track's RTP port and its RTCP port, with a stranger's SSRC and with
@@ -122,7 +81,7 @@ fn rtp_from_the_cameras_address_but_another_port_is_dropped_and_counted() {
     let end = Instant::now() + Duration::from_secs(5);
     let mut foreign = 0;
     while Instant::now() < end {
-        foreign = counter(&s, "corecast_rtsp_foreign_packets_total");
+        foreign = s.metric("corecast_rtsp_foreign_packets_total");
         if foreign >= sent {
             break;
         }
@@ -143,7 +102,7 @@ fn rtp_from_the_cameras_address_but_another_port_is_dropped_and_counted() {
     // The camera plays on: frames still counted, still live, nothing taken from the
     // stranger.
     std::thread::sleep(Duration::from_secs(1));
-    let st = stream(&s, "cam");
+    let st = s.stream("cam");
     assert_eq!(st["source"]["state"], "live", "{st}");
     let frames_after = video_frames(&s, "cam");
     // 25 fps for more than 3 s.
@@ -151,7 +110,7 @@ fn rtp_from_the_cameras_address_but_another_port_is_dropped_and_counted() {
         frames_after >= frames_before + 50,
         "frames {frames_before} -> {frames_after}: {st}"
     );
-    assert_eq!(counter(&s, "corecast_rtsp_ssrc_dropped_packets_total"), 0);
+    assert_eq!(s.metric("corecast_rtsp_ssrc_dropped_packets_total"), 0);
     assert_eq!(st["source"]["reconnects"], 0, "{st}");
 }
 
@@ -253,7 +212,7 @@ fn a_redirect_to_another_host_gets_no_authorization_header() {
     let s = Server::start("rtsp-redirects", &cfg);
 
     // Default ("same-host"): refused with a clear error, 127.0.0.2 never contacted.
-    let st = wait_state(&s, "default", Duration::from_secs(10), |st| {
+    let st = s.wait_state("default", Duration::from_secs(10), |st| {
         st.contains("follow_redirects")
     });
     let state = st["source"]["state"].as_str().unwrap_or("");
@@ -274,7 +233,7 @@ fn a_redirect_to_another_host_gets_no_authorization_header() {
     );
 
     // "any": followed, and 127.0.0.2 sees no Authorization at all.
-    let st = wait_state(&s, "any", Duration::from_secs(10), |st| {
+    let st = s.wait_state("any", Duration::from_secs(10), |st| {
         st.contains("requires a user name and password")
     });
     assert!(

@@ -15,8 +15,8 @@ use bytes::{Bytes, BytesMut};
 use common::*;
 use corecast::media::clip::Clip;
 use corecast::media::flv::TagType;
-use corecast::rtmp::proto::amf0::{self, Amf0Value};
-use corecast::rtmp::proto::chunk::{MSG_AUDIO, MSG_COMMAND_AMF0, MSG_VIDEO, encode_message};
+use corecast::rtmp::proto::amf0::Amf0Value;
+use corecast::rtmp::proto::chunk::{MSG_AUDIO, MSG_VIDEO, encode_message};
 use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -34,32 +34,10 @@ const CHUNK: usize = 128;
 /// The message stream `createStream` gives the first time.
 const STREAM_ID: u32 = 1;
 
-/// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
-fn handshake(s: &Server) -> TcpStream {
-    let mut c = TcpStream::connect(s.rtmp).expect("connect rtmp");
-    c.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    c.write_all(&c0c1).expect("C0C1");
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    c.read_exact(&mut s0s1s2).expect("S0S1S2");
-    c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
-    c
-}
-
-fn command(c: &mut TcpStream, csid: u32, stream: u32, values: &[Amf0Value]) {
-    let mut out = BytesMut::new();
-    encode_message(
-        csid,
-        MSG_COMMAND_AMF0,
-        stream,
-        0,
-        &amf0::encode_all(values),
-        CHUNK,
-        &mut out,
-    );
-    c.write_all(&out).expect("send command");
+/// Sends an AMF0 command on `c`.
+fn command(c: &mut TcpStream, stream: u32, values: &[Amf0Value]) {
+    c.write_all(&common::rtmp::command(stream, values))
+        .expect("send command");
 }
 
 /// Reads (bounded) until the server's bytes contain `needle`.
@@ -86,7 +64,7 @@ fn read_until(c: &mut TcpStream, needle: &[u8]) {
 /// Publishes `live/{name}`: connect, createStream, publish, then waits for
 /// `NetStream.Publish.Start`.
 fn start_publishing(s: &Server, name: &str) -> TcpStream {
-    let mut c = handshake(s);
+    let mut c = common::rtmp::after_handshake(s.rtmp);
     let app = Amf0Value::object([
         ("app", Amf0Value::string("live")),
         ("type", Amf0Value::string("nonprivate")),
@@ -97,7 +75,6 @@ fn start_publishing(s: &Server, name: &str) -> TcpStream {
     ]);
     command(
         &mut c,
-        3,
         0,
         &[Amf0Value::string("connect"), Amf0Value::Number(1.0), app],
     );
@@ -111,10 +88,9 @@ fn start_publishing(s: &Server, name: &str) -> TcpStream {
         v.extend_from_slice(args);
         v
     };
-    command(&mut c, 3, 0, &cmd("createStream", 2.0, &[]));
+    command(&mut c, 0, &cmd("createStream", 2.0, &[]));
     command(
         &mut c,
-        4,
         STREAM_ID,
         &cmd(
             "publish",

@@ -50,34 +50,11 @@ fn post(s: &Server, path: &str, ctype: &str, body: &[u8]) -> http::Response {
     http::post(s.http, path, ctype, body, HTTP_TIMEOUT).expect("response")
 }
 
-/// The server's peak resident memory so far (VmHWM), KiB (as tests/floods.rs reads it).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM")
-}
-
 /// Waits (bounded) until the API lists `path` with its tracks.
 fn wait_tracks(s: &Server, path: &str) {
     s.wait_stream(path, |v| {
         v["tracks"].as_array().is_some_and(|t| !t.is_empty())
     });
-}
-
-/// The `/api/v1/streams` entry of `path`.
-fn stream(s: &Server, path: &str) -> Value {
-    let v = s.get_json("/api/v1/streams");
-    v["streams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|st| st["path"] == path)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// Open WebRTC sessions, all shards.
@@ -88,15 +65,6 @@ fn sessions(s: &Server) -> u64 {
         .expect("shards")
         .iter()
         .map(|sh| sh["webrtc_sessions"].as_u64().expect("webrtc_sessions"))
-        .sum()
-}
-
-/// A counter of `/metrics`, summed over shards.
-fn metric(s: &Server, name: &str) -> u64 {
-    let body = s.get("/metrics").body_text();
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
@@ -168,7 +136,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
     ));
     let s = Server::start("webrtc-junk", &cfg);
     wait_tracks(&s, "demo");
-    assert_eq!(stream(&s, "lobby")["source"]["state"], "idle");
+    assert_eq!(s.stream("lobby")["source"]["state"], "idle");
     let real = real_offer();
     let limit = 64; // webrtc.max_sessions_per_ip's default
     let mut refused = 0;
@@ -198,7 +166,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
             .recv_timeout(Duration::from_secs(20))
             .expect("legitimate viewer playing");
 
-        peak_before = peak_rss_kib(s.child.id());
+        peak_before = common::peak_rss_kib(s.child.id());
         let start = Instant::now();
         let mut statuses: BTreeMap<(&str, u16), usize> = BTreeMap::new();
         // Phase 1: real offers that never do ICE fill this address's places, four
@@ -288,7 +256,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
         assert!(during > 0, "no media during the flood");
     });
 
-    let peak = peak_rss_kib(s.child.id());
+    let peak = common::peak_rss_kib(s.child.id());
     eprintln!(
         "server peak RSS {} MiB before the flood, {} MiB after (+{} KiB)",
         peak_before / 1024,
@@ -305,7 +273,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(cam.connections(), (0, 0), "the camera was never contacted");
     assert_eq!(cam.plays(), 0);
-    assert_eq!(stream(&s, "lobby")["source"]["state"], "idle");
+    assert_eq!(s.stream("lobby")["source"]["state"], "idle");
     // Another address is served while this one is full.
     let mut v = WhepViewer::connect_from(
         Some(OTHER_ADDRESS),
@@ -317,7 +285,7 @@ fn junk_offers_start_no_camera_and_leave_a_viewer_its_session() {
     .expect("a viewer from another address");
     plays(&mut v, 10);
     assert_eq!(v.close().expect("DELETE"), 200);
-    assert_eq!(metric(&s, "corecast_webrtc_refused_per_ip_total"), refused);
+    assert_eq!(s.metric("corecast_webrtc_refused_per_ip_total"), refused);
     // The refusals were logged at most once a second per shard, with counts.
     let log = s.log_until("WebRTC offers refused", Duration::from_secs(2));
     let lines: Vec<&str> = log
@@ -400,7 +368,7 @@ fn one_address_holds_at_most_max_sessions_per_ip() {
     for v in more.iter_mut().chain([&mut other, &mut mine]) {
         plays(v, 3);
     }
-    assert!(metric(&s, "corecast_webrtc_refused_per_ip_total") >= 3);
+    assert!(s.metric("corecast_webrtc_refused_per_ip_total") >= 3);
 }
 
 /// Sends one offer over `/ws` from 127.0.0.1 and returns the reply to it.
@@ -531,8 +499,8 @@ fn keyframe_requests_past_the_shard_budget_are_skipped_and_counted() {
         v.run_for(Duration::from_millis(150)).expect("alive");
     }
     plays(&mut v, 5);
-    let sent = metric(&s, "corecast_webrtc_gop_resends_total");
-    let skipped = metric(&s, "corecast_webrtc_gop_resends_skipped_total");
+    let sent = s.metric("corecast_webrtc_gop_resends_total");
+    let skipped = s.metric("corecast_webrtc_gop_resends_skipped_total");
     eprintln!("30 keyframe requests: {sent} GOP re-sends, {skipped} skipped");
     assert!(skipped >= 1, "{sent} sent, {skipped} skipped");
     assert!(sent + skipped >= 10, "{sent} sent, {skipped} skipped");

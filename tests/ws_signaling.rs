@@ -252,19 +252,6 @@ fn one_websocket_watches_two_streams_and_its_sessions_end_with_it() {
     drop(ws);
     wait_sessions(&server, 0);
 }
-
-fn metric(server: &Server, name: &str) -> u64 {
-    let r = common::request(
-        server.http,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&r.body).to_string();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn keyframe_request_is_answered_from_the_gop_cache() {
     let server = Server::start("ws-pli", &test_config(&demo_stream("demo", 0)));
@@ -272,14 +259,14 @@ fn keyframe_request_is_answered_from_the_gop_cache() {
     let (mut v, _) = Viewer::join(&mut ws, "demo");
     // Past the join burst, into live frames.
     assert!(v.play(90, Duration::from_secs(6)) >= 90);
-    assert_eq!(metric(&server, "corecast_webrtc_gop_resends_total"), 0);
+    assert_eq!(server.metric("corecast_webrtc_gop_resends_total"), 0);
     let keyframes = v.peer.stats().keyframes;
     let frames = v.peer.stats().frames;
     assert!(v.peer.request_keyframe(), "PLI not sent");
     // The server re-sends the GOP (keyframe first) at once, rate-limited to one per
     // webrtc.keyframe_interval; the picture stays decodable (str0m reassembles it).
     let end = Instant::now() + Duration::from_secs(3);
-    while metric(&server, "corecast_webrtc_gop_resends_total") == 0 {
+    while server.metric("corecast_webrtc_gop_resends_total") == 0 {
         assert!(Instant::now() < end, "no GOP re-send after a PLI");
         v.play(v.peer.stats().frames + 1, Duration::from_millis(100));
     }
@@ -295,9 +282,9 @@ fn keyframe_request_is_answered_from_the_gop_cache() {
         v.play(v.peer.stats().frames + 1, Duration::from_millis(20));
     }
     v.play(v.peer.stats().frames + 3, Duration::from_millis(300));
-    let resends = metric(&server, "corecast_webrtc_gop_resends_total");
+    let resends = server.metric("corecast_webrtc_gop_resends_total");
     assert!((1..=3).contains(&resends), "{resends} GOP re-sends");
-    assert!(metric(&server, "corecast_rtp_packets_out_total") > 100);
+    assert!(server.metric("corecast_rtp_packets_out_total") > 100);
 }
 
 #[test]

@@ -277,6 +277,52 @@ impl Server {
         serde_json::from_slice(&r.body).expect("json body")
     }
 
+    /// The `/api/v1/streams` entry of `path` (null if not listed).
+    pub fn stream(&self, path: &str) -> serde_json::Value {
+        let v = self.get_json("/api/v1/streams");
+        v["streams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|st| st["path"] == path)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits (bounded by `timeout`) until the source state of `path` satisfies `pred`;
+    /// returns the stream's entry.
+    pub fn wait_state(
+        &self,
+        path: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let st = self.stream(path);
+            if let Some(state) = st["source"]["state"].as_str()
+                && pred(state)
+            {
+                return st;
+            }
+            assert!(
+                Instant::now() < end,
+                "stream {path} never reached the expected state within {timeout:?}: {st}\nlog:\n{}",
+                self.drain_log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A `/metrics` counter or gauge, summed over shards.
+    pub fn metric(&self, name: &str) -> u64 {
+        let body = self.get("/metrics").body_text();
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Polls `/api/v1/streams` until `pred` holds for the stream at `path` (bounded).
     pub fn wait_stream(
         &self,
@@ -399,4 +445,16 @@ pub fn closed_within(c: &mut TcpStream, within: Duration) -> Option<Duration> {
         }
     }
     None
+}
+
+/// A process's peak resident memory so far (VmHWM), KiB: a transient allocation that was
+/// freed again still shows.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM")
 }
