@@ -423,10 +423,26 @@ class Players:
             if pl.p is None and pl.restart_at is not None and t >= pl.restart_at:
                 pl.start(self.sel)
 
-    def stop_all(self):
-        for pl in self.all:
+    def replace(self, pls):
+        """Ends the players' rtmpdump processes (SIGTERM to all at once, SIGKILL after
+        2 s) and starts new ones in their slots (None: none)."""
+        live = [pl for pl in pls if pl.p is not None]
+        for pl in live:
+            pl.p.terminate()
+        deadline = time.monotonic() + 2.0
+        for pl in live:
+            try:
+                pl.p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pl.p.kill()
+        for pl in pls:
             pl.restart_at = None
             pl.close(self.sel)
+            if pls is not self.all:
+                pl.start(self.sel)
+
+    def stop_all(self):
+        self.replace(self.all)
 
 
 # --- WebRTC viewers: corecast-load whep --------------------------------------------------
@@ -563,10 +579,8 @@ def main():
             except subprocess.TimeoutExpired:
                 stop(w.p)
             churn_done.append(w)
-        for pl in players.all:
-            if not pl.stayer:
-                pl.close(players.sel)
-                pl.start(players.sel)
+        if minute > 0:
+            players.replace([pl for pl in players.all if not pl.stayer])
 
     churn()
     rows = []
