@@ -35,6 +35,9 @@ for el in rtph264pay rtph265pay rtpmp4gpay rtpopuspay rtppcmapay rtppcmupay alaw
 gst_element x265enc   gstreamer1.0-plugins-bad
 gst_element x264enc   gstreamer1.0-plugins-ugly
 gst_element avenc_aac gstreamer1.0-libav
+# The soak step (perf/soak.sh): RTMP players are rtmpdump processes; gnuplot draws its plot.
+command -v rtmpdump >/dev/null || apt_needed+=(rtmpdump)
+command -v gnuplot  >/dev/null || apt_needed+=(gnuplot-nox)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   mapfile -t apt_needed < <(printf '%s\n' "${apt_needed[@]}" | sort -u)
   say "installing with apt-get: ${apt_needed[*]}"
@@ -58,6 +61,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 # --- tests -----------------------------------------------------------------------------
 say "cargo test --workspace"
 cargo test --workspace --all-targets
+
+# --- soak --------------------------------------------------------------------------------
+# Two minutes of the soak and fault suite with fewer viewers: a leak, a viewer that stops
+# getting frames, an fd left open or a panic fails here. It uses the debug binaries
+# `cargo test` just built (no release build: the step takes about 2.5 minutes).
+say "perf/soak.sh: 2 minutes, 20 WebRTC viewers, 10 RTMP players, sources killed every 50/70 s"
+SOAK_PROFILE=debug SOAK_MINUTES=2 SOAK_WEBRTC=20 SOAK_RTMP=10 SOAK_CAMERA_EVERY=50 \
+  SOAK_PUBLISHER_EVERY=70 SOAK_OUT=target/soak/ci timeout 600 perf/soak.sh
 
 # --- fuzzing ---------------------------------------------------------------------------
 # libFuzzer targets built on the stable toolchain with the same coverage flags cargo-fuzz
