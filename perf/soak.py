@@ -674,10 +674,11 @@ def main():
 
 # --- the verdict -------------------------------------------------------------------------
 
-def slope_pct_per_hour(rows):
-    """Least-squares slope of RSS over the post-warm-up samples, as % of their mean, per
-    hour; (slope, mean KiB, samples)."""
-    pts = [(r["t_s"], r["rss_kib"]) for r in rows if r["t_s"] >= rows[0]["t_s"] + WARMUP]
+def slope_pct_per_hour(rows, warmup=None):
+    """Least-squares slope of RSS over the samples after `warmup` s (default: the
+    warm-up), as % of their mean, per hour; (slope, mean KiB, samples)."""
+    warmup = WARMUP if warmup is None else warmup
+    pts = [(r["t_s"], r["rss_kib"]) for r in rows if r["t_s"] >= rows[0]["t_s"] + warmup]
     if len(pts) < 3:
         return None, None, len(pts)
     n = len(pts)
@@ -858,6 +859,10 @@ def markdown(s, checks, rows, frame_rows):
     out.append(f"- RSS: {first['rss_kib'] / 1024:.1f} MiB at the first sample, "
                f"{post[0]['rss_kib'] / 1024 if post else 0:.1f} MiB after warm-up, "
                f"{rows[-1]['rss_kib'] / 1024:.1f} MiB at the last sample, peak {max(r['rss_kib'] for r in rows) / 1024:.1f} MiB")
+    half, _, _ = slope_pct_per_hour(rows, (rows[-1]["t_s"] - first["t_s"]) / 2)
+    if half is not None:
+        out.append(f"- RSS slope over the second half of the run alone: {half:+.2f} %/h (for comparison; "
+                   f"the check uses everything after the warm-up)")
     out.append(f"- fds: baseline {s['fd_baseline']}, peak {s['fd_peak']}, {s['fd_end']} after every client and source stopped")
     out.append(f"- server CPU: mean {s['cpu_mean_pct']:.0f} % of one core (peak {max(r['cpu_pct'] or 0 for r in rows):.0f} %)")
     out.append(f"- churn: {s['churn_requested']} WebRTC joins ({s['churn_playing']} played, {s['churn_failed']} failed); "
