@@ -40,6 +40,9 @@ PUBLISHER_EVERY = knob("SOAK_PUBLISHER_EVERY", 420.0, float)
 SAMPLE = knob("SOAK_SAMPLE", 10.0, float)
 SHARDS = knob("SOAK_SHARDS", 2)
 FPS = 25
+# A library preloaded into the server only (e.g. another malloc, to tell the allocator's
+# fragmentation from a leak).
+PRELOAD = os.environ.get("SOAK_LD_PRELOAD", "")
 # RSS growth bound after warm-up, % per hour; frames bound, % of the frames sent.
 RSS_MAX_PCT_PER_H = 5.0
 FRAMES_MIN_PCT = 95.0
@@ -143,7 +146,10 @@ class Server:
             f.write(server_config())
         self.log_path = os.path.join(OUT, "server.log")
         self.logf = open(self.log_path, "w")
-        self.p = subprocess.Popen([CORECAST, "--config", cfg], stdout=self.logf,
+        env = dict(os.environ)
+        if PRELOAD:
+            env["LD_PRELOAD"] = PRELOAD
+        self.p = subprocess.Popen([CORECAST, "--config", cfg], stdout=self.logf, env=env,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pid = self.p.pid
         self.last_ticks, self.last_t = None, None
@@ -827,7 +833,8 @@ def markdown(s, checks, rows, frame_rows):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     cmd = " ".join(f"{k}={os.environ[k]}" for k in
                    ("SOAK_MINUTES", "SOAK_WEBRTC", "SOAK_RTMP", "SOAK_CHURN", "SOAK_CAMERA_EVERY",
-                    "SOAK_PUBLISHER_EVERY", "SOAK_SAMPLE", "SOAK_SHARDS", "SOAK_PROFILE")
+                    "SOAK_PUBLISHER_EVERY", "SOAK_SAMPLE", "SOAK_SHARDS", "SOAK_PROFILE",
+                    "SOAK_LD_PRELOAD")
                    if os.environ.get(k))
     out = [f"## Soak and fault suite, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     out.append(f"- commit `{commit}`, {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}, "
