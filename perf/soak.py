@@ -40,6 +40,9 @@ PUBLISHER_EVERY = knob("SOAK_PUBLISHER_EVERY", 420.0, float)
 SAMPLE = knob("SOAK_SAMPLE", 10.0, float)
 SHARDS = knob("SOAK_SHARDS", 2)
 FPS = 25
+# A library preloaded into the server only (e.g. another malloc, to tell the allocator's
+# fragmentation from a leak).
+PRELOAD = os.environ.get("SOAK_LD_PRELOAD", "")
 # RSS growth bound after warm-up, % per hour; frames bound, % of the frames sent.
 RSS_MAX_PCT_PER_H = 5.0
 FRAMES_MIN_PCT = 95.0
@@ -143,7 +146,10 @@ class Server:
             f.write(server_config())
         self.log_path = os.path.join(OUT, "server.log")
         self.logf = open(self.log_path, "w")
-        self.p = subprocess.Popen([CORECAST, "--config", cfg], stdout=self.logf,
+        env = dict(os.environ)
+        if PRELOAD:
+            env["LD_PRELOAD"] = PRELOAD
+        self.p = subprocess.Popen([CORECAST, "--config", cfg], stdout=self.logf, env=env,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pid = self.p.pid
         self.last_ticks, self.last_t = None, None
@@ -674,10 +680,11 @@ def main():
 
 # --- the verdict -------------------------------------------------------------------------
 
-def slope_pct_per_hour(rows):
-    """Least-squares slope of RSS over the post-warm-up samples, as % of their mean, per
-    hour; (slope, mean KiB, samples)."""
-    pts = [(r["t_s"], r["rss_kib"]) for r in rows if r["t_s"] >= rows[0]["t_s"] + WARMUP]
+def slope_pct_per_hour(rows, warmup=None):
+    """Least-squares slope of RSS over the samples after `warmup` s (default: the
+    warm-up), as % of their mean, per hour; (slope, mean KiB, samples)."""
+    warmup = WARMUP if warmup is None else warmup
+    pts = [(r["t_s"], r["rss_kib"]) for r in rows if r["t_s"] >= rows[0]["t_s"] + warmup]
     if len(pts) < 3:
         return None, None, len(pts)
     n = len(pts)
@@ -826,7 +833,8 @@ def markdown(s, checks, rows, frame_rows):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     cmd = " ".join(f"{k}={os.environ[k]}" for k in
                    ("SOAK_MINUTES", "SOAK_WEBRTC", "SOAK_RTMP", "SOAK_CHURN", "SOAK_CAMERA_EVERY",
-                    "SOAK_PUBLISHER_EVERY", "SOAK_SAMPLE", "SOAK_SHARDS", "SOAK_PROFILE")
+                    "SOAK_PUBLISHER_EVERY", "SOAK_SAMPLE", "SOAK_SHARDS", "SOAK_PROFILE",
+                    "SOAK_LD_PRELOAD")
                    if os.environ.get(k))
     out = [f"## Soak and fault suite, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     out.append(f"- commit `{commit}`, {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}, "
@@ -858,6 +866,10 @@ def markdown(s, checks, rows, frame_rows):
     out.append(f"- RSS: {first['rss_kib'] / 1024:.1f} MiB at the first sample, "
                f"{post[0]['rss_kib'] / 1024 if post else 0:.1f} MiB after warm-up, "
                f"{rows[-1]['rss_kib'] / 1024:.1f} MiB at the last sample, peak {max(r['rss_kib'] for r in rows) / 1024:.1f} MiB")
+    half, _, _ = slope_pct_per_hour(rows, (rows[-1]["t_s"] - first["t_s"]) / 2)
+    if half is not None:
+        out.append(f"- RSS slope over the second half of the run alone: {half:+.2f} %/h (for comparison; "
+                   f"the check uses everything after the warm-up)")
     out.append(f"- fds: baseline {s['fd_baseline']}, peak {s['fd_peak']}, {s['fd_end']} after every client and source stopped")
     out.append(f"- server CPU: mean {s['cpu_mean_pct']:.0f} % of one core (peak {max(r['cpu_pct'] or 0 for r in rows):.0f} %)")
     out.append(f"- churn: {s['churn_requested']} WebRTC joins ({s['churn_playing']} played, {s['churn_failed']} failed); "

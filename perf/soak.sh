@@ -25,7 +25,8 @@
 #
 # Environment: SOAK_MINUTES (60), SOAK_WEBRTC (200), SOAK_RTMP (200), SOAK_CHURN (10),
 # SOAK_CAMERA_EVERY (300), SOAK_PUBLISHER_EVERY (420), SOAK_SAMPLE (10), SOAK_SHARDS (2),
-# SOAK_WARMUP (s), SOAK_PROFILE (release; debug uses the debug build), SOAK_OUT (results
+# SOAK_WARMUP (s), SOAK_LD_PRELOAD (a library preloaded into the server only, e.g.
+# /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 to compare allocators), SOAK_PROFILE (release; debug uses the debug build), SOAK_OUT (results
 # dir; default target/soak/<UTC time>), KEEP_TMP=1 keeps the temp dir.
 # Results: samples.csv, verdict.json, summary.md (Markdown for perf/RESULTS.md), soak.png,
 # server.log, camera.log, publisher.log.
