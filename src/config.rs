@@ -3,7 +3,7 @@
 //! The default configuration is `configs/corecast.toml`, compiled into the binary. Every
 //! error names the key that is wrong and what is wrong with it, on one line.
 
-use crate::stream::StreamPath;
+use crate::stream::{Clash, Holder, StreamPath};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -511,6 +511,20 @@ impl Settings {
     pub fn has_source(&self, path: &str) -> bool {
         self.streams.iter().any(|s| s.path.as_str() == path)
     }
+
+    /// Every configured path with who holds it: sources, then paths publishers push to
+    /// (for [`StreamPath::check_claim`]).
+    pub fn configured_paths(&self) -> impl Iterator<Item = (&str, Holder)> + '_ {
+        let sources = self
+            .streams
+            .iter()
+            .map(|s| (s.path.as_str(), Holder::Source));
+        let targets = self
+            .publish_keys
+            .keys()
+            .map(|p| (p.as_str(), Holder::PublishTarget));
+        sources.chain(targets)
+    }
 }
 
 /// A configured stream, resolved.
@@ -813,11 +827,16 @@ impl Config {
         for (i, s) in self.streams.iter().enumerate() {
             let path = StreamPath::parse(&s.path)
                 .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e.to_string()))?;
-            if seen.contains(&path) {
-                return Err(ConfigError::new(
-                    format!("streams[{i}].path"),
-                    format!("duplicate stream path '{path}'"),
-                ));
+            for (j, other) in seen.iter().enumerate() {
+                let why = match path.clash(other) {
+                    None => continue,
+                    Some(Clash::Same) => format!("duplicate stream path '{path}'"),
+                    Some(_) => format!(
+                        "'{path}' and streams[{j}] '{other}' share an RTMP name \
+                         (players of 'APP/NAME' get 'NAME'); rename one"
+                    ),
+                };
+                return Err(ConfigError::new(format!("streams[{i}].path"), why));
             }
             seen.push(path.clone());
             let Some(source) = &s.source else {

@@ -319,3 +319,31 @@ fn webrtc_abuse_bounds() {
     let e = validate("[webrtc]\nmax_sessions_per_ip = -1\n").unwrap_err();
     assert_eq!(e.key, "webrtc.max_sessions_per_ip");
 }
+
+#[test]
+fn configured_paths_sharing_an_rtmp_name_are_refused() {
+    let demo = "source = \"file:configs/media/demo.flv\"";
+    let e = validate(&format!(
+        "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/demo\"\npublish_key = \"k\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[1].path");
+    assert!(e.message.contains("share an RTMP name"), "{}", e.message);
+    let e = validate(&format!(
+        "[[streams]]\npath = \"live/demo\"\n{demo}\n[[streams]]\npath = \"demo\"\n{demo}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[1].path");
+    let s = validate(&format!(
+        "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/a/demo\"\npublish_key = \"k\"\n"
+    ))
+    .unwrap();
+    let held: Vec<(&str, Holder)> = s.configured_paths().collect();
+    assert_eq!(
+        held,
+        [
+            ("demo", Holder::Source),
+            ("live/a/demo", Holder::PublishTarget)
+        ]
+    );
+}

@@ -1,6 +1,8 @@
 //! The per-shard hub: owned streams, relays, waiting viewers and the directory replica.
 
-use super::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
+use super::{
+    ClaimError, Holder, MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg, StreamPath,
+};
 use crate::media::gop::GopCache;
 use crate::media::timeline::{Continuity, JumpReports};
 use crate::media::{Frame, Track, TrackSet};
@@ -28,6 +30,10 @@ pub enum HubError {
         /// Its owner.
         owner: usize,
     },
+    /// The path collides with a published stream by the alias rule
+    /// ([`StreamPath::check_claim`]).
+    #[error("{0}")]
+    Clash(#[from] ClaimError),
     /// No such stream.
     #[error("stream '{0}' not found")]
     NotFound(String),
@@ -493,13 +499,25 @@ impl Hub {
         (0..self.shards).filter(move |s| *s != me)
     }
 
-    /// Starts publishing `path` on this shard and announces it to every shard.
+    /// Whether a publisher may claim `path` by the alias rule among the published
+    /// streams this shard knows of ([`StreamPath::check_claim`]).
+    pub fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
+        path.check_claim(self.directory.keys().map(|p| (&**p, Holder::Published)))
+    }
+
+    /// Starts publishing `path` on this shard and announces it to every shard. Refused
+    /// when `path` or a path the alias rule ties to it is published (two shards
+    /// publishing `demo` and `live/demo` at the same instant both succeed; the exact
+    /// race is settled in [`Hub::handle_msg`], this one is not).
     pub fn publish(&mut self, path: &str, source: SourceInfo) -> Result<Arc<str>, HubError> {
         if let Some(owner) = self.owner(path) {
             return Err(HubError::AlreadyPublished {
                 path: path.to_string(),
                 owner,
             });
+        }
+        if let Ok(p) = StreamPath::parse(path) {
+            self.check_claim(&p)?;
         }
         let path: Arc<str> = Arc::from(path);
         let start_timeout = source.start_timeout;
