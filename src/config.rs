@@ -121,6 +121,9 @@ pub struct HttpConfig {
     /// open however quiet it is, and closes one that leaves two pings unanswered. "0s"
     /// turns pings off (a quiet WebSocket then ends at `idle_timeout`).
     pub ws_ping_interval: Millis,
+    /// Web origins (`http://host:port`, or `"*"` for any) whose pages may read `/api`
+    /// (CORS) and open `/ws`, besides the server's own origin. Empty: same origin only.
+    pub allow_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -134,6 +137,7 @@ impl Default for HttpConfig {
             header_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(60)),
             ws_ping_interval: Millis(Duration::from_secs(20)),
+            allow_origins: Vec::new(),
         }
     }
 }
@@ -669,6 +673,11 @@ impl Config {
         if http.idle_timeout.0.is_zero() {
             return Err(ConfigError::new("http.idle_timeout", "must be more than 0"));
         }
+        for (i, o) in http.allow_origins.iter().enumerate() {
+            if let Err(why) = check_origin(o) {
+                return Err(ConfigError::new(format!("http.allow_origins[{i}]"), why));
+            }
+        }
         Ok(())
     }
 
@@ -908,6 +917,47 @@ impl Config {
         }
         Ok(source)
     }
+}
+
+/// An `http.allow_origins` entry: `"*"`, or a web origin as browsers send it in `Origin`
+/// (`http://host` or `https://host:port`: a scheme, a host, maybe a port, no path).
+fn check_origin(o: &str) -> Result<(), String> {
+    if o == "*" {
+        return Ok(());
+    }
+    let lower = o.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "'{o}' is not an origin: expected \"*\" or http(s)://host[:port]"
+        ));
+    };
+    // `[v6]:port` or `host:port`.
+    let (host, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, after)) => (
+            v6,
+            after
+                .strip_prefix(':')
+                .or(Some(after).filter(|a| !a.is_empty())),
+        ),
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if !host_ok || !port_ok {
+        return Err(format!(
+            "'{o}' is not an origin: expected http(s)://host[:port], without a path"
+        ));
+    }
+    Ok(())
 }
 
 /// Errors on the first zero duration of `(key, value)`.

@@ -347,3 +347,25 @@ fn configured_paths_sharing_an_rtmp_name_are_refused() {
         ]
     );
 }
+
+#[test]
+fn allow_origins_are_origins() {
+    let ok = validate(
+        "[http]\nallow_origins = [\"*\", \"http://a.example\", \"https://A.example:8443\", \"http://[::1]:8080\"]\n",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(validate("").unwrap().config.http.allow_origins.is_empty());
+    for (bad, i) in [
+        ("\"a.example\"", 0),
+        ("\"*\", \"http://a.example/\"", 1),
+        ("\"http://a.example/page\"", 0),
+        ("\"ftp://a.example\"", 0),
+        ("\"http://\"", 0),
+        ("\"http://a.example:0\"", 0),
+        ("\"http://[::1]x\"", 0),
+    ] {
+        let e = validate(&format!("[http]\nallow_origins = [{bad}]\n")).unwrap_err();
+        assert_eq!(e.key, format!("http.allow_origins[{i}]"), "{bad}");
+        assert!(e.message.contains("is not an origin"), "{}", e.message);
+    }
+}
