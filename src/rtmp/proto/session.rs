@@ -238,8 +238,8 @@ pub enum CloseReason {
     HandshakeTimeout(Duration),
     /// The publisher sent nothing for the idle timeout.
     IdleTimeout(Duration),
-    /// A publish (bad name, wrong key, a configured source's path) or play (bad name) the
-    /// session refused, and why.
+    /// A publish (bad name, wrong key, a path the alias rule gives to another stream) or
+    /// play (bad name) the session refused, and why.
     Refused(String),
 }
 
