@@ -134,6 +134,24 @@ fn a_stream_and_its_rtmp_name_are_never_both_published_across_shards() {
 }
 
 #[test]
+fn a_stream_and_its_rtmp_name_published_at_once_the_lower_shard_keeps_its_own() {
+    for (low, high) in [("demo", "live/demo"), ("live/demo", "demo")] {
+        let (mesh, mut h) = hubs(3, 100);
+        h[0].publish(low, src()).unwrap();
+        h[1].publish(high, src()).unwrap();
+        settle(&mesh, &mut h);
+        for hub in &h {
+            assert_eq!(hub.owner(low), Some(0), "{low}");
+            assert_eq!(hub.owner(high), None, "{high}");
+        }
+        assert!(matches!(
+            h[1].push_frame(high, video(true, 0)),
+            Err(HubError::NotOwner(_))
+        ));
+    }
+}
+
+#[test]
 fn announce_reaches_every_directory_and_duplicates_are_refused() {
     let (mesh, mut h) = hubs(3, 100);
     h[1].publish("live/a", src()).unwrap();
