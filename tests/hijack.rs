@@ -1,11 +1,13 @@
 //! No path hijacking: while the configured file source `demo` runs, ffmpeg cannot publish
 //! `live/demo` (the RTMP name players of `demo` use) nor `demo` itself, and ffprobe of the
-//! advertised `rtmp://HOST/live/demo` still gets the demo clip.
+//! advertised `rtmp://HOST/live/demo` still gets the demo clip; between published streams,
+//! the first of a path and its RTMP name keeps it.
 #![allow(clippy::disallowed_methods)] // Tests drive real time.
 
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,4 +107,45 @@ fn publishing_over_a_configured_stream_or_its_rtmp_name_is_refused() {
     assert_eq!(st["source"]["kind"], "rtmp");
     let (ok, err) = exit_of(publisher, Duration::from_secs(20));
     assert!(ok, "ffmpeg to a free path: {err}");
+}
+
+#[test]
+fn a_published_stream_and_its_rtmp_name_exclude_each_other() {
+    let s = Server::start("hijack-pub", &test_config(""));
+    // Two publishers that got there first: `cam` (no app) and `live/pub`.
+    let mut first = Vec::new();
+    for (app, key, path) in [("", "cam", "cam"), ("live", "pub", "live/pub")] {
+        let mut c = rtmp::after_handshake(s.rtmp);
+        c.write_all(&rtmp::publish_commands(app, key))
+            .expect("publish");
+        let end = Instant::now() + Duration::from_secs(10);
+        while s.stream(path).is_null() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!s.stream(path).is_null(), "{path} published");
+        first.push(c);
+    }
+    for (app, name, refusal) in [
+        (
+            "live",
+            "cam",
+            "'live/cam' is the RTMP name of the published stream 'cam'",
+        ),
+        (
+            "",
+            "pub",
+            "'pub' would be played over RTMP as 'live/pub', which is a published stream",
+        ),
+    ] {
+        let (ok, err) = exit_of(publish_pattern(s.rtmp, app, name), Duration::from_secs(20));
+        assert!(!ok, "ffmpeg published {app}/{name}: {err}");
+        let log = s.log_until(refusal, Duration::from_secs(5));
+        assert!(
+            log.contains(refusal),
+            "no refusal '{refusal}' in the log:\n{log}"
+        );
+    }
+    assert_eq!(s.stream("live/cam"), serde_json::Value::Null);
+    assert_eq!(s.stream("pub"), serde_json::Value::Null);
+    drop(first);
 }
