@@ -3,7 +3,7 @@
 //! The default configuration is `configs/corecast.toml`, compiled into the binary. Every
 //! error names the key that is wrong and what is wrong with it, on one line.
 
-use crate::stream::StreamPath;
+use crate::stream::{Clash, Holder, StreamPath};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -121,6 +121,9 @@ pub struct HttpConfig {
     /// open however quiet it is, and closes one that leaves two pings unanswered. "0s"
     /// turns pings off (a quiet WebSocket then ends at `idle_timeout`).
     pub ws_ping_interval: Millis,
+    /// Web origins (`http://host:port`, or `"*"` for any) whose pages may read `/api`
+    /// (CORS) and open `/ws`, besides the server's own origin. Empty: same origin only.
+    pub allow_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -134,6 +137,7 @@ impl Default for HttpConfig {
             header_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(60)),
             ws_ping_interval: Millis(Duration::from_secs(20)),
+            allow_origins: Vec::new(),
         }
     }
 }
@@ -511,6 +515,20 @@ impl Settings {
     pub fn has_source(&self, path: &str) -> bool {
         self.streams.iter().any(|s| s.path.as_str() == path)
     }
+
+    /// Every configured path with who holds it: sources, then paths publishers push to
+    /// (for [`StreamPath::check_claim`]).
+    pub fn configured_paths(&self) -> impl Iterator<Item = (&str, Holder)> + '_ {
+        let sources = self
+            .streams
+            .iter()
+            .map(|s| (s.path.as_str(), Holder::Source));
+        let targets = self
+            .publish_keys
+            .keys()
+            .map(|p| (p.as_str(), Holder::PublishTarget));
+        sources.chain(targets)
+    }
 }
 
 /// A configured stream, resolved.
@@ -654,6 +672,11 @@ impl Config {
         }
         if http.idle_timeout.0.is_zero() {
             return Err(ConfigError::new("http.idle_timeout", "must be more than 0"));
+        }
+        for (i, o) in http.allow_origins.iter().enumerate() {
+            if let Err(why) = check_origin(o) {
+                return Err(ConfigError::new(format!("http.allow_origins[{i}]"), why));
+            }
         }
         Ok(())
     }
@@ -813,11 +836,16 @@ impl Config {
         for (i, s) in self.streams.iter().enumerate() {
             let path = StreamPath::parse(&s.path)
                 .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e.to_string()))?;
-            if seen.contains(&path) {
-                return Err(ConfigError::new(
-                    format!("streams[{i}].path"),
-                    format!("duplicate stream path '{path}'"),
-                ));
+            for (j, other) in seen.iter().enumerate() {
+                let why = match path.clash(other) {
+                    None => continue,
+                    Some(Clash::Same) => format!("duplicate stream path '{path}'"),
+                    Some(_) => format!(
+                        "'{path}' and streams[{j}] '{other}' share an RTMP name \
+                         (players of 'APP/NAME' get 'NAME'); rename one"
+                    ),
+                };
+                return Err(ConfigError::new(format!("streams[{i}].path"), why));
             }
             seen.push(path.clone());
             let Some(source) = &s.source else {
@@ -889,6 +917,47 @@ impl Config {
         }
         Ok(source)
     }
+}
+
+/// An `http.allow_origins` entry: `"*"`, or a web origin as browsers send it in `Origin`
+/// (`http://host` or `https://host:port`: a scheme, a host, maybe a port, no path).
+fn check_origin(o: &str) -> Result<(), String> {
+    if o == "*" {
+        return Ok(());
+    }
+    let lower = o.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "'{o}' is not an origin: expected \"*\" or http(s)://host[:port]"
+        ));
+    };
+    // `[v6]:port` or `host:port`.
+    let (host, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, after)) => (
+            v6,
+            after
+                .strip_prefix(':')
+                .or(Some(after).filter(|a| !a.is_empty())),
+        ),
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if !host_ok || !port_ok {
+        return Err(format!(
+            "'{o}' is not an origin: expected http(s)://host[:port], without a path"
+        ));
+    }
+    Ok(())
 }
 
 /// Errors on the first zero duration of `(key, value)`.

@@ -109,6 +109,7 @@ counters! {
         rtmp_connections: Gauge, "Open RTMP connections.",
         accept_errors: Counter, "Failed accepts on the HTTP and RTMP listeners (e.g. out of file descriptors).",
         http_requests: Counter, "HTTP requests answered.",
+        http_origin_refused: Counter, "WebSocket upgrades refused for a foreign Origin (403).",
         bytes_in: Counter, "Bytes received from clients and sources.",
         bytes_out: Counter, "Bytes sent to clients.",
         frames_in: Counter, "Media frames received from sources.",

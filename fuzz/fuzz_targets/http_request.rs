@@ -1,11 +1,28 @@
 //! Fuzzes the HTTP/1.1 request parser (input split into two feeds at a data-derived
-//! point) and the WebSocket session.
+//! point), the `Origin` rules on what it parses, and the WebSocket session.
 #![no_main]
 
 use bytes::BytesMut;
 use corecast::http::proto::{Limits, RequestParser};
 use corecast::http::ws::WsSession;
 use libfuzzer_sys::fuzz_target;
+
+/// The browser-boundary rules on a parsed request: a same-origin or listed origin is
+/// allowed, and the API's CORS answer never allows credentials nor names an origin that
+/// is not listed.
+fn origin_rules(req: &corecast::http::proto::Request) {
+    use corecast::http::origin::{OriginKind, api_cors, classify};
+    use corecast::http::proto::Response;
+    let allow = ["http://a.example".to_owned()];
+    let kind = classify(req, &allow);
+    let r = api_cors(Response::new(200), req, &allow);
+    let acao = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == "Access-Control-Allow-Origin");
+    assert_eq!(acao.is_some(), matches!(kind, OriginKind::Listed(_)));
+    assert!(r.headers.iter().all(|(n, _)| !n.contains("Credentials")));
+}
 
 fuzz_target!(|data: &[u8]| {
     let split = data
@@ -42,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(req.headers.len() <= limits.max_headers);
                     let _ = (req.keep_alive(), req.wants_upgrade("websocket"));
                     let _ = corecast::http::ws::accept_key(&req);
+                    origin_rules(&req);
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -1,6 +1,7 @@
 #![no_main]
 //! Feeds arbitrary bytes to a `ServerSession` after a valid plain handshake, with a policy
-//! that keys one path and knows one stream (so the key check and the play alias run),
+//! that keys one path, knows one stream and configures two (so the key check, the play
+//! alias and the publish claim rule run),
 //! accepting any publish/play request the session allows, firing its timers on a virtual
 //! clock, and draining its output.
 
@@ -23,6 +24,11 @@ fn access() -> AccessTable {
     if let (Ok(keyed), Ok(demo)) = (StreamPath::parse("live/cam"), StreamPath::parse("demo")) {
         a.publish_keys.insert(keyed, "s3".into());
         a.streams.insert(demo);
+    }
+    // A configured source and push path, so the alias rule of publish runs.
+    if let (Ok(src), Ok(push)) = (StreamPath::parse("file1"), StreamPath::parse("push")) {
+        a.sources.insert(src);
+        a.targets.insert(push);
     }
     a
 }

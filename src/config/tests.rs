@@ -319,3 +319,53 @@ fn webrtc_abuse_bounds() {
     let e = validate("[webrtc]\nmax_sessions_per_ip = -1\n").unwrap_err();
     assert_eq!(e.key, "webrtc.max_sessions_per_ip");
 }
+
+#[test]
+fn configured_paths_sharing_an_rtmp_name_are_refused() {
+    let demo = "source = \"file:configs/media/demo.flv\"";
+    let e = validate(&format!(
+        "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/demo\"\npublish_key = \"k\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[1].path");
+    assert!(e.message.contains("share an RTMP name"), "{}", e.message);
+    let e = validate(&format!(
+        "[[streams]]\npath = \"live/demo\"\n{demo}\n[[streams]]\npath = \"demo\"\n{demo}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "streams[1].path");
+    let s = validate(&format!(
+        "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/a/demo\"\npublish_key = \"k\"\n"
+    ))
+    .unwrap();
+    let held: Vec<(&str, Holder)> = s.configured_paths().collect();
+    assert_eq!(
+        held,
+        [
+            ("demo", Holder::Source),
+            ("live/a/demo", Holder::PublishTarget)
+        ]
+    );
+}
+
+#[test]
+fn allow_origins_are_origins() {
+    let ok = validate(
+        "[http]\nallow_origins = [\"*\", \"http://a.example\", \"https://A.example:8443\", \"http://[::1]:8080\"]\n",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(validate("").unwrap().config.http.allow_origins.is_empty());
+    for (bad, i) in [
+        ("\"a.example\"", 0),
+        ("\"*\", \"http://a.example/\"", 1),
+        ("\"http://a.example/page\"", 0),
+        ("\"ftp://a.example\"", 0),
+        ("\"http://\"", 0),
+        ("\"http://a.example:0\"", 0),
+        ("\"http://[::1]x\"", 0),
+    ] {
+        let e = validate(&format!("[http]\nallow_origins = [{bad}]\n")).unwrap_err();
+        assert_eq!(e.key, format!("http.allow_origins[{i}]"), "{bad}");
+        assert!(e.message.contains("is not an origin"), "{}", e.message);
+    }
+}

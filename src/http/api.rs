@@ -7,6 +7,7 @@ use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 
 fn track_json(t: &Track) -> Value {
@@ -33,12 +34,19 @@ fn track_json(t: &Track) -> Value {
     v
 }
 
-fn source_json(s: &SourceInfo) -> Value {
-    let mut v = json!({ "kind": s.kind, "url": s.url, "state": s.state.to_string() });
+/// A source; without `addresses`, neither its URL (a publisher's `rtmp://IP:PORT`, a
+/// camera's address) nor its last error (which may name one).
+fn source_json(s: &SourceInfo, addresses: bool) -> Value {
+    let mut v = json!({ "kind": s.kind, "state": s.state.to_string() });
+    if let (true, Some(obj)) = (addresses, v.as_object_mut()) {
+        obj.insert("url".into(), json!(s.url));
+    }
     if let (Some(st), Some(obj)) = (&s.stats, v.as_object_mut()) {
         obj.insert("transport".into(), json!(st.transport));
         obj.insert("reconnects".into(), json!(st.reconnects));
-        obj.insert("last_error".into(), json!(st.last_error));
+        if addresses {
+            obj.insert("last_error".into(), json!(st.last_error));
+        }
         let tracks: Vec<Value> = st
             .tracks
             .iter()
@@ -61,10 +69,22 @@ fn source_json(s: &SourceInfo) -> Value {
     v
 }
 
+/// Whether a caller at `ip` sees peers' addresses in the API (the `api` permission):
+/// for now the host itself only (`127.0.0.1`, `::1`), as the default access rules have
+/// it; the access rules replace this.
+pub fn shows_addresses(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+}
+
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
 /// bitrate, viewers (total and per shard) and the RTMP path players open
-/// (`rtmp://HOST:rtmp_port/rtmp_path`).
-pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
+/// (`rtmp://HOST:rtmp_port/rtmp_path`). Peers' addresses (a publisher's, a camera's) are
+/// in it only with `show_addresses`; viewers are counted, never listed.
+pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses: bool) -> String {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for (shard, snap) in snapshots.iter().enumerate() {
@@ -81,7 +101,7 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
         for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
             let i = &p.info;
             let by_shard = viewers.get(&*i.path).cloned().unwrap_or_default();
-            let source = i.source.as_ref().map(source_json);
+            let source = i.source.as_ref().map(|s| source_json(s, show_addresses));
             let rtmp_path = crate::rtmp::play_path(&i.path);
             streams.push(json!({
                 "path": &*i.path,

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::api;
+use super::origin;
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
 use crate::shard::{ConnGuard, Listener, Refusal, Shard, ShardRef, Wake};
@@ -158,6 +159,17 @@ impl Conn {
             self.started = (!self.buf.is_empty()).then(Instant::now);
             stats::add(&shard.stats().http_requests, 1);
             if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
+                let allow = &shard.shared.settings.config.http.allow_origins;
+                if !origin::classify(&req, allow).allowed() {
+                    // Counted; logged quietly, as any page can send these in a loop.
+                    stats::add(&shard.stats().http_origin_refused, 1);
+                    let from = req.header("Origin").unwrap_or_default();
+                    debug!(peer = ?self.peer, origin = from, "/ws upgrade refused: foreign Origin");
+                    let msg =
+                        format!("pages of origin '{from}' may not open /ws (http.allow_origins)");
+                    Response::text(403, &msg).write(&mut self.out, false, false);
+                    return Step::Close;
+                }
                 return match ws::upgrade_response(&req) {
                     Ok(resp) => {
                         resp.write(&mut self.out, true, false);
@@ -250,11 +262,16 @@ pub async fn route(
     if !known {
         return Response::text(404, &format!("no such page: {}", req.path));
     }
+    let allow = &shared.settings.config.http.allow_origins;
+    let api = req.path.starts_with("/api/");
     if req.method == "OPTIONS" {
-        return Response::new(204)
-            .header("Allow", "GET, HEAD, OPTIONS")
-            .header("Access-Control-Allow-Origin", "*")
-            .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        let r = Response::new(204).header("Allow", "GET, HEAD, OPTIONS");
+        return if api {
+            origin::api_cors(r, req, allow)
+                .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+        } else {
+            r
+        };
     }
     if !get_or_head {
         return Response::text(
@@ -267,12 +284,14 @@ pub async fn route(
         "/" | "/index.html" => Response::new(200)
             .header("Cache-Control", "no-cache")
             .body("text/html; charset=utf-8", PAGE),
-        "/api/v1/streams" => Response::json(
-            200,
-            api::streams_json(&shared.snapshots(), shared.rtmp_addr.port()),
-        )
-        .header("Access-Control-Allow-Origin", "*")
-        .header("Cache-Control", "no-store"),
+        "/api/v1/streams" => {
+            // Until access rules say who has the `api` permission: the host itself.
+            let show_addresses = peer.is_some_and(|p| api::shows_addresses(p.ip()));
+            let body =
+                api::streams_json(&shared.snapshots(), shared.rtmp_addr.port(), show_addresses);
+            origin::api_cors(Response::json(200, body), req, allow)
+                .header("Cache-Control", "no-store")
+        }
         "/api/v1/health" => {
             let now_ms = shared
                 .started
@@ -285,7 +304,8 @@ pub async fn route(
                 .max()
                 .unwrap_or(now_ms);
             let (ok, body) = api::health_json(shared, freshest);
-            Response::json(if ok { 200 } else { 503 }, body).header("Cache-Control", "no-store")
+            let r = Response::json(if ok { 200 } else { 503 }, body);
+            origin::api_cors(r, req, allow).header("Cache-Control", "no-store")
         }
         "/metrics" => Response::new(200).body(
             "text/plain; version=0.0.4; charset=utf-8",

@@ -13,7 +13,7 @@ use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
 use crate::shard::{ConnGuard, Listener, Shard, ShardRef, Wake};
 use crate::stats;
-use crate::stream::{HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
+use crate::stream::{ClaimError, HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -102,8 +102,9 @@ impl Access for ShardAccess {
         self.0.shared.settings.publish_key(path)
     }
 
-    fn has_source(&self, path: &StreamPath) -> bool {
-        self.0.shared.settings.has_source(path)
+    fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
+        path.check_claim(self.0.shared.settings.configured_paths())?;
+        self.0.hub.borrow().check_claim(path)
     }
 
     fn exists(&self, path: &StreamPath) -> bool {

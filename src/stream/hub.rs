@@ -1,6 +1,8 @@
 //! The per-shard hub: owned streams, relays, waiting viewers and the directory replica.
 
-use super::{MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg};
+use super::{
+    ClaimError, Holder, MeshTx, OutFrame, SinkEvent, SinkLimits, SinkQueue, StreamMsg, StreamPath,
+};
 use crate::media::gop::GopCache;
 use crate::media::timeline::{Continuity, JumpReports};
 use crate::media::{Frame, Track, TrackSet};
@@ -28,6 +30,10 @@ pub enum HubError {
         /// Its owner.
         owner: usize,
     },
+    /// The path collides with a published stream by the alias rule
+    /// ([`StreamPath::check_claim`]).
+    #[error("{0}")]
+    Clash(#[from] ClaimError),
     /// No such stream.
     #[error("stream '{0}' not found")]
     NotFound(String),
@@ -493,13 +499,25 @@ impl Hub {
         (0..self.shards).filter(move |s| *s != me)
     }
 
-    /// Starts publishing `path` on this shard and announces it to every shard.
+    /// Whether a publisher may claim `path` by the alias rule among the published
+    /// streams this shard knows of ([`StreamPath::check_claim`]).
+    pub fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
+        path.check_claim(self.directory.keys().map(|p| (&**p, Holder::Published)))
+    }
+
+    /// Starts publishing `path` on this shard and announces it to every shard. Refused
+    /// when `path` or a path the alias rule ties to it is published. Two shards that do
+    /// either at the same moment both succeed here; the lower shard keeps its stream when
+    /// the announcements cross ([`Hub::handle_msg`]).
     pub fn publish(&mut self, path: &str, source: SourceInfo) -> Result<Arc<str>, HubError> {
         if let Some(owner) = self.owner(path) {
             return Err(HubError::AlreadyPublished {
                 path: path.to_string(),
                 owner,
             });
+        }
+        if let Ok(p) = StreamPath::parse(path) {
+            self.check_claim(&p)?;
         }
         let path: Arc<str> = Arc::from(path);
         let start_timeout = source.start_timeout;
@@ -868,6 +886,31 @@ impl Hub {
     }
 
     /// Another shard publishes `path`.
+    /// Two shards may publish a path and its RTMP alias (`demo`, `live/demo`) at the same
+    /// moment, each before it heard of the other. As for one path, the lower shard keeps
+    /// its stream: a higher shard owning a path that clashes with one a lower shard
+    /// announces unpublishes it (its publisher's next push gets `NotOwner`); the lower
+    /// shard keeps its own and hears the other's `Withdraw`.
+    fn settle_alias_race(&mut self, announced: &str, owner: usize) {
+        let Ok(announced) = StreamPath::parse(announced) else {
+            return;
+        };
+        if owner >= self.shard {
+            return;
+        }
+        let losing: Vec<Arc<str>> = self
+            .paths
+            .values()
+            .filter(|st| st.role == Role::Owner && *st.path != *announced.as_str())
+            .filter(|st| announced.clash(&st.path).is_some())
+            .map(|st| st.path.clone())
+            .collect();
+        for p in losing {
+            warn!(path = %p, kept = %announced, winner = owner, shard = self.shard, "a stream and its RTMP name were published on two shards at once; the lower shard keeps its own");
+            let _ = self.unpublish(&p);
+        }
+    }
+
     fn on_announce(&mut self, path: Arc<str>, owner: usize, start_timeout: Option<Duration>) {
         // Two shards may publish the same path at the same moment (each checked only its
         // own directory). The lower shard keeps it, on every shard, in whatever order the
@@ -878,6 +921,7 @@ impl Hub {
             warn!(path = %path, kept = prev, refused = owner, "stream published on two shards at once; the lower shard keeps it");
             return;
         }
+        self.settle_alias_race(&path, owner);
         let entry = DirEntry {
             owner,
             start_timeout,

@@ -18,7 +18,7 @@ pub use hub::{
     DemandBell, DemandChanged, Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo,
     SourceState, SourceStats, SourceTrackStats,
 };
-pub use path::{MAX_PATH_LEN, PathError, StreamPath};
+pub use path::{ClaimError, Clash, Holder, MAX_PATH_LEN, PathError, StreamPath};
 pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 
 use crate::media::{Frame, TrackSet};

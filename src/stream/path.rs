@@ -10,6 +10,28 @@
 //!
 //! Paths are case-sensitive, as stream keys are: `Live/Cam` and `live/cam` are two
 //! streams.
+//!
+//! # The alias rule, and who may claim a path
+//!
+//! RTMP clients always send an app and a stream name, so a stream is also reachable
+//! under any one app: a player of `APP/NAME` gets `APP/NAME` if that is published, else
+//! `NAME` ([`StreamPath::alias`], [`StreamPath::resolve`]). The API advertises
+//! `rtmp://HOST/live/demo` for the one-segment path `demo`.
+//!
+//! So that a player using an advertised URL always gets the stream it was given, a path
+//! and its alias never both name a stream. A publish of `P` is refused
+//! ([`StreamPath::check_claim`]) when a configured or published stream `Q` exists with
+//! - `Q == P` (a configured source, or a stream already published there; a configured
+//!   path publishers push to, with its `publish_key`, is the one exception: that is
+//!   where its publisher belongs);
+//! - `Q == alias(P)`: `live/demo` while `demo` exists (`live/demo` is the RTMP name of
+//!   `demo`; `live/a/b` while `a/b` exists);
+//! - `alias(Q) == P`: `demo` while `live/demo` (or `x/demo`) exists (RTMP players of
+//!   `live/demo` already get that stream, not `demo`).
+//!
+//! Configured streams are checked whether or not they are running; between two
+//! published streams the first one wins. `live/a/b` and `b` do not clash: the alias drops
+//! one segment only, so no RTMP name reaches from one to the other.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -80,8 +102,54 @@ impl StreamPath {
     /// a stream name. This is the path `self` may stand for: `self` without its first
     /// segment, if it has more than one.
     pub fn alias(&self) -> Option<StreamPath> {
-        let (_, rest) = self.0.split_once('/')?;
-        Some(StreamPath(Arc::from(rest)))
+        alias_of(&self.0).map(|rest| StreamPath(Arc::from(rest)))
+    }
+
+    /// The stream a player of `self` gets: `self` when it `exists`, else its
+    /// [`alias`](Self::alias) when that exists, else `self` (to wait for or refuse).
+    pub fn resolve(&self, exists: impl Fn(&StreamPath) -> bool) -> StreamPath {
+        match self.alias() {
+            Some(alias) if !exists(self) && exists(&alias) => alias,
+            _ => self.clone(),
+        }
+    }
+
+    /// How a publish of `self` collides with the stream at `other` by the alias rule
+    /// (see the module doc), if it does.
+    pub fn clash(&self, other: &str) -> Option<Clash> {
+        if self.as_str() == other {
+            Some(Clash::Same)
+        } else if alias_of(&self.0) == Some(other) {
+            Some(Clash::AliasOf)
+        } else if alias_of(other) == Some(self.as_str()) {
+            Some(Clash::AliasedBy)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a publisher may claim `self` among the `taken` paths (configured or
+    /// published, with who holds them): the first clash by the module's rule, or `Ok`.
+    /// Linear in `taken`; a publish is rare next to the media it carries.
+    pub fn check_claim<'a>(
+        &self,
+        taken: impl IntoIterator<Item = (&'a str, Holder)>,
+    ) -> Result<(), ClaimError> {
+        for (other, holder) in taken {
+            match self.clash(other) {
+                None | Some(Clash::Same) if holder == Holder::PublishTarget => {}
+                None => {}
+                Some(clash) => {
+                    return Err(ClaimError {
+                        path: self.clone(),
+                        taken: StreamPath(Arc::from(other)),
+                        holder,
+                        clash,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The path as a string.
@@ -94,6 +162,80 @@ impl StreamPath {
         &self.0
     }
 }
+
+/// `path` without its first segment, if it has more than one.
+fn alias_of(path: &str) -> Option<&str> {
+    path.split_once('/').map(|(_, rest)| rest)
+}
+
+/// How a publish of one path collides with an existing stream (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Clash {
+    /// The same path.
+    Same,
+    /// The claimed path is the RTMP name of the existing one (`live/demo` for `demo`).
+    AliasOf,
+    /// The existing path is the RTMP name of the claimed one (`live/demo` for `demo`).
+    AliasedBy,
+}
+
+/// Who holds a path a publisher may collide with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Holder {
+    /// A configured stream fed by a `source`.
+    Source,
+    /// A configured path publishers push to (with a `publish_key`): publishable itself,
+    /// but its RTMP names are reserved for it.
+    PublishTarget,
+    /// A published stream.
+    Published,
+}
+
+impl Holder {
+    fn describe(self) -> &'static str {
+        match self {
+            Holder::Source | Holder::PublishTarget => "configured",
+            Holder::Published => "published",
+        }
+    }
+}
+
+/// A publish refused by the alias rule ([`StreamPath::check_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimError {
+    /// The path the publisher asked for.
+    pub path: StreamPath,
+    /// The configured or published path it collides with.
+    pub taken: StreamPath,
+    /// Who holds `taken`.
+    pub holder: Holder,
+    /// How the two collide.
+    pub clash: Clash,
+}
+
+impl fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, taken, holder) = (&self.path, &self.taken, self.holder.describe());
+        match (self.clash, self.holder) {
+            (Clash::Same, Holder::Source) => write!(f, "'{path}' is fed by a configured source"),
+            (Clash::Same, _) => write!(f, "'{path}' is already published"),
+            (Clash::AliasOf, _) => {
+                write!(
+                    f,
+                    "'{path}' is the RTMP name of the {holder} stream '{taken}'"
+                )
+            }
+            (Clash::AliasedBy, _) => write!(
+                f,
+                "'{path}' would be played over RTMP as '{taken}', which is a {holder} stream"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClaimError {}
 
 fn percent_decode(s: &str) -> Result<String, PathError> {
     if !s.contains('%') {
@@ -225,5 +367,91 @@ mod tests {
         assert!(StreamPath::parse("demo").unwrap().alias().is_none());
         let three = StreamPath::parse("live/a/b").unwrap();
         assert_eq!(three.alias().unwrap().as_str(), "a/b");
+    }
+
+    fn claim(path: &str, taken: &[(&str, Holder)]) -> Result<(), String> {
+        let p = StreamPath::parse(path).unwrap();
+        p.check_claim(taken.iter().copied())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn clash_vectors_both_ways() {
+        let p = |s: &str| StreamPath::parse(s).unwrap();
+        assert_eq!(p("demo").clash("demo"), Some(Clash::Same));
+        assert_eq!(p("live/demo").clash("demo"), Some(Clash::AliasOf));
+        assert_eq!(p("x/demo").clash("demo"), Some(Clash::AliasOf));
+        assert_eq!(p("demo").clash("live/demo"), Some(Clash::AliasedBy));
+        assert_eq!(p("live/a/b").clash("a/b"), Some(Clash::AliasOf));
+        assert_eq!(p("a/b").clash("live/a/b"), Some(Clash::AliasedBy));
+        // One segment only: no RTMP name leads from one to the other.
+        assert_eq!(p("live/a/b").clash("b"), None);
+        assert_eq!(p("b").clash("live/a/b"), None);
+        assert_eq!(p("live/demo").clash("live/demo2"), None);
+        assert_eq!(p("live/demo").clash("other/demo"), None);
+        assert_eq!(p("Demo").clash("live/demo"), None);
+    }
+
+    #[test]
+    fn hijacking_a_configured_or_published_stream_is_refused() {
+        use Holder::*;
+        assert_eq!(
+            claim("live/demo", &[("demo", Source)]).unwrap_err(),
+            "'live/demo' is the RTMP name of the configured stream 'demo'"
+        );
+        assert_eq!(
+            claim("demo", &[("demo", Source)]).unwrap_err(),
+            "'demo' is fed by a configured source"
+        );
+        assert_eq!(
+            claim("live/cam1", &[("cam1", PublishTarget)]).unwrap_err(),
+            "'live/cam1' is the RTMP name of the configured stream 'cam1'"
+        );
+        assert_eq!(
+            claim("live/demo", &[("demo", Published)]).unwrap_err(),
+            "'live/demo' is the RTMP name of the published stream 'demo'"
+        );
+        assert_eq!(
+            claim("demo", &[("live/demo", Published)]).unwrap_err(),
+            "'demo' would be played over RTMP as 'live/demo', which is a published stream"
+        );
+        assert_eq!(
+            claim("demo", &[("demo", Published)]).unwrap_err(),
+            "'demo' is already published"
+        );
+        // A configured push path is where its publisher belongs.
+        assert_eq!(claim("cam1", &[("cam1", PublishTarget)]), Ok(()));
+        assert_eq!(
+            claim("live/x", &[("demo", Source), ("live/y", Published)]),
+            Ok(())
+        );
+        assert_eq!(claim("live/a/b", &[("b", Source)]), Ok(()));
+        // The first clash is reported.
+        let e = StreamPath::parse("live/demo")
+            .unwrap()
+            .check_claim([("x", Published), ("demo", Source), ("live/demo", Published)])
+            .unwrap_err();
+        assert_eq!(
+            (e.taken.as_str(), e.holder, e.clash),
+            ("demo", Source, Clash::AliasOf)
+        );
+    }
+
+    #[test]
+    fn resolve_prefers_the_path_then_its_alias() {
+        let set =
+            |names: &'static [&'static str]| move |p: &StreamPath| names.contains(&p.as_str());
+        let p = |s: &str| StreamPath::parse(s).unwrap();
+        assert_eq!(p("live/demo").resolve(set(&["demo"])).as_str(), "demo");
+        assert_eq!(
+            p("live/demo").resolve(set(&["demo", "live/demo"])).as_str(),
+            "live/demo"
+        );
+        assert_eq!(p("live/demo").resolve(set(&[])).as_str(), "live/demo");
+        assert_eq!(p("demo").resolve(set(&["demo"])).as_str(), "demo");
+        assert_eq!(
+            p("live/x/cam").resolve(set(&["cam"])).as_str(),
+            "live/x/cam"
+        );
     }
 }

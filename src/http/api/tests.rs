@@ -134,3 +134,60 @@ fn every_declared_family_has_help_and_type_and_nothing_else_is_written() {
     }
     assert!(!text.contains("untyped"));
 }
+
+#[test]
+fn streams_json_without_addresses_names_no_peer() {
+    let mut snaps = snapshots();
+    let cam_err = SourceStats {
+        transport: Some("tcp"),
+        reconnects: 1,
+        last_error: Some("connect to 10.1.2.3:554 refused".into()),
+        tracks: Vec::new(),
+    };
+    snaps[0].paths.push(path(
+        "live/pub",
+        Role::Owner,
+        0,
+        Some(SourceInfo {
+            kind: "rtmp",
+            url: "rtmp://192.0.2.7:50123".into(),
+            state: SourceState::Live,
+            stats: Some(cam_err),
+            start_timeout: None,
+        }),
+    ));
+    let shown = streams_json(&snaps, 1935, true);
+    for addr in ["192.0.2.7:50123", "10.1.2.3", "rtsp://127.0.0.1/cam"] {
+        assert!(shown.contains(addr), "{addr} missing: {shown}");
+    }
+    let hidden = streams_json(&snaps, 1935, false);
+    for addr in [
+        "192.0.2.7",
+        "10.1.2.3",
+        "127.0.0.1",
+        "\"url\"",
+        "last_error",
+    ] {
+        assert!(!hidden.contains(addr), "{addr} in {hidden}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&hidden).unwrap();
+    let pubd = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["path"] == "live/pub")
+        .unwrap();
+    assert_eq!(pubd["source"]["kind"], "rtmp");
+    assert_eq!(pubd["source"]["state"], "live");
+}
+
+#[test]
+fn only_the_host_itself_sees_addresses_for_now() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(shows_addresses(ip("127.0.0.1")));
+    assert!(shows_addresses(ip("::1")));
+    assert!(shows_addresses(ip("::ffff:127.0.0.1")));
+    assert!(!shows_addresses(ip("127.0.0.2")));
+    assert!(!shows_addresses(ip("192.168.1.5")));
+    assert!(!shows_addresses(ip("::ffff:10.0.0.1")));
+}

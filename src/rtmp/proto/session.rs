@@ -21,9 +21,11 @@
 //!
 //! The session derives the [`StreamPath`] of a `publish` or `play` itself
 //! ([`StreamPath::from_app_key`], query cut off) and asks the [`Access`] policy it was
-//! given: a publisher must give the path's key as `?key=`, may not publish where a
-//! configured source feeds the path, and a player of `APP/NAME` gets the stream `NAME`
-//! when only that exists ([`StreamPath::alias`]). What it refuses it answers
+//! given: a publisher must give the path's key as `?key=`, and may not claim a path the
+//! alias rule gives to a configured or published stream ([`StreamPath::check_claim`]:
+//! not `live/demo` while `demo` exists, nor a configured source's own path); a player of
+//! `APP/NAME` gets the stream `NAME` when only that exists ([`StreamPath::resolve`]).
+//! What it refuses it answers
 //! itself (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
 //! `NetStream.Play.StreamNotFound`) and closes with [`Event::Closed`]. What it allows it
 //! reports as [`Event::PublishRequested`] or [`Event::PlayRequested`]; the session then
@@ -53,7 +55,7 @@ use super::chunk::{
     self, ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
 };
 use super::handshake::{Handshake, HandshakeError, HandshakeProgress};
-use crate::stream::StreamPath;
+use crate::stream::{ClaimError, Holder, StreamPath};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -236,8 +238,8 @@ pub enum CloseReason {
     HandshakeTimeout(Duration),
     /// The publisher sent nothing for the idle timeout.
     IdleTimeout(Duration),
-    /// A publish (bad name, wrong key, a configured source's path) or play (bad name) the
-    /// session refused, and why.
+    /// A publish (bad name, wrong key, a path the alias rule gives to another stream) or
+    /// play (bad name) the session refused, and why.
     Refused(String),
 }
 
@@ -276,8 +278,9 @@ pub enum Output {
 pub trait Access {
     /// The key a publisher of `path` must give as `?key=`, if any.
     fn publish_key(&self, path: &StreamPath) -> Option<&str>;
-    /// Whether a configured source feeds `path` (so nobody may publish to it).
-    fn has_source(&self, path: &StreamPath) -> bool;
+    /// Whether a publisher may claim `path`: [`StreamPath::check_claim`] over the
+    /// configured streams, then the published ones.
+    fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError>;
     /// Whether a stream is published at `path` (for the alias rule of play).
     fn exists(&self, path: &StreamPath) -> bool;
 }
@@ -291,6 +294,8 @@ pub struct AccessTable {
     pub publish_key: Option<String>,
     /// Paths fed by configured sources.
     pub sources: HashSet<StreamPath>,
+    /// Configured paths publishers push to.
+    pub targets: HashSet<StreamPath>,
     /// Paths with a published stream.
     pub streams: HashSet<StreamPath>,
 }
@@ -303,8 +308,15 @@ impl Access for AccessTable {
             .map(String::as_str)
     }
 
-    fn has_source(&self, path: &StreamPath) -> bool {
-        self.sources.contains(path)
+    fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
+        fn held(set: &HashSet<StreamPath>, h: Holder) -> impl Iterator<Item = (&str, Holder)> {
+            set.iter().map(move |p| (p.as_str(), h))
+        }
+        path.check_claim(
+            held(&self.sources, Holder::Source)
+                .chain(held(&self.targets, Holder::PublishTarget))
+                .chain(held(&self.streams, Holder::Published)),
+        )
     }
 
     fn exists(&self, path: &StreamPath) -> bool {
@@ -1078,11 +1090,12 @@ impl ServerSession {
                 format!("publish to '{path}' refused: wrong or missing key"),
             );
         }
-        if self.access.has_source(&path) {
+        if let Err(e) = self.access.check_claim(&path) {
+            let why = e.to_string();
             return self.refuse(
                 "NetStream.Publish.BadName",
-                "this path is fed by a configured source",
-                format!("publish to '{path}' refused: it has a configured source"),
+                &why,
+                format!("publish refused: {why}"),
             );
         }
         self.state = State::AwaitPublishDecision;
@@ -1116,10 +1129,7 @@ impl ServerSession {
         };
         // A one-segment path (`demo`) is reachable under any app: RTMP clients insist on
         // an app and a name (see `rtmp::play_path`).
-        let path = match path.alias() {
-            Some(alias) if !self.access.exists(&path) && self.access.exists(&alias) => alias,
-            _ => path,
-        };
+        let path = path.resolve(|p| self.access.exists(p));
         self.state = State::AwaitPlayDecision;
         self.events.push_back(Event::PlayRequested {
             path,

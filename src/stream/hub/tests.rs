@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::media::{Codec, MediaKind, TrackId};
+use crate::stream::Clash;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -106,6 +107,48 @@ fn frames(q: &SinkQueue) -> Vec<i64> {
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn a_stream_and_its_rtmp_name_are_never_both_published_across_shards() {
+    let (mesh, mut h) = hubs(2, 100);
+    h[0].publish("demo", src()).unwrap();
+    settle(&mesh, &mut h);
+    let e = h[1].publish("live/demo", src()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "'live/demo' is the RTMP name of the published stream 'demo'"
+    );
+    h[0].unpublish("demo").unwrap();
+    settle(&mesh, &mut h);
+    h[1].publish("live/demo", src()).unwrap();
+    settle(&mesh, &mut h);
+    assert!(matches!(
+        h[0].publish("demo", src()),
+        Err(HubError::Clash(ClaimError {
+            clash: Clash::AliasedBy,
+            ..
+        }))
+    ));
+    assert!(h[0].publish("live/a/demo", src()).is_ok());
+}
+
+#[test]
+fn a_stream_and_its_rtmp_name_published_at_once_the_lower_shard_keeps_its_own() {
+    for (low, high) in [("demo", "live/demo"), ("live/demo", "demo")] {
+        let (mesh, mut h) = hubs(3, 100);
+        h[0].publish(low, src()).unwrap();
+        h[1].publish(high, src()).unwrap();
+        settle(&mesh, &mut h);
+        for hub in &h {
+            assert_eq!(hub.owner(low), Some(0), "{low}");
+            assert_eq!(hub.owner(high), None, "{high}");
+        }
+        assert!(matches!(
+            h[1].push_frame(high, video(true, 0)),
+            Err(HubError::NotOwner(_))
+        ));
+    }
 }
 
 #[test]

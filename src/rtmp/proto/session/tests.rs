@@ -1080,8 +1080,99 @@ fn a_configured_source_path_is_not_publishable() {
     assert_eq!(
         c.events(),
         [Event::Closed(CloseReason::Refused(
-            "publish to 'live/cam' refused: it has a configured source".into()
+            "publish refused: 'live/cam' is fed by a configured source".into()
         ))]
+    );
+}
+
+/// The onStatus code and description of the last reply.
+fn last_status_text(c: &mut Client) -> (Option<String>, Option<String>) {
+    let m = c.replies().pop().expect("a reply");
+    let v = decode(&m);
+    let field = |k: &str| {
+        v.get(3)
+            .and_then(|i| i.get(k))
+            .and_then(Amf0Value::as_str)
+            .map(str::to_owned)
+    };
+    (field("code"), field("description"))
+}
+
+/// Publishes `app`/`name` against `access`: the path asked for, or the refusal's
+/// description.
+fn try_publish(access: &AccessTable, app: &str, name: &str) -> Result<String, String> {
+    let mut c = Client::with_access(SessionConfig::default(), access.clone());
+    c.connect_app(app);
+    c.events();
+    publish(&mut c, name);
+    match c.events().as_slice() {
+        [Event::PublishRequested { path, .. }] => Ok(path.to_string()),
+        [Event::Closed(CloseReason::Refused(log))] => {
+            let (code, description) = last_status_text(&mut c);
+            assert_eq!(code.as_deref(), Some("NetStream.Publish.BadName"));
+            let description = description.expect("a description");
+            assert_eq!(log, &format!("publish refused: {description}"));
+            Err(description)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_rtmp_name_of_a_configured_stream_cannot_be_published() {
+    let access = AccessTable {
+        sources: [path("demo")].into(),
+        ..AccessTable::default()
+    };
+    assert_eq!(
+        try_publish(&access, "live", "demo"),
+        Err("'live/demo' is the RTMP name of the configured stream 'demo'".into())
+    );
+    assert_eq!(
+        try_publish(&access, "other", "demo?key=x"),
+        Err("'other/demo' is the RTMP name of the configured stream 'demo'".into())
+    );
+    // No app: the path is `demo` itself.
+    assert_eq!(
+        try_publish(&access, "", "demo"),
+        Err("'demo' is fed by a configured source".into())
+    );
+    assert_eq!(
+        try_publish(&access, "live", "demo2"),
+        Ok("live/demo2".into())
+    );
+}
+
+#[test]
+fn a_keyed_push_path_keeps_its_rtmp_name() {
+    let mut access = AccessTable::default();
+    access.targets.insert(path("cam"));
+    access.publish_keys.insert(path("cam"), "k".into());
+    assert_eq!(
+        try_publish(&access, "live", "cam?key=k"),
+        Err("'live/cam' is the RTMP name of the configured stream 'cam'".into())
+    );
+    assert_eq!(try_publish(&access, "", "cam?key=k"), Ok("cam".into()));
+}
+
+#[test]
+fn a_published_stream_and_its_rtmp_name_exclude_each_other() {
+    let access = AccessTable {
+        streams: [path("demo"), path("live/x")].into(),
+        ..AccessTable::default()
+    };
+    assert_eq!(
+        try_publish(&access, "live", "demo"),
+        Err("'live/demo' is the RTMP name of the published stream 'demo'".into())
+    );
+    // Publishing `x` while `live/x` plays: RTMP players of `live/x` would not reach it.
+    assert_eq!(
+        try_publish(&access, "", "x"),
+        Err("'x' would be played over RTMP as 'live/x', which is a published stream".into())
+    );
+    assert_eq!(
+        try_publish(&access, "live", "a/demo"),
+        Ok("live/a/demo".into())
     );
 }
 
