@@ -13,6 +13,7 @@
 use super::engine::{Engine, Input};
 use super::peer::CloseReason;
 use super::table::SessionId;
+use crate::limit::{AddrCounts, LogLimiter};
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -51,23 +52,7 @@ struct Sessions {
     /// Session id to (shard, viewer address).
     by_id: HashMap<u64, (usize, Option<IpAddr>)>,
     /// Sessions and admitted offers per viewer address.
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-impl Sessions {
-    fn release(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
-    }
-}
-
-/// The address a viewer is counted under: IPv4-mapped IPv6 addresses as IPv4.
-fn key(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
+    per_ip: AddrCounts,
 }
 
 /// A place for one session of a viewer address, taken by [`Registry::reserve`] before an
@@ -84,7 +69,7 @@ impl Drop for Reservation<'_> {
         if let Some(ip) = self.ip.take()
             && let Ok(mut m) = self.registry.0.lock()
         {
-            m.release(ip);
+            m.per_ip.remove(ip);
         }
     }
 }
@@ -100,14 +85,12 @@ impl Registry {
     /// Takes a place for one more session from `ip` if it holds fewer than `limit`
     /// (0: no limit); `None` when it is at the limit.
     pub fn reserve(&self, ip: Option<IpAddr>, limit: usize) -> Option<Reservation<'_>> {
-        let ip = ip.map(key);
         if let Some(ip) = ip {
-            let mut m = self.0.lock().ok()?;
-            let n = m.per_ip.entry(ip).or_insert(0);
-            if limit != 0 && *n >= limit {
-                return None;
-            }
-            *n += 1;
+            let max = match limit {
+                0 => u32::MAX,
+                n => u32::try_from(n).unwrap_or(u32::MAX),
+            };
+            self.0.lock().ok()?.per_ip.try_add(ip, max).ok()?;
         }
         Some(Reservation { registry: self, ip })
     }
@@ -126,7 +109,7 @@ impl Registry {
         let mut m = self.0.lock().ok()?;
         let (shard, ip) = m.by_id.remove(&id.0)?;
         if let Some(ip) = ip {
-            m.release(ip);
+            m.per_ip.remove(ip);
         }
         Some(shard)
     }
@@ -145,7 +128,7 @@ impl Registry {
     pub fn count(&self, ip: IpAddr) -> usize {
         self.0
             .lock()
-            .map(|m| m.per_ip.get(&key(ip)).copied().unwrap_or(0))
+            .map(|m| m.per_ip.count(ip) as usize)
             .unwrap_or(0)
     }
 }
@@ -155,16 +138,8 @@ struct Inner {
     engine: RefCell<Engine>,
     registry: Arc<Registry>,
     tx: Rc<dyn SessionTx>,
-    refusals: RefCell<Refusals>,
-}
-
-/// Offers refused on the shard since the last log line about them.
-#[derive(Debug, Default)]
-struct Refusals {
-    /// When the last line was logged.
-    logged: Option<Instant>,
-    /// Refused since.
-    count: u64,
+    /// Offers refused on the shard, for a log of at most one line per second.
+    refusals: RefCell<LogLimiter>,
 }
 
 /// Fewest time between two log lines about refused offers.
@@ -187,22 +162,14 @@ impl Handle {
             engine: RefCell::new(engine),
             registry,
             tx,
-            refusals: RefCell::default(),
+            refusals: RefCell::new(LogLimiter::new(REFUSAL_LOG_INTERVAL)),
         }))
     }
 
     /// Counts a refused offer at `now`; returns how many to log (this one included)
     /// when a line is due, at most once per second.
     pub fn note_refusal(&self, now: Instant) -> Option<u64> {
-        let mut r = self.0.refusals.borrow_mut();
-        r.count += 1;
-        if r.logged
-            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_INTERVAL)
-        {
-            return None;
-        }
-        r.logged = Some(now);
-        Some(std::mem::take(&mut r.count))
+        self.0.refusals.borrow_mut().hit(now).map(|b| b.count)
     }
 
     /// The shard's index.
