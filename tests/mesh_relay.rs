@@ -89,6 +89,7 @@ fn frame_crosses_shards_without_copy_and_stalled_viewer_does_not_block() {
                 state: corecast::stream::SourceState::Live,
                 stats: None,
                 start_timeout: None,
+                continues_timeline: true,
             };
             hub.borrow_mut().publish("live/t", info).expect("publish");
             hub.borrow_mut()

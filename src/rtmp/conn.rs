@@ -457,6 +457,7 @@ fn publish(
         // An offer that comes between `publish` and the first media waits as long as a
         // new publisher has to get going.
         start_timeout: Some(shard.shared.settings.config.rtmp.handshake_timeout.0),
+        continues_timeline: false,
     };
     let published = shard.hub.borrow_mut().publish(&path, info);
     match published {

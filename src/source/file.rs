@@ -37,6 +37,8 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
         state: crate::stream::SourceState::Live,
         stats: None,
         start_timeout: None,
+        // The clip loops with continuous timestamps (media::clip).
+        continues_timeline: true,
     };
     let path = match shard.hub.borrow_mut().publish(path, info) {
         Ok(p) => p,

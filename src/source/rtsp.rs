@@ -71,6 +71,8 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         // An offer waits this long for the camera's first media, on demand or while
         // an always-on camera is (re)connecting.
         start_timeout: Some(rcfg.on_demand_start_timeout.0),
+        // The depacketizer continues the camera's timeline across jumps and reconnects.
+        continues_timeline: true,
     };
     let path = match shard.hub.borrow_mut().publish(&path, info) {
         Ok(p) => p,

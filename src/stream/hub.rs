@@ -58,16 +58,11 @@ pub struct SourceInfo {
     /// `publish` and its first frame); `None`: the source has media from the start, an
     /// offer without media is refused at once.
     pub start_timeout: Option<Duration>,
-}
-
-impl SourceInfo {
     /// Whether the source keeps its timeline continuous by itself: a pulled RTSP camera
     /// (its depacketizer continues across clock jumps and reconnects) and the file
-    /// source (it loops with continuous time). The hub continues every other source's
-    /// timeline: a publisher's clock is its own ([`Continuity`]).
-    pub fn continues_timeline(&self) -> bool {
-        matches!(self.kind, "rtsp" | "file")
-    }
+    /// source (it loops with continuous time) set it. The hub continues every other
+    /// source's timeline: a publisher's clock is its own ([`Continuity`]).
+    pub continues_timeline: bool,
 }
 
 /// What a stream's source is doing, as the API shows it (`Display` gives the API's
@@ -296,11 +291,7 @@ impl PathState {
     /// [`SourceInfo::continues_timeline`]); counts absorbed jumps and logs them,
     /// rate-limited.
     fn continue_timeline(&mut self, frame: &mut Frame, stats: &ShardStats) {
-        if self
-            .source
-            .as_ref()
-            .is_none_or(SourceInfo::continues_timeline)
-        {
+        if self.source.as_ref().is_none_or(|s| s.continues_timeline) {
             return;
         }
         let clock = self

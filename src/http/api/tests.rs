@@ -40,6 +40,7 @@ fn source(kind: &'static str, state: SourceState, stats: Option<SourceStats>) ->
         state,
         stats,
         start_timeout: None,
+        continues_timeline: kind != "rtmp",
     }
 }
 
@@ -154,6 +155,7 @@ fn streams_json_without_addresses_names_no_peer() {
             state: SourceState::Live,
             stats: Some(cam_err),
             start_timeout: None,
+            continues_timeline: false,
         }),
     ));
     let shown = streams_json(&snaps, 1935, true);
