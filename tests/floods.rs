@@ -11,23 +11,39 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Waits (bounded) for the server to close `c`; true if it did.
-fn closed_by_server(c: &mut TcpStream) -> bool {
-    common::closed_within(c, Duration::from_secs(10)).is_some()
-}
-
-/// An RTMP connection past the plain handshake.
-fn rtmp_after_handshake(s: &Server) -> TcpStream {
-    common::rtmp::after_handshake(s.rtmp)
-}
-
-#[test]
-fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connection() {
-    let s = Server::start("flood-amf", &test_config(&demo_stream("demo", 0)));
+/// Sends `wire` right after the RTMP handshake to a server that also runs the demo
+/// stream, and checks the cost: that connection is closed, the server's peak RSS grows
+/// by less than 16 MiB, the log says `why`, and everyone else is still served.
+fn rtmp_flood_closes_that_connection_at_bounded_cost(tag: &str, wire: &[u8], why: &str) {
+    let s = Server::start(tag, &test_config(&demo_stream("demo", 0)));
     let pid = s.child.id();
     assert_eq!(s.get("/api/v1/health").status, 200);
     let before = common::peak_rss_kib(pid);
 
+    let mut c = common::rtmp::after_handshake(s.rtmp);
+    // The server stops reading at the offending chunk; the rest may not be accepted.
+    let _ = c.write_all(wire);
+    assert!(
+        common::closed_within(&mut c, Duration::from_secs(10)).is_some(),
+        "that connection is closed"
+    );
+
+    let after = common::peak_rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    let log = s.log_until(why, Duration::from_secs(5));
+    assert!(log.contains("rtmp connection closed"), "{log}");
+    assert!(log.contains(why), "{log}");
+    // Everyone else is served.
+    assert_eq!(s.get("/api/v1/health").status, 200);
+    let streams = s.get_json("/api/v1/streams");
+    assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
+}
+
+#[test]
+fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connection() {
     // A strict array of ~8 Mi one-byte nulls: tens of bytes each once decoded.
     let n: u32 = (8 << 20) - 5; // the whole message: 8 MiB, the default rtmp.max_message_bytes
     let mut body = vec![0x0A];
@@ -35,23 +51,11 @@ fn an_8_mib_amf_array_after_the_handshake_costs_no_memory_and_closes_that_connec
     body.resize(5 + n as usize, 0x05);
     let mut wire = BytesMut::new();
     encode_message(3, 0x14, 0, 0, &body, 128, &mut wire);
-    let mut c = rtmp_after_handshake(&s);
-    // The server stops reading at the first header; the rest may not be accepted.
-    let _ = c.write_all(&wire);
-    assert!(closed_by_server(&mut c), "that connection is closed");
-
-    let after = common::peak_rss_kib(pid);
-    assert!(
-        after < before + 16 * 1024,
-        "peak RSS grew from {before} KiB to {after} KiB"
+    rtmp_flood_closes_that_connection_at_bounded_cost(
+        "flood-amf",
+        &wire,
+        "exceeds the limit of 65536",
     );
-    let log = s.log_until("rtmp connection closed", Duration::from_secs(5));
-    assert!(log.contains("rtmp connection closed"), "{log}");
-    assert!(log.contains("exceeds the limit of 65536"), "{log}");
-    // Everyone else is served.
-    assert_eq!(s.get("/api/v1/health").status, 200);
-    let streams = s.get_json("/api/v1/streams");
-    assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
 }
 
 #[test]
@@ -87,11 +91,6 @@ fn pipelined_requests_from_clients_that_do_not_read_cost_bounded_memory() {
 
 #[test]
 fn opening_65000_chunk_streams_is_refused_at_the_bound_and_closes_that_connection() {
-    let s = Server::start("flood-csid", &test_config(&demo_stream("demo", 0)));
-    let pid = s.child.id();
-    assert_eq!(s.get("/api/v1/health").status, 200);
-    let before = common::peak_rss_kib(pid);
-
     // An Acknowledgement (type 3, 4 bytes) on each of 65,000 chunk stream ids, the 3-byte
     // basic header form: harmless messages, every one on a new chunk stream.
     let mut wire = Vec::new();
@@ -100,24 +99,9 @@ fn opening_65000_chunk_streams_is_refused_at_the_bound_and_closes_that_connectio
         wire.extend_from_slice(&[0x01, id as u8, (id >> 8) as u8]);
         wire.extend_from_slice(&[0, 0, 0, 0, 0, 4, 0x03, 0, 0, 0, 0, 0, 0, 0, 1]);
     }
-    let mut c = rtmp_after_handshake(&s);
-    let _ = c.write_all(&wire);
-    assert!(closed_by_server(&mut c), "that connection is closed");
-
-    let after = common::peak_rss_kib(pid);
-    assert!(
-        after < before + 16 * 1024,
-        "peak RSS grew from {before} KiB to {after} KiB"
+    rtmp_flood_closes_that_connection_at_bounded_cost(
+        "flood-csid",
+        &wire,
+        "chunk stream 384 would exceed the 64 chunk streams a connection may open",
     );
-    let log = s.log_until(
-        "chunk streams a connection may open",
-        Duration::from_secs(5),
-    );
-    assert!(
-        log.contains("chunk stream 384 would exceed the 64 chunk streams a connection may open"),
-        "{log}"
-    );
-    assert_eq!(s.get("/api/v1/health").status, 200);
-    let streams = s.get_json("/api/v1/streams");
-    assert_eq!(streams["streams"][0]["path"], "demo", "{streams}");
 }

@@ -49,6 +49,17 @@ fn exit_of(mut child: Child, limit: Duration) -> (bool, String) {
     }
 }
 
+/// ffmpeg's publish of `app/name` fails, and the server's log gives `refusal`.
+fn publish_is_refused(s: &Server, app: &str, name: &str, refusal: &str) {
+    let (ok, err) = exit_of(publish_pattern(s.rtmp, app, name), Duration::from_secs(20));
+    assert!(!ok, "ffmpeg published {app}/{name}: {err}");
+    let log = s.log_until(refusal, Duration::from_secs(5));
+    assert!(
+        log.contains(refusal),
+        "no refusal '{refusal}' in the log:\n{log}"
+    );
+}
+
 /// ffprobe's first video stream at `url`.
 fn probe_video(url: &str) -> serde_json::Value {
     require_tool("ffprobe");
@@ -82,13 +93,7 @@ fn publishing_over_a_configured_stream_or_its_rtmp_name_is_refused() {
         ),
         ("", "demo", "'demo' is fed by a configured source"),
     ] {
-        let (ok, err) = exit_of(publish_pattern(s.rtmp, app, name), Duration::from_secs(20));
-        assert!(!ok, "ffmpeg published {app}/{name}: {err}");
-        let log = s.log_until(refusal, Duration::from_secs(5));
-        assert!(
-            log.contains(refusal),
-            "no refusal '{refusal}' in the log:\n{log}"
-        );
+        publish_is_refused(&s, app, name, refusal);
     }
 
     // The players of the advertised URL still get the demo clip, not the test pattern.
@@ -137,13 +142,7 @@ fn a_published_stream_and_its_rtmp_name_exclude_each_other() {
             "'pub' would be played over RTMP as 'live/pub', which is a published stream",
         ),
     ] {
-        let (ok, err) = exit_of(publish_pattern(s.rtmp, app, name), Duration::from_secs(20));
-        assert!(!ok, "ffmpeg published {app}/{name}: {err}");
-        let log = s.log_until(refusal, Duration::from_secs(5));
-        assert!(
-            log.contains(refusal),
-            "no refusal '{refusal}' in the log:\n{log}"
-        );
+        publish_is_refused(&s, app, name, refusal);
     }
     assert_eq!(s.stream("live/cam"), serde_json::Value::Null);
     assert_eq!(s.stream("pub"), serde_json::Value::Null);

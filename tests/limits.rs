@@ -14,30 +14,17 @@ use std::time::{Duration, Instant};
 /// A TCP connection to `to` from the loopback address `from` (127.0.0.2 is a different
 /// peer address to the server, on the same machine).
 fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     let local: IpAddr = from.parse().expect("ip");
-    s.bind(&SocketAddr::new(local, 0).into()).expect("bind");
-    s.connect_timeout(&to.into(), Duration::from_secs(5))
+    let s = corecast_client::http::connect_from(Some(local), to, Duration::from_secs(5))
         .expect("connect");
-    let s: TcpStream = s.into();
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     s
 }
 
-/// Sends C0 C1 and reads S0 S1 S2 and sends C2; false if the server closed instead.
+/// The RTMP handshake on `c`; false if the server closed instead.
 fn rtmp_handshake(c: &mut TcpStream) -> bool {
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    if c.write_all(&c0c1).is_err() {
-        return false;
-    }
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    if c.read_exact(&mut s0s1s2).is_err() {
-        return false;
-    }
-    c.write_all(&s0s1s2[1..1537]).is_ok()
+    common::rtmp::handshake(c).is_ok()
 }
 
 /// Whether the server closes `c` (EOF or reset) within `limit` without sending anything.

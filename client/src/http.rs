@@ -299,8 +299,9 @@ pub fn request(
 }
 
 /// Opens a TCP connection to `addr` from the local address `from` (any port), or from
-/// whatever address the kernel picks when `None`.
-fn connect_from(
+/// whatever address the kernel picks when `None` (127.0.0.2 is another client address
+/// on loopback).
+pub fn connect_from(
     from: Option<IpAddr>,
     addr: SocketAddr,
     timeout: Duration,

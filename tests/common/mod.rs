@@ -97,13 +97,12 @@ pub fn write_config(tag: &str, config: &str) -> PathBuf {
     p
 }
 
-/// Runs the binary with `args` to completion (bounded), returning (exit code, stderr).
-pub fn run_to_exit(args: &[&str], pre: Option<fn()>) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+/// Spawns `cmd`, running `pre` in the child before it executes (e.g. to set a resource
+/// limit).
+fn spawn_with(cmd: &mut Command, pre: Option<fn()>) -> Child {
     if let Some(f) = pre {
         use std::os::unix::process::CommandExt;
-        // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+        // SAFETY: the hooks tests pass only call setrlimit, which is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 f();
@@ -111,7 +110,14 @@ pub fn run_to_exit(args: &[&str], pre: Option<fn()>) -> (i32, String) {
             });
         }
     }
-    let mut child = cmd.spawn().expect("spawn corecast");
+    cmd.spawn().expect("spawn corecast")
+}
+
+/// Runs the binary with `args` to completion (bounded), returning (exit code, stderr).
+pub fn run_to_exit(args: &[&str], pre: Option<fn()>) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = spawn_with(&mut cmd, pre);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -146,17 +152,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(f) = pre {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
-                    f();
-                    Ok(())
-                });
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn corecast");
+        let mut child = spawn_with(&mut cmd, pre);
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -8,17 +8,23 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// An RTMP connection past the plain handshake (C0 C1, S0 S1 S2, C2).
+/// The plain handshake on `c`: sends C0 C1, reads S0 S1 S2, sends C2 (an echo of S1).
+/// An error if the server closed instead.
+pub fn handshake(c: &mut TcpStream) -> std::io::Result<()> {
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    c.write_all(&c0c1)?;
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    c.read_exact(&mut s0s1s2)?;
+    c.write_all(&s0s1s2[1..1537])
+}
+
+/// An RTMP connection past the plain handshake.
 pub fn after_handshake(addr: SocketAddr) -> TcpStream {
     let mut c = TcpStream::connect(addr).expect("connect rtmp");
     c.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    c.write_all(&c0c1).expect("C0C1");
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    c.read_exact(&mut s0s1s2).expect("S0S1S2");
-    c.write_all(&s0s1s2[1..1537]).expect("C2 echoes S1");
+    handshake(&mut c).expect("RTMP handshake");
     c
 }
 
