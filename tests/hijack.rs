@@ -62,20 +62,7 @@ fn publish_is_refused(s: &Server, app: &str, name: &str, refusal: &str) {
 
 /// ffprobe's first video stream at `url`.
 fn probe_video(url: &str) -> serde_json::Value {
-    require_tool("ffprobe");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "10000000", "-of", "json"])
-        .args(["-select_streams", "v:0", "-show_streams", url])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    v["streams"][0].clone()
+    ffprobe_json(&["-select_streams", "v:0", "-show_streams", url])["streams"][0].clone()
 }
 
 #[test]

@@ -44,32 +44,16 @@ fn wait_published(s: &Server, path: &str) -> serde_json::Value {
 
 /// ffprobe's view of a stream: codec, size and the first `n` video packets.
 fn probe(url: &str, n: usize) -> (serde_json::Value, Vec<(f64, f64, bool)>) {
-    require_tool("ffprobe");
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-of",
-            "json",
-            "-show_streams",
-        ])
-        .args([
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,dts_time,flags",
-        ])
-        .args(["-read_intervals", &format!("%+#{n}"), url])
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = common::ffprobe_json(&[
+        "-show_streams",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,dts_time,flags",
+        "-read_intervals",
+        &format!("%+#{n}"),
+        url,
+    ]);
     let packets = v["packets"]
         .as_array()
         .map(|a| {

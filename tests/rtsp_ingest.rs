@@ -10,7 +10,6 @@ use common::camera::{Camera, CameraOpts};
 use common::{Server, require_tool, test_config};
 use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A `[[streams]]` entry pulling `url`, with extra keys.
@@ -27,18 +26,7 @@ fn ffprobe_rtmp(s: &Server, path: &str) -> Vec<(String, u64, u64)> {
     let st = s.stream(path);
     let play = st["rtmp_path"].as_str().expect("rtmp_path");
     let url = format!("rtmp://{}/{play}", s.rtmp);
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "8000000"])
-        .args(["-show_entries", "stream=codec_name,width,height"])
-        .args(["-of", "json", &url])
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let v = common::ffprobe_json(&["-show_entries", "stream=codec_name,width,height", &url]);
     let mut got: Vec<(String, u64, u64)> = v["streams"]
         .as_array()
         .into_iter()

@@ -406,6 +406,24 @@ pub fn read_response(r: &mut impl BufRead) -> Option<HttpResponse> {
     }
 }
 
+/// Runs `ffprobe -v error -rw_timeout 10000000 -of json ARGS` (bounded by its read
+/// time-out) and returns its JSON; fails the test if ffprobe fails.
+pub fn ffprobe_json(args: &[&str]) -> serde_json::Value {
+    require_tool("ffprobe");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "10000000", "-of", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
 /// Fails (never skips) when a tool the test needs is missing.
 pub fn require_tool(name: &str) {
     let ok = Command::new("sh")
