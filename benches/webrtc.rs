@@ -175,6 +175,7 @@ impl Rig {
                 max_sessions: n,
                 candidates: vec![server],
                 local: server,
+                resend: Default::default(),
             },
         );
         let tracks: TrackSet = Arc::from(vec![h264_track()]);

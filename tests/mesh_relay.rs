@@ -178,6 +178,7 @@ fn webrtc_handle(
         max_sessions: 4,
         candidates: vec![local],
         local,
+        resend: Default::default(),
     };
     let cert = corecast::webrtc::process_cert().expect("certificate");
     let engine = Engine::new(std::time::Instant::now(), cert, cfg);

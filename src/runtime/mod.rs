@@ -334,6 +334,10 @@ fn start_webrtc(
             max_sessions: wcfg.max_sessions,
             candidates,
             local: SocketAddr::new(wcfg.bind, udp_port),
+            resend: webrtc::engine::ResendLimits {
+                max_bytes: shared.settings.config.media.sink_max_bytes.as_usize(),
+                budget: wcfg.gop_resend_budget.as_usize() as u64,
+            },
         },
     );
     let rtc = webrtc::Handle::new(id, engine, registry, mesh);

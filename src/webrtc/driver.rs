@@ -5,7 +5,7 @@
 //! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::engine::{Closed, Event, Input, Output, ResendLimits};
+use super::engine::{Closed, Event, Input, Output};
 use super::handle::Handle;
 use super::peer::CloseReason;
 use crate::shard::{Shard, ShardRef};
@@ -35,11 +35,6 @@ struct Driver {
 /// Runs the shard's WebRTC egress until the shard shuts down.
 pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
     let udp = Rc::new(udp);
-    let cfg = &shard.shared.settings.config;
-    rtc.engine().set_resend_limits(ResendLimits {
-        max_bytes: cfg.media.sink_max_bytes.as_usize(),
-        budget: cfg.webrtc.gop_resend_budget.as_usize() as u64,
-    });
     set_buffers(
         udp.as_raw_fd(),
         shard.shared.settings.config.webrtc.send_buffer.as_usize(),

@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub candidates: Vec<SocketAddr>,
     /// The socket's local address (the destination of received datagrams).
     pub local: SocketAddr,
+    /// Bounds on GOP re-sends.
+    pub resend: ResendLimits,
 }
 
 /// Bounds on GOP re-sends, the answers to viewers' keyframe requests (each viewer also
@@ -244,6 +246,7 @@ pub struct Engine {
 impl Engine {
     /// An engine with no sessions, at time `now`.
     pub fn new(now: Instant, cert: DtlsCert, cfg: EngineConfig) -> Self {
+        let budget = Budget::new(cfg.resend, now);
         Engine {
             table: Table::new(),
             ready: Rc::new(ReadyList::new()),
@@ -255,18 +258,14 @@ impl Engine {
             keys: Vec::new(),
             packets: 0,
             now,
-            budget: Budget::new(ResendLimits::default(), now),
+            budget,
         }
     }
 
-    /// Sets the bounds on GOP re-sends (the defaults until then), with a full budget.
-    pub fn set_resend_limits(&mut self, limits: ResendLimits) {
+    /// Sets the bounds on GOP re-sends, with a full budget.
+    #[cfg(test)]
+    fn set_resend_limits(&mut self, limits: ResendLimits) {
         self.budget = Budget::new(limits, self.now);
-    }
-
-    /// The bounds on GOP re-sends.
-    pub fn resend_limits(&self) -> ResendLimits {
-        self.budget.limits
     }
 
     /// The list viewers' queues announce new frames on; the driver waits on it.

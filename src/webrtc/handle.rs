@@ -254,6 +254,7 @@ mod tests {
             max_sessions: 4,
             candidates: vec![local],
             local,
+            resend: Default::default(),
         };
         let engine = Engine::new(Instant::now(), cert, cfg);
         Handle::new(id, engine, registry.clone(), Rc::new(Port(mesh.clone())))

@@ -11,6 +11,7 @@ fn engine(now: Instant) -> Engine {
         max_sessions: 2,
         candidates: vec![local],
         local,
+        resend: Default::default(),
     };
     Engine::new(now, cert, cfg)
 }
