@@ -3,6 +3,7 @@
 //! the shutdown signal).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
+use crate::auth::{AccessRequest, Action, Credentials, FailLimiter, Verdict};
 use crate::config::Settings;
 use crate::limit::{AddrCounts, Burst, LogLimiter};
 use crate::stats::ShardStats;
@@ -123,12 +124,69 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     /// Fires when the shard shuts down.
     pub shutdown: Shutdown,
+    /// Failed access attempts per address on this shard.
+    pub auth_failures: RefCell<FailLimiter>,
 }
+
+/// The window `auth.fail_limit` counts failed attempts in.
+pub const AUTH_FAIL_WINDOW: Duration = Duration::from_secs(60);
 
 impl Shard {
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.id]
+    }
+
+    /// The failure limiter `settings` ask for.
+    pub fn fail_limiter(settings: &Settings) -> RefCell<FailLimiter> {
+        let a = &settings.config.auth;
+        RefCell::new(FailLimiter::new(
+            a.fail_limit,
+            AUTH_FAIL_WINDOW,
+            a.fail_block.0,
+        ))
+    }
+
+    /// Asks the access policy whether the peer at `ip` with `creds` may do `action` on
+    /// `path` now. Wrong credentials count against the address; once it reaches
+    /// `auth.fail_limit`, its requests with credentials are [`Verdict::Blocked`] for
+    /// `auth.fail_block` (logged once). Anonymous requests are still answered.
+    pub fn authorize(
+        &self,
+        action: Action,
+        path: Option<&str>,
+        ip: Option<IpAddr>,
+        creds: &Credentials,
+    ) -> Verdict {
+        let now = Instant::now();
+        let sent = creds.user.is_some() || creds.pass.is_some() || creds.token.is_some();
+        let blocked = |ip| self.auth_failures.borrow().is_blocked(ip, now);
+        if sent && ip.is_some_and(blocked) {
+            return Verdict::Blocked;
+        }
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let req = AccessRequest {
+            action,
+            path,
+            ip,
+            creds,
+        };
+        let verdict = self.shared.settings.auth.check(&req, unix);
+        if verdict == Verdict::Unauthorized
+            && sent
+            && let Some(ip) = ip
+            && self.auth_failures.borrow_mut().fail(ip, now)
+        {
+            let a = &self.shared.settings.config.auth;
+            warn!(
+                %ip,
+                "{} failed access attempts within {AUTH_FAIL_WINDOW:?}: its credentials are refused for {:?}",
+                a.fail_limit, a.fail_block.0
+            );
+        }
+        verdict
     }
 }
 

@@ -63,8 +63,9 @@ fn source_json(s: &SourceInfo) -> Value {
 
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
 /// bitrate, viewers (total and per shard) and the RTMP path players open
-/// (`rtmp://HOST:rtmp_port/rtmp_path`).
-pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
+/// (`rtmp://HOST:rtmp_port/rtmp_path`). Without `show_addresses` (a caller without the
+/// `api` permission) sources carry no `url` (a publisher's address, a camera's URL).
+pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses: bool) -> String {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for (shard, snap) in snapshots.iter().enumerate() {
@@ -81,7 +82,10 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16) -> String {
         for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
             let i = &p.info;
             let by_shard = viewers.get(&*i.path).cloned().unwrap_or_default();
-            let source = i.source.as_ref().map(source_json);
+            let mut source = i.source.as_ref().map(source_json);
+            if !show_addresses && let Some(obj) = source.as_mut().and_then(Value::as_object_mut) {
+                obj.remove("url");
+            }
             let rtmp_path = crate::rtmp::play_path(&i.path);
             streams.push(json!({
                 "path": &*i.path,

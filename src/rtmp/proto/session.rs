@@ -53,6 +53,7 @@ use super::chunk::{
     self, ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
 };
 use super::handshake::{Handshake, HandshakeError, HandshakeProgress};
+use crate::auth::{self, Action, Credentials, Verdict};
 use crate::stream::StreamPath;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -280,6 +281,10 @@ pub trait Access {
     fn has_source(&self, path: &StreamPath) -> bool;
     /// Whether a stream is published at `path` (for the alias rule of play).
     fn exists(&self, path: &StreamPath) -> bool;
+    /// Whether the peer, with `creds` (from the stream name's and the app's query), may
+    /// do `action` on `path` ([`crate::auth::Authorizer`]; the peer's address is the
+    /// policy's to know).
+    fn authorize(&self, action: Action, path: &StreamPath, creds: &Credentials) -> Verdict;
 }
 
 /// An [`Access`] policy from plain tables: open publishing and no streams by default.
@@ -293,6 +298,8 @@ pub struct AccessTable {
     pub sources: HashSet<StreamPath>,
     /// Paths with a published stream.
     pub streams: HashSet<StreamPath>,
+    /// Refusals of the access policy by path (every other request is allowed).
+    pub refused: HashMap<StreamPath, Verdict>,
 }
 
 impl Access for AccessTable {
@@ -309,6 +316,10 @@ impl Access for AccessTable {
 
     fn exists(&self, path: &StreamPath) -> bool {
         self.streams.contains(path)
+    }
+
+    fn authorize(&self, _action: Action, path: &StreamPath, _creds: &Credentials) -> Verdict {
+        self.refused.get(path).copied().unwrap_or(Verdict::Allow)
     }
 }
 
@@ -376,6 +387,8 @@ pub struct ServerSession {
     out_queue: VecDeque<Bytes>,
     events: VecDeque<Event>,
     app: String,
+    /// The query of `connect`'s app (`rtmp://host/live?user=u&pass=p`), for credentials.
+    app_query: Option<String>,
     stream_key: String,
     stream_id: u32,
     next_stream_id: u32,
@@ -478,13 +491,13 @@ pub fn encode_media_parts(
     );
 }
 
-/// The value of `name` in a `a=1&b=2` query string.
-fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// Why the access policy refused, for the log.
+fn refusal_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Forbidden => "credentials do not allow it",
+        Verdict::Blocked => "too many failed attempts from this address",
+        _ => "no or wrong credentials",
+    }
 }
 
 /// Splits `name?query` into the name and the query.
@@ -526,6 +539,7 @@ impl ServerSession {
             out_queue: VecDeque::new(),
             events: VecDeque::new(),
             app: String::new(),
+            app_query: None,
             stream_key: String::new(),
             stream_id: MEDIA_STREAM_ID,
             next_stream_id: MEDIA_STREAM_ID,
@@ -1021,6 +1035,7 @@ impl ServerSession {
         self.send_command_reply("_result", txn, props, info);
         self.state = State::ExpectStreamCommand;
         self.app.clone_from(&app);
+        self.app_query.clone_from(&app_query);
         self.events.push_back(Event::Connected {
             app,
             app_query,
@@ -1069,13 +1084,27 @@ impl ServerSession {
                 return self.refuse("NetStream.Publish.BadName", &why, log);
             }
         };
-        if let Some(key) = self.access.publish_key(&path)
-            && query_value(query.as_deref(), "key") != Some(key)
+        let creds = self.credentials(query.as_deref());
+        if let Some(key) = self.access.publish_key(&path) {
+            // A path's key is required and enough (the shorthand of older configs).
+            if !creds
+                .key
+                .as_deref()
+                .is_some_and(|k| auth::secret::eq(k, key))
+            {
+                return self.refuse(
+                    "NetStream.Publish.Unauthorized",
+                    "publishing to this path needs a valid ?key=",
+                    format!("publish to '{path}' refused: wrong or missing key"),
+                );
+            }
+        } else if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+            self.access.authorize(Action::Publish, &path, &creds)
         {
             return self.refuse(
                 "NetStream.Publish.Unauthorized",
-                "publishing to this path needs a valid ?key=",
-                format!("publish to '{path}' refused: wrong or missing key"),
+                "not allowed to publish this path (give ?user=&pass= or ?token=)",
+                format!("publish to '{path}' refused: {}", refusal_text(refusal)),
             );
         }
         if self.access.has_source(&path) {
@@ -1098,7 +1127,7 @@ impl ServerSession {
             self.call_failed(cmd.transaction, "play while a stream is active");
             return;
         }
-        let Some((stream_key, _query)) = self.stream_request(cmd, msg) else {
+        let Some((stream_key, query)) = self.stream_request(cmd, msg) else {
             self.send_on_status(
                 "error",
                 "NetStream.Play.StreamNotFound",
@@ -1120,11 +1149,27 @@ impl ServerSession {
             Some(alias) if !self.access.exists(&path) && self.access.exists(&alias) => alias,
             _ => path,
         };
+        let creds = self.credentials(query.as_deref());
+        if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+            self.access.authorize(Action::Read, &path, &creds)
+        {
+            return self.refuse(
+                "NetStream.Play.Failed",
+                "not allowed to play this path (give ?user=&pass= or ?token=)",
+                format!("play of '{path}' refused: {}", refusal_text(refusal)),
+            );
+        }
         self.state = State::AwaitPlayDecision;
         self.events.push_back(Event::PlayRequested {
             path,
             stream_id: self.stream_id,
         });
+    }
+
+    /// Credentials of a publish/play: the stream name's query, then the app's.
+    fn credentials(&self, query: Option<&str>) -> Credentials {
+        let of = |q: Option<&str>| q.map(auth::creds::from_query).unwrap_or_default();
+        of(query).or(of(self.app_query.as_deref()))
     }
 
     /// The stream path of the publish/play request: `APP/KEY`, or why the name is bad.
