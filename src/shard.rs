@@ -43,6 +43,10 @@ pub struct Shared {
     pub udp_ports: Vec<AtomicU64>,
     /// Each shard's CPU, or -1 when not pinned yet.
     pub cpus: Vec<AtomicU64>,
+    /// Failed access attempts per address, process-wide (an address gets
+    /// `auth.fail_limit` tries in all, not per shard): locked only for a request that
+    /// carries credentials, never on the media path.
+    pub auth_failures: Mutex<FailLimiter>,
     /// Milliseconds since start at each shard's last heartbeat.
     pub heartbeats: Vec<AtomicU64>,
     /// Open connections per peer address, process-wide, of each [`Listener`] (HTTP,
@@ -71,7 +75,14 @@ impl Shared {
     /// Shared state for `settings` with the resolved listen addresses.
     pub fn new(settings: Settings, http_addr: SocketAddr, rtmp_addr: SocketAddr) -> Self {
         let n = settings.shards;
+        let a = &settings.config.auth;
+        let auth_failures = Mutex::new(FailLimiter::new(
+            a.fail_limit,
+            AUTH_FAIL_WINDOW,
+            a.fail_block.0,
+        ));
         Shared {
+            auth_failures,
             settings,
             stats: (0..n).map(|_| Arc::new(ShardStats::default())).collect(),
             snapshots: (0..n)
@@ -124,8 +135,6 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     /// Fires when the shard shuts down.
     pub shutdown: Shutdown,
-    /// Failed access attempts per address on this shard.
-    pub auth_failures: RefCell<FailLimiter>,
 }
 
 /// The window `auth.fail_limit` counts failed attempts in.
@@ -135,16 +144,6 @@ impl Shard {
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.id]
-    }
-
-    /// The failure limiter `settings` ask for.
-    pub fn fail_limiter(settings: &Settings) -> RefCell<FailLimiter> {
-        let a = &settings.config.auth;
-        RefCell::new(FailLimiter::new(
-            a.fail_limit,
-            AUTH_FAIL_WINDOW,
-            a.fail_block.0,
-        ))
     }
 
     /// Asks the access policy whether the peer at `ip` with `creds` may do `action` on
@@ -160,7 +159,8 @@ impl Shard {
     ) -> Verdict {
         let now = Instant::now();
         let sent = creds.user.is_some() || creds.pass.is_some() || creds.token.is_some();
-        let blocked = |ip| self.auth_failures.borrow().is_blocked(ip, now);
+        let failures = &self.shared.auth_failures;
+        let blocked = |ip| failures.lock().is_ok_and(|f| f.is_blocked(ip, now));
         if sent && ip.is_some_and(blocked) {
             return Verdict::Blocked;
         }
@@ -177,7 +177,7 @@ impl Shard {
         if verdict == Verdict::Unauthorized
             && sent
             && let Some(ip) = ip
-            && self.auth_failures.borrow_mut().fail(ip, now)
+            && failures.lock().is_ok_and(|mut f| f.fail(ip, now))
         {
             let a = &self.shared.settings.config.auth;
             warn!(

@@ -234,7 +234,6 @@ async fn shard_main(
         shared: shared.clone(),
         hub: RefCell::new(hub),
         shutdown: Shutdown::default(),
-        auth_failures: Shard::fail_limiter(&shared.settings),
     });
     if let Some(cpu) = current_cpu() {
         shared.cpus[id].store(cpu as u64, Ordering::Relaxed);
