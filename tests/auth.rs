@@ -541,3 +541,41 @@ permissions = [{ action = "api" }]
         "one log line per block: {lines:?}"
     );
 }
+
+#[test]
+fn ffprobe_plays_with_credentials_and_not_without() {
+    require_tool("ffprobe");
+    let server = Server::start("auth_ffprobe", &matrix_config());
+    wait_demo(&server);
+    let probe = |query: &str| {
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "10000000",
+                "-show_entries",
+                "stream=codec_name",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(format!("rtmp://{}/live/demo{query}", server.rtmp))
+            .stdin(Stdio::null())
+            .output()
+            .expect("ffprobe")
+    };
+    let ok = probe(&rtmp_query(Cred::RightPassword));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && text.contains("h264"), "{text}");
+    let ok = probe(&rtmp_query(Cred::Jwt));
+    assert!(ok.status.success(), "a valid token plays");
+    for c in [
+        Cred::None,
+        Cred::WrongPassword,
+        Cred::ExpiredJwt,
+        Cred::OtherPathJwt,
+    ] {
+        let refused = probe(&rtmp_query(c));
+        assert!(!refused.status.success(), "{c:?} must not play");
+    }
+    server.log_until("play of 'demo' refused", T);
+}
