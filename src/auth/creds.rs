@@ -44,8 +44,9 @@ fn bounded(s: String) -> Option<String> {
     (s.len() <= MAX_CREDENTIAL).then_some(s)
 }
 
-/// Decodes `%XX` escapes and `+` (as a space) of a query value; `None` when the result is
-/// not UTF-8 or an escape is broken.
+/// Decodes the `%XX` escapes of a query value; `None` when the result is not UTF-8 or an
+/// escape is broken. A `+` stays a `+` (these are URLs, not HTML forms: a password or
+/// publish key with a `+` typed into an encoder's URL means the `+`).
 pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -57,10 +58,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             c => {
                 out.push(c);
@@ -172,7 +169,7 @@ mod tests {
         let c = from_query("pass=%zz&user&=x&&key=a+b");
         assert_eq!(c.pass, None, "broken escape");
         assert_eq!(c.user, None);
-        assert_eq!(c.key, s("a b"));
+        assert_eq!(c.key, s("a+b"));
         assert_eq!(
             from_query("pass=%E2%82"),
             Credentials::default(),
