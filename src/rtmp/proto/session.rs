@@ -21,11 +21,15 @@
 //!
 //! The session derives the [`StreamPath`] of a `publish` or `play` itself
 //! ([`StreamPath::from_app_key`], query cut off) and asks the [`Access`] policy it was
-//! given: a publisher must give the path's key as `?key=`, may not publish where a
-//! configured source feeds the path, and a player of `APP/NAME` gets the stream `NAME`
-//! when only that exists ([`StreamPath::alias`]). What it refuses it answers
-//! itself (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
-//! `NetStream.Play.StreamNotFound`) and closes with [`Event::Closed`]. What it allows it
+//! given: a publisher must give the path's key as `?key=` where the path has one (and
+//! then needs nothing else), else be allowed by [`Access::authorize`] with the
+//! credentials of the stream name's or the app's query (`?user=&pass=`, `?token=`); it may
+//! not publish where a configured source feeds the path; a player of `APP/NAME` gets the
+//! stream `NAME` when only that exists ([`StreamPath::alias`]) and must be allowed to
+//! read the path it gets. What it refuses it answers itself
+//! (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
+//! `NetStream.Play.StreamNotFound`, `NetStream.Play.Failed`) and closes with
+//! [`Event::Closed`]. What it allows it
 //! reports as [`Event::PublishRequested`] or [`Event::PlayRequested`]; the session then
 //! processes no further input until the driver reports the hub's answer with
 //! [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`] (likewise for
