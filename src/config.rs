@@ -4,6 +4,7 @@
 //! error names the key that is wrong and what is wrong with it, on one line.
 
 use crate::stream::{Clash, Holder, StreamPath};
+pub use auth::{AuthConfig, PermissionConfig, UserConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::fmt;
@@ -56,6 +57,9 @@ pub struct Config {
     /// Bounds on per-stream and per-viewer buffers.
     #[serde(default)]
     pub media: MediaConfig,
+    /// Who may publish, watch and read the API and metrics.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Statically configured streams.
     #[serde(default)]
     pub streams: Vec<StreamConfig>,
@@ -500,6 +504,8 @@ pub struct Settings {
     pub streams: Vec<StreamPlan>,
     /// Publish keys of paths that publishers push to (path → key).
     pub publish_keys: HashMap<StreamPath, String>,
+    /// The access policy of `[auth]`.
+    pub auth: crate::auth::Authorizer,
 }
 
 impl Settings {
@@ -580,6 +586,7 @@ impl Config {
         self.validate_media()?;
         self.validate_rtmp()?;
         self.validate_rtsp()?;
+        let auth = self.auth.validate(base)?;
         let (streams, publish_keys) = self.validate_streams(shards, base)?;
         let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
         Ok(Settings {
@@ -588,6 +595,7 @@ impl Config {
             cpus,
             streams,
             publish_keys,
+            auth,
         })
     }
 
@@ -1180,5 +1188,6 @@ impl Serialize for Millis {
     }
 }
 
+mod auth;
 #[cfg(test)]
 mod tests;

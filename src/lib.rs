@@ -6,6 +6,7 @@
 //! `rtmp`, `source`) started by the `runtime`.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod limit;

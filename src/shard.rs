@@ -3,6 +3,7 @@
 //! the shutdown signal).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
+use crate::auth::{AccessRequest, Action, Credentials, FailLimiter, Verdict};
 use crate::config::Settings;
 use crate::limit::{AddrCounts, Burst, LogLimiter};
 use crate::stats::ShardStats;
@@ -42,6 +43,10 @@ pub struct Shared {
     pub udp_ports: Vec<AtomicU64>,
     /// Each shard's CPU, or -1 when not pinned yet.
     pub cpus: Vec<AtomicU64>,
+    /// Failed access attempts per address, process-wide (an address gets
+    /// `auth.fail_limit` tries in all, not per shard): locked only for a request that
+    /// carries credentials, never on the media path.
+    pub auth_failures: Mutex<FailLimiter>,
     /// Milliseconds since start at each shard's last heartbeat.
     pub heartbeats: Vec<AtomicU64>,
     /// Open connections per peer address, process-wide, of each [`Listener`] (HTTP,
@@ -70,7 +75,14 @@ impl Shared {
     /// Shared state for `settings` with the resolved listen addresses.
     pub fn new(settings: Settings, http_addr: SocketAddr, rtmp_addr: SocketAddr) -> Self {
         let n = settings.shards;
+        let a = &settings.config.auth;
+        let auth_failures = Mutex::new(FailLimiter::new(
+            a.fail_limit,
+            AUTH_FAIL_WINDOW,
+            a.fail_block.0,
+        ));
         Shared {
+            auth_failures,
             settings,
             stats: (0..n).map(|_| Arc::new(ShardStats::default())).collect(),
             snapshots: (0..n)
@@ -125,10 +137,56 @@ pub struct Shard {
     pub shutdown: Shutdown,
 }
 
+/// The window `auth.fail_limit` counts failed attempts in.
+pub const AUTH_FAIL_WINDOW: Duration = Duration::from_secs(60);
+
 impl Shard {
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.id]
+    }
+
+    /// Asks the access policy whether the peer at `ip` with `creds` may do `action` on
+    /// `path` now. Wrong credentials count against the address; once it reaches
+    /// `auth.fail_limit`, its requests with credentials are [`Verdict::Blocked`] for
+    /// `auth.fail_block` (logged once). Anonymous requests are still answered.
+    pub fn authorize(
+        &self,
+        action: Action,
+        path: Option<&str>,
+        ip: Option<IpAddr>,
+        creds: &Credentials,
+    ) -> Verdict {
+        let now = Instant::now();
+        let sent = creds.user.is_some() || creds.pass.is_some() || creds.token.is_some();
+        let failures = &self.shared.auth_failures;
+        let blocked = |ip| failures.lock().is_ok_and(|f| f.is_blocked(ip, now));
+        if sent && ip.is_some_and(blocked) {
+            return Verdict::Blocked;
+        }
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let req = AccessRequest {
+            action,
+            path,
+            ip,
+            creds,
+        };
+        let verdict = self.shared.settings.auth.check(&req, unix);
+        if verdict == Verdict::Unauthorized
+            && sent
+            && let Some(ip) = ip
+            && failures.lock().is_ok_and(|mut f| f.fail(ip, now))
+        {
+            let a = &self.shared.settings.config.auth;
+            warn!(
+                %ip,
+                "{} failed access attempts within {AUTH_FAIL_WINDOW:?}: its credentials are refused for {:?}",
+                a.fail_limit, a.fail_block.0
+            );
+        }
+        verdict
     }
 }
 

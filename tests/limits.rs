@@ -64,7 +64,9 @@ fn the_third_connection_from_one_address_is_refused_while_another_address_is_ser
         &test_config_sections(
             "max_connections_per_ip = 2",
             "max_connections_per_ip = 2",
-            "",
+            // 127.0.0.2 reads /metrics below, which the default users keep to 127.0.0.1
+            // and ::1: this test is about connection limits, so everyone may.
+            "[[auth.users]]\nuser = \"any\"\npermissions = [{ action = \"metrics\" }, { action = \"api\" }, { action = \"read\" }]\n",
         ),
     );
     // RTMP: two connections from 127.0.0.1 past the handshake, on whatever shards.

@@ -21,6 +21,86 @@ fn default_config_is_valid_and_publishes_demo() {
 }
 
 #[test]
+fn default_config_has_the_default_users_and_an_empty_auth_gets_them() {
+    use crate::auth::{AccessRequest, Action, Credentials, Verdict};
+    let none = Credentials::default();
+    for text in [DEFAULT_CONFIG, "", "[auth]\nfail_limit = 3\n"] {
+        let s = validate(text).expect("config");
+        let ask = |action, ip: &str| {
+            let req = AccessRequest {
+                action,
+                path: Some("live/x"),
+                ip: ip.parse().ok(),
+                creds: &none,
+            };
+            s.auth.check(&req, 0)
+        };
+        assert_eq!(ask(Action::Read, "192.0.2.1"), Verdict::Allow);
+        assert_eq!(ask(Action::Publish, "192.0.2.1"), Verdict::Unauthorized);
+        assert_eq!(ask(Action::Api, "192.0.2.1"), Verdict::Unauthorized);
+        assert_eq!(ask(Action::Publish, "127.0.0.1"), Verdict::Allow);
+        assert_eq!(ask(Action::Metrics, "::1"), Verdict::Allow);
+    }
+    assert_eq!(Config::parse(DEFAULT_CONFIG).unwrap().auth.users.len(), 2);
+}
+
+#[test]
+fn auth_errors_name_the_key() {
+    let cases = [
+        (
+            "[[auth.users]]\nuser = \"\"\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].user",
+        ),
+        (
+            "[[auth.users]]\nuser = \"u\"\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].password",
+        ),
+        (
+            "[[auth.users]]\nuser = \"any\"\npassword = \"x\"\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].password",
+        ),
+        (
+            "[[auth.users]]\nuser = \"u\"\npassword = \"x\"\npassword_hash = \"sha256:00\"\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].password_hash",
+        ),
+        (
+            "[[auth.users]]\nuser = \"u\"\npassword_hash = \"md5:00\"\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].password_hash",
+        ),
+        (
+            "[[auth.users]]\nuser = \"any\"\nips = [\"10.0.0.0/8\", \"nope\"]\npermissions = [{ action = \"read\" }]\n",
+            "auth.users[0].ips[1]",
+        ),
+        (
+            "[[auth.users]]\nuser = \"any\"\npermissions = []\n",
+            "auth.users[0].permissions",
+        ),
+        (
+            "[[auth.users]]\nuser = \"any\"\npermissions = [{ action = \"read\", path = \"cam*\" }]\n",
+            "auth.users[0].permissions[0].path",
+        ),
+        ("[auth]\njwt_secret = \"short\"\n", "auth.jwt_secret"),
+        (
+            "[auth]\njwt_public_key = \"/nonexistent.pem\"\n",
+            "auth.jwt_public_key",
+        ),
+        ("[auth]\nfail_block = \"0s\"\n", "auth.fail_block"),
+    ];
+    for (text, key) in cases {
+        let e = validate(text).expect_err(text);
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+    let e = validate("[[auth.users]]\nuser = \"any\"\npermissions = [{ action = \"watch\" }]\n")
+        .expect_err("unknown action");
+    assert!(
+        e.key.starts_with("auth.users[0].permissions[0].action"),
+        "{e}"
+    );
+    let ok = "[[auth.users]]\nuser = \"any\"\nips = [\"192.0.2.1\", \"::1\"]\npermissions = [{ action = \"read\", path = \"live/**\" }]\n";
+    validate(ok).expect("single addresses are taken as /32 and /128");
+}
+
+#[test]
 fn empty_config_takes_defaults() {
     let s = validate("").expect("empty config");
     assert_eq!(s.config, Config::default());

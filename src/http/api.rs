@@ -7,7 +7,7 @@ use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use std::sync::atomic::Ordering;
 
 fn track_json(t: &Track) -> Value {
@@ -69,21 +69,11 @@ fn source_json(s: &SourceInfo, addresses: bool) -> Value {
     v
 }
 
-/// Whether a caller at `ip` sees peers' addresses in the API (the `api` permission):
-/// for now the host itself only (`127.0.0.1`, `::1`), as the default access rules have
-/// it; the access rules replace this.
-pub fn shows_addresses(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
-}
-
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
 /// bitrate, viewers (total and per shard) and the RTMP path players open
 /// (`rtmp://HOST:rtmp_port/rtmp_path`). Peers' addresses (a publisher's, a camera's) are
-/// in it only with `show_addresses`; viewers are counted, never listed.
+/// in it only with `show_addresses` (a caller with the `api` permission); viewers are
+/// counted, never listed.
 pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses: bool) -> String {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();

@@ -7,6 +7,7 @@ use super::api;
 use super::origin;
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
+use crate::auth::{Action, Credentials, Verdict};
 use crate::shard::{ConnGuard, Listener, Refusal, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::webrtc::Handle;
@@ -65,6 +66,8 @@ struct Conn {
     out: BytesMut,
     /// When the first byte of the request being read arrived.
     started: Option<Instant>,
+    /// The credentials of a WebSocket upgrade, for the offers on the socket.
+    ws_creds: Credentials,
 }
 
 /// What a connection does after answering the requests it has.
@@ -101,6 +104,7 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: Con
         buf: BytesMut::with_capacity(4096),
         out: BytesMut::new(),
         started: None,
+        ws_creds: Credentials::default(),
     };
     let mut tmp = vec![0u8; READ_CHUNK];
     loop {
@@ -118,7 +122,8 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: Con
             }
             Step::Upgrade => {
                 if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
-                    websocket(&shard, &c.rtc, c.stream, c.buf, peer).await;
+                    let creds = std::mem::take(&mut c.ws_creds);
+                    websocket(&shard, &c.rtc, c.stream, c.buf, peer, creds).await;
                 }
                 return;
             }
@@ -170,6 +175,15 @@ impl Conn {
                     Response::text(403, &msg).write(&mut self.out, false, false);
                     return Step::Close;
                 }
+                let creds = credentials(&req);
+                let ip = self.peer.map(|p| p.ip());
+                if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+                    shard.authorize(Action::Read, None, ip, &creds)
+                {
+                    refused(refusal, Action::Read).write(&mut self.out, false, false);
+                    return Step::Close;
+                }
+                self.ws_creds = creds;
                 return match ws::upgrade_response(&req) {
                     Ok(resp) => {
                         resp.write(&mut self.out, true, false);
@@ -252,8 +266,9 @@ pub async fn route(
 ) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
+    let ip = peer.map(|p| p.ip());
     if req.path.starts_with(super::whep::PREFIX) {
-        return super::whep::handle(shard, rtc, req, peer.map(|p| p.ip())).await;
+        return super::whep::handle(shard, rtc, req, ip).await;
     }
     let known = matches!(
         req.path.as_str(),
@@ -280,13 +295,35 @@ pub async fn route(
         )
         .header("Allow", "GET, HEAD, OPTIONS");
     }
+    let creds = credentials(req);
+    let ask = |action| shard.authorize(action, None, ip, &creds);
+    let needed = match req.path.as_str() {
+        "/api/v1/health" => Some(Action::Api),
+        "/metrics" => Some(Action::Metrics),
+        _ => None,
+    };
+    if let Some(action) = needed
+        && let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+            ask(action)
+    {
+        return refused(refusal, action);
+    }
+    // The stream list serves the page: `read` sees it, only `api` sees addresses.
+    let mut show_addresses = false;
+    if req.path == "/api/v1/streams" {
+        show_addresses = ask(Action::Api) == Verdict::Allow;
+        if !show_addresses
+            && let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+                ask(Action::Read)
+        {
+            return refused(refusal, Action::Read);
+        }
+    }
     match req.path.as_str() {
         "/" | "/index.html" => Response::new(200)
             .header("Cache-Control", "no-cache")
             .body("text/html; charset=utf-8", PAGE),
         "/api/v1/streams" => {
-            // Until access rules say who has the `api` permission: the host itself.
-            let show_addresses = peer.is_some_and(|p| api::shows_addresses(p.ip()));
             let body =
                 api::streams_json(&shared.snapshots(), shared.rtmp_addr.port(), show_addresses);
             origin::api_cors(Response::json(200, body), req, allow)
@@ -316,6 +353,23 @@ pub async fn route(
     }
 }
 
+/// The credentials of an HTTP request (`Authorization`, else `?token=`).
+pub fn credentials(req: &Request) -> Credentials {
+    crate::auth::creds::from_http(req.header("Authorization"), req.query.as_deref())
+}
+
+/// The answer to a request the access policy refused: 401 asks for credentials (browsers
+/// prompt), 403 says they do not allow this, 429 that the address failed too often.
+pub fn refused(verdict: Verdict, action: Action) -> Response {
+    match verdict {
+        Verdict::Forbidden => Response::text(403, &format!("not allowed: {action}")),
+        Verdict::Blocked => Response::text(429, "too many failed attempts from your address")
+            .header("Retry-After", "60"),
+        _ => Response::text(401, &format!("credentials needed: {action}"))
+            .header("WWW-Authenticate", "Basic realm=\"corecast\""),
+    }
+}
+
 /// The WebSocket loop at `/ws`: WebRTC signaling in JSON messages
 /// ([`crate::webrtc::signal::ws`]). The sessions a socket started end when it closes.
 async fn websocket(
@@ -324,6 +378,7 @@ async fn websocket(
     mut stream: TcpStream,
     leftover: BytesMut,
     peer: Option<SocketAddr>,
+    creds: Credentials,
 ) {
     let mut ws = WsSession::new(WS_MAX_MESSAGE);
     let cfg = &shard.shared.settings.config.http;
@@ -332,7 +387,7 @@ async fn websocket(
     if !leftover.is_empty() {
         ws.handle_input(&leftover);
     }
-    let mut signaling = WsSignaling::new(rtc.clone(), peer.map(|p| p.ip()));
+    let mut signaling = WsSignaling::new(rtc.clone(), peer.map(|p| p.ip()), creds);
     let _ = ws.send_text(signaling.hello().to_text());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();

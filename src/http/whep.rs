@@ -3,14 +3,17 @@
 //! included: the server is ICE-lite, so no trickle is needed) and a `Location` to
 //! `DELETE`. `PATCH` (trickle ICE) is not supported: 405.
 //!
-//! A `POST` is checked before it can cost anything: a path that names no stream is 404
+//! A `POST` is checked before it can cost anything: the access policy first (`read` on
+//! the path: 401 with `WWW-Authenticate`, 403 or 429), then a path that names no stream is 404
 //! before the body is looked at, then the SDP is read (400 when it cannot receive
 //! anything), then the shard's and the viewer address's limits (503, 429); only then
 //! does the offer subscribe (and so start an on-demand camera). See
 //! [`crate::webrtc::signal`].
 
 use super::proto::{Request, Response};
+use crate::auth::{Action, Verdict};
 use crate::shard::Shard;
+use crate::stream::StreamPath;
 use crate::webrtc::Handle;
 use crate::webrtc::signal::{self, Offer, SignalError};
 use crate::webrtc::table::SessionId;
@@ -92,7 +95,14 @@ async fn post(
     path: &str,
     from: Option<IpAddr>,
 ) -> Result<Response, SignalError> {
-    // Whether the stream can exist is known from the path alone.
+    // Who may watch, then whether the stream can exist, are known from the path alone.
+    if let Ok(p) = StreamPath::parse(path) {
+        let creds = super::server::credentials(req);
+        let verdict = shard.authorize(Action::Read, Some(p.as_str()), from, &creds);
+        if verdict != Verdict::Allow {
+            return Ok(cors(super::server::refused(verdict, Action::Read)));
+        }
+    }
     signal::find_stream(shard, path)?;
     let ctype = req.header("Content-Type").unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim();

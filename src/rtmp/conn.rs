@@ -9,6 +9,7 @@ use super::proto::SessionError;
 use super::proto::session::{
     Access, Event, Input, Output, ServerSession, SessionConfig, encode_media_parts,
 };
+use crate::auth::{Action, Credentials, Verdict};
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
 use crate::shard::{ConnGuard, Listener, Shard, ShardRef, Wake};
@@ -94,8 +95,9 @@ struct Player {
     video: bool,
 }
 
-/// The shard's answers to the session's publish/play questions.
-struct ShardAccess(ShardRef);
+/// The shard's answers to the session's publish/play questions, for the peer at the
+/// address.
+struct ShardAccess(ShardRef, Option<std::net::IpAddr>);
 
 impl Access for ShardAccess {
     fn publish_key(&self, path: &StreamPath) -> Option<&str> {
@@ -109,6 +111,10 @@ impl Access for ShardAccess {
 
     fn exists(&self, path: &StreamPath) -> bool {
         self.0.hub.borrow().owner(path).is_some()
+    }
+
+    fn authorize(&self, action: Action, path: &StreamPath, creds: &Credentials) -> Verdict {
+        self.0.authorize(action, Some(path.as_str()), self.1, creds)
     }
 }
 
@@ -129,7 +135,7 @@ async fn connection(shard: ShardRef, mut stream: TcpStream, _guard: ConnGuard) {
         ..SessionConfig::default()
     };
     let mut session = ServerSession::new(Instant::now(), config, seed)
-        .with_access(Box::new(ShardAccess(shard.clone())));
+        .with_access(Box::new(ShardAccess(shard.clone(), peer.map(|p| p.ip()))));
     let mut role = Role::Control;
     let mut pending = Vec::new();
     let end = run(

@@ -21,13 +21,16 @@
 //!
 //! The session derives the [`StreamPath`] of a `publish` or `play` itself
 //! ([`StreamPath::from_app_key`], query cut off) and asks the [`Access`] policy it was
-//! given: a publisher must give the path's key as `?key=`, and may not claim a path the
-//! alias rule gives to a configured or published stream ([`StreamPath::check_claim`]:
-//! not `live/demo` while `demo` exists, nor a configured source's own path); a player of
-//! `APP/NAME` gets the stream `NAME` when only that exists ([`StreamPath::resolve`]).
-//! What it refuses it answers
-//! itself (`NetStream.Publish.BadName`, `NetStream.Publish.Unauthorized`,
-//! `NetStream.Play.StreamNotFound`) and closes with [`Event::Closed`]. What it allows it
+//! given: a publisher must give the path's key as `?key=` where the path has one (and
+//! then needs nothing else), else be allowed by [`Access::authorize`] with the
+//! credentials of the stream name's or the app's query (`?user=&pass=`, `?token=`); it may
+//! not claim a path the alias rule gives to a configured or published stream
+//! ([`StreamPath::check_claim`]: not `live/demo` while `demo` exists, nor a configured
+//! source's own path); a player of `APP/NAME` gets the stream `NAME` when only that
+//! exists ([`StreamPath::resolve`]) and must be allowed to read the path it gets. What it
+//! refuses it answers itself (`NetStream.Publish.BadName`,
+//! `NetStream.Publish.Unauthorized`, `NetStream.Play.StreamNotFound`,
+//! `NetStream.Play.Failed`) and closes with [`Event::Closed`]. What it allows it
 //! reports as [`Event::PublishRequested`] or [`Event::PlayRequested`]; the session then
 //! processes no further input until the driver reports the hub's answer with
 //! [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`] (likewise for
@@ -55,6 +58,7 @@ use super::chunk::{
     self, ChunkError, ChunkReader, ChunkWriter, ControlMessage, Message, UserControlEvent,
 };
 use super::handshake::{Handshake, HandshakeError, HandshakeProgress};
+use crate::auth::{self, Action, Credentials, Verdict};
 use crate::stream::{ClaimError, Holder, StreamPath};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -283,6 +287,10 @@ pub trait Access {
     fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError>;
     /// Whether a stream is published at `path` (for the alias rule of play).
     fn exists(&self, path: &StreamPath) -> bool;
+    /// Whether the peer, with `creds` (from the stream name's and the app's query), may
+    /// do `action` on `path` ([`crate::auth::Authorizer`]; the peer's address is the
+    /// policy's to know).
+    fn authorize(&self, action: Action, path: &StreamPath, creds: &Credentials) -> Verdict;
 }
 
 /// An [`Access`] policy from plain tables: open publishing and no streams by default.
@@ -298,6 +306,8 @@ pub struct AccessTable {
     pub targets: HashSet<StreamPath>,
     /// Paths with a published stream.
     pub streams: HashSet<StreamPath>,
+    /// Refusals of the access policy by path (every other request is allowed).
+    pub refused: HashMap<StreamPath, Verdict>,
 }
 
 impl Access for AccessTable {
@@ -321,6 +331,10 @@ impl Access for AccessTable {
 
     fn exists(&self, path: &StreamPath) -> bool {
         self.streams.contains(path)
+    }
+
+    fn authorize(&self, _action: Action, path: &StreamPath, _creds: &Credentials) -> Verdict {
+        self.refused.get(path).copied().unwrap_or(Verdict::Allow)
     }
 }
 
@@ -388,6 +402,8 @@ pub struct ServerSession {
     out_queue: VecDeque<Bytes>,
     events: VecDeque<Event>,
     app: String,
+    /// The query of `connect`'s app (`rtmp://host/live?user=u&pass=p`), for credentials.
+    app_query: Option<String>,
     stream_key: String,
     stream_id: u32,
     next_stream_id: u32,
@@ -490,13 +506,13 @@ pub fn encode_media_parts(
     );
 }
 
-/// The value of `name` in a `a=1&b=2` query string.
-fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// Why the access policy refused, for the log.
+fn refusal_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Forbidden => "credentials do not allow it",
+        Verdict::Blocked => "too many failed attempts from this address",
+        _ => "no or wrong credentials",
+    }
 }
 
 /// Splits `name?query` into the name and the query.
@@ -538,6 +554,7 @@ impl ServerSession {
             out_queue: VecDeque::new(),
             events: VecDeque::new(),
             app: String::new(),
+            app_query: None,
             stream_key: String::new(),
             stream_id: MEDIA_STREAM_ID,
             next_stream_id: MEDIA_STREAM_ID,
@@ -1033,6 +1050,7 @@ impl ServerSession {
         self.send_command_reply("_result", txn, props, info);
         self.state = State::ExpectStreamCommand;
         self.app.clone_from(&app);
+        self.app_query.clone_from(&app_query);
         self.events.push_back(Event::Connected {
             app,
             app_query,
@@ -1081,13 +1099,27 @@ impl ServerSession {
                 return self.refuse("NetStream.Publish.BadName", &why, log);
             }
         };
-        if let Some(key) = self.access.publish_key(&path)
-            && query_value(query.as_deref(), "key") != Some(key)
+        let creds = self.credentials(query.as_deref());
+        if let Some(key) = self.access.publish_key(&path) {
+            // A path's key is required and enough (the shorthand of older configs).
+            if !creds
+                .key
+                .as_deref()
+                .is_some_and(|k| auth::secret::eq(k, key))
+            {
+                return self.refuse(
+                    "NetStream.Publish.Unauthorized",
+                    "publishing to this path needs a valid ?key=",
+                    format!("publish to '{path}' refused: wrong or missing key"),
+                );
+            }
+        } else if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+            self.access.authorize(Action::Publish, &path, &creds)
         {
             return self.refuse(
                 "NetStream.Publish.Unauthorized",
-                "publishing to this path needs a valid ?key=",
-                format!("publish to '{path}' refused: wrong or missing key"),
+                "not allowed to publish this path (give ?user=&pass= or ?token=)",
+                format!("publish to '{path}' refused: {}", refusal_text(refusal)),
             );
         }
         if let Err(e) = self.access.check_claim(&path) {
@@ -1111,7 +1143,7 @@ impl ServerSession {
             self.call_failed(cmd.transaction, "play while a stream is active");
             return;
         }
-        let Some((stream_key, _query)) = self.stream_request(cmd, msg) else {
+        let Some((stream_key, query)) = self.stream_request(cmd, msg) else {
             self.send_on_status(
                 "error",
                 "NetStream.Play.StreamNotFound",
@@ -1130,11 +1162,27 @@ impl ServerSession {
         // A one-segment path (`demo`) is reachable under any app: RTMP clients insist on
         // an app and a name (see `rtmp::play_path`).
         let path = path.resolve(|p| self.access.exists(p));
+        let creds = self.credentials(query.as_deref());
+        if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+            self.access.authorize(Action::Read, &path, &creds)
+        {
+            return self.refuse(
+                "NetStream.Play.Failed",
+                "not allowed to play this path (give ?user=&pass= or ?token=)",
+                format!("play of '{path}' refused: {}", refusal_text(refusal)),
+            );
+        }
         self.state = State::AwaitPlayDecision;
         self.events.push_back(Event::PlayRequested {
             path,
             stream_id: self.stream_id,
         });
+    }
+
+    /// Credentials of a publish/play: the stream name's query, then the app's.
+    fn credentials(&self, query: Option<&str>) -> Credentials {
+        let of = |q: Option<&str>| q.map(auth::creds::from_query).unwrap_or_default();
+        of(query).or(of(self.app_query.as_deref()))
     }
 
     /// The stream path of the publish/play request: `APP/KEY`, or why the name is bad.

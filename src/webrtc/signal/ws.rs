@@ -14,7 +14,9 @@
 //! - `{"type":"ping"}` → `{"type":"pong"}`.
 
 use super::{Offer, SignalError};
+use crate::auth::{Action, Credentials, Verdict};
 use crate::shard::Shard;
+use crate::stream::StreamPath;
 use crate::webrtc::handle::Handle;
 use crate::webrtc::table::SessionId;
 use serde::{Deserialize, Serialize};
@@ -191,15 +193,18 @@ pub struct WsSignaling {
     rtc: Handle,
     /// The viewer's address (sessions count against `webrtc.max_sessions_per_ip`).
     from: Option<IpAddr>,
+    /// The credentials the socket was opened with; every offer is checked with them.
+    creds: Credentials,
     sessions: Vec<SessionId>,
 }
 
 impl WsSignaling {
-    /// The state of a new socket from `from` on the shard of `rtc`.
-    pub fn new(rtc: Handle, from: Option<IpAddr>) -> Self {
+    /// The state of a new socket from `from`, opened with `creds`, on the shard of `rtc`.
+    pub fn new(rtc: Handle, from: Option<IpAddr>, creds: Credentials) -> Self {
         WsSignaling {
             rtc,
             from,
+            creds,
             sessions: Vec::new(),
         }
     }
@@ -253,6 +258,13 @@ impl WsSignaling {
             super::refused(shard, &self.rtc, self.from, &e);
             vec![ServerMsg::status(&e, e.status(), Some(stream))]
         };
+        if let Ok(path) = StreamPath::parse(raw)
+            && let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
+                shard.authorize(Action::Read, Some(path.as_str()), self.from, &self.creds)
+        {
+            let why = format!("not allowed to watch '{path}'");
+            return vec![ServerMsg::status(why, refusal.status(), Some(raw))];
+        }
         let offer = match super::find_stream(shard, stream).and_then(|_| Offer::parse(stream, sdp))
         {
             Ok(o) => o,

@@ -51,7 +51,7 @@ impl Client {
         Self::with_access(config, AccessTable::default())
     }
 
-    fn with_access(config: SessionConfig, access: AccessTable) -> Self {
+    fn with_access(config: SessionConfig, access: impl Access + 'static) -> Self {
         let now = origin();
         let mut session = ServerSession::new(now, config, 0x5EED).with_access(Box::new(access));
         let mut c0c1 = vec![0x03];
@@ -1212,8 +1212,104 @@ fn paths_and_keys() {
         Ok("live/cam1".to_string())
     );
     assert!(StreamPath::from_app_key("live", "../x").is_err());
-    assert_eq!(query_value(Some("a=1&key=s3"), "key"), Some("s3"));
-    assert_eq!(query_value(None, "key"), None);
+}
+
+/// An access policy that records the credentials it was asked with.
+#[derive(Default)]
+struct Recorder {
+    verdict: Option<crate::auth::Verdict>,
+    asked: std::rc::Rc<
+        std::cell::RefCell<Vec<(crate::auth::Action, String, crate::auth::Credentials)>>,
+    >,
+}
+
+impl Access for Recorder {
+    fn publish_key(&self, _: &StreamPath) -> Option<&str> {
+        None
+    }
+    fn check_claim(&self, _: &StreamPath) -> Result<(), crate::stream::ClaimError> {
+        Ok(())
+    }
+    fn exists(&self, _: &StreamPath) -> bool {
+        false
+    }
+    fn authorize(
+        &self,
+        action: crate::auth::Action,
+        path: &StreamPath,
+        creds: &crate::auth::Credentials,
+    ) -> crate::auth::Verdict {
+        self.asked
+            .borrow_mut()
+            .push((action, path.to_string(), creds.clone()));
+        self.verdict.unwrap_or(crate::auth::Verdict::Allow)
+    }
+}
+
+#[test]
+fn credentials_come_from_the_stream_query_then_the_app_query() {
+    use crate::auth::{Action, Credentials, Verdict};
+    let rec = Recorder::default();
+    let asked = rec.asked.clone();
+    let mut c = Client::with_access(SessionConfig::default(), rec);
+    c.connect_app("live?user=app&token=t1");
+    c.events();
+    publish(&mut c, "cam?user=obs&pass=a%20b");
+    assert!(matches!(
+        c.events().as_slice(),
+        [Event::PublishRequested { .. }]
+    ));
+    let want = Credentials {
+        user: Some("obs".into()),
+        pass: Some("a b".into()),
+        token: Some("t1".into()),
+        key: None,
+    };
+    assert_eq!(
+        asked.borrow()[0],
+        (Action::Publish, "live/cam".into(), want)
+    );
+    for (verdict, kind) in [
+        (Verdict::Unauthorized, "publish"),
+        (Verdict::Forbidden, "play"),
+    ] {
+        let rec = Recorder {
+            verdict: Some(verdict),
+            ..Recorder::default()
+        };
+        let mut c = Client::with_access(SessionConfig::default(), rec);
+        c.connect();
+        c.events();
+        let code = if kind == "publish" {
+            publish(&mut c, "cam");
+            "NetStream.Publish.Unauthorized"
+        } else {
+            play(&mut c, "cam?token=x");
+            "NetStream.Play.Failed"
+        };
+        assert_eq!(last_status(&mut c).as_deref(), Some(code));
+        assert!(matches!(
+            c.events().as_slice(),
+            [Event::Closed(CloseReason::Refused(_))]
+        ));
+        assert!(c.session.is_closed());
+    }
+}
+
+#[test]
+fn a_right_key_needs_no_other_permission() {
+    let mut access = keyed();
+    access
+        .refused
+        .insert(path("live/cam"), crate::auth::Verdict::Unauthorized);
+    let mut c = Client::with_access(SessionConfig::default(), access);
+    c.connect();
+    c.events();
+    publish(&mut c, "cam?key=s3");
+    assert!(matches!(
+        c.events().as_slice(),
+        [Event::PublishRequested { .. }]
+    ));
 }
 
 /// A whole publish conversation as the client sends it: handshake, connect, publish,
