@@ -1,8 +1,17 @@
 //! Passwords as configured: plain text, `sha256:<hex>`, or an argon2 PHC string
 //! (`$argon2id$v=19$...`). Every comparison is constant-time in the secret.
+//!
+//! An argon2 check costs tens of milliseconds of the shard that asks (64 ms with the
+//! argon2 crate's defaults, `benches/auth.rs`), which would stall every viewer on it each
+//! time an encoder reconnects. So each argon2 secret remembers the last password that
+//! verified, as a SHA-256 keyed with a per-process random key (never the password, and
+//! nothing a memory dump can test guesses against offline faster than argon2 without the
+//! key): the same password again costs one SHA-256. A wrong password still pays argon2;
+//! the failure limiter bounds how often one address can make it.
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
 /// A configured password.
@@ -14,7 +23,61 @@ pub enum Secret {
     /// `sha256:<64 hex digits>`.
     Sha256([u8; 32]),
     /// An argon2 PHC string, checked to parse when the config is loaded.
-    Argon2(String),
+    Argon2(Arc<Argon2Secret>),
+}
+
+/// An argon2 PHC string and the keyed digest of the last password it verified.
+pub struct Argon2Secret {
+    phc: String,
+    key: [u8; 32],
+    verified: Mutex<Option<[u8; 32]>>,
+    #[cfg(test)]
+    hashed: std::sync::atomic::AtomicU32,
+}
+
+impl Argon2Secret {
+    fn new(phc: String) -> Result<Self, String> {
+        PasswordHash::new(&phc).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("no randomness for the key: {e}"))?;
+        Ok(Argon2Secret {
+            phc,
+            key,
+            verified: Mutex::new(None),
+            #[cfg(test)]
+            hashed: Default::default(),
+        })
+    }
+
+    fn digest(&self, given: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(given.as_bytes());
+        h.finalize().into()
+    }
+
+    fn verify(&self, given: &str) -> bool {
+        let digest = self.digest(given);
+        // A poisoned lock only means a panic elsewhere mid-store: the value is still whole.
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.is_some_and(|v| bool::from(v.ct_eq(&digest))) {
+            return true;
+        }
+        #[cfg(test)]
+        self.hashed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ok = PasswordHash::new(&self.phc)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(given.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        if ok {
+            *verified = Some(digest);
+        }
+        ok
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -52,8 +115,9 @@ impl Secret {
             return Ok(Secret::Sha256(out));
         }
         if hash.starts_with("$argon2") {
-            PasswordHash::new(hash).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
-            return Ok(Secret::Argon2(hash.to_owned()));
+            return Ok(Secret::Argon2(Arc::new(Argon2Secret::new(
+                hash.to_owned(),
+            )?)));
         }
         Err("must be `sha256:<hex>` or an argon2 PHC string (`$argon2id$...`)".into())
     }
@@ -64,13 +128,7 @@ impl Secret {
             Secret::Plain(want) | Secret::Sha256(want) => {
                 sha256(given.as_bytes()).ct_eq(want).into()
             }
-            Secret::Argon2(phc) => PasswordHash::new(phc)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(given.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false),
+            Secret::Argon2(a) => a.verify(given),
         }
     }
 }
@@ -111,6 +169,27 @@ mod tests {
         let s = Secret::from_hash(ARGON2_HUNTER2).unwrap();
         assert!(s.verify("hunter2"));
         assert!(!s.verify("hunter3"));
+    }
+
+    #[test]
+    fn argon2_runs_once_for_a_password_that_verified() {
+        let s = Secret::from_hash(ARGON2_HUNTER2).unwrap();
+        let Secret::Argon2(a) = &s else {
+            unreachable!()
+        };
+        let runs = || a.hashed.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!s.verify("hunter3"));
+        assert_eq!(runs(), 1);
+        assert!(s.verify("hunter2"));
+        assert!(s.verify("hunter2"));
+        assert!(s.clone().verify("hunter2"), "clones share what verified");
+        assert_eq!(runs(), 2, "the same password again costs no argon2");
+        // A wrong password after a right one is still checked, and still wrong.
+        assert!(!s.verify("hunter2 "));
+        assert!(!s.verify(""));
+        assert_eq!(runs(), 4);
+        assert!(s.verify("hunter2"));
+        assert_eq!(runs(), 4);
     }
 
     #[test]
