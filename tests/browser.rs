@@ -7,6 +7,9 @@
 //! - With an RTMP publisher: the page reconnects by itself when the server loses its
 //!   session and when the stream is republished, and shows a 406 naming the codec of an
 //!   audio-only stream without retrying.
+//! - A stream that needs credentials: the page says why it cannot play it without a token
+//!   (401), with a token for another path (403) or a forged one (401), and plays it when
+//!   opened with `?token=` carrying a JWT that allows reading it.
 //!
 //! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
 //! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
@@ -195,6 +198,9 @@ struct Cdp {
     next_id: u64,
     /// Console messages, exceptions and log entries of the page, newest last.
     console: VecDeque<String>,
+    /// Basic-auth prompts the browser raised and the test cancelled, as a user would
+    /// (after `Fetch.enable` with `handleAuthRequests`).
+    auth_prompts: Vec<String>,
 }
 
 impl Cdp {
@@ -213,6 +219,7 @@ impl Cdp {
             ws,
             next_id: 0,
             console: VecDeque::new(),
+            auth_prompts: Vec::new(),
         }
     }
 
@@ -254,8 +261,34 @@ impl Cdp {
         }
     }
 
+    /// Sends a command without waiting for its result (answers to it are skipped).
+    fn send(&mut self, method: &str, params: Value) {
+        self.next_id += 1;
+        let msg = json!({"id": self.next_id, "method": method, "params": params}).to_string();
+        let _ = self.ws.send(Message::Text(msg));
+    }
+
     fn event(&mut self, method: &str, p: &Value) {
         let line = match method {
+            // Requests paused by `Fetch.enable` go on; a Basic-auth prompt is cancelled.
+            "Fetch.requestPaused" => {
+                let id = p["requestId"].clone();
+                self.send("Fetch.continueRequest", json!({ "requestId": id }));
+                return;
+            }
+            "Fetch.authRequired" => {
+                let id = p["requestId"].clone();
+                let url = p["request"]["url"].as_str().unwrap_or("?").to_string();
+                self.send(
+                    "Fetch.continueWithAuth",
+                    json!({ "requestId": id, "authChallengeResponse": { "response": "CancelAuth" } }),
+                );
+                self.auth_prompts.push(url.clone());
+                format!(
+                    "auth prompt for {url} ({}) cancelled",
+                    p["authChallenge"]["realm"]
+                )
+            }
             "Runtime.consoleAPICalled" => {
                 let args: Vec<String> = p["args"]
                     .as_array()
@@ -947,4 +980,88 @@ fn page_plays_an_rtsp_camera_with_g711_audio() {
             "A-law audio does not flow: {a1} then {a2} 1.2 s later"
         ));
     }
+}
+
+/// An HS256 JWT allowing `read` of `path`, valid for ten minutes.
+fn read_token(path: &str, secret: &str) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    let claims =
+        json!({ "exp": exp, "corecast_permissions": [{ "action": "read", "path": path }] });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("HS256 key");
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token")
+}
+
+#[test]
+fn page_plays_a_protected_stream_with_a_token_and_says_why_it_cannot_without() {
+    const SECRET: &str = "a browser test secret of at least 32 bytes";
+    // Reading needs a token; the host itself may list streams (the harness and the page).
+    let cfg = test_config(&format!(
+        r#"
+[auth]
+jwt_secret = "{SECRET}"
+
+[[auth.users]]
+user = "any"
+ips = ["127.0.0.1/32"]
+permissions = [{{ action = "api" }}]
+
+{}"#,
+        demo_stream("demo", 0)
+    ));
+    let mut t = Session::open(Server::start("browser-token", &cfg), "demo", (1280, 720));
+    // A 401 carries `WWW-Authenticate: Basic`, so the browser prompts; the test cancels the
+    // prompt as a user without a password would, and the page gets the 401.
+    t.call(
+        "Fetch.enable",
+        json!({ "patterns": [{ "urlPattern": "*/whep/*" }], "handleAuthRequests": true }),
+    );
+    let refusal = |t: &mut Session, query: &str, status: u64, says: &'static str| {
+        t.navigate(query);
+        let (v, _) = t.wait_for(
+            "the page shows the refusal and stops",
+            Duration::from_secs(10),
+            PLAYER,
+            move |v| {
+                let err = v["panel"]["error"].as_str().unwrap_or("");
+                if v["lastStatus"] == status && v["state"] == "error" && err.contains(says) {
+                    Check::Done
+                } else {
+                    Check::Pending
+                }
+            },
+        );
+        t.log(&format!("{query}: {}", v["panel"]["error"]));
+    };
+    refusal(&mut t, "?play=demo", 401, "needs credentials");
+    let other = read_token("live/*", SECRET);
+    refusal(
+        &mut t,
+        &format!("?token={other}&play=demo"),
+        403,
+        "do not allow",
+    );
+    let forged = read_token("demo", "another secret of at least 32 bytes!!");
+    refusal(
+        &mut t,
+        &format!("?token={forged}&play=demo"),
+        401,
+        "needs credentials",
+    );
+
+    let prompts = t.cdp.auth_prompts.clone();
+    if prompts.len() != 2 || !prompts.iter().all(|u| u.contains("/whep/demo")) {
+        t.fail(&format!(
+            "the two 401s (no token, forged token) should each raise a Basic-auth prompt \
+             for the WHEP request: {prompts:?}"
+        ));
+    }
+
+    let good = read_token("demo", SECRET);
+    t.navigate(&format!("?token={good}&play=demo"));
+    t.wait_playing("?token= with read on demo plays it", None);
+    t.assert_time_advances();
+    t.wait_viewers("one WebRTC viewer with the token", |n| n >= 1);
 }
