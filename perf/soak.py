@@ -164,10 +164,12 @@ class Server:
     def alive(self):
         return self.p.poll() is None
 
-    def rss_kib(self):
+    def rss_kib(self, key="VmRSS"):
+        """VmRSS, or one of its parts: RssAnon (heap, stacks, io buffers), RssFile (the
+        binary's and libraries' pages as they are first touched), RssShmem."""
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1])
         return 0
 
@@ -591,7 +593,8 @@ def main():
     churn()
     rows = []
     csv = open(os.path.join(OUT, "samples.csv"), "w")
-    csv.write("t_s,rss_kib,fds,cpu_pct,webrtc_sessions,viewers,rtmp_players,camera_live,publisher_live\n")
+    csv.write("t_s,rss_kib,fds,cpu_pct,webrtc_sessions,viewers,rtmp_players,camera_live,publisher_live,"
+              "rss_anon_kib,rss_file_kib\n")
     next_sample, next_poll, next_churn = now(), now(), t_clients + 60
     rtmp_window = [None, None]
     rtmp_frames_at = {}
@@ -637,6 +640,8 @@ def main():
                 "rtmp_players": sum(pl.p is not None for pl in players.all),
                 "camera_live": int(counters.live["cam"]),
                 "publisher_live": int(counters.live["live/pub"]),
+                "rss_anon_kib": server.rss_kib("RssAnon"),
+                "rss_file_kib": server.rss_kib("RssFile"),
             }
             rows.append(row)
             csv.write(",".join("" if row[k] is None else (f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]))
@@ -680,11 +685,11 @@ def main():
 
 # --- the verdict -------------------------------------------------------------------------
 
-def slope_pct_per_hour(rows, warmup=None):
-    """Least-squares slope of RSS over the samples after `warmup` s (default: the
-    warm-up), as % of their mean, per hour; (slope, mean KiB, samples)."""
+def slope_pct_per_hour(rows, warmup=None, key="rss_kib"):
+    """Least-squares slope of RSS (or the part `key`) over the samples after `warmup` s
+    (default: the warm-up), as % of their mean, per hour; (slope, mean KiB, samples)."""
     warmup = WARMUP if warmup is None else warmup
-    pts = [(r["t_s"], r["rss_kib"]) for r in rows if r["t_s"] >= rows[0]["t_s"] + warmup]
+    pts = [(r["t_s"], r[key]) for r in rows if r["t_s"] >= rows[0]["t_s"] + warmup]
     if len(pts) < 3:
         return None, None, len(pts)
     n = len(pts)
@@ -806,7 +811,9 @@ set xlabel "minutes"
 set arrow 1 from {(rows[0]["t_s"] + WARMUP) / 60:.3f}, graph 0 to {(rows[0]["t_s"] + WARMUP) / 60:.3f}, graph 1 nohead dt 2
 set label 1 "end of warm-up" at {(rows[0]["t_s"] + WARMUP) / 60:.3f}, graph 0.1 offset 0.5,0
 set ylabel "RSS (MiB)"
-plot "{OUT}/samples.csv" using ($1/60):($2/1024) with lines lw 2 title "server RSS"
+plot "{OUT}/samples.csv" using ($1/60):($2/1024) with lines lw 2 title "server RSS", \
+     "{OUT}/samples.csv" using ($1/60):($10/1024) with lines lw 1 title "of which anonymous", \
+     "{OUT}/samples.csv" using ($1/60):($11/1024) with lines lw 1 title "of which file-backed"
 set ylabel "open fds"
 unset label 1
 plot "{OUT}/samples.csv" using ($1/60):3 with lines lw 2 title "server open fds", {fd_base} with lines dt 2 title "baseline (before any client)"
@@ -870,6 +877,13 @@ def markdown(s, checks, rows, frame_rows):
     if half is not None:
         out.append(f"- RSS slope over the second half of the run alone: {half:+.2f} %/h (for comparison; "
                    f"the check uses everything after the warm-up)")
+    if post:
+        for key, what in (("rss_anon_kib", "anonymous (heap, stacks, buffers)"),
+                          ("rss_file_kib", "file-backed (the binary's and libraries' pages)")):
+            slope, _, _ = slope_pct_per_hour(rows, key=key)
+            out.append(f"- RSS {what}: {post[0][key] / 1024:.1f} MiB after warm-up, "
+                       f"{rows[-1][key] / 1024:.1f} MiB at the last sample"
+                       + (f", slope {slope:+.2f} %/h of its own mean" if slope is not None else ""))
     out.append(f"- fds: baseline {s['fd_baseline']}, peak {s['fd_peak']}, {s['fd_end']} after every client and source stopped")
     out.append(f"- server CPU: mean {s['cpu_mean_pct']:.0f} % of one core (peak {max(r['cpu_pct'] or 0 for r in rows):.0f} %)")
     out.append(f"- churn: {s['churn_requested']} WebRTC joins ({s['churn_playing']} played, {s['churn_failed']} failed); "
