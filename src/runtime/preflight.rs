@@ -336,6 +336,30 @@ pub fn probe_listeners(settings: &Settings) -> Result<(SocketAddr, SocketAddr), 
     Ok((http, rtmp))
 }
 
+/// Checks that the TLS listen addresses (`http.tls_listen`, `rtmp.tls_listen`) are free
+/// and differ from `taken` (the plain listeners), and resolves their port 0.
+pub fn probe_tls_listeners(
+    settings: &mut Settings,
+    taken: &[SocketAddr],
+) -> Result<(), PreflightError> {
+    let mut taken = taken.to_vec();
+    let tls = &mut settings.tls;
+    for (key, l) in [
+        ("http.tls_listen", &mut tls.http),
+        ("rtmp.tls_listen", &mut tls.rtmp),
+    ] {
+        let Some(l) = l else { continue };
+        let addr = probe_tcp(key, l.listen)?;
+        if taken.contains(&addr) {
+            let why = format!("{addr} is also used by another listener");
+            return Err(ConfigError::new(key, why).into());
+        }
+        l.listen = addr;
+        taken.push(addr);
+    }
+    Ok(())
+}
+
 fn probe_tcp(key: &str, addr: SocketAddr) -> Result<SocketAddr, PreflightError> {
     // A plain bind (no SO_REUSEPORT) fails if anyone holds the port, including another
     // corecast whose shards share it.
