@@ -144,7 +144,9 @@ async fn connection(
                 continue;
             }
             Step::Close => {
-                let _ = flush(&shard, &mut c.stream, &mut c.out).await;
+                if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
+                    c.stream.close().await;
+                }
                 return;
             }
             Step::Upgrade => {
@@ -159,6 +161,7 @@ async fn connection(
             return;
         }
         if !c.read(&mut tmp).await {
+            c.stream.close().await;
             return;
         }
     }

@@ -170,7 +170,12 @@ async fn connection(shard: ShardRef, tcp: TcpStream, _guard: ConnGuard, tls: Opt
             Output::Timeout(_) => break,
         }
     }
-    let _ = write_output(&shard, &mut stream, &mut pending).await;
+    if write_output(&shard, &mut stream, &mut pending)
+        .await
+        .is_ok()
+    {
+        stream.close().await;
+    }
     if let Role::Publisher(p) = &role {
         let _ = shard.hub.borrow_mut().unpublish(&p.path);
     }

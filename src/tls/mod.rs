@@ -263,6 +263,17 @@ impl Stream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
+
+    /// Ends the connection: over TLS with a `close_notify` alert (flushed, bounded by the
+    /// socket's write time-out), so the peer can tell the end from a cut; plain TCP is
+    /// just closed.
+    pub async fn close(mut self) {
+        use futures_lite::AsyncWriteExt;
+        if let Stream::Tls(s) = &mut self {
+            s.get_mut().1.send_close_notify();
+            let _ = s.flush().await;
+        }
+    }
 }
 
 impl From<TcpStream> for Stream {
