@@ -310,3 +310,49 @@ fn sighup_serves_the_new_certificate_to_the_next_connection_while_open_ones_go_o
     assert!(line.contains(&pki.cert.display().to_string()), "{line}");
     assert_eq!(pki.connect(https).served(), renewed.der);
 }
+
+/// librtmp over GnuTLS (rtmpdump) fails its RTMP handshake when TLS 1.3 session tickets
+/// arrive before the first RTMP bytes; RTMPS sends none, so rtmpdump plays.
+#[test]
+fn rtmpdump_plays_over_rtmps_without_session_tickets_in_the_way() {
+    require_tool("rtmpdump");
+    let pki = pki("rtmpdump");
+    let rtmp = "tls_listen = \"127.0.0.1:0\"\n";
+    let s = Server::start(
+        "tls-rtmpdump",
+        &test_config_sections(&pki.http_lines(), rtmp, &demo_stream("demo", 0)),
+    );
+    let rtmps = tls_addr(&s, "rtmps");
+    s.wait_stream("demo", |v| {
+        v["tracks"].as_array().is_some_and(|t| !t.is_empty())
+    });
+    let url = format!("rtmps://127.0.0.1:{}/live/demo", rtmps.port());
+    let mut p = Killed(
+        Command::new("rtmpdump")
+            .args(["--live", "-q", "-r", &url, "-o", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rtmpdump"),
+    );
+    let mut out = p.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        while got.len() < 64 * 1024 {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send(got);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_default();
+    assert!(
+        got.len() >= 64 * 1024 && got.starts_with(b"FLV"),
+        "rtmpdump over RTMPS got {} bytes",
+        got.len()
+    );
+}

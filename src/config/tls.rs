@@ -85,8 +85,11 @@ fn load(
     Ok(Arc::new(cert))
 }
 
-fn acceptor(key: &str, cert: &Arc<Certificate>, alpn: &[&[u8]]) -> Result<Acceptor, ConfigError> {
-    Acceptor::new(cert.clone(), alpn).map_err(|e| ConfigError::new(key, e.to_string()))
+/// The acceptor of a listener: HTTPS offers HTTP/1.1 by ALPN and sends the usual two TLS
+/// 1.3 session tickets (browsers resume); RTMPS sends none (see [`Acceptor::new`]).
+fn acceptor(key: &str, cert: &Arc<Certificate>, https: bool) -> Result<Acceptor, ConfigError> {
+    let (alpn, tickets) = if https { (HTTPS_ALPN, 2) } else { (&[][..], 0) };
+    Acceptor::new(cert.clone(), alpn, tickets).map_err(|e| ConfigError::new(key, e.to_string()))
 }
 
 impl Config {
@@ -120,7 +123,7 @@ impl Config {
                 ));
             };
             let cert = load(base, ("http.tls_cert", c), ("http.tls_key", k))?;
-            let acceptor = acceptor("http.tls_cert", &cert, HTTPS_ALPN)?;
+            let acceptor = acceptor("http.tls_cert", &cert, true)?;
             http_cert = Some(cert.clone());
             out.http = Some(TlsListener {
                 listen,
@@ -156,7 +159,7 @@ impl Config {
                 }
             },
         };
-        let acceptor = acceptor("rtmp.tls_cert", &cert, &[])?;
+        let acceptor = acceptor("rtmp.tls_cert", &cert, false)?;
         out.rtmp = Some(TlsListener {
             listen,
             cert,

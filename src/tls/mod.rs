@@ -208,14 +208,22 @@ pub enum HandshakeError {
 
 impl Acceptor {
     /// An acceptor serving `cert`, offering the ALPN protocols `alpn` (e.g. `http/1.1`;
-    /// none for RTMPS).
-    pub fn new(cert: Arc<Certificate>, alpn: &[&[u8]]) -> Result<Self, rustls::Error> {
+    /// none for RTMPS) and sending `tls13_tickets` TLS 1.3 session tickets after the
+    /// handshake (0 for RTMPS: librtmp over GnuTLS, as in rtmpdump, takes the ticket
+    /// records that arrive before the RTMP handshake for a failed read and gives up; a
+    /// long-lived RTMP connection gains nothing from resumption anyway).
+    pub fn new(
+        cert: Arc<Certificate>,
+        alpn: &[&[u8]],
+        tls13_tickets: usize,
+    ) -> Result<Self, rustls::Error> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(cert);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         config.max_early_data_size = 0;
+        config.send_tls13_tickets = tls13_tickets;
         Ok(Acceptor {
             inner: futures_rustls::TlsAcceptor::from(Arc::new(config)),
         })
