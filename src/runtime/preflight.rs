@@ -65,7 +65,8 @@ pub enum PreflightError {
 /// Descriptors of the process itself: standard streams, log, signal thread, config,
 /// the pre-flight probes, and a margin for refused connections being answered.
 const PROCESS_FDS: u64 = 64;
-/// Descriptors of each shard besides its connections: two listeners, the WebRTC UDP
+/// Descriptors of each shard besides its connections: two listeners (four with HTTPS and
+/// RTMPS), the WebRTC UDP
 /// socket, three io_uring rings, eventfds of the mesh and timers, with room to spare.
 const SHARD_FDS: u64 = 32;
 /// Descriptors of each RTSP camera: its TCP connection and an RTP/RTCP UDP pair per
