@@ -23,14 +23,26 @@ fn pki(tag: &str) -> Pki {
     Pki::new(&dir)
 }
 
-/// The address after `key=` in the server's log line that starts listening on it.
+/// The addresses the server logs as `listening KEY=ADDR`, for each of `keys` (log lines
+/// read by one call are gone for the next, so all are read together).
+fn tls_addrs<const N: usize>(s: &Server, keys: [&str; N]) -> [SocketAddr; N] {
+    let mut log = String::new();
+    keys.map(|key| {
+        let needle = format!("listening {key}=");
+        if !log.contains(&needle) {
+            log += "\n";
+            log += &s.log_until(&needle, Duration::from_secs(10));
+        }
+        log.split(&needle)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} address in {log:?}"))
+    })
+}
+
 fn tls_addr(s: &Server, key: &str) -> SocketAddr {
-    let line = s.log_until(&format!("listening {key}="), Duration::from_secs(10));
-    line.split(&format!("listening {key}="))
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} address in {line:?}"))
+    tls_addrs(s, [key])[0]
 }
 
 struct Killed(Child);
@@ -268,7 +280,7 @@ fn sighup_serves_the_new_certificate_to_the_next_connection_while_open_ones_go_o
         "tls-reload",
         &test_config_sections(&pki.http_lines(), rtmp, &demo_stream("demo", 0)),
     );
-    let (https, rtmps) = (tls_addr(&s, "https"), tls_addr(&s, "rtmps"));
+    let [https, rtmps] = tls_addrs(&s, ["https", "rtmps"]);
     s.wait_stream("demo", |v| {
         v["tracks"].as_array().is_some_and(|t| !t.is_empty())
     });
