@@ -128,6 +128,19 @@ pub struct HttpConfig {
     /// Web origins (`http://host:port`, or `"*"` for any) whose pages may read `/api`
     /// (CORS) and open `/ws`, besides the server's own origin. Empty: same origin only.
     pub allow_origins: Vec<String>,
+    /// HTTPS listen address (everything the plain port serves, over TLS). Absent or
+    /// empty: no HTTPS.
+    #[serde(
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the HTTPS listener (relative to the config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -142,6 +155,9 @@ impl Default for HttpConfig {
             idle_timeout: Millis(Duration::from_secs(60)),
             ws_ping_interval: Millis(Duration::from_secs(20)),
             allow_origins: Vec::new(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -177,6 +193,18 @@ pub struct RtmpConfig {
     /// `publish_key`. Unset: publishing is open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_key: Option<String>,
+    /// RTMPS listen address. Absent or empty: no RTMPS.
+    #[serde(
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the RTMPS listener; absent: `http.tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`; absent: `http.tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RtmpConfig {
@@ -193,6 +221,9 @@ impl Default for RtmpConfig {
             merge_write: Millis(Duration::from_millis(100)),
             send_buffer: ByteSize(512 * 1024),
             publish_key: None,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -506,6 +537,8 @@ pub struct Settings {
     pub publish_keys: HashMap<StreamPath, String>,
     /// The access policy of `[auth]`.
     pub auth: crate::auth::Authorizer,
+    /// The TLS listeners (HTTPS, RTMPS) that are on, with their certificates.
+    pub tls: TlsSettings,
 }
 
 impl Settings {
@@ -587,6 +620,7 @@ impl Config {
         self.validate_rtmp()?;
         self.validate_rtsp()?;
         let auth = self.auth.validate(base)?;
+        let tls = self.validate_tls(base)?;
         let (streams, publish_keys) = self.validate_streams(shards, base)?;
         let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
         Ok(Settings {
@@ -596,6 +630,7 @@ impl Config {
             streams,
             publish_keys,
             auth,
+            tls,
         })
     }
 
@@ -1191,3 +1226,7 @@ impl Serialize for Millis {
 mod auth;
 #[cfg(test)]
 mod tests;
+mod tls;
+
+use tls::optional_addr;
+pub use tls::{TlsListener, TlsSettings};

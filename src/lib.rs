@@ -20,4 +20,5 @@ pub mod shard;
 pub mod source;
 pub mod stats;
 pub mod stream;
+pub mod tls;
 pub mod webrtc;

@@ -562,10 +562,12 @@ pub enum Wake<T> {
 impl Shard {
     /// Waits for the first of: bytes on `stream` (read into `buf`, counted in
     /// `bytes_in`), `other`, `timeout`, or shutdown. The one wait every connection driver
-    /// makes; a losing read is safely abandoned (glommio reads on readiness).
+    /// makes; a losing read is safely abandoned (glommio reads on readiness; a TLS stream
+    /// keeps what it read in its rustls connection). With TLS, `bytes_in` counts
+    /// plaintext.
     pub async fn wait_io<T>(
         &self,
-        stream: &mut glommio::net::TcpStream,
+        stream: &mut (impl futures_lite::AsyncRead + Unpin),
         buf: &mut [u8],
         other: impl Future<Output = T>,
         timeout: std::time::Duration,
@@ -592,5 +594,34 @@ impl Shard {
             crate::stats::add(&self.stats().bytes_in, *n as u64);
         }
         wake
+    }
+}
+
+impl Shard {
+    /// Runs the TLS handshake of a connection accepted on a TLS listener, bounded by
+    /// `timeout` and by shutdown. A failed one (not TLS, refused by rustls, too slow) is
+    /// counted in `tls_handshake_failures` and logged at debug level only, as any
+    /// scanner can cause them in a loop; the connection is then dropped.
+    pub async fn accept_tls(
+        &self,
+        acceptor: &crate::tls::Acceptor,
+        tcp: glommio::net::TcpStream,
+        timeout: Duration,
+        listener: Listener,
+    ) -> Option<crate::tls::Stream> {
+        let peer = tcp.peer_addr().ok();
+        let handshake = async { Some(acceptor.accept(tcp, timeout).await) };
+        let stop = async {
+            self.shutdown.wait().await;
+            None
+        };
+        match futures_lite::future::or(handshake, stop).await? {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                crate::stats::add(&self.stats().tls_handshake_failures, 1);
+                tracing::debug!(?peer, "{} over TLS: {e}", listener.name());
+                None
+            }
+        }
     }
 }

@@ -110,6 +110,7 @@ counters! {
         accept_errors: Counter, "Failed accepts on the HTTP and RTMP listeners (e.g. out of file descriptors).",
         http_requests: Counter, "HTTP requests answered.",
         http_origin_refused: Counter, "WebSocket upgrades refused for a foreign Origin (403).",
+        tls_handshake_failures: Counter, "TLS handshakes on the HTTPS and RTMPS listeners that failed (not TLS, refused by rustls, or not completed in time).",
         bytes_in: Counter, "Bytes received from clients and sources.",
         bytes_out: Counter, "Bytes sent to clients.",
         frames_in: Counter, "Media frames received from sources.",

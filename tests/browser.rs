@@ -45,7 +45,8 @@ struct Chromium {
 }
 
 impl Chromium {
-    fn launch() -> Chromium {
+    /// Launches with `extra` command-line flags besides the harness's own.
+    fn launch_with(extra: &[String]) -> Chromium {
         assert!(
             Path::new(CHROMIUM).exists(),
             "{CHROMIUM} is required for this test but is not installed \
@@ -73,6 +74,7 @@ impl Chromium {
                 "--autoplay-policy=no-user-gesture-required",
             ])
             .arg(format!("--user-data-dir={}", dir.display()))
+            .args(extra)
             .args(["--remote-debugging-port=0", "about:blank"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -394,11 +396,16 @@ impl Session {
     /// Waits for `path` to be listed with its tracks on the server,
     /// launches Chromium on a page and checks that it can receive H.264 over WebRTC.
     fn open(server: Server, path: &str, size: (u64, u64)) -> Session {
+        Session::open_with(server, path, size, &[])
+    }
+
+    /// Like [`Session::open`], Chromium launched with `flags`.
+    fn open_with(server: Server, path: &str, size: (u64, u64), flags: &[String]) -> Session {
         let started = Instant::now();
         server.wait_stream(path, |s| {
             s["tracks"].as_array().is_some_and(|t| !t.is_empty())
         });
-        let chromium = Chromium::launch();
+        let chromium = Chromium::launch_with(flags);
         let version = chromium.get_json("/json/version");
         let browser = version["Browser"].as_str().unwrap_or("?").to_string();
         let cdp = chromium.page();
@@ -441,6 +448,11 @@ impl Session {
     /// Opens `http://server/{query}` in the page.
     fn navigate(&mut self, query: &str) {
         let url = format!("http://{}/{query}", self.server.http);
+        self.navigate_to(url);
+    }
+
+    /// Opens `url` in the page.
+    fn navigate_to(&mut self, url: String) {
         self.log(&format!("navigate to {url}"));
         let r = self.call("Page.navigate", json!({"url": url}));
         if let Some(e) = r["errorText"].as_str() {
@@ -1064,4 +1076,44 @@ permissions = [{{ action = "api" }}]
     t.wait_playing("?token= with read on demo plays it", None);
     t.assert_time_advances();
     t.wait_viewers("one WebRTC viewer with the token", |n| n >= 1);
+}
+
+#[test]
+fn page_plays_the_demo_stream_over_whep_on_https_in_chromium() {
+    let dir =
+        std::env::temp_dir().join(format!("corecast-test-browser-pki-{}", std::process::id()));
+    let pki = tls::Pki::new(&dir);
+    let server = Server::start(
+        "browser-https",
+        &test_config_http(&pki.http_lines(), &demo_stream("demo", 0)),
+    );
+    let line = server.log_until("listening https=", Duration::from_secs(10));
+    let https: SocketAddr = line
+        .split("listening https=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("https address");
+    // The test certificate is trusted by its key (the leaf's SPKI hash), as Chromium
+    // has no way to add a CA from the command line.
+    let trust = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        pki.leaf.spki_sha256
+    );
+    let mut t = Session::open_with(server, "demo", (1280, 720), &[trust]);
+    t.navigate_to(format!("https://127.0.0.1:{}/?play=demo", https.port()));
+    let (v, _) = t.wait_playing("?play=demo over HTTPS shows 1280x720 video", None);
+    let session = v["session"].as_str().unwrap_or("").to_string();
+    if !session.starts_with(&format!("https://127.0.0.1:{}/whep/demo/", https.port()))
+        && !session.starts_with("/whep/demo/")
+    {
+        t.fail(&format!(
+            "the WHEP session URL is not on the HTTPS origin: {session:?}"
+        ));
+    }
+    let secure = t.eval("window.isSecureContext && location.protocol");
+    if secure != "https:" {
+        t.fail(&format!("the page is not a secure HTTPS context: {secure}"));
+    }
+    t.assert_time_advances();
 }

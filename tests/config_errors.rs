@@ -104,3 +104,73 @@ fn too_low_memlock_names_the_limit_and_the_fix() {
     assert!(err.contains("RLIMIT_MEMLOCK is 128 KiB"), "{err}");
     assert!(err.contains("ulimit -l"), "{err}");
 }
+
+/// A test PKI in a temp dir: `cert.pem`/`key.pem` (a leaf for 127.0.0.1) and `ca.pem`.
+fn tls_files(tag: &str) -> common::tls::Pki {
+    let dir = std::env::temp_dir().join(format!(
+        "corecast-test-cfg-tls-{tag}-{}",
+        std::process::id()
+    ));
+    common::tls::Pki::new(&dir)
+}
+
+fn with_http(lines: &str) -> String {
+    test_config_http(lines, "")
+}
+
+#[test]
+fn tls_listen_without_a_certificate() {
+    expect_exit_2(
+        &with_http("tls_listen = \"127.0.0.1:0\"\n"),
+        "http.tls_cert",
+    );
+    expect_exit_2(
+        &test_config_sections("", "tls_listen = \"127.0.0.1:0\"\n", ""),
+        "rtmp.tls_cert",
+    );
+    expect_exit_2(&with_http("tls_listen = \"8443\"\n"), "http.tls_listen");
+}
+
+#[test]
+fn tls_missing_or_bad_certificate_or_mismatched_key() {
+    let pki = tls_files("bad");
+    let lines = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "tls_listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let missing = pki.dir.join("absent.pem");
+    expect_exit_2(&with_http(&lines(&missing, &pki.key)), "http.tls_cert");
+    expect_exit_2(&with_http(&lines(&pki.cert, &missing)), "http.tls_key");
+    let junk = pki.dir.join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    expect_exit_2(&with_http(&lines(&junk, &pki.key)), "http.tls_cert");
+    expect_exit_2(&with_http(&lines(&pki.cert, &junk)), "http.tls_key");
+    // A key of another certificate.
+    let other = pki.issue();
+    let other_key = pki.dir.join("other-key.pem");
+    std::fs::write(&other_key, &other.key_pem).expect("write");
+    expect_exit_2(&with_http(&lines(&pki.cert, &other_key)), "http.tls_key");
+    // RTMPS with its own files: the errors name the rtmp keys.
+    expect_exit_2(
+        &test_config_sections("", &lines(&pki.cert, &other_key), ""),
+        "rtmp.tls_key",
+    );
+}
+
+#[test]
+fn tls_port_in_use() {
+    let pki = tls_files("port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let lines = pki
+        .http_lines()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    expect_exit_2(&with_http(&lines), "http.tls_listen");
+}

@@ -11,17 +11,19 @@ use libfuzzer_sys::fuzz_target;
 /// allowed, and the API's CORS answer never allows credentials nor names an origin that
 /// is not listed.
 fn origin_rules(req: &corecast::http::proto::Request) {
-    use corecast::http::origin::{OriginKind, api_cors, classify};
+    use corecast::http::origin::{OriginKind, Scheme, api_cors, classify};
     use corecast::http::proto::Response;
     let allow = ["http://a.example".to_owned()];
-    let kind = classify(req, &allow);
-    let r = api_cors(Response::new(200), req, &allow);
-    let acao = r
-        .headers
-        .iter()
-        .find(|(n, _)| n == "Access-Control-Allow-Origin");
-    assert_eq!(acao.is_some(), matches!(kind, OriginKind::Listed(_)));
-    assert!(r.headers.iter().all(|(n, _)| !n.contains("Credentials")));
+    for scheme in [Scheme::Http, Scheme::Https] {
+        let kind = classify(req, &allow, scheme);
+        let r = api_cors(Response::new(200), req, &allow, scheme);
+        let acao = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "Access-Control-Allow-Origin");
+        assert_eq!(acao.is_some(), matches!(kind, OriginKind::Listed(_)));
+        assert!(r.headers.iter().all(|(n, _)| !n.contains("Credentials")));
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -449,3 +449,33 @@ fn allow_origins_are_origins() {
         assert!(e.message.contains("is not an origin"), "{}", e.message);
     }
 }
+
+#[test]
+fn tls_is_off_by_default_and_an_empty_tls_listen_is_off() {
+    let s = validate("").expect("valid");
+    assert!(s.tls.http.is_none() && s.tls.rtmp.is_none());
+    let s = validate("[http]\ntls_listen = \"\"\n[rtmp]\ntls_listen = \" \"\n").expect("valid");
+    assert!(s.tls.http.is_none() && s.tls.rtmp.is_none());
+    assert!(s.tls.certificates().is_empty());
+}
+
+#[test]
+fn tls_key_errors_name_the_key() {
+    let e = |t: &str| validate(t).expect_err("refused").key;
+    assert_eq!(e("[http]\ntls_listen = \"127.0.0.1:0\"\n"), "http.tls_cert");
+    assert_eq!(e("[http]\ntls_cert = \"c.pem\"\n"), "http.tls_key");
+    assert_eq!(e("[http]\ntls_key = \"k.pem\"\n"), "http.tls_cert");
+    assert_eq!(e("[rtmp]\ntls_listen = \"127.0.0.1:0\"\n"), "rtmp.tls_cert");
+    assert_eq!(
+        e("[rtmp]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\n"),
+        "rtmp.tls_key"
+    );
+    assert_eq!(
+        e(
+            "[http]\ntls_listen = \"127.0.0.1:0\"\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n"
+        ),
+        "http.tls_cert"
+    );
+    let err = Config::parse("[http]\ntls_listen = \"8443\"\n").expect_err("not an address");
+    assert_eq!(err.key, "http.tls_listen");
+}

@@ -1,15 +1,18 @@
 //! The HTTP connection driver: accepts connections on a shard, reads requests through the
 //! sans-IO parser, answers them in order, enforces the timeouts, and hands WebSocket
-//! upgrades to the WebSocket loop.
+//! upgrades to the WebSocket loop. The same driver serves HTTPS: on a TLS listener the
+//! connection first completes its handshake ([`crate::tls`]), then reads and writes
+//! through the TLS stream.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::api;
-use super::origin;
+use super::origin::{self, Scheme};
 use super::proto::{Limits, Request, RequestParser, Response};
 use super::ws::{self, WsMessage, WsSession};
 use crate::auth::{Action, Credentials, Verdict};
 use crate::shard::{ConnGuard, Listener, Refusal, Shard, ShardRef, Wake};
 use crate::stats;
+use crate::tls::{Acceptor, Stream};
 use crate::webrtc::Handle;
 use crate::webrtc::signal::ws::{ServerMsg, WsSignaling};
 use bytes::BytesMut;
@@ -24,19 +27,24 @@ const PAGE: &str = include_str!("page.html");
 const READ_CHUNK: usize = 16 * 1024;
 const WS_MAX_MESSAGE: usize = 64 * 1024;
 
-/// Accepts HTTP connections until the task is dropped. One refused at a limit gets a
-/// short answer (503 at the shard's limit, 429 at its address's) and is closed.
-pub async fn serve(shard: ShardRef, rtc: Handle, listener: TcpListener) {
+/// Accepts HTTP connections (HTTPS with `tls`) until the task is dropped. One refused at
+/// a limit gets a short answer (503 at the shard's limit, 429 at its address's) and is
+/// closed; on a TLS listener it is closed at once (a plaintext answer would be noise).
+pub async fn serve(shard: ShardRef, rtc: Handle, listener: TcpListener, tls: Option<Acceptor>) {
     let serving = shard.clone();
+    let plain = tls.is_none();
     crate::shard::accept_loop(
         shard,
         Listener::Http,
         listener,
         |stream, guard| {
-            glommio::spawn_local(connection(serving.clone(), rtc.clone(), stream, guard)).detach();
+            let c = connection(serving.clone(), rtc.clone(), stream, guard, tls.clone());
+            glommio::spawn_local(c).detach();
         },
         |stream, why| {
-            glommio::spawn_local(refuse(stream, why)).detach();
+            if plain {
+                glommio::spawn_local(refuse(stream, why)).detach();
+            }
         },
     )
     .await
@@ -59,7 +67,8 @@ async fn refuse(mut stream: TcpStream, why: Refusal) {
 struct Conn {
     shard: ShardRef,
     rtc: Handle,
-    stream: TcpStream,
+    stream: Stream,
+    scheme: Scheme,
     peer: Option<SocketAddr>,
     parser: RequestParser,
     buf: BytesMut,
@@ -85,11 +94,28 @@ enum Step {
     Upgrade,
 }
 
-async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: ConnGuard) {
-    let peer = stream.peer_addr().ok();
+async fn connection(
+    shard: ShardRef,
+    rtc: Handle,
+    tcp: TcpStream,
+    _guard: ConnGuard,
+    tls: Option<Acceptor>,
+) {
+    let peer = tcp.peer_addr().ok();
     let cfg = &shard.shared.settings.config.http;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.idle_timeout.0));
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(cfg.idle_timeout.0));
+    // The handshake has the time a request has (http.header_timeout).
+    let (stream, scheme) = match &tls {
+        None => (Stream::Plain(tcp), Scheme::Http),
+        Some(acceptor) => {
+            let hs = shard.accept_tls(acceptor, tcp, cfg.header_timeout.0, Listener::Http);
+            match hs.await {
+                Some(s) => (s, Scheme::Https),
+                None => return,
+            }
+        }
+    };
     let parser = RequestParser::new(Limits {
         max_header_bytes: cfg.max_header_bytes.as_usize(),
         max_body_bytes: cfg.max_body_bytes.as_usize(),
@@ -99,6 +125,7 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: Con
         shard: shard.clone(),
         rtc,
         stream,
+        scheme,
         peer,
         parser,
         buf: BytesMut::with_capacity(4096),
@@ -117,7 +144,9 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: Con
                 continue;
             }
             Step::Close => {
-                let _ = flush(&shard, &mut c.stream, &mut c.out).await;
+                if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
+                    c.stream.close().await;
+                }
                 return;
             }
             Step::Upgrade => {
@@ -132,6 +161,7 @@ async fn connection(shard: ShardRef, rtc: Handle, stream: TcpStream, _guard: Con
             return;
         }
         if !c.read(&mut tmp).await {
+            c.stream.close().await;
             return;
         }
     }
@@ -165,7 +195,7 @@ impl Conn {
             stats::add(&shard.stats().http_requests, 1);
             if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
                 let allow = &shard.shared.settings.config.http.allow_origins;
-                if !origin::classify(&req, allow).allowed() {
+                if !origin::classify(&req, allow, self.scheme).allowed() {
                     // Counted; logged quietly, as any page can send these in a loop.
                     stats::add(&shard.stats().http_origin_refused, 1);
                     let from = req.header("Origin").unwrap_or_default();
@@ -195,7 +225,7 @@ impl Conn {
                     }
                 };
             }
-            let resp = route(shard, &self.rtc, &req, self.peer).await;
+            let resp = route(shard, &self.rtc, &req, self.peer, self.scheme).await;
             let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
             debug!(peer = ?self.peer, method = %req.method, path = %req.path, status = resp.status, "http");
             resp.write(&mut self.out, keep_alive, req.method == "HEAD");
@@ -244,11 +274,16 @@ impl Conn {
     }
 }
 
-async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(shard: &Shard, stream: &mut Stream, out: &mut BytesMut) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let r = stream.write_all(out).await;
+    // A TLS stream holds what rustls has not sent yet until it is flushed.
+    let r = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    }
+    .await;
     if r.is_ok() {
         stats::add(&shard.stats().bytes_out, out.len() as u64);
     }
@@ -256,13 +291,14 @@ async fn flush(shard: &Shard, stream: &mut TcpStream, out: &mut BytesMut) -> std
     r
 }
 
-/// Routes a request from `peer` to its handler (a WHEP offer may wait for the stream's
-/// media).
+/// Routes a request from `peer`, come in over `scheme`, to its handler (a WHEP offer may
+/// wait for the stream's media).
 pub async fn route(
     shard: &Shard,
     rtc: &Handle,
     req: &Request,
     peer: Option<SocketAddr>,
+    scheme: Scheme,
 ) -> Response {
     let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
@@ -282,7 +318,7 @@ pub async fn route(
     if req.method == "OPTIONS" {
         let r = Response::new(204).header("Allow", "GET, HEAD, OPTIONS");
         return if api {
-            origin::api_cors(r, req, allow)
+            origin::api_cors(r, req, allow, scheme)
                 .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
         } else {
             r
@@ -326,7 +362,7 @@ pub async fn route(
         "/api/v1/streams" => {
             let body =
                 api::streams_json(&shared.snapshots(), shared.rtmp_addr.port(), show_addresses);
-            origin::api_cors(Response::json(200, body), req, allow)
+            origin::api_cors(Response::json(200, body), req, allow, scheme)
                 .header("Cache-Control", "no-store")
         }
         "/api/v1/health" => {
@@ -342,7 +378,7 @@ pub async fn route(
                 .unwrap_or(now_ms);
             let (ok, body) = api::health_json(shared, freshest);
             let r = Response::json(if ok { 200 } else { 503 }, body);
-            origin::api_cors(r, req, allow).header("Cache-Control", "no-store")
+            origin::api_cors(r, req, allow, scheme).header("Cache-Control", "no-store")
         }
         "/metrics" => Response::new(200).body(
             "text/plain; version=0.0.4; charset=utf-8",
@@ -375,7 +411,7 @@ pub fn refused(verdict: Verdict, action: Action) -> Response {
 async fn websocket(
     shard: &Shard,
     rtc: &Handle,
-    mut stream: TcpStream,
+    mut stream: Stream,
     leftover: BytesMut,
     peer: Option<SocketAddr>,
     creds: Credentials,

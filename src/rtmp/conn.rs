@@ -2,7 +2,8 @@
 //! [`ServerSession`] and drains its output, and connects publishers and players to the
 //! shard's hub (the hub's answer to a publish or play goes back to the session). Protocol
 //! decisions and timers live in the session; I/O policy (merged writes, send buffers)
-//! lives here.
+//! lives here. RTMPS is the same driver over a TLS stream ([`crate::tls`]): the handshake
+//! comes first, bounded by `rtmp.handshake_timeout`.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::proto::SessionError;
@@ -15,6 +16,7 @@ use crate::media::{Track, TrackSet};
 use crate::shard::{ConnGuard, Listener, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::stream::{ClaimError, HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
+use crate::tls::{Acceptor, Stream};
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 use futures_lite::future;
@@ -32,16 +34,16 @@ const READ_CHUNK_SMALL: usize = 4 * 1024;
 /// Most sink events handled before the player's output is written out.
 const PLAYER_BATCH: usize = 1024;
 
-/// Accepts RTMP connections until the task is dropped. One refused at a limit is closed
-/// at once.
-pub async fn serve(shard: ShardRef, listener: TcpListener) {
+/// Accepts RTMP connections (RTMPS with `tls`) until the task is dropped. One refused at
+/// a limit is closed at once.
+pub async fn serve(shard: ShardRef, listener: TcpListener, tls: Option<Acceptor>) {
     let serving = shard.clone();
     crate::shard::accept_loop(
         shard,
         Listener::Rtmp,
         listener,
         |stream, guard| {
-            glommio::spawn_local(connection(serving.clone(), stream, guard)).detach();
+            glommio::spawn_local(connection(serving.clone(), stream, guard, tls.clone())).detach();
         },
         |stream, _| drop(stream),
     )
@@ -118,14 +120,27 @@ impl Access for ShardAccess {
     }
 }
 
-async fn connection(shard: ShardRef, mut stream: TcpStream, _guard: ConnGuard) {
-    let peer = stream.peer_addr().ok();
+async fn connection(shard: ShardRef, tcp: TcpStream, _guard: ConnGuard, tls: Option<Acceptor>) {
+    let peer = tcp.peer_addr().ok();
     let cfg = &shard.shared.settings.config.rtmp;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.send_timeout.0));
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(cfg.send_timeout.0));
     if cfg.send_buffer.0 > 0 {
-        set_send_buffer(&stream, cfg.send_buffer.as_usize());
+        set_send_buffer(&tcp, cfg.send_buffer.as_usize());
     }
+    let mut stream = match &tls {
+        None => Stream::Plain(tcp),
+        Some(acceptor) => {
+            let timeout = cfg.handshake_timeout.0;
+            match shard
+                .accept_tls(acceptor, tcp, timeout, Listener::Rtmp)
+                .await
+            {
+                Some(s) => s,
+                None => return,
+            }
+        }
+    };
     let seed = seed(peer);
     let config = SessionConfig {
         out_chunk_size: cfg.chunk_size,
@@ -155,7 +170,12 @@ async fn connection(shard: ShardRef, mut stream: TcpStream, _guard: ConnGuard) {
             Output::Timeout(_) => break,
         }
     }
-    let _ = write_output(&shard, &mut stream, &mut pending).await;
+    if write_output(&shard, &mut stream, &mut pending)
+        .await
+        .is_ok()
+    {
+        stream.close().await;
+    }
     if let Role::Publisher(p) = &role {
         let _ = shard.hub.borrow_mut().unpublish(&p.path);
     }
@@ -172,7 +192,7 @@ async fn connection(shard: ShardRef, mut stream: TcpStream, _guard: ConnGuard) {
 /// shutdown; hand it to the session; act on its output; write.
 async fn run(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     session: &mut ServerSession,
     role: &mut Role,
     peer: Option<SocketAddr>,
@@ -309,16 +329,20 @@ fn drain(
 /// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
 /// Returns whether anything was written.
 /// `pending` is the connection's scratch list (drained here), kept between calls so that a
-/// send costs no allocation.
+/// send costs no allocation. Over TLS, see [`write_tls`].
 async fn write_output(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     pending: &mut Vec<Bytes>,
 ) -> std::io::Result<bool> {
     if pending.is_empty() {
         return Ok(false);
     }
-    let written = writev_now(stream, pending)?;
+    if stream.is_tls() {
+        write_tls(shard, stream, pending).await?;
+        return Ok(true);
+    }
+    let written = writev_now(stream.tcp(), pending)?;
     stats::add(&shard.stats().bytes_out, written as u64);
     let mut skip = written;
     for b in pending.drain(..) {
@@ -331,6 +355,26 @@ async fn write_output(
         skip = 0;
     }
     Ok(true)
+}
+
+/// Writes every pending buffer through TLS: joined first (one plaintext copy), so rustls
+/// seals full records instead of one small record per buffer, then flushed (rustls holds
+/// at most [`crate::tls::BUFFER_LIMIT`] of it; the rest waits for the socket, bounded by
+/// `rtmp.send_timeout`).
+async fn write_tls(
+    shard: &Shard,
+    stream: &mut Stream,
+    pending: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    let total: usize = pending.iter().map(Bytes::len).sum();
+    let mut joined = BytesMut::with_capacity(total);
+    for b in pending.drain(..) {
+        joined.extend_from_slice(&b);
+    }
+    stream.write_all(&joined).await?;
+    stream.flush().await?;
+    stats::add(&shard.stats().bytes_out, total as u64);
+    Ok(())
 }
 
 /// Writes as much of `bufs` as the socket takes right now, without waiting. Returns the

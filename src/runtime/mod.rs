@@ -57,6 +57,7 @@ pub fn preflight(settings: &mut Settings) -> Result<Preflight, PreflightError> {
     check_memlock(settings.shards, settings.config.runtime.io_memory.0)?;
     let nofile = check_nofile(settings)?;
     let (http_addr, rtmp_addr) = probe_listeners(settings)?;
+    preflight::probe_tls_listeners(settings, &[http_addr, rtmp_addr])?;
     Ok(Preflight {
         http_addr,
         rtmp_addr,
@@ -250,17 +251,41 @@ async fn shard_main(
     };
     let http_listener = bind("http", shared.http_addr)?;
     let rtmp_listener = bind("rtmp", shared.rtmp_addr)?;
+    let tls = &shared.settings.tls;
+    let https = match &tls.http {
+        Some(l) => Some((bind("https", l.listen)?, l.acceptor.clone())),
+        None => None,
+    };
+    let rtmps = match &tls.rtmp {
+        Some(l) => Some((bind("rtmps", l.listen)?, l.acceptor.clone())),
+        None => None,
+    };
 
-    // Tasks that end with the shard: dropping a glommio Task cancels it.
+    // Tasks that end with the shard: dropping a glommio Task cancels it. The listeners
+    // come first (shutdown closes them before the rest).
     let mut tasks = vec![
         glommio::spawn_local(http::server::serve(
             shard.clone(),
             rtc.clone(),
             http_listener,
+            None,
         )),
-        glommio::spawn_local(crate::rtmp::serve(shard.clone(), rtmp_listener)),
-        glommio::spawn_local(webrtc::driver::run(shard.clone(), rtc, udp)),
+        glommio::spawn_local(crate::rtmp::serve(shard.clone(), rtmp_listener, None)),
     ];
+    if let Some((l, acceptor)) = https {
+        let serve = http::server::serve(shard.clone(), rtc.clone(), l, Some(acceptor));
+        tasks.push(glommio::spawn_local(serve));
+    }
+    if let Some((l, acceptor)) = rtmps {
+        let serve = crate::rtmp::serve(shard.clone(), l, Some(acceptor));
+        tasks.push(glommio::spawn_local(serve));
+    }
+    let listeners = tasks.len();
+    tasks.push(glommio::spawn_local(webrtc::driver::run(
+        shard.clone(),
+        rtc,
+        udp,
+    )));
     // Let every shard bind and connect before sources announce streams.
     glommio::timer::sleep(Duration::from_millis(20)).await;
     for plan in shared.settings.streams.iter().filter(|p| p.shard == id) {
@@ -274,7 +299,7 @@ async fn shard_main(
         log_addresses(&shared);
     }
     tick_until_stopped(&shard).await;
-    shut_down(&shard, tasks).await;
+    shut_down(&shard, tasks, listeners).await;
     mesh.close();
     Ok(())
 }
@@ -389,6 +414,21 @@ fn log_addresses(shared: &Shared) {
         shared.http_addr.port(),
         shared.rtmp_addr.port()
     );
+    let tls = &shared.settings.tls;
+    if let Some(l) = &tls.http {
+        info!(
+            "listening https={} (web page: https://{host}:{}/)",
+            l.listen,
+            l.listen.port()
+        );
+    }
+    if let Some(l) = &tls.rtmp {
+        info!(
+            "listening rtmps={} (publish: rtmps://{host}:{}/live/KEY)",
+            l.listen,
+            l.listen.port()
+        );
+    }
 }
 
 /// The shard's heartbeat (every 50 ms) and its once-a-second prune and snapshot, until
@@ -411,13 +451,14 @@ async fn tick_until_stopped(shard: &Shard) {
     }
 }
 
-/// Stops the shard: fires its shutdown signal, closes the listeners (the first two
-/// tasks), unpublishes its streams and gives connections up to 500 ms to say goodbye.
-async fn shut_down(shard: &Shard, mut tasks: Vec<glommio::Task<()>>) {
+/// Stops the shard: fires its shutdown signal, closes the listeners (the first
+/// `listeners` tasks), unpublishes its streams and gives connections up to 500 ms to say
+/// goodbye.
+async fn shut_down(shard: &Shard, mut tasks: Vec<glommio::Task<()>>, listeners: usize) {
     let (id, shared) = (shard.id, &shard.shared);
     info!(shard = id, "shutting down");
     shard.shutdown.fire();
-    drop(tasks.drain(..2)); // listeners close: no new connections
+    drop(tasks.drain(..listeners)); // listeners close: no new connections
     shard.hub.borrow_mut().unpublish_all();
     // Let connections send their goodbyes (RTSP sources their TEARDOWN).
     let grace = Instant::now();

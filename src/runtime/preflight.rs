@@ -65,7 +65,8 @@ pub enum PreflightError {
 /// Descriptors of the process itself: standard streams, log, signal thread, config,
 /// the pre-flight probes, and a margin for refused connections being answered.
 const PROCESS_FDS: u64 = 64;
-/// Descriptors of each shard besides its connections: two listeners, the WebRTC UDP
+/// Descriptors of each shard besides its connections: two listeners (four with HTTPS and
+/// RTMPS), the WebRTC UDP
 /// socket, three io_uring rings, eventfds of the mesh and timers, with room to spare.
 const SHARD_FDS: u64 = 32;
 /// Descriptors of each RTSP camera: its TCP connection and an RTP/RTCP UDP pair per
@@ -334,6 +335,30 @@ pub fn probe_listeners(settings: &Settings) -> Result<(SocketAddr, SocketAddr), 
         }
     }
     Ok((http, rtmp))
+}
+
+/// Checks that the TLS listen addresses (`http.tls_listen`, `rtmp.tls_listen`) are free
+/// and differ from `taken` (the plain listeners), and resolves their port 0.
+pub fn probe_tls_listeners(
+    settings: &mut Settings,
+    taken: &[SocketAddr],
+) -> Result<(), PreflightError> {
+    let mut taken = taken.to_vec();
+    let tls = &mut settings.tls;
+    for (key, l) in [
+        ("http.tls_listen", &mut tls.http),
+        ("rtmp.tls_listen", &mut tls.rtmp),
+    ] {
+        let Some(l) = l else { continue };
+        let addr = probe_tcp(key, l.listen)?;
+        if taken.contains(&addr) {
+            let why = format!("{addr} is also used by another listener");
+            return Err(ConfigError::new(key, why).into());
+        }
+        l.listen = addr;
+        taken.push(addr);
+    }
+    Ok(())
 }
 
 fn probe_tcp(key: &str, addr: SocketAddr) -> Result<SocketAddr, PreflightError> {

@@ -1,10 +1,11 @@
-//! SIGINT/SIGTERM: blocked in every thread and taken by one watcher thread, which sets
-//! the shared stop flag that every shard polls.
+//! SIGINT/SIGTERM/SIGHUP: blocked in every thread and taken by one watcher thread. A stop
+//! signal sets the shared stop flag that every shard polls; SIGHUP reloads the TLS
+//! certificates (the next handshake serves the new ones; open connections keep theirs).
 
 use crate::shard::Shared;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset initialise and fill a sigset_t we own.
@@ -13,11 +14,12 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts after.
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it starts after.
 pub fn block_signals() {
     let set = stop_signals();
     // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is allowed.
@@ -26,8 +28,8 @@ pub fn block_signals() {
     }
 }
 
-/// Starts the thread that waits for SIGINT/SIGTERM. The first signal starts a clean
-/// shutdown; a second one exits at once.
+/// Starts the thread that waits for SIGINT/SIGTERM and SIGHUP. The first stop signal
+/// starts a clean shutdown; a second one exits at once. SIGHUP reloads certificates.
 pub fn spawn_watcher(shared: Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("corecast-signals".into())
@@ -38,6 +40,10 @@ pub fn spawn_watcher(shared: Arc<Shared>) {
                 // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
                 let rc = unsafe { libc::sigwait(&set, &mut sig) };
                 if rc != 0 {
+                    continue;
+                }
+                if sig == libc::SIGHUP {
+                    reload_certificates(&shared);
                     continue;
                 }
                 if shared.stopping.swap(true, Ordering::Relaxed) {
@@ -54,5 +60,25 @@ pub fn spawn_watcher(shared: Arc<Shared>) {
         });
     if let Err(e) = spawned {
         warn!("cannot start the signal thread ({e}); stop with SIGKILL");
+    }
+}
+
+/// Reads every TLS certificate and key again. Each one that loads is served from the next
+/// handshake on (one info line); one that does not is logged (one error line naming the
+/// file) and the previous one stays.
+fn reload_certificates(shared: &Shared) {
+    let certs = shared.settings.tls.certificates();
+    if certs.is_empty() {
+        info!("SIGHUP received: no TLS listener, nothing to reload");
+        return;
+    }
+    for c in certs {
+        match c.reload() {
+            Ok(()) => info!(
+                "SIGHUP: TLS certificate reloaded from {}",
+                c.cert_path().display()
+            ),
+            Err(e) => error!("SIGHUP: TLS certificate not reloaded, the previous one stays: {e}"),
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod camera;
 pub mod rtmp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
