@@ -5,6 +5,7 @@
 mod mesh;
 mod preflight;
 mod signal;
+mod trim;
 
 pub use mesh::{Mesh, MeshEnds, MeshPlan, ShardMsg};
 pub use preflight::{NoFile, PreflightError, check_memlock, check_nofile, probe_listeners};
@@ -124,12 +125,14 @@ pub fn run(
     let mut finished = 0;
     let mut failed = false;
     let mut stop_seen: Option<Instant> = None;
+    let mut trimmer = trim::Trimmer::new(Instant::now());
     while finished < n {
         match done_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(_) => finished += 1,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        let _ = trimmer.tick(Instant::now());
         if shared.is_stopping() {
             let since = *stop_seen.get_or_insert_with(Instant::now);
             if since.elapsed() > SHUTDOWN_DEADLINE {

@@ -224,9 +224,14 @@ struct Session {
     created: Instant,
 }
 
+/// A session has a heap allocation of its own: a peer (str0m's `Rtc` inline) is tens of
+/// KiB, and held inline the session map would copy every live session when it grows and
+/// keep buckets that size for its peak forever.
+type Boxed = Box<Session>;
+
 /// The sessions of one shard.
 pub struct Engine {
-    table: Table<Session>,
+    table: Table<Boxed>,
     ready: Rc<ReadyList>,
     cert: DtlsCert,
     cfg: EngineConfig,
@@ -338,7 +343,9 @@ impl Engine {
             self.cfg.peer,
         )?;
         let ufrag = peer.ufrag.clone();
-        let id = self.table.insert(ufrag, Session { peer, created: now });
+        let id = self
+            .table
+            .insert(ufrag, Box::new(Session { peer, created: now }));
         self.table.set_deadline(id, now, now);
         // Announces at once (the GOP is queued), which also wakes the driver to pick up
         // the new deadline.
