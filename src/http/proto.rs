@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 
+use crate::auth::{Action, Credentials, Verdict};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest chunk-size line (size, extensions and CRLF) accepted in a chunked body.
@@ -106,6 +107,12 @@ pub struct Request {
 }
 
 impl Request {
+    /// The credentials the request carries (`Authorization: Basic`/`Bearer`, else
+    /// `?token=`).
+    pub fn credentials(&self) -> Credentials {
+        crate::auth::creds::from_http(self.header("Authorization"), self.query.as_deref())
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -730,6 +737,19 @@ pub struct Response {
 }
 
 impl Response {
+    /// The answer to a request the access policy refused: 401 asks for credentials
+    /// (browsers prompt), 403 says they do not allow this, 429 that the address failed
+    /// too often.
+    pub fn refused(verdict: Verdict, action: Action) -> Response {
+        match verdict {
+            Verdict::Forbidden => Response::text(403, &format!("not allowed: {action}")),
+            Verdict::Blocked => Response::text(429, "too many failed attempts from your address")
+                .header("Retry-After", "60"),
+            _ => Response::text(401, &format!("credentials needed: {action}"))
+                .header("WWW-Authenticate", "Basic realm=\"corecast\""),
+        }
+    }
+
     /// An empty response with `status`.
     pub fn new(status: u16) -> Self {
         Self {

@@ -205,12 +205,12 @@ impl Conn {
                     Response::text(403, &msg).write(&mut self.out, false, false);
                     return Step::Close;
                 }
-                let creds = credentials(&req);
+                let creds = req.credentials();
                 let ip = self.peer.map(|p| p.ip());
                 if let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
                     shard.authorize(Action::Read, None, ip, &creds)
                 {
-                    refused(refusal, Action::Read).write(&mut self.out, false, false);
+                    Response::refused(refusal, Action::Read).write(&mut self.out, false, false);
                     return Step::Close;
                 }
                 self.ws_creds = creds;
@@ -331,7 +331,7 @@ pub async fn route(
         )
         .header("Allow", "GET, HEAD, OPTIONS");
     }
-    let creds = credentials(req);
+    let creds = req.credentials();
     let ask = |action| shard.authorize(action, None, ip, &creds);
     let needed = match req.path.as_str() {
         "/api/v1/health" => Some(Action::Api),
@@ -342,7 +342,7 @@ pub async fn route(
         && let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
             ask(action)
     {
-        return refused(refusal, action);
+        return Response::refused(refusal, action);
     }
     // The stream list serves the page: `read` sees it, only `api` sees addresses.
     let mut show_addresses = false;
@@ -352,7 +352,7 @@ pub async fn route(
             && let refusal @ (Verdict::Unauthorized | Verdict::Forbidden | Verdict::Blocked) =
                 ask(Action::Read)
         {
-            return refused(refusal, Action::Read);
+            return Response::refused(refusal, Action::Read);
         }
     }
     match req.path.as_str() {
@@ -386,23 +386,6 @@ pub async fn route(
         ),
         _ => Response::text(426, "this endpoint needs a WebSocket upgrade")
             .header("Upgrade", "websocket"),
-    }
-}
-
-/// The credentials of an HTTP request (`Authorization`, else `?token=`).
-pub fn credentials(req: &Request) -> Credentials {
-    crate::auth::creds::from_http(req.header("Authorization"), req.query.as_deref())
-}
-
-/// The answer to a request the access policy refused: 401 asks for credentials (browsers
-/// prompt), 403 says they do not allow this, 429 that the address failed too often.
-pub fn refused(verdict: Verdict, action: Action) -> Response {
-    match verdict {
-        Verdict::Forbidden => Response::text(403, &format!("not allowed: {action}")),
-        Verdict::Blocked => Response::text(429, "too many failed attempts from your address")
-            .header("Retry-After", "60"),
-        _ => Response::text(401, &format!("credentials needed: {action}"))
-            .header("WWW-Authenticate", "Basic realm=\"corecast\""),
     }
 }
 

@@ -97,10 +97,10 @@ async fn post(
 ) -> Result<Response, SignalError> {
     // Who may watch, then whether the stream can exist, are known from the path alone.
     if let Ok(p) = StreamPath::parse(path) {
-        let creds = super::server::credentials(req);
+        let creds = req.credentials();
         let verdict = shard.authorize(Action::Read, Some(p.as_str()), from, &creds);
         if verdict != Verdict::Allow {
-            return Ok(cors(super::server::refused(verdict, Action::Read)));
+            return Ok(cors(Response::refused(verdict, Action::Read)));
         }
     }
     signal::find_stream(shard, path)?;
