@@ -8,9 +8,8 @@
 mod common;
 
 use base64::Engine;
-use common::rtmp::{after_handshake, command, publish_commands};
+use common::rtmp::{after_handshake, publish_commands};
 use common::{Server, demo_stream, require_tool, root, test_config};
-use corecast::rtmp::proto::amf0::Amf0Value;
 use corecast_client::{ReceiveMode, WhepPeer, http};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -189,28 +188,9 @@ fn rtmp_outcome(c: &mut TcpStream, codes: &[&str]) -> Option<String> {
         .map(|c| c.to_string())
 }
 
-fn rtmp_connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TcpStream {
-    let Some(ip) = from else {
-        return after_handshake(addr);
-    };
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::new(ip, 0).into())
-        .expect("bind 127.0.0.2");
-    s.connect_timeout(&addr.into(), T).expect("connect rtmp");
-    let mut c: TcpStream = s.into();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut c0c1 = vec![3u8];
-    c0c1.extend_from_slice(&[0u8; 1536]);
-    c.write_all(&c0c1).unwrap();
-    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
-    c.read_exact(&mut s0s1s2).unwrap();
-    c.write_all(&s0s1s2[1..1537]).unwrap();
-    c
-}
-
 /// Publishes `app/name` with the bare client: `Start` or `Unauthorized`.
 fn rtmp_publish(addr: SocketAddr, from: Option<IpAddr>, app: &str, name: &str) -> String {
-    let mut c = rtmp_connect_from(addr, from);
+    let mut c = common::rtmp::after_handshake_from(from, addr);
     c.write_all(&publish_commands(app, name)).unwrap();
     rtmp_outcome(
         &mut c,
@@ -221,22 +201,9 @@ fn rtmp_publish(addr: SocketAddr, from: Option<IpAddr>, app: &str, name: &str) -
 
 /// Plays `app/name` with the bare client: `Start` or `Failed`.
 fn rtmp_play(addr: SocketAddr, app: &str, name: &str) -> String {
-    use Amf0Value::{Null, Number, Object, String as S};
     let mut c = after_handshake(addr);
-    let mut out = command(
-        0,
-        &[
-            S("connect".into()),
-            Number(1.0),
-            Object(vec![("app".into(), S(app.into()))]),
-        ],
-    );
-    out.extend(command(0, &[S("createStream".into()), Number(2.0), Null]));
-    out.extend(command(
-        1,
-        &[S("play".into()), Number(3.0), Null, S(name.into())],
-    ));
-    c.write_all(&out).unwrap();
+    c.write_all(&common::rtmp::play_commands(app, name))
+        .unwrap();
     rtmp_outcome(&mut c, &["NetStream.Play.Start", "NetStream.Play.Failed"])
         .unwrap_or_else(|| panic!("no answer to play {app}/{name}"))
 }

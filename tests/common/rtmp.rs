@@ -21,7 +21,13 @@ pub fn handshake(c: &mut TcpStream) -> std::io::Result<()> {
 
 /// An RTMP connection past the plain handshake.
 pub fn after_handshake(addr: SocketAddr) -> TcpStream {
-    let mut c = TcpStream::connect(addr).expect("connect rtmp");
+    after_handshake_from(None, addr)
+}
+
+/// Like [`after_handshake`], from the local address `from` (e.g. 127.0.0.2).
+pub fn after_handshake_from(from: Option<std::net::IpAddr>, addr: SocketAddr) -> TcpStream {
+    let mut c = corecast_client::http::connect_from(from, addr, Duration::from_secs(10))
+        .expect("connect rtmp");
     c.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     handshake(&mut c).expect("RTMP handshake");
@@ -43,9 +49,8 @@ pub fn command(stream_id: u32, values: &[Amf0Value]) -> Vec<u8> {
     wire.to_vec()
 }
 
-/// connect, createStream and publish of `app/key`, as an encoder sends them (the
-/// server's answers are left unread).
-pub fn publish_commands(app: &str, key: &str) -> Vec<u8> {
+/// connect to `app` and createStream, as a client starts.
+fn connect_commands(app: &str) -> Vec<u8> {
     use Amf0Value::{Null, Number, Object, String as S};
     let mut out = command(
         0,
@@ -56,6 +61,14 @@ pub fn publish_commands(app: &str, key: &str) -> Vec<u8> {
         ],
     );
     out.extend(command(0, &[S("createStream".into()), Number(2.0), Null]));
+    out
+}
+
+/// connect, createStream and publish of `app/key`, as an encoder sends them (the
+/// server's answers are left unread).
+pub fn publish_commands(app: &str, key: &str) -> Vec<u8> {
+    use Amf0Value::{Null, Number, String as S};
+    let mut out = connect_commands(app);
     out.extend(command(
         1,
         &[
@@ -65,6 +78,17 @@ pub fn publish_commands(app: &str, key: &str) -> Vec<u8> {
             S(key.into()),
             S("live".into()),
         ],
+    ));
+    out
+}
+
+/// connect, createStream and play of `app/name`, as a player sends them.
+pub fn play_commands(app: &str, name: &str) -> Vec<u8> {
+    use Amf0Value::{Null, Number, String as S};
+    let mut out = connect_commands(app);
+    out.extend(command(
+        1,
+        &[S("play".into()), Number(3.0), Null, S(name.into())],
     ));
     out
 }
