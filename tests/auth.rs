@@ -384,23 +384,7 @@ fn ffmpeg_publishes_with_user_and_pass() {
         .status()
         .expect("ffmpeg");
     assert!(!status.success(), "a wrong password must not publish");
-    let mut ok = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(&file)
-        .args(["-c", "copy", "-f", "flv", &url("s3cret")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg");
+    let mut ok = common::ffmpeg_publish_loop(&file, &[], &url("s3cret"));
     let end = Instant::now() + T;
     let mut seen = false;
     while Instant::now() < end && !seen {

@@ -819,19 +819,7 @@ impl Publisher {
 
     /// With output options such as `-vn` before `-c copy`.
     fn with(file: &Path, opts: &[&str], url: &str) -> Publisher {
-        require_tool("ffmpeg");
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(file)
-            .args(opts)
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg publisher");
-        Publisher(child)
+        Publisher(ffmpeg_publish_loop(file, opts, url))
     }
 }
 

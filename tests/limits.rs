@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A TCP connection to `to` from the loopback address `from` (127.0.0.2 is a different
@@ -185,24 +185,7 @@ fn a_flood_of_refused_connections_gives_a_few_log_lines_whose_counts_add_up() {
 
 /// `ffmpeg -re -i demo.flv -c copy -f flv URL`.
 fn publish(url: &str) -> Child {
-    require_tool("ffmpeg");
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-        ])
-        .arg("-i")
-        .arg(root().join("configs/media/demo.flv"))
-        .args(["-c", "copy", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg publisher")
+    ffmpeg_publish_loop(&root().join("configs/media/demo.flv"), &[], url)
 }
 
 #[test]

@@ -169,19 +169,11 @@ fn https_same_origin_is_the_https_page_of_the_tls_port() {
 /// ffmpeg's TLS layer does not verify by default; the rustls client of the reload test
 /// checks what is served).
 fn publish(url: &str) -> Killed {
-    require_tool("ffmpeg");
-    let demo = root().join("configs/media/demo.flv");
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-stream_loop", "-1", "-i"])
-        .arg(demo)
-        .args(["-c", "copy", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg publisher");
-    Killed(child)
+    Killed(ffmpeg_publish_loop(
+        &root().join("configs/media/demo.flv"),
+        &[],
+        url,
+    ))
 }
 
 /// An ffmpeg player of `url` reporting its progress on stdout.

@@ -10,7 +10,8 @@ mod common;
 
 use common::*;
 use corecast_client::{self as client, ClientError, ReceiveMode, TrackKind, WhepViewer, http};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -93,27 +94,8 @@ impl Drop for Killed {
 }
 
 /// `ffmpeg -re -stream_loop -1 -i FILE -c copy -f flv URL` until dropped.
-fn publish_loop(file: &str, url: &str) -> Killed {
-    require_tool("ffmpeg");
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-stream_loop",
-            "-1",
-            "-i",
-            file,
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg publisher");
-    Killed(child)
+fn publish_loop(file: &Path, url: &str) -> Killed {
+    Killed(ffmpeg_publish_loop(file, &[], url))
 }
 
 /// Gaps between the RTP times of consecutive video frames of more than 1.5 frame
@@ -234,7 +216,7 @@ fn rtmp_published_stream_plays_over_whep() {
     let s = Server::start("whep-rtmp", &test_config(""));
     let url = format!("rtmp://{}/live/cam1", s.rtmp);
     let file = root().join("tests/data/ffmpeg_320x240_baseline_aac.flv");
-    let _publisher = publish_loop(&file.display().to_string(), &url);
+    let _publisher = publish_loop(&file, &url);
     let fps = wait_tracks(&s, "live/cam1");
     assert!(
         (fps - 10.0).abs() < 0.5,

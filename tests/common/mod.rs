@@ -473,3 +473,20 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmHWM")
 }
+
+/// `ffmpeg -re -stream_loop -1 -i FILE [OPTS] -c copy -f flv URL`: an encoder that
+/// publishes `file` over and over (quiet, no stdin).
+pub fn ffmpeg_publish_loop(file: &Path, opts: &[&str], url: &str) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-stream_loop", "-1", "-i"])
+        .arg(file)
+        .args(opts)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg publisher")
+}
