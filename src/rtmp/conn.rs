@@ -357,21 +357,41 @@ async fn write_output(
     Ok(true)
 }
 
-/// Writes every pending buffer through TLS: joined first (one plaintext copy), so rustls
-/// seals full records instead of one small record per buffer, then flushed (rustls holds
-/// at most [`crate::tls::BUFFER_LIMIT`] of it; the rest waits for the socket, bounded by
+/// Writes every pending buffer through TLS, up to 64 at a time as one vectored write:
+/// rustls seals full records across the buffers (no small record per buffer, and no
+/// plaintext copy of the media), then flushed (rustls holds at most
+/// [`crate::tls::BUFFER_LIMIT`] of it; the rest waits for the socket, bounded by
 /// `rtmp.send_timeout`).
 async fn write_tls(
     shard: &Shard,
     stream: &mut Stream,
     pending: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
+    const MAX_SLICES: usize = 64;
     let total: usize = pending.iter().map(Bytes::len).sum();
-    let mut joined = BytesMut::with_capacity(total);
-    for b in pending.drain(..) {
-        joined.extend_from_slice(&b);
+    let mut done = 0; // buffers fully written
+    while done < pending.len() {
+        let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+        let batch = &pending[done..pending.len().min(done + MAX_SLICES)];
+        for (s, b) in slices.iter_mut().zip(batch) {
+            *s = std::io::IoSlice::new(b);
+        }
+        let mut n = stream.write_vectored(&slices[..batch.len()]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && done < pending.len() {
+            let b = &mut pending[done];
+            if n < b.len() {
+                bytes::Buf::advance(b, n);
+                n = 0;
+            } else {
+                n -= b.len();
+                done += 1;
+            }
+        }
     }
-    stream.write_all(&joined).await?;
+    pending.clear();
     stream.flush().await?;
     stats::add(&shard.stats().bytes_out, total as u64);
     Ok(())
