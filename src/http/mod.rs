@@ -1,10 +1,12 @@
 //! HTTP/1.1 and WebSocket: a sans-IO request parser and response writer (`proto`), a
-//! sans-IO WebSocket session over tungstenite (`ws`), the REST API and metrics (`api`),
+//! sans-IO WebSocket session over tungstenite (`ws`), the stream list, health and metrics
+//! (`api`), the management API (`admin`),
 //! WHEP (`whep`), the browser boundaries of `/api` and `/ws` (`origin`) and the glommio
 //! connection driver (`server`). WebRTC signaling itself
 //! (the offer path, the WebSocket messages) lives in `webrtc::signal`; HTTP only carries
 //! it to the shard's `webrtc::Handle`.
 
+pub mod admin;
 pub mod api;
 pub mod origin;
 pub mod proto;

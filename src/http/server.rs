@@ -306,6 +306,15 @@ pub async fn route(
     if req.path.starts_with(super::whep::PREFIX) {
         return super::whep::handle(shard, rtc, req, ip).await;
     }
+    let cx = super::admin::Ctx {
+        shard,
+        rtc,
+        ip,
+        scheme,
+    };
+    if let Some(resp) = super::admin::route(&cx, req).await {
+        return resp;
+    }
     let known = matches!(
         req.path.as_str(),
         "/" | "/index.html" | "/api/v1/streams" | "/api/v1/health" | "/metrics" | "/ws"
