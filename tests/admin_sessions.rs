@@ -431,3 +431,58 @@ permissions = [{{ action = "read" }}]
     );
     assert_eq!(call(None, "DELETE", "/api/v1/sessions/1", Some(&api)), 404);
 }
+
+#[test]
+fn a_websocket_viewer_is_listed_with_ws_signaling_until_its_socket_closes() {
+    use corecast_client::WhepPeer;
+    use tungstenite::Message;
+    let s = Server::start(
+        "admin_sessions_ws",
+        &test_config(&common::demo_stream("demo", 1)),
+    );
+    s.wait_stream("demo", |st| {
+        !st["tracks"].as_array().is_none_or(Vec::is_empty)
+    });
+    let tcp = std::net::TcpStream::connect(s.http).expect("tcp");
+    tcp.set_read_timeout(Some(T)).expect("timeout");
+    let local = tcp.local_addr().expect("local");
+    let (mut ws, _) =
+        tungstenite::client::client(format!("ws://{}/ws", s.http), tcp).expect("ws handshake");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let peer = WhepPeer::new(
+        Instant::now(),
+        udp.local_addr().expect("addr"),
+        ReceiveMode::Light,
+    )
+    .expect("peer");
+    let offer = serde_json::json!({"type": "offer", "stream": "demo", "sdp": peer.offer()});
+    ws.send(Message::text(offer.to_string())).expect("send");
+    loop {
+        let Message::Text(t) = ws.read().expect("ws read") else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == "answer" {
+            break;
+        }
+        assert_ne!(v["type"], "error", "{v}");
+    }
+    let list = wait_sessions(&s, "the ws viewer", |l| of(l, "viewer", "demo").len() == 1);
+    let v = &of(&list, "viewer", "demo")[0];
+    check_shape(v);
+    assert_eq!(
+        (v["protocol"].as_str(), v["signaling"].as_str()),
+        (Some("webrtc"), Some("ws"))
+    );
+    assert_eq!(
+        v["remote"].as_str(),
+        Some(local.to_string().as_str()),
+        "the socket's peer"
+    );
+    ws.close(None).expect("close");
+    let _ = ws.flush();
+    drop(ws);
+    wait_sessions(&s, "the ws viewer gone", |l| {
+        of(l, "viewer", "demo").is_empty()
+    });
+}
