@@ -320,9 +320,9 @@ fn real_responses_match_the_description() {
     let _ = publisher.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
     assert!(
         status.success(),
         "responses that do not match the OpenAPI description:\n{stdout}\n{stderr}"
     );
+    println!("{stdout}");
 }

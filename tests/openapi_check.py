@@ -104,9 +104,12 @@ class Resp:
 class Checker:
     def __init__(self, spec, base):
         self.spec = spec
-        # An SDP body (WHEP) is text, as text/plain is.
-        sdp = {"application/sdp": lambda b, **_: b.decode("utf-8", errors="replace")}
-        self.api = OpenAPI.from_dict(spec, config=Config(extra_media_type_deserializers=sdp))
+        # An SDP body (WHEP) is text, as text/plain is; a merge patch is JSON.
+        extra = {
+            "application/sdp": lambda b, **_: b.decode("utf-8", errors="replace"),
+            "application/merge-patch+json": lambda b, **_: json.loads(b),
+        }
+        self.api = OpenAPI.from_dict(spec, config=Config(extra_media_type_deserializers=extra))
         self.router = Router(spec)
         u = urllib.parse.urlsplit(base)
         self.host, self.port = u.hostname, u.port
@@ -402,7 +405,8 @@ def run(ck, a):
     added = {"path": "api/added", "source": "file:" + a.media}
     ck.call("add", "POST", "/api/v1/streams", 201, body=added)
     ck.call("path exists", "POST", "/api/v1/streams", 409, body=added)
-    ck.call("path published", "POST", "/api/v1/streams", 409, body={"path": "live/pub"})
+    ck.call("path published", "POST", "/api/v1/streams", 409,
+            body={"path": "live/pub", "source": "file:" + a.media})
     ck.call("unsupported source", "POST", "/api/v1/streams", 400,
             body={"path": "api/bad", "source": "gopher://x"})
     ck.call("missing path", "POST", "/api/v1/streams", 400, body={"source": "file:" + a.media},
@@ -416,11 +420,15 @@ def run(ck, a):
     ck.call("foreign page", "POST", "/api/v1/streams", 403, body={"path": "api/evil"},
             headers={"Origin": "http://evil.example"})
     ck.call("added", "GET", "/api/v1/streams/api/added", 200)
+    ck.call("add a path for publishers", "POST", "/api/v1/streams", 201,
+            body={"path": "api/keyed", "publish_key": "k"})
+    ck.call("configured, not published", "GET", "/api/v1/streams/api/keyed", 200)
+    ck.call("remove it", "DELETE", "/api/v1/streams/api%2Fkeyed", 200)
     ck.call("change", "PATCH", "/api/v1/streams/api/added", 200,
-            body=json.dumps({"publish_key": "k2", "shard": None}),
+            body=json.dumps({"shard": 1}),
             headers={"Content-Type": "application/merge-patch+json"})
     ck.call("change as JSON", "PATCH", "/api/v1/streams/api%2Fadded", 200,
-            body={"publish_key": None})
+            body={"shard": None})
     ck.call("change the path", "PATCH", "/api/v1/streams/api/added", 400, body={"path": "api/other"})
     ck.call("bad value", "PATCH", "/api/v1/streams/api/added", 400, body={"transport": "carrier-pigeon"},
             valid_request=False)
