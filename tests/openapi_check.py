@@ -511,6 +511,10 @@ def run(ck, a):
         else:
             sid = urllib.parse.quote(new[0]["id"], safe="")
             ck.call("kick", "DELETE", f"/api/v1/sessions/{sid}", 204)
+            # The kick is asked of the session's shard: it leaves the list shortly after.
+            gone = wait_gone(ck, new[0]["id"])
+            if not gone:
+                ck.fail(f"DELETE /api/v1/sessions/{sid}", "the kicked session is still listed after 5 s")
             ck.call("kicked", "DELETE", f"/api/v1/sessions/{sid}", 404)
     except (ValueError, KeyError, TypeError) as e:
         if not ck.stubs:
@@ -579,6 +583,20 @@ def run(ck, a):
         ("PUT", "/whep/demo", False),
     ):
         ck.method_not_allowed(method, target, as_json)
+
+
+def wait_gone(ck, sid):
+    """Waits (at most 5 s) until session `sid` is no longer listed."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status, _, body = ck.raw("GET", "/api/v1/sessions")
+        try:
+            if status == 200 and all(s["id"] != sid for s in json.loads(body)["sessions"]):
+                return True
+        except (ValueError, KeyError, TypeError):
+            return False
+        time.sleep(0.05)
+    return False
 
 
 def coverage(ck):
