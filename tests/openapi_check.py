@@ -465,6 +465,8 @@ def run(ck, a):
     ck.call("camera refuses", "POST", "/api/v1/probe", 502, body={"url": f"rtsp://127.0.0.1:{port}/x"})
     ck.call("not an RTSP URL", "POST", "/api/v1/probe", 400, body={"url": "http://127.0.0.1/x"})
     ck.call("no url", "POST", "/api/v1/probe", 400, body={"user": "u"}, valid_request=False)
+    ck.call("body over 64 KiB", "POST", "/api/v1/probe", 413,
+            body={"url": "rtsp://127.0.0.1/" + "a" * (65 * 1024)})
     ck.call("wrong content type", "POST", "/api/v1/probe", 415, body="url",
             headers={"Content-Type": "text/plain"}, valid_request=False)
 
