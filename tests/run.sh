@@ -92,7 +92,9 @@ if [ "$FUZZ_SECONDS" != "0" ]; then
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
     echo "fuzz $target"
+    mkdir -p fuzz/artifacts
     "fuzz/target/$host/release/$target" "$corpus" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+      -artifact_prefix=fuzz/artifacts/ \
       -print_final_stats=0 2>"fuzz/target/$target.log" || {
         echo "fuzz target $target failed:"; tail -40 "fuzz/target/$target.log"; exit 1; }
   done

@@ -71,6 +71,20 @@ pub fn edit_streams(text: &str, edit: Edit<'_>) -> Result<String, String> {
 
 /// An entry as a TOML table (keys in the struct's order, unset ones left out).
 fn table_of(entry: &StreamConfig) -> Result<Table, String> {
+    let texts = [
+        &entry.source,
+        &entry.publish_key,
+        &entry.user,
+        &entry.password,
+    ];
+    let texts = texts.into_iter().filter_map(Option::as_deref);
+    let longest = std::iter::once(entry.path.as_str())
+        .chain(texts)
+        .map(super::streams::quote_run)
+        .max();
+    if longest > Some(super::streams::MAX_QUOTE_RUN) {
+        return Err("a value has too many quote characters in a row to be written".into());
+    }
     let doc = toml_edit::ser::to_document(entry).map_err(|e| e.to_string())?;
     Ok(doc.as_table().clone())
 }

@@ -166,6 +166,16 @@ impl StreamTable {
 /// A `[[streams]]` entry from its JSON form (the API's bodies), or the error the config
 /// file would get for it, naming the entry `streams[label]`.
 pub fn entry_from_json(v: Value, label: &str) -> Result<StreamConfig, ConfigError> {
+    if let Value::Object(fields) = &v {
+        for (k, field) in fields {
+            if let Value::String(s) = field
+                && quote_run(s) > MAX_QUOTE_RUN
+            {
+                let why = format!("more than {MAX_QUOTE_RUN} quote characters in a row");
+                return Err(ConfigError::new(format!("streams[{label}].{k}"), why));
+            }
+        }
+    }
     serde_path_to_error::deserialize(v).map_err(|e| {
         let at = e.path().to_string();
         let key = if at == "." {
@@ -175,6 +185,25 @@ pub fn entry_from_json(v: Value, label: &str) -> Result<StreamConfig, ConfigErro
         };
         ConfigError::new(key, e.into_inner().to_string())
     })
+}
+
+/// The most `'` or `"` in a row a value written to the config file may hold: the TOML
+/// writer counts runs in a `u8` (and no real value has a hundred quotes in a row).
+pub const MAX_QUOTE_RUN: usize = 100;
+
+/// The longest run of `'` or of `"` in `s`.
+pub fn quote_run(s: &str) -> usize {
+    let (mut longest, mut run, mut last) = (0, 0, 0u8);
+    for b in s.bytes() {
+        run = if (b == b'\'' || b == b'"') && b == last {
+            run + 1
+        } else {
+            usize::from(b == b'\'' || b == b'"')
+        };
+        last = b;
+        longest = longest.max(run);
+    }
+    longest
 }
 
 /// RFC 7396 JSON merge patch: `patch`'s members replace `target`'s, recursively for
@@ -223,6 +252,17 @@ mod tests {
             .expect("parses")
             .stream_table(shards, base)
             .expect("valid")
+    }
+
+    #[test]
+    fn values_the_toml_writer_cannot_take_are_refused() {
+        assert_eq!(quote_run("a''b\"\"\"c'"), 3);
+        assert_eq!(quote_run("'\"'\""), 1);
+        let long = "'".repeat(300);
+        let e = entry_from_json(json!({"path": "a", "password": long}), "a").unwrap_err();
+        assert_eq!(e.key, "streams[a].password");
+        let ok = "'".repeat(MAX_QUOTE_RUN);
+        assert!(entry_from_json(json!({"path": "a", "password": ok}), "a").is_ok());
     }
 
     #[test]
