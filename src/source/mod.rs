@@ -1,8 +1,10 @@
 //! Sources that a shard runs itself (as opposed to publishers that connect): the looping
-//! file source and RTSP camera pulls.
+//! file source and RTSP camera pulls; and [`describe`], a camera tried before it is added.
 
 mod file;
 mod rtsp;
+
+pub use rtsp::{DESCRIBE_MAX_BYTES, DescribeRequest, Described, describe};
 
 use crate::config::{SourceUrl, StreamPlan};
 use crate::shard::ShardRef;
