@@ -1105,3 +1105,172 @@ fn page_plays_the_demo_stream_over_whep_on_https_in_chromium() {
     }
     t.assert_time_advances();
 }
+
+/// The admin view's state: visible, the probe and add answers, the sessions, the result
+/// panel, and which streams the configured list and the viewer list show.
+const ADMIN: &str = r#"(() => {
+  const a = (window.corecast || {}).admin || null;
+  const el = document.getElementById('admin');
+  const res = document.getElementById('admin-result');
+  const paths = sel => [...document.querySelectorAll(sel)].map(e => e.dataset.path);
+  return {
+    visible: !!(el && !el.hidden), checked: a && a.checked, flag: a && a.visible,
+    probe: a && a.probe, add: a && a.add, error: a && a.error,
+    sessions: a && a.sessions, sessionsError: a && a.sessionsError,
+    result: res && !res.hidden ? res.textContent : null,
+    configured: paths('#configured tr[data-path]'), listed: paths('#streams tr[data-path]'),
+  };
+})()"#;
+
+impl Session {
+    /// Polls [`ADMIN`] until `done` holds (bounded).
+    fn wait_admin(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, Duration::from_secs(20), ADMIN, |v| {
+            if done(v) { Check::Done } else { Check::Pending }
+        })
+        .0
+    }
+
+    /// Fills the add-a-camera form (empty strings leave a field empty).
+    fn fill_camera(&mut self, path: &str, url: &str, transport: &str) {
+        let js = format!(
+            "(() => {{ const set = (id, v) => {{ document.getElementById(id).value = v; }}; \
+             set('add-path', {}); set('add-url', {}); set('add-user', ''); \
+             set('add-password', ''); set('add-transport', {}); return true; }})()",
+            json!(path),
+            json!(url),
+            json!(transport)
+        );
+        self.eval(&js);
+    }
+}
+
+#[test]
+fn page_admin_view_tests_adds_plays_kicks_and_removes_a_camera() {
+    let cam = camera::Camera::start(&camera::CameraOpts::default());
+    let server = Server::start("browser-admin", &test_config(&demo_stream("demo", 0)));
+    let mut t = Session::open(server, "demo", (1280, 720));
+    t.navigate("");
+    t.wait_admin("the admin view is shown on loopback", |v| {
+        v["visible"] == true && v["configured"].as_array().is_some_and(|c| !c.is_empty())
+    });
+
+    // Test connection: a port with nothing listening, then the camera.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    t.fill_camera("cams/door", &format!("rtsp://{closed}/cam"), "");
+    t.click("#probe");
+    t.wait_admin("Test connection shows the camera's error", |v| {
+        v["probe"]["status"] == 502 && v["result"].as_str().is_some_and(|r| r.contains("refused"))
+    });
+    t.fill_camera("cams/door", &cam.url, "tcp");
+    t.click("#probe");
+    let v = t.wait_admin("Test connection shows the tracks", |v| {
+        v["probe"]["status"] == 200
+            && v["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("H264 video, 90000 Hz") && r.contains("AAC audio"))
+    });
+    t.log(&format!("probe: {}", v["result"]));
+
+    // Add: a bad source is refused with the API's message, the camera is added.
+    t.fill_camera("cams/bad", "http://127.0.0.1/x", "");
+    t.click("#add");
+    t.wait_admin("Add shows the 400", |v| {
+        v["add"]["status"] == 400
+            && v["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("Not added"))
+    });
+    t.fill_camera("cams/door", &cam.url, "tcp");
+    t.click("#add");
+    t.wait_admin("Add puts the camera in both lists", |v| {
+        let has = |k: &str| {
+            v[k].as_array()
+                .is_some_and(|a| a.iter().any(|p| p == "cams/door"))
+        };
+        v["add"]["status"] == 201 && has("configured") && has("listed")
+    });
+
+    // It plays from the list.
+    t.path = "cams/door".to_string();
+    t.size = (640, 360);
+    t.click("tr[data-path=\"cams/door\"] button.play");
+    let (v, _) = t.wait_playing("the added camera plays", None);
+    let session_url = v["session"].as_str().unwrap_or("").to_string();
+    t.assert_time_advances();
+
+    // Its WebRTC session is in the table; Kick ends it.
+    let v = t.wait_admin("the viewer's session is listed", |v| {
+        v["sessions"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["path"] == "cams/door" && s["protocol"] == "webrtc")
+        })
+    });
+    let id = v["sessions"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|s| s["path"] == "cams/door" && s["protocol"] == "webrtc")
+        })
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or("")
+        .to_string();
+    t.log(&format!("kicking session {id} (WHEP {session_url})"));
+    t.click(&format!("button.kick[data-id=\"{id}\"]"));
+    let gone = id.clone();
+    t.wait_admin("Kick removes the session from the table", move |v| {
+        v["error"].is_null()
+            && v["sessions"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|s| s["id"] != gone.as_str()))
+    });
+
+    // Remove: the stream leaves both lists.
+    t.click("#configured button.remove[data-path=\"cams/door\"]");
+    t.wait_admin("Remove takes the camera off both lists", |v| {
+        let has = |k: &str| {
+            v[k].as_array()
+                .is_some_and(|a| a.iter().any(|p| p == "cams/door"))
+        };
+        v["error"].is_null() && !has("configured") && !has("listed")
+    });
+}
+
+#[test]
+fn page_hides_the_admin_view_without_api_and_prompts_for_nothing() {
+    // Anyone may read; the API only from an address this browser does not have.
+    let cfg = test_config(&format!(
+        r#"
+[auth]
+[[auth.users]]
+user = "any"
+permissions = [{{ action = "read" }}]
+
+[[auth.users]]
+user = "any"
+ips = ["10.0.0.0/8"]
+permissions = [{{ action = "api" }}]
+
+{}"#,
+        demo_stream("demo", 0)
+    ));
+    let mut t = Session::open(Server::start("browser-no-admin", &cfg), "demo", (1280, 720));
+    t.call(
+        "Fetch.enable",
+        json!({ "patterns": [{ "urlPattern": "*/api/v1/*" }], "handleAuthRequests": true }),
+    );
+    t.navigate("?play=demo");
+    t.wait_playing("the viewer part still plays", None);
+    let v = t.wait_admin("the API refusal is seen", |v| v["checked"] == true);
+    if v["visible"] != false || v["flag"] != false {
+        t.fail(&format!("the admin view should stay hidden: {v}"));
+    }
+    let prompts = t.cdp.auth_prompts.clone();
+    if !prompts.is_empty() {
+        t.fail(&format!(
+            "the admin check must not raise a login prompt: {prompts:?}"
+        ));
+    }
+}
