@@ -3,7 +3,7 @@
 //! The default configuration is `configs/corecast.toml`, compiled into the binary. Every
 //! error names the key that is wrong and what is wrong with it, on one line.
 
-use crate::stream::{Clash, Holder, StreamPath};
+use crate::stream::{Clash, StreamPath};
 pub use auth::{AuthConfig, PermissionConfig, UserConfig};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
@@ -60,9 +60,27 @@ pub struct Config {
     /// Who may publish, watch and read the API and metrics.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The management API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Statically configured streams.
     #[serde(default)]
     pub streams: Vec<StreamConfig>,
+}
+
+/// `[api]`: the management API (`/api/v1/`, `api` permission).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Write stream changes made through the API back to the `--config` file (comments
+    /// and layout kept). Off: changes last until restart.
+    pub persist: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { persist: true }
+    }
 }
 
 /// `[runtime]`.
@@ -531,47 +549,20 @@ pub struct Settings {
     pub shards: usize,
     /// CPU of each shard, when pinned to a fixed map.
     pub cpus: Option<Vec<usize>>,
-    /// Streams with parsed sources and assigned owner shards.
-    pub streams: Vec<StreamPlan>,
-    /// Publish keys of paths that publishers push to (path → key).
-    pub publish_keys: HashMap<StreamPath, String>,
+    /// The `[[streams]]` as started. The running table is `Shared::streams`: the API
+    /// and a reload change it.
+    pub table: StreamTable,
+    /// The file the configuration came from (`--config`), if any: where a reload reads
+    /// and API changes are written.
+    pub file: Option<PathBuf>,
     /// The access policy of `[auth]`.
     pub auth: crate::auth::Authorizer,
     /// The TLS listeners (HTTPS, RTMPS) that are on, with their certificates.
     pub tls: TlsSettings,
 }
 
-impl Settings {
-    /// The key a publisher of `path` must give, if any.
-    pub fn publish_key(&self, path: &str) -> Option<&str> {
-        self.publish_keys
-            .get(path)
-            .map(String::as_str)
-            .or(self.config.rtmp.publish_key.as_deref())
-    }
-
-    /// Whether `path` is fed by a configured source (and so cannot be published to).
-    pub fn has_source(&self, path: &str) -> bool {
-        self.streams.iter().any(|s| s.path.as_str() == path)
-    }
-
-    /// Every configured path with who holds it: sources, then paths publishers push to
-    /// (for [`StreamPath::check_claim`]).
-    pub fn configured_paths(&self) -> impl Iterator<Item = (&str, Holder)> + '_ {
-        let sources = self
-            .streams
-            .iter()
-            .map(|s| (s.path.as_str(), Holder::Source));
-        let targets = self
-            .publish_keys
-            .keys()
-            .map(|p| (p.as_str(), Holder::PublishTarget));
-        sources.chain(targets)
-    }
-}
-
 /// A configured stream, resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamPlan {
     /// Normalized path.
     pub path: StreamPath,
@@ -598,7 +589,7 @@ impl Config {
             let key = if path == "." {
                 "config".to_string()
             } else {
-                path
+                relabel_stream_key(path, text)
             };
             ConfigError::new(key, msg.trim().to_string())
         })
@@ -621,14 +612,14 @@ impl Config {
         self.validate_rtsp()?;
         let auth = self.auth.validate(base)?;
         let tls = self.validate_tls(base)?;
-        let (streams, publish_keys) = self.validate_streams(shards, base)?;
+        let table = self.stream_table(shards, base)?;
         let cpus = (!self.runtime.cpus.is_empty()).then(|| self.runtime.cpus.clone());
         Ok(Settings {
             config: self,
             shards,
             cpus,
-            streams,
-            publish_keys,
+            table,
+            file: None,
             auth,
             tls,
         })
@@ -866,6 +857,17 @@ impl Config {
         Ok(())
     }
 
+    /// `[[streams]]` checked and resolved for `shards` shards (a reload checks a new
+    /// file's streams against the running shards).
+    pub fn stream_table(&self, shards: usize, base: &Path) -> Result<StreamTable, ConfigError> {
+        let (plans, publish_keys) = self.validate_streams(shards, base)?;
+        Ok(StreamTable {
+            entries: self.streams.clone(),
+            plans,
+            publish_keys,
+        })
+    }
+
     /// `[[streams]]`: paths (normalised, unique), sources and owner shards; paths
     /// without a source give their publish keys.
     fn validate_streams(
@@ -877,8 +879,9 @@ impl Config {
         let mut publish_keys = HashMap::new();
         let mut seen: Vec<StreamPath> = Vec::new();
         for (i, s) in self.streams.iter().enumerate() {
+            let at = stream_label(i, s);
             let path = StreamPath::parse(&s.path)
-                .map_err(|e| ConfigError::new(format!("streams[{i}].path"), e.to_string()))?;
+                .map_err(|e| ConfigError::new(format!("streams[{at}].path"), e.to_string()))?;
             for (j, other) in seen.iter().enumerate() {
                 let why = match path.clash(other) {
                     None => continue,
@@ -888,7 +891,7 @@ impl Config {
                          (players of 'APP/NAME' get 'NAME'); rename one"
                     ),
                 };
-                return Err(ConfigError::new(format!("streams[{i}].path"), why));
+                return Err(ConfigError::new(format!("streams[{at}].path"), why));
             }
             seen.push(path.clone());
             let Some(source) = &s.source else {
@@ -899,7 +902,7 @@ impl Config {
                     }
                     _ => {
                         return Err(ConfigError::new(
-                            format!("streams[{i}]"),
+                            format!("streams[{at}]"),
                             "needs a source, or a publish_key for a path publishers push to",
                         ));
                     }
@@ -907,12 +910,12 @@ impl Config {
             };
             if s.publish_key.is_some() {
                 return Err(ConfigError::new(
-                    format!("streams[{i}].publish_key"),
+                    format!("streams[{at}].publish_key"),
                     "a stream with a source cannot be published to; remove one of the two",
                 ));
             }
-            let source = self.stream_source(i, s, source, base)?;
-            let shard = stream_shard(i, s, shards)?;
+            let source = self.stream_source(&at, s, source, base)?;
+            let shard = stream_shard(i, &at, s, shards)?;
             streams.push(StreamPlan {
                 path,
                 source,
@@ -922,21 +925,21 @@ impl Config {
         Ok((streams, publish_keys))
     }
 
-    /// The parsed `source` of `streams[i]`, with the entry's per-source options applied.
+    /// The parsed `source` of the entry labelled `at`, with its per-source options applied.
     fn stream_source(
         &self,
-        i: usize,
+        at: &str,
         s: &StreamConfig,
         source: &str,
         base: &Path,
     ) -> Result<SourceUrl, ConfigError> {
         let mut source = SourceUrl::parse(source, base)
-            .map_err(|e| ConfigError::new(format!("streams[{i}].source"), e))?;
+            .map_err(|e| ConfigError::new(format!("streams[{at}].source"), e))?;
         match &mut source {
             SourceUrl::File(p) => {
                 if !p.is_file() {
                     return Err(ConfigError::new(
-                        format!("streams[{i}].source"),
+                        format!("streams[{at}].source"),
                         format!("file {} does not exist or is not a file", p.display()),
                     ));
                 }
@@ -950,13 +953,13 @@ impl Config {
                 ] {
                     if set {
                         return Err(ConfigError::new(
-                            format!("streams[{i}].{key}"),
+                            format!("streams[{at}].{key}"),
                             "applies to rtsp:// sources only",
                         ));
                     }
                 }
             }
-            SourceUrl::Rtsp(r) => rtsp_options(i, s, r, &self.rtsp)?,
+            SourceUrl::Rtsp(r) => rtsp_options(at, s, r, &self.rtsp)?,
         }
         Ok(source)
     }
@@ -1003,6 +1006,41 @@ fn check_origin(o: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `streams[3].x` as `streams[live/cam7].x` when entry 3 of `text` has a valid path (see
+/// [`stream_label`]).
+fn relabel_stream_key(key: String, text: &str) -> String {
+    let Some((index, rest)) = key
+        .strip_prefix("streams[")
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(n, rest)| Some((n.parse::<usize>().ok()?, rest)))
+    else {
+        return key;
+    };
+    let path = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| {
+            Some(
+                t.get("streams")?
+                    .get(index)?
+                    .get("path")?
+                    .as_str()?
+                    .to_string(),
+            )
+        })
+        .and_then(|p| StreamPath::parse(&p).ok());
+    match path {
+        Some(p) => format!("streams[{p}]{rest}"),
+        None => key,
+    }
+}
+
+/// How errors name a `[[streams]]` entry: by its path (`streams[live/cam7]`) when that
+/// is a valid path, else by its index (`streams[3]`).
+pub fn stream_label(i: usize, s: &StreamConfig) -> String {
+    StreamPath::parse(&s.path).map_or_else(|_| i.to_string(), |p| p.as_str().to_string())
+}
+
 /// Errors on the first zero duration of `(key, value)`.
 fn nonzero(durations: &[(&str, Millis)]) -> Result<(), ConfigError> {
     match durations.iter().find(|(_, d)| d.0.is_zero()) {
@@ -1011,10 +1049,10 @@ fn nonzero(durations: &[(&str, Millis)]) -> Result<(), ConfigError> {
     }
 }
 
-/// Applies `streams[i]`'s RTSP options (transport, on-demand, credentials, redirects)
-/// over the `[rtsp]` defaults to `r`.
+/// Applies the RTSP options (transport, on-demand, credentials, redirects) of the entry
+/// labelled `at` over the `[rtsp]` defaults to `r`.
 fn rtsp_options(
-    i: usize,
+    at: &str,
     s: &StreamConfig,
     r: &mut RtspSource,
     defaults: &RtspConfig,
@@ -1025,7 +1063,7 @@ fn rtsp_options(
     if let Some(d) = s.on_demand_close_after {
         if !r.on_demand {
             return Err(ConfigError::new(
-                format!("streams[{i}].on_demand_close_after"),
+                format!("streams[{at}].on_demand_close_after"),
                 "needs on_demand = true",
             ));
         }
@@ -1040,7 +1078,7 @@ fn rtsp_options(
         }
         (None, Some(_)) => {
             return Err(ConfigError::new(
-                format!("streams[{i}].password"),
+                format!("streams[{at}].password"),
                 "needs user as well",
             ));
         }
@@ -1049,11 +1087,11 @@ fn rtsp_options(
     Ok(())
 }
 
-/// The owner shard of `streams[i]`: its `shard`, else round-robin.
-fn stream_shard(i: usize, s: &StreamConfig, shards: usize) -> Result<usize, ConfigError> {
+/// The owner shard of `streams[i]` (labelled `at`): its `shard`, else round-robin.
+fn stream_shard(i: usize, at: &str, s: &StreamConfig, shards: usize) -> Result<usize, ConfigError> {
     match s.shard {
         Some(n) if n >= shards => Err(ConfigError::new(
-            format!("streams[{i}].shard"),
+            format!("streams[{at}].shard"),
             format!(
                 "shard {n} does not exist (there are {shards}: 0..{})",
                 shards - 1
@@ -1224,9 +1262,14 @@ impl Serialize for Millis {
 }
 
 mod auth;
+mod edit;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod tls;
+
+pub use edit::{Edit, edit_streams, write_atomic};
+pub use streams::{StreamChanges, StreamTable};
 
 use tls::optional_addr;
 pub use tls::{TlsListener, TlsSettings};

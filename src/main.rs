@@ -129,6 +129,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    settings.file = args.config.clone();
     let checked = match corecast::runtime::preflight(&mut settings) {
         Ok(a) => a,
         Err(e) => {

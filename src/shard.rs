@@ -4,10 +4,10 @@
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use crate::auth::{AccessRequest, Action, Credentials, FailLimiter, Verdict};
-use crate::config::Settings;
+use crate::config::{Settings, StreamPlan, StreamTable};
 use crate::limit::{AddrCounts, Burst, LogLimiter};
 use crate::stats::ShardStats;
-use crate::stream::{Hub, PathInfo};
+use crate::stream::{Hub, PathInfo, StreamPath};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,14 +25,21 @@ use tracing::warn;
 /// never on the media path.
 #[derive(Debug)]
 pub struct Shared {
-    /// Validated configuration.
+    /// Validated configuration (`settings.table` is empty: the streams are in
+    /// `streams`).
     pub settings: Settings,
+    /// The configured streams as they run now: the API and a reload change them. Locked
+    /// when a publisher asks for a path and when the table changes, never on the media
+    /// path.
+    streams: Mutex<StreamTable>,
     /// Counters of each shard.
     pub stats: Vec<Arc<ShardStats>>,
     /// Each shard's latest view of its paths.
     pub snapshots: Vec<Mutex<ShardSnapshot>>,
     /// Set when the process is shutting down.
     pub stopping: AtomicBool,
+    /// Set by SIGHUP: shard 0 reloads the config file at its next heartbeat.
+    pub reload_requested: AtomicBool,
     /// Wall-clock start time.
     pub started: SystemTime,
     /// The HTTP address every shard listens on (port resolved).
@@ -73,8 +80,9 @@ pub struct PathSnapshot {
 
 impl Shared {
     /// Shared state for `settings` with the resolved listen addresses.
-    pub fn new(settings: Settings, http_addr: SocketAddr, rtmp_addr: SocketAddr) -> Self {
+    pub fn new(mut settings: Settings, http_addr: SocketAddr, rtmp_addr: SocketAddr) -> Self {
         let n = settings.shards;
+        let streams = Mutex::new(std::mem::take(&mut settings.table));
         let a = &settings.config.auth;
         let auth_failures = Mutex::new(FailLimiter::new(
             a.fail_limit,
@@ -83,12 +91,14 @@ impl Shared {
         ));
         Shared {
             auth_failures,
+            streams,
             settings,
             stats: (0..n).map(|_| Arc::new(ShardStats::default())).collect(),
             snapshots: (0..n)
                 .map(|_| Mutex::new(ShardSnapshot::default()))
                 .collect(),
             stopping: AtomicBool::new(false),
+            reload_requested: AtomicBool::new(false),
             started: SystemTime::now(),
             http_addr,
             rtmp_addr,
@@ -102,6 +112,14 @@ impl Shared {
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.settings.shards
+    }
+
+    /// The configured streams as they run now (a poisoned lock still holds a valid
+    /// table: it is replaced whole).
+    pub fn streams(&self) -> std::sync::MutexGuard<'_, StreamTable> {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether shutdown has begun.
@@ -135,6 +153,39 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     /// Fires when the shard shuts down.
     pub shutdown: Shutdown,
+    /// Where orders for other shards go (the mesh).
+    pub cmd_tx: Rc<dyn CmdTx>,
+    /// The tasks of the configured sources this shard runs, by path: dropping one stops
+    /// its source.
+    pub sources: RefCell<HashMap<StreamPath, glommio::Task<()>>>,
+    /// Set when the shard's paths changed in a way the API should show at once: the
+    /// next heartbeat publishes the snapshot instead of waiting for the second.
+    pub dirty: Cell<bool>,
+}
+
+/// An order about a configured stream's source, for the shard that runs it or is to.
+#[derive(Debug, Clone)]
+pub enum SourceCmd {
+    /// Start the source of this plan here (its owner shard).
+    Start(StreamPlan),
+    /// Stop the source of `path` here, then start `then` (a restart; its plan may name
+    /// another shard: the start goes there after this shard's withdrawal, in order).
+    Stop {
+        /// The stream.
+        path: StreamPath,
+        /// The path is gone: its viewers are ended. Otherwise they stay attached and
+        /// resume when the path is published again.
+        removed: bool,
+        /// What to start once it is stopped.
+        then: Option<StreamPlan>,
+    },
+}
+
+/// How a shard sends [`SourceCmd`]s to another shard (the mesh implements it).
+pub trait CmdTx {
+    /// Queues `cmd` for shard `to`: never lost, delivered in order after what this shard
+    /// sent `to` before.
+    fn send_cmd(&self, to: usize, cmd: SourceCmd);
 }
 
 /// The window `auth.fail_limit` counts failed attempts in.

@@ -39,10 +39,10 @@ fn bad_cpu_id() {
 #[test]
 fn duplicate_path_and_missing_file() {
     let demo = demo_stream("a", 0).replace("shard = 0\n", "");
-    expect_exit_2(&format!("{demo}{demo}"), "streams[1].path");
+    expect_exit_2(&format!("{demo}{demo}"), "streams[a].path");
     expect_exit_2(
         "[[streams]]\npath = \"a\"\nsource = \"file:/nonexistent/x.flv\"\n",
-        "streams[0].source",
+        "streams[a].source",
     );
 }
 

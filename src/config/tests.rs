@@ -1,6 +1,7 @@
 //! Unit tests of the configuration: parsing, validation messages, stream paths.
 
 use super::*;
+use crate::stream::Holder;
 
 fn base() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,9 +15,9 @@ fn validate(text: &str) -> Result<Settings, ConfigError> {
 fn default_config_is_valid_and_publishes_demo() {
     let s = validate(DEFAULT_CONFIG).expect("default config");
     assert_eq!(s.shards, 2);
-    assert_eq!(s.streams.len(), 1);
-    assert_eq!(s.streams[0].path.as_str(), "demo");
-    assert_eq!(s.streams[0].source.kind(), "file");
+    assert_eq!(s.table.plans.len(), 1);
+    assert_eq!(s.table.plans[0].path.as_str(), "demo");
+    assert_eq!(s.table.plans[0].source.kind(), "file");
     assert_eq!(s.config.http.max_header_bytes, ByteSize(16 * 1024));
 }
 
@@ -104,7 +105,7 @@ fn auth_errors_name_the_key() {
 fn empty_config_takes_defaults() {
     let s = validate("").expect("empty config");
     assert_eq!(s.config, Config::default());
-    assert!(s.streams.is_empty());
+    assert!(s.table.plans.is_empty());
 }
 
 #[test]
@@ -174,25 +175,25 @@ fn streams_are_checked() {
         "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"/a/\"\n{demo}\n"
     ))
     .unwrap_err();
-    assert_eq!(e.key, "streams[1].path");
+    assert_eq!(e.key, "streams[a].path");
     assert!(e.message.contains("duplicate"), "{e}");
     let e = validate("[[streams]]\npath = \"a\"\nsource = \"file:nope.flv\"\n").unwrap_err();
-    assert_eq!(e.key, "streams[0].source");
+    assert_eq!(e.key, "streams[a].source");
     assert!(e.message.contains("does not exist"), "{e}");
     let e = validate("[[streams]]\npath = \"a\"\nsource = \"gopher://x\"\n").unwrap_err();
     assert!(e.message.contains("unsupported source 'gopher'"), "{e}");
     let e = validate(&format!("[[streams]]\npath = \"a b\"\n{demo}\n")).unwrap_err();
     assert_eq!(e.key, "streams[0].path");
     let e = validate(&format!("[[streams]]\npath = \"a\"\n{demo}\nshard = 5\n")).unwrap_err();
-    assert_eq!(e.key, "streams[0].shard");
+    assert_eq!(e.key, "streams[a].shard");
     let e = validate("[[streams]]\npath = \"a\"\n").unwrap_err();
-    assert_eq!(e.key, "streams[0]");
+    assert_eq!(e.key, "streams[a]");
     assert!(e.message.contains("source"), "{e}");
     let e = validate(&format!(
         "[[streams]]\npath = \"a\"\n{demo}\npublish_key = \"k\"\n"
     ))
     .unwrap_err();
-    assert_eq!(e.key, "streams[0].publish_key");
+    assert_eq!(e.key, "streams[a].publish_key");
     let e = validate("[rtmp]\nchunk_size = 1\n").unwrap_err();
     assert_eq!(e.key, "rtmp.chunk_size");
 }
@@ -201,8 +202,8 @@ fn streams_are_checked() {
 fn rtsp_sources_are_checked() {
     let cam = "source = \"rtsp://admin:p%40ss@192.0.2.10/Streaming/Channels/101\"";
     let s = validate(&format!("[[streams]]\npath = \"cam\"\n{cam}\n")).unwrap();
-    let SourceUrl::Rtsp(r) = &s.streams[0].source else {
-        panic!("not rtsp: {:?}", s.streams[0].source);
+    let SourceUrl::Rtsp(r) = &s.table.plans[0].source else {
+        panic!("not rtsp: {:?}", s.table.plans[0].source);
     };
     assert_eq!(r.url.host, "192.0.2.10");
     assert_eq!(r.url.port, 554);
@@ -211,14 +212,14 @@ fn rtsp_sources_are_checked() {
     assert!(!r.on_demand);
     assert_eq!(r.close_after, Duration::from_secs(10));
     assert!(r.credentials.is_none());
-    assert_eq!(s.streams[0].source.kind(), "rtsp");
+    assert_eq!(s.table.plans[0].source.kind(), "rtsp");
 
     let s = validate(&format!(
         "[rtsp]\ntransport = \"udp\"\n[[streams]]\npath = \"cam\"\n{cam}\non_demand = true\n\
          on_demand_close_after = \"3s\"\nuser = \"u\"\npassword = \"p\"\n"
     ))
     .unwrap();
-    let SourceUrl::Rtsp(r) = &s.streams[0].source else {
+    let SourceUrl::Rtsp(r) = &s.table.plans[0].source else {
         panic!("not rtsp");
     };
     assert_eq!(r.transport, RtspTransport::Udp, "the [rtsp] default");
@@ -231,18 +232,18 @@ fn rtsp_sources_are_checked() {
     for (extra, key, needle) in [
         (
             "on_demand_close_after = \"3s\"",
-            "streams[0].on_demand_close_after",
+            "streams[cam].on_demand_close_after",
             "on_demand",
         ),
-        ("password = \"p\"", "streams[0].password", "user"),
+        ("password = \"p\"", "streams[cam].password", "user"),
         (
             "transport = \"quic\"",
-            "streams[0].transport",
+            "streams[cam].transport",
             "unknown variant",
         ),
         (
             "follow_redirects = \"elsewhere\"",
-            "streams[0].follow_redirects",
+            "streams[cam].follow_redirects",
             "unknown variant",
         ),
     ] {
@@ -254,10 +255,10 @@ fn rtsp_sources_are_checked() {
         "[[streams]]\npath = \"a\"\nsource = \"file:configs/media/demo.flv\"\non_demand = true\n",
     )
     .unwrap_err();
-    assert_eq!(e.key, "streams[0].on_demand");
+    assert_eq!(e.key, "streams[a].on_demand");
     assert!(e.message.contains("rtsp:// sources only"), "{e}");
     let e = validate("[[streams]]\npath = \"a\"\nsource = \"rtsp://\"\n").unwrap_err();
-    assert_eq!(e.key, "streams[0].source");
+    assert_eq!(e.key, "streams[a].source");
     let e = validate("[rtsp]\nudp_port_min = 40000\nudp_port_max = 30000\n").unwrap_err();
     assert_eq!(e.key, "rtsp.udp_port_min");
     let e = validate("[rtsp]\nretry_min = \"10s\"\nretry_max = \"1s\"\n").unwrap_err();
@@ -274,7 +275,8 @@ fn rtsp_sources_are_checked() {
     ))
     .unwrap();
     let redirects: Vec<FollowRedirects> = s
-        .streams
+        .table
+        .plans
         .iter()
         .map(|st| match &st.source {
             SourceUrl::Rtsp(r) => r.follow_redirects,
@@ -291,7 +293,7 @@ fn streams_spread_round_robin() {
         "[[streams]]\npath = \"a\"\n{demo}\n[[streams]]\npath = \"b\"\n{demo}\n[[streams]]\npath = \"c\"\n{demo}\nshard = 0\n"
     ))
     .unwrap();
-    let shards: Vec<usize> = s.streams.iter().map(|p| p.shard).collect();
+    let shards: Vec<usize> = s.table.plans.iter().map(|p| p.shard).collect();
     assert_eq!(shards, [0, 1, 0]);
 }
 
@@ -301,11 +303,12 @@ fn publish_keys_per_path_and_global() {
         "[rtmp]\npublish_key = \"all\"\n[[streams]]\npath = \"live/cam\"\npublish_key = \"cam\"\n",
     )
     .unwrap();
-    assert_eq!(s.publish_key("live/cam"), Some("cam"));
-    assert_eq!(s.publish_key("live/other"), Some("all"));
-    assert!(s.streams.is_empty());
+    let global = s.config.rtmp.publish_key.as_deref();
+    assert_eq!(s.table.publish_key("live/cam", global), Some("cam"));
+    assert_eq!(s.table.publish_key("live/other", global), Some("all"));
+    assert!(s.table.plans.is_empty());
     let s = validate("").unwrap();
-    assert_eq!(s.publish_key("live/x"), None);
+    assert_eq!(s.table.publish_key("live/x", None), None);
 }
 
 #[test]
@@ -347,13 +350,16 @@ fn stream_paths_are_stream_paths() {
         "[[streams]]\npath = \"/live/cam1/\"\n{demo}\n[[streams]]\npath = \"push\"\npublish_key = \"k\"\n"
     ))
     .unwrap();
-    assert_eq!(s.streams[0].path, StreamPath::parse("live/cam1").unwrap());
-    assert!(s.has_source("live/cam1"));
+    assert_eq!(
+        s.table.plans[0].path,
+        StreamPath::parse("live/cam1").unwrap()
+    );
+    assert!(s.table.has_source("live/cam1"));
     assert!(
-        !s.has_source("/live/cam1/"),
+        !s.table.has_source("/live/cam1/"),
         "callers pass normalised paths"
     );
-    assert_eq!(s.publish_key("push"), Some("k"));
+    assert_eq!(s.table.publish_key("push", None), Some("k"));
     let e = validate(&format!("[[streams]]\npath = \"a%zz\"\n{demo}\n")).unwrap_err();
     assert_eq!(e.key, "streams[0].path");
     assert_eq!(e.message, "bad percent-escape in a stream path");
@@ -407,18 +413,18 @@ fn configured_paths_sharing_an_rtmp_name_are_refused() {
         "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/demo\"\npublish_key = \"k\"\n"
     ))
     .unwrap_err();
-    assert_eq!(e.key, "streams[1].path");
+    assert_eq!(e.key, "streams[live/demo].path");
     assert!(e.message.contains("share an RTMP name"), "{}", e.message);
     let e = validate(&format!(
         "[[streams]]\npath = \"live/demo\"\n{demo}\n[[streams]]\npath = \"demo\"\n{demo}\n"
     ))
     .unwrap_err();
-    assert_eq!(e.key, "streams[1].path");
+    assert_eq!(e.key, "streams[demo].path");
     let s = validate(&format!(
         "[[streams]]\npath = \"demo\"\n{demo}\n[[streams]]\npath = \"live/a/demo\"\npublish_key = \"k\"\n"
     ))
     .unwrap();
-    let held: Vec<(&str, Holder)> = s.configured_paths().collect();
+    let held: Vec<(&str, Holder)> = s.table.configured_paths();
     assert_eq!(
         held,
         [

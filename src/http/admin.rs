@@ -16,7 +16,7 @@ mod streams;
 use super::origin::{self, Scheme};
 use super::proto::{Request, Response};
 use crate::auth::{Action, Verdict};
-use crate::shard::Shard;
+use crate::shard::ShardRef;
 use crate::webrtc::Handle;
 use std::net::IpAddr;
 
@@ -26,7 +26,7 @@ pub const PREFIX: &str = "/api/v1/";
 /// What a handler gets besides the request.
 pub struct Ctx<'a> {
     /// The shard the request came in on.
-    pub shard: &'a Shard,
+    pub shard: &'a ShardRef,
     /// That shard's WebRTC side.
     pub rtc: &'a Handle,
     /// The caller's address.

@@ -1,9 +1,10 @@
 //! The REST API and `/metrics`, built from the shards' published snapshots and counters.
 
+use crate::config::{StreamConfig, StreamTable};
 use crate::media::{MediaKind, Track};
 use crate::shard::{ShardSnapshot, Shared};
 use crate::stats::{self, Metric, ShardStats};
-use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats};
+use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats, StreamPath};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -71,10 +72,70 @@ fn source_json(s: &SourceInfo, addresses: bool) -> Value {
 
 /// `GET /api/v1/streams`: every published stream with its source, owner, tracks, input
 /// bitrate, viewers (total and per shard) and the RTMP path players open
-/// (`rtmp://HOST:rtmp_port/rtmp_path`). Peers' addresses (a publisher's, a camera's) are
-/// in it only with `show_addresses` (a caller with the `api` permission); viewers are
-/// counted, never listed.
-pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses: bool) -> String {
+/// (`rtmp://HOST:rtmp_port/rtmp_path`), and whether it is configured (`[[streams]]` in
+/// `table`). Peers' addresses (a publisher's, a camera's) and configured entries
+/// (`config`) are in it only with `show_addresses` (a caller with the `api` permission);
+/// viewers are counted, never listed.
+pub fn streams_json(
+    snapshots: &[ShardSnapshot],
+    table: &StreamTable,
+    rtmp_port: u16,
+    show_addresses: bool,
+) -> String {
+    let mut streams = stream_values(snapshots, table, show_addresses);
+    streams.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    json!({ "rtmp_port": rtmp_port, "streams": streams }).to_string()
+}
+
+/// `GET /api/v1/streams/{path}`: the stream as in the list (with addresses), or, for a
+/// configured stream whose source has not published yet, its entry with no media.
+pub fn stream_json(snapshots: &[ShardSnapshot], table: &StreamTable, path: &str) -> Option<Value> {
+    let found = stream_values(snapshots, table, true)
+        .into_iter()
+        .find(|v| v["path"] == path);
+    if found.is_some() {
+        return found;
+    }
+    let (_, entry) = table.entry(&StreamPath::parse(path).ok()?)?;
+    let source = table
+        .plan(path)
+        .map(|p| json!({ "kind": p.source.kind(), "state": "starting" }));
+    Some(json!({
+        "path": path,
+        "rtmp_path": crate::rtmp::play_path(path),
+        "source": source,
+        "owner_shard": table.plan(path).map(|p| p.shard),
+        "tracks": [],
+        "bitrate_in": 0,
+        "bytes_in": 0,
+        "frames_in": 0,
+        "frames_dropped": 0,
+        "relay_shards": [],
+        "viewers": { "total": 0, "by_shard": vec![0; snapshots.len()] },
+        "configured": true,
+        "config": entry_json(entry),
+    }))
+}
+
+/// A `[[streams]]` entry as the API shows it: the password and credentials in the source
+/// URL hidden.
+pub fn entry_json(entry: &StreamConfig) -> Value {
+    let mut v = serde_json::to_value(entry).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        if obj.contains_key("password") {
+            obj.insert("password".into(), json!("***"));
+        }
+        if let Some(Value::String(src)) = obj.get("source")
+            && let Ok(url) = crate::rtsp::proto::url::RtspUrl::parse(src)
+        {
+            let shown = url.redacted();
+            obj.insert("source".into(), json!(shown));
+        }
+    }
+    v
+}
+
+fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -> Vec<Value> {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for (shard, snap) in snapshots.iter().enumerate() {
@@ -91,9 +152,12 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses:
         for p in snap.paths.iter().filter(|p| p.info.role == Role::Owner) {
             let i = &p.info;
             let by_shard = viewers.get(&*i.path).cloned().unwrap_or_default();
-            let source = i.source.as_ref().map(|s| source_json(s, show_addresses));
+            let source = i.source.as_ref().map(|s| source_json(s, show));
             let rtmp_path = crate::rtmp::play_path(&i.path);
-            streams.push(json!({
+            let entry = StreamPath::parse(&i.path)
+                .ok()
+                .and_then(|p| table.entry(&p).map(|(_, e)| e));
+            let mut v = json!({
                 "path": &*i.path,
                 "rtmp_path": rtmp_path,
                 "source": source,
@@ -105,11 +169,15 @@ pub fn streams_json(snapshots: &[ShardSnapshot], rtmp_port: u16, show_addresses:
                 "frames_dropped": dropped.get(&*i.path).copied().unwrap_or(0),
                 "relay_shards": i.relay_shards,
                 "viewers": { "total": by_shard.iter().sum::<usize>(), "by_shard": by_shard },
-            }));
+                "configured": entry.is_some(),
+            });
+            if let (true, Some(e), Some(obj)) = (show, entry, v.as_object_mut()) {
+                obj.insert("config".into(), entry_json(e));
+            }
+            streams.push(v);
         }
     }
-    streams.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    json!({ "rtmp_port": rtmp_port, "streams": streams }).to_string()
+    streams
 }
 
 /// `GET /api/v1/health`: per-shard status. `ok` is false if a shard missed heartbeats.

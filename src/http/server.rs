@@ -294,7 +294,7 @@ async fn flush(shard: &Shard, stream: &mut Stream, out: &mut BytesMut) -> std::i
 /// Routes a request from `peer`, come in over `scheme`, to its handler (a WHEP offer may
 /// wait for the stream's media).
 pub async fn route(
-    shard: &Shard,
+    shard: &ShardRef,
     rtc: &Handle,
     req: &Request,
     peer: Option<SocketAddr>,
@@ -369,8 +369,10 @@ pub async fn route(
             .header("Cache-Control", "no-cache")
             .body("text/html; charset=utf-8", PAGE),
         "/api/v1/streams" => {
-            let body =
-                api::streams_json(&shared.snapshots(), shared.rtmp_addr.port(), show_addresses);
+            let snapshots = shared.snapshots();
+            let table = shared.streams().clone();
+            let port = shared.rtmp_addr.port();
+            let body = api::streams_json(&snapshots, &table, port, show_addresses);
             origin::api_cors(Response::json(200, body), req, allow, scheme)
                 .header("Cache-Control", "no-store")
         }

@@ -231,6 +231,14 @@ impl Continuity {
         jump.filter(|_| !restart)
     }
 
+    /// Notes `frame`'s time as output without rebasing it (a source that keeps its own
+    /// timeline continuous), so that after [`restart`](Self::restart) the next source
+    /// continues from it.
+    pub fn observe(&mut self, frame: &Frame, clock_rate: u32) {
+        let at = ticks_to_micros(frame.dts, clock_rate);
+        self.latest_micros = Some(self.latest_micros.map_or(at, |l| l.max(at)));
+    }
+
     /// The latest output time of any track, in microseconds.
     pub fn latest_micros(&self) -> Option<i64> {
         self.latest_micros

@@ -93,6 +93,8 @@ struct Player {
     sink: SinkHandle,
     tracks: Option<TrackSet>,
     ended: bool,
+    /// The path was removed: the connection ends once the notice is written.
+    removed: bool,
     audio: bool,
     video: bool,
 }
@@ -102,12 +104,14 @@ struct Player {
 struct ShardAccess(ShardRef, Option<std::net::IpAddr>);
 
 impl Access for ShardAccess {
-    fn publish_key(&self, path: &StreamPath) -> Option<&str> {
-        self.0.shared.settings.publish_key(path)
+    fn publish_key(&self, path: &StreamPath) -> Option<String> {
+        let global = self.0.shared.settings.config.rtmp.publish_key.as_deref();
+        let streams = self.0.shared.streams();
+        streams.publish_key(path, global).map(str::to_string)
     }
 
     fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
-        path.check_claim(self.0.shared.settings.configured_paths())?;
+        path.check_claim(self.0.shared.streams().configured_paths())?;
         self.0.hub.borrow().check_claim(path)
     }
 
@@ -220,6 +224,9 @@ async fn run(
         }
         if session.is_closed() {
             return End::Quiet("session ended".into());
+        }
+        if matches!(role, Role::Player(p) if p.removed) {
+            return End::Quiet("the stream was removed".into());
         }
         if matches!(role, Role::Publisher(_)) && tmp.len() < READ_CHUNK {
             tmp.resize(READ_CHUNK, 0);
@@ -570,6 +577,7 @@ fn play(
                 sink,
                 tracks: None,
                 ended: false,
+                removed: false,
                 audio: true,
                 video: true,
             });
@@ -665,6 +673,10 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
         SinkEvent::End => {
             session.send_unpublish_notify();
             p.ended = true;
+        }
+        SinkEvent::Removed => {
+            session.send_unpublish_notify();
+            p.removed = true;
         }
     }
 }

@@ -2,6 +2,7 @@
 //! shards, carrying [`ShardMsg`]s: the hubs' [`StreamMsg`]s and the WebRTC side's
 //! [`SessionMsg`]s. It is the only way anything crosses shards.
 
+use crate::shard::{CmdTx, SourceCmd};
 use crate::stream::{MeshTx, StreamMsg};
 use crate::webrtc::{SessionMsg, SessionTx};
 use glommio::channels::shared_channel::{
@@ -21,6 +22,8 @@ pub enum ShardMsg {
     Stream(StreamMsg),
     /// For the receiving shard's WebRTC side (end a session it holds).
     Session(SessionMsg),
+    /// For the receiving shard's sources (start, stop, restart a configured stream).
+    Source(SourceCmd),
 }
 
 /// The unconnected channel ends of every shard, made on the main thread before the
@@ -211,7 +214,7 @@ fn holds(backlog: &VecDeque<ShardMsg>, in_flight: Option<&Arc<str>>, path: &Arc<
 fn stream_path(msg: &ShardMsg) -> Option<&Arc<str>> {
     match msg {
         ShardMsg::Stream(m) => Some(m.path()),
-        ShardMsg::Session(_) => None,
+        ShardMsg::Session(_) | ShardMsg::Source(_) => None,
     }
 }
 
@@ -258,6 +261,12 @@ impl MeshTx for Mesh {
     }
 }
 
+impl CmdTx for Mesh {
+    fn send_cmd(&self, to: usize, cmd: SourceCmd) {
+        self.send(to, ShardMsg::Source(cmd));
+    }
+}
+
 impl SessionTx for Mesh {
     fn send_session(&self, to: usize, msg: SessionMsg) {
         self.send(to, ShardMsg::Session(msg));
@@ -269,7 +278,10 @@ mod tests {
     use super::*;
 
     fn end(path: &str) -> ShardMsg {
-        ShardMsg::Stream(StreamMsg::End { path: path.into() })
+        ShardMsg::Stream(StreamMsg::End {
+            path: path.into(),
+            removed: false,
+        })
     }
 
     #[test]

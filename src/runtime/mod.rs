@@ -11,12 +11,12 @@ pub use mesh::{Mesh, MeshEnds, MeshPlan, ShardMsg};
 pub use preflight::{NoFile, PreflightError, check_memlock, check_nofile, probe_listeners};
 
 use crate::config::Settings;
-use crate::shard::{PathSnapshot, Shard, ShardRef, ShardSnapshot, Shared, Shutdown};
+use crate::shard::{PathSnapshot, Shard, ShardRef, ShardSnapshot, Shared, Shutdown, SourceCmd};
 use crate::stream::{Hub, HubLimits, SinkLimits};
 use crate::{http, source, stats, webrtc};
 use glommio::net::{TcpListener, UdpSocket};
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -238,6 +238,9 @@ async fn shard_main(
         shared: shared.clone(),
         hub: RefCell::new(hub),
         shutdown: Shutdown::default(),
+        cmd_tx: mesh.clone(),
+        sources: RefCell::default(),
+        dirty: Cell::new(false),
     });
     if let Some(cpu) = current_cpu() {
         shared.cpus[id].store(cpu as u64, Ordering::Relaxed);
@@ -291,11 +294,9 @@ async fn shard_main(
     )));
     // Let every shard bind and connect before sources announce streams.
     glommio::timer::sleep(Duration::from_millis(20)).await;
-    for plan in shared.settings.streams.iter().filter(|p| p.shard == id) {
-        tasks.push(glommio::spawn_local(source::run(
-            shard.clone(),
-            plan.clone(),
-        )));
+    let plans: Vec<_> = shared.streams().plans.clone();
+    for plan in plans.into_iter().filter(|p| p.shard == id) {
+        source::handle(&shard, SourceCmd::Start(plan));
     }
     info!(shard = id, cpu = ?current_cpu(), udp_port, "shard ready");
     if id == 0 {
@@ -390,6 +391,7 @@ fn spawn_receivers(
                 match msg {
                     ShardMsg::Stream(m) => shard.hub.borrow_mut().handle_msg(from, m),
                     ShardMsg::Session(m) => rtc.handle_msg(m),
+                    ShardMsg::Source(cmd) => source::handle(&shard, cmd),
                 }
             }
         })
@@ -436,7 +438,7 @@ fn log_addresses(shared: &Shared) {
 
 /// The shard's heartbeat (every 50 ms) and its once-a-second prune and snapshot, until
 /// the process stops.
-async fn tick_until_stopped(shard: &Shard) {
+async fn tick_until_stopped(shard: &ShardRef) {
     let shared = &shard.shared;
     let start = Instant::now();
     let mut last_tick = Instant::now();
@@ -445,11 +447,17 @@ async fn tick_until_stopped(shard: &Shard) {
     while !shared.is_stopping() {
         glommio::timer::sleep(Duration::from_millis(50)).await;
         shared.heartbeats[shard.id].store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if shard.id == 0 && shared.reload_requested.swap(false, Ordering::Relaxed) {
+            let _ = source::manage::reload_logged(shard, "SIGHUP");
+        }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             let dt = last_tick.elapsed();
             last_tick = Instant::now();
             shard.hub.borrow_mut().prune();
             publish_snapshot(shard, &mut last_bytes, dt);
+        } else if shard.dirty.get() {
+            // Paths came or went: show them now (bitrates are computed at the second).
+            publish_snapshot(shard, &mut last_bytes.clone(), last_tick.elapsed());
         }
     }
 }
@@ -472,9 +480,11 @@ async fn shut_down(shard: &Shard, mut tasks: Vec<glommio::Task<()>>, listeners: 
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(tasks);
+    shard.sources.borrow_mut().clear();
 }
 
 fn publish_snapshot(shard: &Shard, last_bytes: &mut HashMap<Arc<str>, u64>, dt: Duration) {
+    shard.dirty.set(false);
     let infos = shard.hub.borrow().paths();
     let secs = dt.as_secs_f64().max(0.001);
     let mut seen = HashMap::new();

@@ -216,7 +216,8 @@ fn fit_caps(limit: u64, shards: usize, fixed: u64, caps: Caps) -> Result<(usize,
 /// Descriptors held besides the connections: the process, each shard, each source.
 fn fixed_fds(settings: &Settings) -> u64 {
     let sources: u64 = settings
-        .streams
+        .table
+        .plans
         .iter()
         .map(|s| match s.source {
             SourceUrl::Rtsp(_) => RTSP_SOURCE_FDS,

@@ -1,6 +1,8 @@
 //! SIGINT/SIGTERM/SIGHUP: blocked in every thread and taken by one watcher thread. A stop
 //! signal sets the shared stop flag that every shard polls; SIGHUP reloads the TLS
-//! certificates (the next handshake serves the new ones; open connections keep theirs).
+//! certificates (the next handshake serves the new ones; open connections keep theirs)
+//! and asks shard 0 to reload the config file's streams
+//! ([`crate::source::manage::reload`]).
 
 use crate::shard::Shared;
 use std::sync::Arc;
@@ -44,6 +46,12 @@ pub fn spawn_watcher(shared: Arc<Shared>) {
                 }
                 if sig == libc::SIGHUP {
                     reload_certificates(&shared);
+                    if shared.settings.file.is_some() {
+                        // The shards apply it: shard 0 at its next heartbeat.
+                        shared.reload_requested.store(true, Ordering::Relaxed);
+                    } else {
+                        info!("SIGHUP: running on the built-in configuration, no config file to reload");
+                    }
                     continue;
                 }
                 if shared.stopping.swap(true, Ordering::Relaxed) {

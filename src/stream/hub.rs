@@ -263,6 +263,10 @@ struct PathState {
     /// Continues a pushed source's timeline; kept across publishes of the path, so
     /// viewers that wait through a publisher's restart see time go on.
     timeline: Continuity,
+    /// The source took over a path that had frames before (a restarted or replaced
+    /// source): the hub continues its timeline even if it keeps its own continuous, as
+    /// its clock is unrelated to the previous source's.
+    took_over: bool,
     jump_reports: JumpReports,
 }
 
@@ -283,6 +287,7 @@ impl PathState {
             frames_in: 0,
             dropped: 0,
             timeline: Continuity::new(),
+            took_over: false,
             jump_reports: JumpReports::new(),
         }
     }
@@ -291,9 +296,9 @@ impl PathState {
     /// [`SourceInfo::continues_timeline`]); counts absorbed jumps and logs them,
     /// rate-limited.
     fn continue_timeline(&mut self, frame: &mut Frame, stats: &ShardStats) {
-        if self.source.as_ref().is_none_or(|s| s.continues_timeline) {
+        let Some(source) = &self.source else {
             return;
-        }
+        };
         let clock = self
             .tracks
             .as_ref()
@@ -302,6 +307,12 @@ impl PathState {
         let Some(clock) = clock else {
             return;
         };
+        if source.continues_timeline && !self.took_over {
+            // Its times pass as they are; noted, so a source that takes over later
+            // continues from them.
+            self.timeline.observe(frame, clock);
+            return;
+        }
         let Some(jump) = self.timeline.rebase(frame, clock) else {
             return;
         };
@@ -363,9 +374,15 @@ impl PathState {
         }
     }
 
-    fn end_sinks(&mut self) {
+    /// Tells the viewers the source stopped (`removed`: the path is gone, they end).
+    fn end_sinks(&mut self, removed: bool) {
+        let ev = if removed {
+            SinkEvent::Removed
+        } else {
+            SinkEvent::End
+        };
         for s in &self.sinks {
-            s.push(SinkEvent::End);
+            s.push(ev.clone());
         }
         self.tracks = None;
         self.metadata = None;
@@ -531,6 +548,7 @@ impl Hub {
         st.source = Some(source);
         // A new source's clock is its own: viewers still attached see time go on.
         st.timeline.restart();
+        st.took_over = st.timeline.latest_micros().is_some();
         stats::add(&self.stats.streams, 1);
         for to in self.others() {
             self.tx.send_control(
@@ -681,15 +699,30 @@ impl Hub {
     /// Stops publishing an owned stream: viewers everywhere are told, the directory
     /// entry is withdrawn. Viewers stay attached and resume if the path is published again.
     pub fn unpublish(&mut self, path: &str) -> Result<(), HubError> {
+        self.withdraw(path, false)
+    }
+
+    /// Stops publishing an owned stream whose path is removed from the server (its
+    /// configured stream deleted): as [`Hub::unpublish`], but viewers everywhere get
+    /// [`SinkEvent::Removed`] and are ended.
+    pub fn remove(&mut self, path: &str) -> Result<(), HubError> {
+        self.withdraw(path, true)
+    }
+
+    fn withdraw(&mut self, path: &str, removed: bool) -> Result<(), HubError> {
         let shard = self.shard;
         let st = self.owned_mut(path)?;
-        st.end_sinks();
+        st.end_sinks(removed);
         st.source = None;
         st.role = Role::Waiting;
         let p = st.path.clone();
         let subs: Vec<usize> = st.remote.drain(..).map(|r| r.shard).collect();
         for to in subs {
-            self.tx.send_control(to, StreamMsg::End { path: p.clone() });
+            let end = StreamMsg::End {
+                path: p.clone(),
+                removed,
+            };
+            self.tx.send_control(to, end);
         }
         self.directory.remove(&p);
         for to in self.others() {
@@ -865,9 +898,9 @@ impl Hub {
                     st.fan_out(frame, stats);
                 }
             }
-            StreamMsg::End { path } => {
+            StreamMsg::End { path, removed } => {
                 if let Some(st) = self.relay_mut(&path, from) {
-                    st.end_sinks();
+                    st.end_sinks(removed);
                     st.role = Role::Waiting;
                     stats::sub(&self.stats.relays, 1);
                     self.wake_media(&path);
@@ -925,13 +958,16 @@ impl Hub {
             // We lost the race: our publisher is cut off (its next push gets `NotOwner`)
             // and our viewers are relayed from the winner.
             warn!(path = %path, shard = me, winner = owner, "stream published on two shards at once; this shard gives it up");
-            st.end_sinks();
+            st.end_sinks(false);
             st.source = None;
             st.role = Role::Waiting;
             let subs: Vec<usize> = st.remote.drain(..).map(|r| r.shard).collect();
             for to in subs {
-                self.tx
-                    .send_control(to, StreamMsg::End { path: path.clone() });
+                let end = StreamMsg::End {
+                    path: path.clone(),
+                    removed: false,
+                };
+                self.tx.send_control(to, end);
             }
             stats::sub(&self.stats.streams, 1);
         }
@@ -969,7 +1005,13 @@ impl Hub {
                 };
                 self.tx.send_control(shard, init);
             }
-            _ => self.tx.send_control(shard, StreamMsg::End { path }),
+            _ => {
+                let end = StreamMsg::End {
+                    path,
+                    removed: false,
+                };
+                self.tx.send_control(shard, end);
+            }
         }
     }
 

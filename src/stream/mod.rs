@@ -97,6 +97,8 @@ pub enum StreamMsg {
     End {
         /// Stream path.
         path: Arc<str>,
+        /// The path was removed: viewers are ended rather than left waiting.
+        removed: bool,
     },
 }
 
@@ -117,7 +119,7 @@ impl StreamMsg {
             | StreamMsg::Tracks { path, .. }
             | StreamMsg::Metadata { path, .. }
             | StreamMsg::Frame { path, .. }
-            | StreamMsg::End { path } => path,
+            | StreamMsg::End { path, .. } => path,
         }
     }
 
@@ -141,8 +143,11 @@ impl StreamMsg {
                     M::Init { .. } | M::Tracks { .. } | M::Metadata { .. }
                 ) | (M::Tracks { .. }, M::Tracks { .. })
                     | (M::Metadata { .. }, M::Metadata { .. })
-                    | (M::End { .. }, M::End { .. })
             )
+            || matches!(
+                (self, earlier),
+                (M::End { removed: now, .. }, M::End { removed: before, .. }) if *now || !*before
+            ) && self.path() == earlier.path()
     }
 }
 

@@ -22,6 +22,9 @@ pub enum SinkEvent {
     /// The source stopped. The viewer stays attached: if the path is published again it
     /// gets `Tracks` and frames again.
     End,
+    /// The path was removed from the server (its configured stream deleted): the viewer
+    /// is ended.
+    Removed,
 }
 
 /// A frame as fanned out on one shard: the frame, plus the forms derived from it that
@@ -318,7 +321,7 @@ fn event_bytes(ev: &SinkEvent) -> usize {
     match ev {
         SinkEvent::Frame(f) => f.frame.data.len(),
         SinkEvent::Metadata(m) => m.len(),
-        SinkEvent::Tracks(_) | SinkEvent::End => 0,
+        SinkEvent::Tracks(_) | SinkEvent::End | SinkEvent::Removed => 0,
     }
 }
 
@@ -338,6 +341,7 @@ impl Inner {
                 SinkEvent::Tracks(_) => !std::mem::replace(&mut tracks, true),
                 SinkEvent::Metadata(_) => !std::mem::replace(&mut meta, true),
                 SinkEvent::End => !tracks && !std::mem::replace(&mut end, true),
+                SinkEvent::Removed => true,
             };
             if wanted {
                 keep.push(ev);
@@ -460,6 +464,7 @@ mod tests {
             .map(|e| match e {
                 SinkEvent::Tracks(_) => 'T',
                 SinkEvent::End => 'E',
+                SinkEvent::Removed => 'R',
                 SinkEvent::Metadata(_) => 'M',
                 SinkEvent::Frame(_) => 'F',
             })

@@ -83,6 +83,8 @@ pub enum CloseReason {
     Error,
     /// The server is shutting down.
     Shutdown,
+    /// The stream was removed from the server.
+    StreamRemoved,
 }
 
 impl CloseReason {
@@ -95,6 +97,7 @@ impl CloseReason {
             CloseReason::IceDisconnected => "ICE disconnected",
             CloseReason::Error => "WebRTC error",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::StreamRemoved => "stream removed",
         }
     }
 }
@@ -352,6 +355,10 @@ impl Peer {
                     self.send_written(now, out)?;
                 }
                 SinkEvent::Metadata(_) | SinkEvent::End => {}
+                SinkEvent::Removed => {
+                    self.close(CloseReason::StreamRemoved, out);
+                    return None;
+                }
             }
         }
         self.poll(now, out)

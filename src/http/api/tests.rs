@@ -158,11 +158,11 @@ fn streams_json_without_addresses_names_no_peer() {
             continues_timeline: false,
         }),
     ));
-    let shown = streams_json(&snaps, 1935, true);
+    let shown = streams_json(&snaps, &Default::default(), 1935, true);
     for addr in ["192.0.2.7:50123", "10.1.2.3", "rtsp://127.0.0.1/cam"] {
         assert!(shown.contains(addr), "{addr} missing: {shown}");
     }
-    let hidden = streams_json(&snaps, 1935, false);
+    let hidden = streams_json(&snaps, &Default::default(), 1935, false);
     for addr in [
         "192.0.2.7",
         "10.1.2.3",

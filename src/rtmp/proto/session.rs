@@ -281,7 +281,7 @@ pub enum Output {
 /// state of its own).
 pub trait Access {
     /// The key a publisher of `path` must give as `?key=`, if any.
-    fn publish_key(&self, path: &StreamPath) -> Option<&str>;
+    fn publish_key(&self, path: &StreamPath) -> Option<String>;
     /// Whether a publisher may claim `path`: [`StreamPath::check_claim`] over the
     /// configured streams, then the published ones.
     fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError>;
@@ -311,11 +311,11 @@ pub struct AccessTable {
 }
 
 impl Access for AccessTable {
-    fn publish_key(&self, path: &StreamPath) -> Option<&str> {
+    fn publish_key(&self, path: &StreamPath) -> Option<String> {
         self.publish_keys
             .get(path)
             .or(self.publish_key.as_ref())
-            .map(String::as_str)
+            .cloned()
     }
 
     fn check_claim(&self, path: &StreamPath) -> Result<(), ClaimError> {
@@ -1105,7 +1105,7 @@ impl ServerSession {
             if !creds
                 .key
                 .as_deref()
-                .is_some_and(|k| auth::secret::eq(k, key))
+                .is_some_and(|k| auth::secret::eq(k, &key))
             {
                 return self.refuse(
                     "NetStream.Publish.Unauthorized",

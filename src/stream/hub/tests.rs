@@ -533,7 +533,10 @@ fn a_later_control_message_supersedes_only_earlier_ones_of_its_kind_and_path() {
         path: p.clone(),
         owner: 0,
     };
-    let end = |p: &Arc<str>| StreamMsg::End { path: p.clone() };
+    let end = |p: &Arc<str>| StreamMsg::End {
+        path: p.clone(),
+        removed: false,
+    };
     assert!(meta(&a).supersedes(&meta(&a)));
     assert!(!meta(&a).supersedes(&meta(&b)));
     assert!(tracks(&a).supersedes(&tracks(&a)));

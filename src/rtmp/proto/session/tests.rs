@@ -1224,7 +1224,7 @@ struct Recorder {
 }
 
 impl Access for Recorder {
-    fn publish_key(&self, _: &StreamPath) -> Option<&str> {
+    fn publish_key(&self, _: &StreamPath) -> Option<String> {
         None
     }
     fn check_claim(&self, _: &StreamPath) -> Result<(), crate::stream::ClaimError> {
