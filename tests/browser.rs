@@ -1201,32 +1201,6 @@ fn page_admin_view_tests_adds_plays_kicks_and_removes_a_camera() {
     let session_url = v["session"].as_str().unwrap_or("").to_string();
     t.assert_time_advances();
 
-    // Its WebRTC session is in the table; Kick ends it.
-    let v = t.wait_admin("the viewer's session is listed", |v| {
-        v["sessions"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|s| s["path"] == "cams/door" && s["protocol"] == "webrtc")
-        })
-    });
-    let id = v["sessions"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|s| s["path"] == "cams/door" && s["protocol"] == "webrtc")
-        })
-        .and_then(|s| s["id"].as_str())
-        .unwrap_or("")
-        .to_string();
-    t.log(&format!("kicking session {id} (WHEP {session_url})"));
-    t.click(&format!("button.kick[data-id=\"{id}\"]"));
-    let gone = id.clone();
-    t.wait_admin("Kick removes the session from the table", move |v| {
-        v["error"].is_null()
-            && v["sessions"]
-                .as_array()
-                .is_some_and(|a| a.iter().all(|s| s["id"] != gone.as_str()))
-    });
-
     // Remove: the stream leaves both lists.
     t.click("#configured button.remove[data-path=\"cams/door\"]");
     t.wait_admin("Remove takes the camera off both lists", |v| {
@@ -1235,6 +1209,34 @@ fn page_admin_view_tests_adds_plays_kicks_and_removes_a_camera() {
                 .is_some_and(|a| a.iter().any(|p| p == "cams/door"))
         };
         v["error"].is_null() && !has("configured") && !has("listed")
+    });
+    t.log(&format!("removed; the page had played WHEP {session_url}"));
+
+    // A viewer of the demo stream is in the sessions table; Kick ends it.
+    t.path = "demo".to_string();
+    t.size = (1280, 720);
+    t.click("tr[data-path=\"demo\"] button.play");
+    t.wait_playing("the demo stream plays", None);
+    let viewer = |s: &Value| s["path"] == "demo" && s["protocol"] == "webrtc";
+    let v = t.wait_admin("the viewer's session is listed", |v| {
+        v["sessions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(viewer))
+    });
+    let id = v["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| viewer(s)))
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or("")
+        .to_string();
+    t.log(&format!("kicking session {id}"));
+    t.click(&format!("button.kick[data-id=\"{id}\"]"));
+    let gone = id.clone();
+    t.wait_admin("Kick removes the session from the table", move |v| {
+        v["error"].is_null()
+            && v["sessions"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|s| s["id"] != gone.as_str()))
     });
 }
 
