@@ -377,19 +377,7 @@ pub async fn route(
                 .header("Cache-Control", "no-store")
         }
         "/api/v1/health" => {
-            let now_ms = shared
-                .started
-                .elapsed()
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            // Heartbeats count from each shard's own start; compare against the freshest.
-            let freshest = (0..shared.shards())
-                .map(|i| shared.heartbeats[i].load(std::sync::atomic::Ordering::Relaxed))
-                .max()
-                .unwrap_or(now_ms);
-            let (ok, body) = api::health_json(shared, freshest);
-            let r = Response::json(if ok { 200 } else { 503 }, body);
-            origin::api_cors(r, req, allow, scheme).header("Cache-Control", "no-store")
+            origin::api_cors(health(shared), req, allow, scheme).header("Cache-Control", "no-store")
         }
         "/metrics" => Response::new(200).body(
             "text/plain; version=0.0.4; charset=utf-8",
@@ -398,6 +386,22 @@ pub async fn route(
         _ => Response::text(426, "this endpoint needs a WebSocket upgrade")
             .header("Upgrade", "websocket"),
     }
+}
+
+/// `GET /api/v1/health`: 200, or 503 when a shard missed its heartbeats.
+fn health(shared: &crate::shard::Shared) -> Response {
+    let now_ms = shared
+        .started
+        .elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Heartbeats count from each shard's own start; compare against the freshest.
+    let freshest = (0..shared.shards())
+        .map(|i| shared.heartbeats[i].load(std::sync::atomic::Ordering::Relaxed))
+        .max()
+        .unwrap_or(now_ms);
+    let (ok, body) = api::health_json(shared, freshest);
+    Response::json(if ok { 200 } else { 503 }, body)
 }
 
 /// The WebSocket loop at `/ws`: WebRTC signaling in JSON messages
