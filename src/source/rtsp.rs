@@ -16,7 +16,9 @@ use crate::rtsp::ingest::{
     Event, Ingest, IngestConfig, IngestError, Input, Output, RedirectPolicy, TransportMode,
 };
 use crate::rtsp::proto::auth::Credentials;
-use crate::rtsp::proto::session::{self, Session, SessionConfig, SetupTrack};
+use crate::rtsp::proto::session::{
+    Event as SessionEvent, Output as SessionOutput, Session, SessionConfig, SetupTrack,
+};
 use crate::rtsp::proto::url::RtspUrl;
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
@@ -572,11 +574,11 @@ async fn describe_on(tcp: &mut TcpStream, s: &mut Session) -> Result<Described, 
     let mut read = 0usize;
     loop {
         let next = match s.poll_output()? {
-            session::Output::Transmit(b) => {
+            SessionOutput::Transmit(b) => {
                 tcp.write_all(&b).await.map_err(|e| IngestError::io(&e))?;
                 continue;
             }
-            session::Output::Event(session::Event::Described { tracks, skipped }) => {
+            SessionOutput::Event(SessionEvent::Described { tracks, skipped }) => {
                 let server = s.server().map(str::to_string);
                 return Ok(Described {
                     tracks,
@@ -584,8 +586,8 @@ async fn describe_on(tcp: &mut TcpStream, s: &mut Session) -> Result<Described, 
                     server,
                 });
             }
-            session::Output::Event(_) => continue,
-            session::Output::Timeout(t) => t,
+            SessionOutput::Event(_) => continue,
+            SessionOutput::Timeout(t) => t,
         };
         let wait = next.saturating_duration_since(Instant::now());
         let timer = async {
