@@ -64,6 +64,14 @@ struct ProbeBody {
     credentials: Option<Credentials>,
 }
 
+/// The body's camera, as [`handle`] reads it: `Ok(url redacted, whether credentials
+/// were given)` or the 400 message. For the fuzz target.
+pub fn parse_body(body: &[u8]) -> Result<(String, bool), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let p = parse(&v)?;
+    Ok((p.url.redacted(), p.credentials.is_some()))
+}
+
 /// Reads `{"url", "user"?, "password"?, "transport"?}`; the transport is checked but a
 /// probe runs no media, so it does not change what is done.
 fn parse(v: &Value) -> Result<ProbeBody, String> {
@@ -96,6 +104,11 @@ fn parse(v: &Value) -> Result<ProbeBody, String> {
     }
     let user = text("user")?.filter(|u| !u.is_empty());
     let password = text("password")?.filter(|p| !p.is_empty());
+    for (key, v) in [("user", user), ("password", password)] {
+        if v.is_some_and(|v| v.chars().any(char::is_control)) {
+            return Err(format!("{key} must not contain control characters"));
+        }
+    }
     let credentials = match (user, password) {
         (Some(user), password) => Some(Credentials {
             user: user.to_string(),
@@ -238,6 +251,10 @@ mod tests {
                 "password given without user",
             ),
             (r#"{"url": "rtsp://h/", "pass": "p"}"#, "unknown key 'pass'"),
+            (
+                r#"{"url": "rtsp://h/", "user": "a\r\nX: y"}"#,
+                "user must not contain control characters",
+            ),
         ] {
             let e = body(b).expect_err(b);
             assert!(e.starts_with(want), "{b}: {e}");
