@@ -141,8 +141,32 @@ fn probe_is_bounded_in_time_and_bytes() {
         while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
     });
     let t0 = Instant::now();
-    let (status, v) = probe(&s, json!({ "url": format!("rtsp://{silent}/x") }));
-    assert_eq!(status, 502, "{v}");
+    let http = s.http;
+    let waiting = std::thread::spawn(move || {
+        let body = json!({ "url": format!("rtsp://{silent}/x") }).to_string();
+        corecast_client::http::post(
+            http,
+            "/api/v1/probe",
+            "application/json",
+            body.as_bytes(),
+            Duration::from_secs(20),
+        )
+        .expect("probe request")
+    });
+    // Meanwhile every shard keeps answering (the probe is one task among others).
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(s.get("/api/v1/health").status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    let r = waiting.join().expect("probe thread");
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(r.status, 502, "{v}");
     assert!(error_of(&v).contains("did not answer OPTIONS"), "{v}");
     assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
 
@@ -162,6 +186,46 @@ fn probe_is_bounded_in_time_and_bytes() {
     let (status, v) = probe(&s, json!({ "url": format!("rtsp://{flood}/x") }));
     assert_eq!(status, 502, "{v}");
     assert!(error_of(&v).contains("more than 64 KiB"), "{v}");
+
+    // At most four probes at once per shard: nine at once on two shards leave one
+    // answered 503 at least.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let many = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().take(9).flatten() {
+            held.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let probes: Vec<_> = (0..9)
+        .map(|_| {
+            let body = json!({ "url": format!("rtsp://{many}/x") }).to_string();
+            std::thread::spawn(move || {
+                corecast_client::http::post(
+                    http,
+                    "/api/v1/probe",
+                    "application/json",
+                    body.as_bytes(),
+                    Duration::from_secs(20),
+                )
+                .expect("probe request")
+            })
+        })
+        .collect();
+    let answers: Vec<HttpResponse> = probes
+        .into_iter()
+        .map(|p| p.join().expect("probe thread"))
+        .collect();
+    let busy: Vec<&HttpResponse> = answers.iter().filter(|r| r.status == 503).collect();
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
+    assert_eq!(busy[0].header("Retry-After"), Some("1"));
+    assert!(busy[0].body_text().contains("probes are running"));
 
     // The server is fine afterwards.
     let r = s.get("/api/v1/health");
