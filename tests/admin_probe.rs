@@ -1,6 +1,7 @@
 //! `POST /api/v1/probe` ("test connection") against the GStreamer camera stand-in and
 //! against cameras that fail: nothing listening, credentials wanted, a wrong mount, a
-//! camera that never answers, one that floods; bad bodies. Credentials never come back.
+//! camera that never answers (the shards keep serving meanwhile), one that floods, more
+//! probes at once than a shard runs; bad bodies. Credentials never come back.
 #![allow(clippy::disallowed_methods)] // Tests drive real time.
 
 mod common;

@@ -10,6 +10,11 @@
 //! - A stream that needs credentials: the page says why it cannot play it without a token
 //!   (401), with a token for another path (403) or a forged one (401), and plays it when
 //!   opened with `?token=` carrying a JWT that allows reading it.
+//! - The admin view (on loopback, which has `api`): Test connection shows a refused
+//!   port's error and the camera's tracks, Add shows the API's 400 and adds the camera,
+//!   which plays from the list, Remove takes it off both lists, a WHEP viewer's session
+//!   is in the sessions table and Kick ends it. A caller without `api` sees no admin
+//!   view, and the page raises no login prompt finding that out.
 //!
 //! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
 //! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
