@@ -1269,7 +1269,7 @@ mod tests;
 mod tls;
 
 pub use edit::{Edit, edit_streams, write_atomic};
-pub use streams::{StreamChanges, StreamTable};
+pub use streams::{StreamChanges, StreamTable, entry_from_json, merge_patch};
 
 use tls::optional_addr;
 pub use tls::{TlsListener, TlsSettings};

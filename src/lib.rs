@@ -16,6 +16,7 @@ pub mod rtp;
 pub mod rtsp;
 pub mod runtime;
 pub mod sdp;
+pub mod session;
 pub mod shard;
 pub mod source;
 pub mod stats;

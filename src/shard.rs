@@ -34,6 +34,8 @@ pub struct Shared {
     streams: Mutex<StreamTable>,
     /// Counters of each shard.
     pub stats: Vec<Arc<ShardStats>>,
+    /// Every session (publishers, players, viewers, camera sources) of every shard.
+    pub sessions: Arc<crate::session::Registry>,
     /// Each shard's latest view of its paths.
     pub snapshots: Vec<Mutex<ShardSnapshot>>,
     /// Set when the process is shutting down.
@@ -94,6 +96,7 @@ impl Shared {
             streams,
             settings,
             stats: (0..n).map(|_| Arc::new(ShardStats::default())).collect(),
+            sessions: Arc::default(),
             snapshots: (0..n)
                 .map(|_| Mutex::new(ShardSnapshot::default()))
                 .collect(),
@@ -161,6 +164,9 @@ pub struct Shard {
     /// Set when the shard's paths changed in a way the API should show at once: the
     /// next heartbeat publishes the snapshot instead of waiting for the second.
     pub dirty: Cell<bool>,
+    /// How to end each of the shard's sessions (the shard's half of
+    /// [`Shared::sessions`]).
+    pub sessions: Rc<crate::session::Local>,
 }
 
 /// An order about a configured stream's source, for the shard that runs it or is to.

@@ -50,6 +50,12 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     || python3 -m pip install -q --break-system-packages prometheus-client \
     || { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client; }
 fi
+# tests/openapi_check.py validates the OpenAPI description and the server's answers.
+if ! python3 -c 'import openapi_core, openapi_spec_validator' 2>/dev/null; then
+  say "installing the OpenAPI validators (openapi-core, openapi-spec-validator) with pip"
+  python3 -m pip install -q openapi-core openapi-spec-validator 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages openapi-core openapi-spec-validator
+fi
 
 # --- static checks ---------------------------------------------------------------------
 say "cargo fmt --check"

@@ -2,8 +2,9 @@
 //! reload make a new table, [`StreamTable::settle_shards`] keeps owners where they are,
 //! and [`StreamTable::changes`] says which sources start, restart and stop.
 
-use super::{StreamConfig, StreamPlan};
+use super::{ConfigError, StreamConfig, StreamPlan};
 use crate::stream::{Holder, StreamPath};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// The configured streams, validated.
@@ -162,6 +163,41 @@ impl StreamTable {
     }
 }
 
+/// A `[[streams]]` entry from its JSON form (the API's bodies), or the error the config
+/// file would get for it, naming the entry `streams[label]`.
+pub fn entry_from_json(v: Value, label: &str) -> Result<StreamConfig, ConfigError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let at = e.path().to_string();
+        let key = if at == "." {
+            format!("streams[{label}]")
+        } else {
+            format!("streams[{label}].{at}")
+        };
+        ConfigError::new(key, e.into_inner().to_string())
+    })
+}
+
+/// RFC 7396 JSON merge patch: `patch`'s members replace `target`'s, recursively for
+/// objects; `null` removes. Bounded by `patch`'s own depth.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +223,21 @@ mod tests {
             .expect("parses")
             .stream_table(shards, base)
             .expect("valid")
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut t = json!({"path": "a", "source": "rtsp://x", "transport": "tcp"});
+        merge_patch(
+            &mut t,
+            &json!({"source": "rtsp://y", "transport": null, "on_demand": true}),
+        );
+        assert_eq!(
+            t,
+            json!({"path": "a", "source": "rtsp://y", "on_demand": true})
+        );
+        merge_patch(&mut t, &json!(3));
+        assert_eq!(t, json!(3));
     }
 
     fn shard_of(t: &StreamTable, path: &str) -> usize {

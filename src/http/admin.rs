@@ -55,8 +55,14 @@ fn resource(path: &str, method: &str) -> Option<&'static str> {
 }
 
 /// Answers `req` if it is one of this module's resources; `None` leaves it to the
-/// caller.
+/// caller. Every answer, refusals and preflights included, has `Cache-Control: no-store`
+/// and `Vary: Origin`.
 pub async fn route(cx: &Ctx<'_>, req: &Request) -> Option<Response> {
+    let r = answer(cx, req).await?;
+    Some(r.header("Cache-Control", "no-store"))
+}
+
+async fn answer(cx: &Ctx<'_>, req: &Request) -> Option<Response> {
     let allow_methods = resource(&req.path, &req.method)?;
     let allow = &cx.shard.shared.settings.config.http.allow_origins;
     let cors = |r: Response| origin::api_cors(r, req, allow, cx.scheme);
@@ -80,7 +86,7 @@ pub async fn route(cx: &Ctx<'_>, req: &Request) -> Option<Response> {
         let from = req.header("Origin").unwrap_or_default();
         let msg =
             format!("pages of origin '{from}' may not change the server (http.allow_origins)");
-        return Some(error(403, &msg));
+        return Some(cors(error(403, &msg)));
     }
     let creds = req.credentials();
     let verdict = cx.shard.authorize(Action::Api, None, cx.ip, &creds);
@@ -89,9 +95,7 @@ pub async fn route(cx: &Ctx<'_>, req: &Request) -> Option<Response> {
     }
     let rest = &req.path[PREFIX.len()..];
     let r = match rest {
-        "openapi.json" => Response::new(200)
-            .header("Cache-Control", "no-cache")
-            .body("application/json", OPENAPI),
+        "openapi.json" => Response::new(200).body("application/json", OPENAPI),
         "config/reload" => streams::reload(cx).await,
         "probe" => probe::handle(cx, req).await,
         "sessions" => sessions::list(cx, req).await,
@@ -100,7 +104,7 @@ pub async fn route(cx: &Ctx<'_>, req: &Request) -> Option<Response> {
         }
         _ => streams::handle(cx, req, rest.strip_prefix("streams").unwrap_or(rest)).await,
     };
-    Some(cors(r.header("Cache-Control", "no-store")))
+    Some(cors(r))
 }
 
 /// An error answer: `{"error": msg}` with `status`.

@@ -304,7 +304,7 @@ pub async fn route(
     let shared = &shard.shared;
     let ip = peer.map(|p| p.ip());
     if req.path.starts_with(super::whep::PREFIX) {
-        return super::whep::handle(shard, rtc, req, ip).await;
+        return super::whep::handle(shard, rtc, req, peer).await;
     }
     let cx = super::admin::Ctx {
         shard,
@@ -421,7 +421,7 @@ async fn websocket(
     if !leftover.is_empty() {
         ws.handle_input(&leftover);
     }
-    let mut signaling = WsSignaling::new(rtc.clone(), peer.map(|p| p.ip()), creds);
+    let mut signaling = WsSignaling::new(rtc.clone(), peer, creds);
     let _ = ws.send_text(signaling.hello().to_text());
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = BytesMut::new();

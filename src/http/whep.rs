@@ -17,7 +17,7 @@ use crate::stream::StreamPath;
 use crate::webrtc::Handle;
 use crate::webrtc::signal::{self, Offer, SignalError};
 use crate::webrtc::table::SessionId;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// URL prefix of WHEP resources.
 pub const PREFIX: &str = "/whep/";
@@ -29,8 +29,14 @@ fn cors(r: Response) -> Response {
         .header("Access-Control-Expose-Headers", "Location, Link")
 }
 
-/// Answers a request under [`PREFIX`] from the client at `from`.
-pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request, from: Option<IpAddr>) -> Response {
+/// Answers a request under [`PREFIX`] from the client at `peer`.
+pub async fn handle(
+    shard: &Shard,
+    rtc: &Handle,
+    req: &Request,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let from = peer.map(|p| p.ip());
     let rest = req.path[PREFIX.len()..].trim_end_matches('/');
     if rest.is_empty() {
         return cors(Response::text(
@@ -49,7 +55,7 @@ pub async fn handle(shard: &Shard, rtc: &Handle, req: &Request, from: Option<IpA
                 )
                 .header("Accept-Post", "application/sdp"),
         ),
-        "POST" => match post(shard, rtc, req, rest, from).await {
+        "POST" => match post(shard, rtc, req, rest, peer).await {
             Ok(r) => r,
             Err(e) => {
                 signal::refused(shard, rtc, from, &e);
@@ -93,8 +99,9 @@ async fn post(
     rtc: &Handle,
     req: &Request,
     path: &str,
-    from: Option<IpAddr>,
+    peer: Option<SocketAddr>,
 ) -> Result<Response, SignalError> {
+    let from = peer.map(|p| p.ip());
     // Who may watch, then whether the stream can exist, are known from the path alone.
     if let Ok(p) = StreamPath::parse(path) {
         let creds = req.credentials();
@@ -118,7 +125,11 @@ async fn post(
     // Checked in full before anything subscribes; an on-demand camera starts pulling
     // only then, and the offer waits for its tracks.
     let offer = Offer::parse(path, sdp)?;
-    let c = signal::answer(shard, rtc, &offer, from).await?;
+    let via = signal::Via {
+        signaling: crate::session::Signaling::Whep,
+        peer,
+    };
+    let c = signal::answer(shard, rtc, &offer, via).await?;
     let location = format!("{PREFIX}{}/{}", c.path, c.id);
     Ok(cors(
         Response::new(201)

@@ -13,6 +13,7 @@ use super::proto::session::{
 use crate::auth::{Action, Credentials, Verdict};
 use crate::media::flv::{self, DemuxOutput, Demuxer};
 use crate::media::{Track, TrackSet};
+use crate::session::{self, Kick, Protocol, SessionGuard};
 use crate::shard::{ConnGuard, Listener, Shard, ShardRef, Wake};
 use crate::stats;
 use crate::stream::{ClaimError, HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
@@ -22,8 +23,9 @@ use futures_lite::AsyncWriteExt;
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 /// Read buffer of a publisher (media comes in large messages).
@@ -87,16 +89,60 @@ enum Role {
 struct Publisher {
     path: Arc<str>,
     demux: Demuxer,
+    /// Listed in the management API while publishing.
+    session: SessionGuard,
 }
 
 struct Player {
     sink: SinkHandle,
+    /// Listed in the management API while playing.
+    session: SessionGuard,
     tracks: Option<TrackSet>,
     ended: bool,
     /// The path was removed: the connection ends once the notice is written.
     removed: bool,
     audio: bool,
     video: bool,
+}
+
+impl Role {
+    /// The session registered for the publisher or player.
+    fn session(&self) -> Option<&SessionGuard> {
+        match self {
+            Role::Control => None,
+            Role::Publisher(p) => Some(&p.session),
+            Role::Player(p) => Some(&p.session),
+        }
+    }
+}
+
+/// Who is at the other end, as the log and the session list name it.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    addr: Option<SocketAddr>,
+    protocol: Protocol,
+}
+
+impl Peer {
+    /// Registers the connection's session: `kind` of `path`.
+    fn register(self, shard: &Shard, kind: session::Kind, path: &Arc<str>) -> SessionGuard {
+        let info = session::Info {
+            protocol: self.protocol,
+            kind,
+            signaling: None,
+            path: Some(path.clone()),
+            remote: self.addr,
+        };
+        shard.sessions.register(SystemTime::now(), info)
+    }
+}
+
+/// What wakes a connection besides its socket.
+enum Poke {
+    /// A player's next stream event.
+    Media(SinkEvent),
+    /// The session was ended through the management API.
+    Kicked,
 }
 
 /// The shard's answers to the session's publish/play questions, for the peer at the
@@ -157,12 +203,20 @@ async fn connection(shard: ShardRef, tcp: TcpStream, _guard: ConnGuard, tls: Opt
         .with_access(Box::new(ShardAccess(shard.clone(), peer.map(|p| p.ip()))));
     let mut role = Role::Control;
     let mut pending = Vec::new();
+    let protocol = match tls {
+        None => Protocol::Rtmp,
+        Some(_) => Protocol::Rtmps,
+    };
+    let who = Peer {
+        addr: peer,
+        protocol,
+    };
     let end = run(
         &shard,
         &mut stream,
         &mut session,
         &mut role,
-        peer,
+        who,
         &mut pending,
     )
     .await;
@@ -199,21 +253,30 @@ async fn run(
     stream: &mut Stream,
     session: &mut ServerSession,
     role: &mut Role,
-    peer: Option<SocketAddr>,
+    peer: Peer,
     pending: &mut Vec<Bytes>,
 ) -> End {
     let mut tmp = vec![0u8; READ_CHUNK_SMALL];
     let mut last_write: Option<Instant> = None;
     let mut timeout = Instant::now();
     let mut media = false;
+    // Bytes read and written on the connection, for its session's counters.
+    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
     loop {
         if let Some(end) = drain(shard, session, role, peer, pending, &mut timeout) {
             return end;
         }
-        match write_output(shard, stream, pending).await {
+        let written = write_output(shard, stream, pending).await;
+        if let Ok(n) = &written {
+            bytes_out += *n as u64;
+        }
+        if let Some(s) = role.session() {
+            s.counters().set_bytes(bytes_in, bytes_out);
+        }
+        match written {
             // Only media sends start a merge interval: the replies to `play` must not
             // hold back the first frames.
-            Ok(true) if media => last_write = Some(Instant::now()),
+            Ok(n) if n > 0 && media => last_write = Some(Instant::now()),
             Ok(_) => {}
             Err(source) => {
                 return End::Io {
@@ -235,27 +298,29 @@ async fn run(
             Role::Player(p) => Some(p.sink.queue.clone()),
             _ => None,
         };
-        let next_event = async {
-            match &sink {
-                Some(q) => q.recv().await,
-                None => future::pending().await,
-            }
-        };
+        let kick = role.session().map(SessionGuard::signal);
         let deadline = timeout.saturating_duration_since(Instant::now());
-        let wake = shard.wait_io(stream, &mut tmp, next_event, deadline).await;
-        media = matches!(wake, Wake::Other(_));
+        let wake = shard
+            .wait_io(stream, &mut tmp, poke(sink, kick), deadline)
+            .await;
+        media = matches!(wake, Wake::Other(Poke::Media(_)));
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
+                bytes_in += n as u64;
                 if let Err(e) = session.handle_input(Instant::now(), Input::Receive(&tmp[..n])) {
                     return End::Protocol(e);
                 }
             }
             Wake::Read(Err(source)) => return End::Io { op: "read", source },
-            Wake::Other(ev) => {
+            Wake::Other(Poke::Media(ev)) => {
                 if let Role::Player(p) = role {
                     play_batch(shard, session, p, ev, last_write).await;
+                    p.session.counters().set_dropped(p.sink.queue.dropped());
                 }
+            }
+            Wake::Other(Poke::Kicked) => {
+                return End::Quiet("ended through the management API".into());
             }
             Wake::Timeout => session.handle_timeout(Instant::now()),
             Wake::Shutdown => {
@@ -272,6 +337,26 @@ async fn run(
             session.handle_timeout(now);
         }
     }
+}
+
+/// The next stream event of a player's `sink`, or the kick of its session.
+async fn poke(sink: Option<Rc<crate::stream::SinkQueue>>, kick: Option<Rc<Kick>>) -> Poke {
+    let media = async {
+        match &sink {
+            Some(q) => Poke::Media(q.recv().await),
+            None => future::pending().await,
+        }
+    };
+    let kicked = async {
+        match &kick {
+            Some(k) => {
+                k.wait().await;
+                Poke::Kicked
+            }
+            None => future::pending().await,
+        }
+    };
+    future::or(media, kicked).await
 }
 
 /// Sends a player's stream event and whatever else is queued behind it.
@@ -309,7 +394,7 @@ fn drain(
     shard: &Shard,
     session: &mut ServerSession,
     role: &mut Role,
-    peer: Option<SocketAddr>,
+    peer: Peer,
     pending: &mut Vec<Bytes>,
     timeout: &mut Instant,
 ) -> Option<End> {
@@ -334,21 +419,21 @@ fn drain(
 /// Everything pending goes out in one `sendmsg` when the socket has room (the common case:
 /// one system call per wake-up however many frames were queued); what does not fit is
 /// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
-/// Returns whether anything was written.
+/// Returns the number of bytes written.
 /// `pending` is the connection's scratch list (drained here), kept between calls so that a
 /// send costs no allocation. Over TLS, see [`write_tls`].
 async fn write_output(
     shard: &Shard,
     stream: &mut Stream,
     pending: &mut Vec<Bytes>,
-) -> std::io::Result<bool> {
+) -> std::io::Result<usize> {
     if pending.is_empty() {
-        return Ok(false);
+        return Ok(0);
     }
     if stream.is_tls() {
-        write_tls(shard, stream, pending).await?;
-        return Ok(true);
+        return write_tls(shard, stream, pending).await;
     }
+    let total: usize = pending.iter().map(Bytes::len).sum();
     let written = writev_now(stream.tcp(), pending)?;
     stats::add(&shard.stats().bytes_out, written as u64);
     let mut skip = written;
@@ -361,7 +446,7 @@ async fn write_output(
         stats::add(&shard.stats().bytes_out, (b.len() - skip) as u64);
         skip = 0;
     }
-    Ok(true)
+    Ok(total)
 }
 
 /// Writes every pending buffer through TLS, up to 64 at a time as one vectored write:
@@ -373,7 +458,7 @@ async fn write_tls(
     shard: &Shard,
     stream: &mut Stream,
     pending: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
     const MAX_SLICES: usize = 64;
     let total: usize = pending.iter().map(Bytes::len).sum();
     let mut done = 0; // buffers fully written
@@ -401,7 +486,7 @@ async fn write_tls(
     pending.clear();
     stream.flush().await?;
     stats::add(&shard.stats().bytes_out, total as u64);
-    Ok(())
+    Ok(total)
 }
 
 /// Writes as much of `bufs` as the socket takes right now, without waiting. Returns the
@@ -458,15 +543,16 @@ fn handle_event(
     shard: &Shard,
     session: &mut ServerSession,
     role: &mut Role,
-    peer: Option<SocketAddr>,
+    who: Peer,
     ev: Event,
 ) -> Option<End> {
+    let peer = who.addr;
     match ev {
         Event::Connected { app, flash_ver, .. } => {
             debug!(peer = ?peer, app, flash_ver = ?flash_ver, "rtmp connect");
         }
-        Event::PublishRequested { path, .. } => return publish(shard, session, role, peer, path),
-        Event::PlayRequested { path, .. } => return play(shard, session, role, peer, path),
+        Event::PublishRequested { path, .. } => return publish(shard, session, role, who, path),
+        Event::PlayRequested { path, .. } => return play(shard, session, role, who, path),
         Event::Metadata(body) => {
             if let Role::Publisher(p) = role {
                 let _ = shard.hub.borrow_mut().set_metadata(&p.path, body);
@@ -520,9 +606,10 @@ fn publish(
     shard: &Shard,
     session: &mut ServerSession,
     role: &mut Role,
-    peer: Option<SocketAddr>,
+    who: Peer,
     path: StreamPath,
 ) -> Option<End> {
+    let peer = who.addr;
     let info = SourceInfo {
         kind: "rtmp",
         url: match peer {
@@ -542,9 +629,11 @@ fn publish(
             // The role first: should accepting fail, the end of the connection still
             // unpublishes.
             info!(peer = ?peer, path = %p, "rtmp publish started");
+            let listed = who.register(shard, session::Kind::Publisher, &p);
             *role = Role::Publisher(Box::new(Publisher {
                 path: p,
                 demux: Demuxer::new(),
+                session: listed,
             }));
             if session.accept_publish().is_err() {
                 return Some(End::Refused("accept_publish"));
@@ -563,9 +652,10 @@ fn play(
     shard: &Shard,
     session: &mut ServerSession,
     role: &mut Role,
-    peer: Option<SocketAddr>,
+    who: Peer,
     path: StreamPath,
 ) -> Option<End> {
+    let peer = who.addr;
     let subscribed = shard.hub.borrow_mut().subscribe(&path);
     match subscribed {
         Ok(sink) => {
@@ -573,7 +663,9 @@ fn play(
                 return Some(End::Refused("accept_play"));
             }
             info!(peer = ?peer, path = %path, "rtmp play started");
+            let listed = who.register(shard, session::Kind::Player, &sink.path);
             *role = Role::Player(Player {
+                session: listed,
                 sink,
                 tracks: None,
                 ended: false,

@@ -24,6 +24,9 @@ pub enum ShardMsg {
     Session(SessionMsg),
     /// For the receiving shard's sources (start, stop, restart a configured stream).
     Source(SourceCmd),
+    /// End this session of the receiving shard (`DELETE /api/v1/sessions/{id}` landed
+    /// on another shard).
+    Kick(crate::session::Id),
 }
 
 /// The unconnected channel ends of every shard, made on the main thread before the
@@ -214,7 +217,7 @@ fn holds(backlog: &VecDeque<ShardMsg>, in_flight: Option<&Arc<str>>, path: &Arc<
 fn stream_path(msg: &ShardMsg) -> Option<&Arc<str>> {
     match msg {
         ShardMsg::Stream(m) => Some(m.path()),
-        ShardMsg::Session(_) | ShardMsg::Source(_) => None,
+        ShardMsg::Session(_) | ShardMsg::Source(_) | ShardMsg::Kick(_) => None,
     }
 }
 
@@ -270,6 +273,12 @@ impl CmdTx for Mesh {
 impl SessionTx for Mesh {
     fn send_session(&self, to: usize, msg: SessionMsg) {
         self.send(to, ShardMsg::Session(msg));
+    }
+}
+
+impl crate::session::KickTx for Mesh {
+    fn send_kick(&self, to: usize, id: crate::session::Id) {
+        self.send(to, ShardMsg::Kick(id));
     }
 }
 

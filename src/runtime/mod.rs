@@ -241,6 +241,7 @@ async fn shard_main(
         cmd_tx: mesh.clone(),
         sources: RefCell::default(),
         dirty: Cell::new(false),
+        sessions: crate::session::Local::new(id, shared.sessions.clone(), mesh.clone()),
     });
     if let Some(cpu) = current_cpu() {
         shared.cpus[id].store(cpu as u64, Ordering::Relaxed);
@@ -374,7 +375,7 @@ fn start_webrtc(
 }
 
 /// One task per peer shard delivering its messages: stream messages to the hub,
-/// session messages to the WebRTC side.
+/// WebRTC session messages to the WebRTC side, kicks to the shard's sessions.
 fn spawn_receivers(
     shard: &ShardRef,
     rtc: &webrtc::Handle,
@@ -392,6 +393,9 @@ fn spawn_receivers(
                     ShardMsg::Stream(m) => shard.hub.borrow_mut().handle_msg(from, m),
                     ShardMsg::Session(m) => rtc.handle_msg(m),
                     ShardMsg::Source(cmd) => source::handle(&shard, cmd),
+                    ShardMsg::Kick(id) => {
+                        shard.sessions.kick_local(id);
+                    }
                 }
             }
         })

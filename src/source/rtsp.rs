@@ -20,6 +20,7 @@ use crate::rtsp::proto::session::{
     Event as SessionEvent, Output as SessionOutput, Session, SessionConfig, SetupTrack,
 };
 use crate::rtsp::proto::url::RtspUrl;
+use crate::session::{self, SessionGuard};
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
 use crate::stream::{DemandBell, SourceInfo, SourceState, StreamPath};
@@ -33,7 +34,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 /// Bytes read from the TCP connection at a time.
@@ -54,6 +55,8 @@ enum Poke {
     Datagram(Option<Datagram>),
     /// The path's demand may have changed.
     Demand,
+    /// The camera connection is to be dropped (through the management API).
+    Kicked,
 }
 
 struct Datagram {
@@ -93,7 +96,15 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         }
     };
     info!(path = %path, url = %src.url.redacted(), transport = src.transport.name(), on_demand = src.on_demand, "rtsp source started");
-    let mut d = Driver::new(shard, path, &rcfg);
+    let listed = session::Info {
+        protocol: session::Protocol::Rtsp,
+        kind: session::Kind::Source,
+        signaling: None,
+        path: Some(path.clone()),
+        remote: None,
+    };
+    let listed = shard.sessions.register(SystemTime::now(), listed);
+    let mut d = Driver::new(shard, path, &rcfg, listed);
     let mut demand = None;
     loop {
         let now = Instant::now();
@@ -118,16 +129,21 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         let now = Instant::now();
         match wake {
             Wake::Read(Ok(0)) => ing.handle_input(now, Input::TcpClosed),
-            Wake::Read(Ok(n)) => ing.handle_input(now, Input::Tcp(&d.buf[..n])),
+            Wake::Read(Ok(n)) => {
+                d.listed.counters().add_in(n as u64);
+                ing.handle_input(now, Input::Tcp(&d.buf[..n]));
+            }
             Wake::Read(Err(e)) => ing.handle_input(now, Input::TcpError(IngestError::io(&e))),
-            Wake::Other(Poke::Datagram(Some(dg))) => ing.handle_input(
-                now,
-                Input::Datagram {
+            Wake::Other(Poke::Datagram(Some(dg))) => {
+                d.listed.counters().add_in(dg.data.len() as u64);
+                let input = Input::Datagram {
                     local_port: dg.port,
                     from: dg.from,
                     data: &dg.data,
-                },
-            ),
+                };
+                ing.handle_input(now, input);
+            }
+            Wake::Other(Poke::Kicked) => d.kicked(now, &mut ing),
             // Demand is read at the top of the loop.
             Wake::Other(Poke::Datagram(None) | Poke::Demand) => {}
             Wake::Timeout | Wake::Shutdown => {}
@@ -185,10 +201,12 @@ struct Driver {
     live: bool,
     /// Shutting down: writes must end by then.
     closing: Option<Instant>,
+    /// The source as the management API lists it.
+    listed: SessionGuard,
 }
 
 impl Driver {
-    fn new(shard: ShardRef, path: Arc<str>, rcfg: &RtspConfig) -> Driver {
+    fn new(shard: ShardRef, path: Arc<str>, rcfg: &RtspConfig, listed: SessionGuard) -> Driver {
         let (tx, rx) = local_channel::new_bounded(UDP_QUEUE);
         // The path was just published here, so the hub has its bell; a spare one that
         // never rings would only mean demand is read when something else wakes us.
@@ -208,7 +226,24 @@ impl Driver {
             buf: vec![0u8; READ_BUF],
             live: false,
             closing: None,
+            listed,
         }
+    }
+
+    /// Drops the camera connection, asked through the management API: the core takes
+    /// it as a lost connection and reconnects after its backoff; the stream stays
+    /// published and configured.
+    fn kicked(&mut self, now: Instant, ing: &mut Ingest) {
+        if self.tcp.is_none() {
+            info!(path = %self.path, "rtsp source: asked to drop its camera connection, but it is not connected");
+            return;
+        }
+        info!(path = %self.path, "rtsp source: camera connection dropped by request; it reconnects, the stream stays configured");
+        let why = IngestError::Io {
+            kind: std::io::ErrorKind::ConnectionAborted,
+            why: "connection dropped through the management API".into(),
+        };
+        ing.handle_input(now, Input::TcpError(why));
     }
 
     /// Executes the core's outputs until it returns its next timeout.
@@ -285,6 +320,7 @@ impl Driver {
                 debug!(path = %self.path, %addr, "rtsp: connected");
                 self.tcp = Some(tcp);
                 self.open = Some(OpenConnection::new(&self.shard));
+                self.listed.set_remote(Some(addr));
                 Input::Connected { peer: addr }
             }
         }
@@ -294,11 +330,20 @@ impl Driver {
     async fn wait(&mut self, timeout: Duration) -> Wake<Poke> {
         let rx = &self.rx;
         let bell = &self.bell;
+        let kick = self.listed.signal();
         let poke = async {
-            or(async { Poke::Datagram(rx.recv().await) }, async {
+            let demand = async {
                 bell.changed().await;
                 Poke::Demand
-            })
+            };
+            let kicked = async {
+                kick.wait().await;
+                Poke::Kicked
+            };
+            or(
+                async { Poke::Datagram(rx.recv().await) },
+                or(demand, kicked),
+            )
             .await
         };
         match &mut self.tcp {

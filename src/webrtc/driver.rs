@@ -32,6 +32,9 @@ struct Driver {
     next: Instant,
 }
 
+/// How often the sessions' counters are copied to the management API's list.
+const COUNTERS_EVERY: Duration = Duration::from_millis(500);
+
 /// Runs the shard's WebRTC egress until the shard shuts down.
 pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
     let udp = Rc::new(udp);
@@ -95,6 +98,7 @@ impl Driver {
         use futures_lite::future;
         let ready = self.rtc.engine().ready_list();
         self.drain();
+        let mut counters_at = Instant::now();
         loop {
             // The receive task may have moved the engine's next timer since.
             let next = self.next_timeout();
@@ -128,6 +132,10 @@ impl Driver {
                 engine.handle_timeout(now);
             }
             self.drain();
+            if now >= counters_at {
+                self.rtc.sync_counters();
+                counters_at = now + COUNTERS_EVERY;
+            }
         }
     }
 
@@ -192,6 +200,7 @@ impl Driver {
 
 fn ended(shard: &Shard, rtc: &Handle, c: &Closed) {
     rtc.registry().remove(c.id);
+    rtc.unlist(c.id);
     stats::sub(&shard.stats().webrtc_sessions, 1);
     info!(
         shard = shard.id,

@@ -306,6 +306,12 @@ impl Engine {
         self.table.get(id).is_some()
     }
 
+    /// Session `id`'s counters and the frames its queue dropped, if it exists.
+    pub fn counters(&self, id: SessionId) -> Option<(PeerStats, u64)> {
+        let s = self.table.get(id)?;
+        Some((s.peer.stats, s.peer.sink.queue.dropped()))
+    }
+
     /// Whether the shard can take another session.
     pub fn has_room(&self) -> bool {
         self.table.len() < self.cfg.max_sessions

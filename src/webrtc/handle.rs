@@ -14,12 +14,13 @@ use super::engine::{Engine, Input};
 use super::peer::CloseReason;
 use super::table::SessionId;
 use crate::limit::{AddrCounts, LogLimiter};
+use crate::session::{self, SessionGuard};
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A message between shards about WebRTC sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +141,8 @@ struct Inner {
     tx: Rc<dyn SessionTx>,
     /// Offers refused on the shard, for a log of at most one line per second.
     refusals: RefCell<LogLimiter>,
+    /// The shard's sessions as the management API lists them, until they end.
+    listed: RefCell<HashMap<SessionId, SessionGuard>>,
 }
 
 /// Fewest time between two log lines about refused offers.
@@ -163,7 +166,38 @@ impl Handle {
             registry,
             tx,
             refusals: RefCell::new(LogLimiter::new(REFUSAL_LOG_INTERVAL)),
+            listed: RefCell::new(HashMap::new()),
         }))
+    }
+
+    /// Lists session `id` (just created on this shard) in the management API as `info`
+    /// until [`Handle::unlist`]; ending it there is [`Handle::end_session`].
+    pub fn list(&self, sessions: &Rc<session::Local>, id: SessionId, info: session::Info) {
+        let weak: Weak<Inner> = Rc::downgrade(&self.0);
+        let end = Rc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                Handle(inner).end_session(id);
+            }
+        });
+        let guard = sessions.register_with(SystemTime::now(), info, end);
+        self.0.listed.borrow_mut().insert(id, guard);
+    }
+
+    /// Takes session `id` (ended) off the management API's list.
+    pub fn unlist(&self, id: SessionId) {
+        let guard = self.0.listed.borrow_mut().remove(&id);
+        drop(guard);
+    }
+
+    /// Copies each listed session's counters from the engine to the list.
+    pub fn sync_counters(&self) {
+        let engine = self.0.engine.borrow();
+        for (id, guard) in self.0.listed.borrow().iter() {
+            if let Some((stats, dropped)) = engine.counters(*id) {
+                guard.counters().set_bytes(stats.bytes_in, stats.bytes_out);
+                guard.counters().set_dropped(dropped);
+            }
+        }
     }
 
     /// Counts a refused offer at `now`; returns how many to log (this one included)

@@ -113,6 +113,10 @@ pub struct PeerStats {
     pub skipped: u64,
     /// Keyframe requests received.
     pub keyframe_requests: u64,
+    /// Bytes of the datagrams the viewer sent that reached the session.
+    pub bytes_in: u64,
+    /// Bytes of the datagrams the session sent.
+    pub bytes_out: u64,
 }
 
 /// Per-track sending state.
@@ -287,7 +291,10 @@ impl Peer {
         if self.connected && self.rtc.close().is_ok() {
             for _ in 0..16 {
                 match self.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => out.push(t),
+                    Ok(Output::Transmit(t)) => {
+                        self.stats.bytes_out += t.contents.len() as u64;
+                        out.push(t);
+                    }
                     Ok(Output::Event(_)) => {}
                     Ok(Output::Timeout(_)) | Err(_) => break,
                 }
@@ -309,6 +316,7 @@ impl Peer {
             return self.poll(now, out);
         };
         self.last_input = now;
+        self.stats.bytes_in += data.len() as u64;
         if let Err(e) = self.rtc.handle_input(Input::Receive(now, recv)) {
             // One bad datagram does not end a session (anyone can send one from a
             // spoofed address); a dead Rtc does.
@@ -472,7 +480,10 @@ impl Peer {
         }
         loop {
             match self.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => out.push(t),
+                Ok(Output::Transmit(t)) => {
+                    self.stats.bytes_out += t.contents.len() as u64;
+                    out.push(t);
+                }
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Event(e)) => self.on_event(now, e),
                 Err(RtcError::Dtls(_)) => {

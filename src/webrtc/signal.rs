@@ -19,11 +19,12 @@ use super::handle::{Handle, Reservation};
 use super::offer::{self, NoCommonCodec, OfferError, OfferedMedia};
 use super::table::SessionId;
 use crate::media::TrackSet;
+use crate::session::{self, Signaling};
 use crate::shard::Shard;
 use crate::stats;
 use crate::stream::{PathError, SinkHandle, StreamPath};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -147,6 +148,22 @@ pub fn refused(shard: &Shard, rtc: &Handle, from: Option<IpAddr>, e: &SignalErro
     }
 }
 
+/// Where an offer came from: the signaling and the viewer's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Via {
+    /// WHEP or the WebSocket.
+    pub signaling: Signaling,
+    /// The viewer's address (of its signaling connection).
+    pub peer: Option<SocketAddr>,
+}
+
+impl Via {
+    /// The viewer's IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.peer.map(|p| p.ip())
+    }
+}
+
 /// A session created from an offer.
 #[derive(Debug)]
 pub struct Created {
@@ -201,7 +218,7 @@ fn tracks_of(shard: &Shard, path: &str) -> Result<Option<TrackSet>, SignalError>
     Ok(snap)
 }
 
-/// Answers `offer` from the viewer at `from` with a new session on this shard: checks
+/// Answers `offer` from the viewer `via` with a new session on this shard: checks
 /// that str0m reads the offer, that the shard has room and that `from` has fewer than
 /// `webrtc.max_sessions_per_ip` sessions (the place is taken now, so offers waiting for
 /// a camera count too); only then waits for the stream's media when its source starts
@@ -210,8 +227,9 @@ pub async fn answer(
     shard: &Shard,
     rtc: &Handle,
     offer: &Offer,
-    from: Option<IpAddr>,
+    via: Via,
 ) -> Result<Created, SignalError> {
+    let from = via.ip();
     str0m::change::SdpOffer::from_sdp_string(&offer.sdp)
         .map_err(|e| SignalError::BadSdp(e.to_string()))?;
     check_codecs(shard, offer)?;
@@ -222,7 +240,7 @@ pub async fn answer(
         return Err(SignalError::TooManyFromAddress(limit));
     };
     let _demand = await_media(shard, offer.path.as_str()).await;
-    create_session(shard, rtc, offer, place)
+    create_session(shard, rtc, offer, place, via)
 }
 
 /// 406 when nothing the stream has (if its tracks are known yet) or nothing this server
@@ -335,12 +353,13 @@ impl Drop for MediaWait<'_> {
 }
 
 /// Creates a WebRTC session on this shard for `offer`, counted under the viewer's
-/// address through `place`.
+/// address through `place`, and lists it in the management API.
 fn create_session(
     shard: &Shard,
     rtc: &Handle,
     offer: &Offer,
     place: Reservation<'_>,
+    via: Via,
 ) -> Result<Created, SignalError> {
     let path = offer.path.as_str();
     let tracks = tracks_of(shard, path)?.ok_or_else(|| SignalError::NoMediaYet(path.into()))?;
@@ -363,6 +382,14 @@ fn create_session(
             other => SignalError::BadSdp(other.to_string()),
         })?;
     rtc.registry().insert_reserved(id, shard.id, place);
+    let listed = session::Info {
+        protocol: session::Protocol::Webrtc,
+        kind: session::Kind::Viewer,
+        signaling: Some(via.signaling),
+        path: Some(hub_path.clone()),
+        remote: via.peer,
+    };
+    rtc.list(&shard.sessions, id, listed);
     stats::add(&shard.stats().webrtc_sessions, 1);
     stats::add(&shard.stats().webrtc_sessions_total, 1);
     let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();

@@ -6,7 +6,7 @@
 //! the config file's one-line messages (`streams[cams/cam7].source: ...`).
 
 use super::{Ctx, error, json_body};
-use crate::config::StreamConfig;
+use crate::config::{StreamConfig, entry_from_json, merge_patch};
 use crate::http::api;
 use crate::http::proto::{Request, Response};
 use crate::source::manage::{self, Change, ChangeError, Outcome, ReloadError};
@@ -149,36 +149,7 @@ pub async fn reload(cx: &Ctx<'_>) -> Response {
 
 /// An entry from its JSON, or 400 with the config file's message for it.
 fn entry_from(v: Value, label: &str) -> Result<StreamConfig, Response> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let at = e.path().to_string();
-        let key = if at == "." {
-            format!("streams[{label}]")
-        } else {
-            format!("streams[{label}].{at}")
-        };
-        error(400, &format!("{key}: {}", e.into_inner()))
-    })
-}
-
-/// RFC 7396: `patch`'s members replace `target`'s, recursively for objects; `null`
-/// removes.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
+    entry_from_json(v, label).map_err(|e| error(400, &e.to_string()))
 }
 
 /// The body of a POST or PATCH answer: where the change lives and the stream, once its
@@ -222,19 +193,6 @@ fn change_error(e: &ChangeError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut t = json!({"path": "a", "source": "rtsp://x", "transport": "tcp"});
-        merge_patch(
-            &mut t,
-            &json!({"source": "rtsp://y", "transport": null, "on_demand": true}),
-        );
-        assert_eq!(
-            t,
-            json!({"path": "a", "source": "rtsp://y", "on_demand": true})
-        );
-    }
 
     #[test]
     fn entries_from_json_name_the_key_like_the_config_file() {

@@ -20,7 +20,7 @@ use crate::stream::StreamPath;
 use crate::webrtc::handle::Handle;
 use crate::webrtc::table::SessionId;
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Most WebRTC sessions one WebSocket may hold.
 pub const WS_MAX_SESSIONS: usize = 16;
@@ -193,17 +193,20 @@ pub struct WsSignaling {
     rtc: Handle,
     /// The viewer's address (sessions count against `webrtc.max_sessions_per_ip`).
     from: Option<IpAddr>,
+    /// The viewer's address and port, as the session list shows it.
+    peer: Option<SocketAddr>,
     /// The credentials the socket was opened with; every offer is checked with them.
     creds: Credentials,
     sessions: Vec<SessionId>,
 }
 
 impl WsSignaling {
-    /// The state of a new socket from `from`, opened with `creds`, on the shard of `rtc`.
-    pub fn new(rtc: Handle, from: Option<IpAddr>, creds: Credentials) -> Self {
+    /// The state of a new socket from `peer`, opened with `creds`, on the shard of `rtc`.
+    pub fn new(rtc: Handle, peer: Option<SocketAddr>, creds: Credentials) -> Self {
         WsSignaling {
             rtc,
-            from,
+            from: peer.map(|p| p.ip()),
+            peer,
             creds,
             sessions: Vec::new(),
         }
@@ -274,7 +277,11 @@ impl WsSignaling {
             let why = format!("one WebSocket may watch at most {WS_MAX_SESSIONS} streams");
             return vec![ServerMsg::status(why, 503, Some(offer.path.as_str()))];
         }
-        let c = match super::answer(shard, &self.rtc, &offer, self.from).await {
+        let via = super::Via {
+            signaling: crate::session::Signaling::Ws,
+            peer: self.peer,
+        };
+        let c = match super::answer(shard, &self.rtc, &offer, via).await {
             Ok(c) => c,
             Err(e) => return fail(e, offer.path.as_str()),
         };
