@@ -14,7 +14,8 @@
 //!   port's error and the camera's tracks, Add shows the API's 400 and adds the camera,
 //!   which plays from the list, Remove takes it off both lists, a WHEP viewer's session
 //!   is in the sessions table and Kick ends it. A caller without `api` sees no admin
-//!   view, and the page raises no login prompt finding that out.
+//!   view, and the page raises no login prompt finding that out; opened with `?admin`
+//!   it asks once for a user name and password and shows the view.
 //!
 //! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
 //! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
@@ -208,6 +209,8 @@ struct Cdp {
     /// Basic-auth prompts the browser raised and the test cancelled, as a user would
     /// (after `Fetch.enable` with `handleAuthRequests`).
     auth_prompts: Vec<String>,
+    /// The user name and password to answer the prompts with instead of cancelling.
+    auth_answer: Option<(String, String)>,
 }
 
 impl Cdp {
@@ -227,6 +230,7 @@ impl Cdp {
             next_id: 0,
             console: VecDeque::new(),
             auth_prompts: Vec::new(),
+            auth_answer: None,
         }
     }
 
@@ -286,13 +290,20 @@ impl Cdp {
             "Fetch.authRequired" => {
                 let id = p["requestId"].clone();
                 let url = p["request"]["url"].as_str().unwrap_or("?").to_string();
+                let (answer, done) = match &self.auth_answer {
+                    Some((user, pass)) => (
+                        json!({ "response": "ProvideCredentials", "username": user, "password": pass }),
+                        "answered",
+                    ),
+                    None => (json!({ "response": "CancelAuth" }), "cancelled"),
+                };
                 self.send(
                     "Fetch.continueWithAuth",
-                    json!({ "requestId": id, "authChallengeResponse": { "response": "CancelAuth" } }),
+                    json!({ "requestId": id, "authChallengeResponse": answer }),
                 );
                 self.auth_prompts.push(url.clone());
                 format!(
-                    "auth prompt for {url} ({}) cancelled",
+                    "auth prompt for {url} ({}) {done}",
                     p["authChallenge"]["realm"]
                 )
             }
@@ -1246,8 +1257,8 @@ fn page_admin_view_tests_adds_plays_kicks_and_removes_a_camera() {
 }
 
 #[test]
-fn page_hides_the_admin_view_without_api_and_prompts_for_nothing() {
-    // Anyone may read; the API only from an address this browser does not have.
+fn page_hides_the_admin_view_without_api_and_prompts_only_when_asked() {
+    // Anyone may read; the API needs a user name and password.
     let cfg = test_config(&format!(
         r#"
 [auth]
@@ -1256,8 +1267,8 @@ user = "any"
 permissions = [{{ action = "read" }}]
 
 [[auth.users]]
-user = "any"
-ips = ["10.0.0.0/8"]
+user = "ops"
+password = "an operator's password"
 permissions = [{{ action = "api" }}]
 
 {}"#,
@@ -1278,6 +1289,23 @@ permissions = [{{ action = "api" }}]
     if !prompts.is_empty() {
         t.fail(&format!(
             "the admin check must not raise a login prompt: {prompts:?}"
+        ));
+    }
+
+    // ?admin asks for the browser's credentials: one prompt, answered, shows the view.
+    t.cdp.auth_answer = Some(("ops".into(), "an operator's password".into()));
+    t.navigate("?admin");
+    t.wait_admin(
+        "?admin with the operator's password shows the admin view",
+        |v| v["visible"] == true && v["sessions"].is_array(),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let v = t.eval(ADMIN);
+    let prompts = t.cdp.auth_prompts.clone();
+    if v["visible"] != true || prompts.len() != 1 || !prompts[0].contains("/api/v1/sessions") {
+        t.fail(&format!(
+            "one prompt, for the admin check, and the view stays (sessions polled with the \
+             credentials): prompts {prompts:?}, view {v}"
         ));
     }
 }
