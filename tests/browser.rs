@@ -10,6 +10,12 @@
 //! - A stream that needs credentials: the page says why it cannot play it without a token
 //!   (401), with a token for another path (403) or a forged one (401), and plays it when
 //!   opened with `?token=` carrying a JWT that allows reading it.
+//! - The admin view (on loopback, which has `api`): Test connection shows a refused
+//!   port's error and the camera's tracks, Add shows the API's 400 and adds the camera,
+//!   which plays from the list, Remove takes it off both lists, a WHEP viewer's session
+//!   is in the sessions table and Kick ends it. A caller without `api` sees no admin
+//!   view, and the page raises no login prompt finding that out; opened with `?admin`
+//!   it asks once for a user name and password and shows the view.
 //!
 //! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
 //! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
@@ -203,6 +209,8 @@ struct Cdp {
     /// Basic-auth prompts the browser raised and the test cancelled, as a user would
     /// (after `Fetch.enable` with `handleAuthRequests`).
     auth_prompts: Vec<String>,
+    /// The user name and password to answer the prompts with instead of cancelling.
+    auth_answer: Option<(String, String)>,
 }
 
 impl Cdp {
@@ -222,6 +230,7 @@ impl Cdp {
             next_id: 0,
             console: VecDeque::new(),
             auth_prompts: Vec::new(),
+            auth_answer: None,
         }
     }
 
@@ -281,13 +290,20 @@ impl Cdp {
             "Fetch.authRequired" => {
                 let id = p["requestId"].clone();
                 let url = p["request"]["url"].as_str().unwrap_or("?").to_string();
+                let (answer, done) = match &self.auth_answer {
+                    Some((user, pass)) => (
+                        json!({ "response": "ProvideCredentials", "username": user, "password": pass }),
+                        "answered",
+                    ),
+                    None => (json!({ "response": "CancelAuth" }), "cancelled"),
+                };
                 self.send(
                     "Fetch.continueWithAuth",
-                    json!({ "requestId": id, "authChallengeResponse": { "response": "CancelAuth" } }),
+                    json!({ "requestId": id, "authChallengeResponse": answer }),
                 );
                 self.auth_prompts.push(url.clone());
                 format!(
-                    "auth prompt for {url} ({}) cancelled",
+                    "auth prompt for {url} ({}) {done}",
                     p["authChallenge"]["realm"]
                 )
             }
@@ -1104,4 +1120,192 @@ fn page_plays_the_demo_stream_over_whep_on_https_in_chromium() {
         t.fail(&format!("the page is not a secure HTTPS context: {secure}"));
     }
     t.assert_time_advances();
+}
+
+/// The admin view's state: visible, the probe and add answers, the sessions, the result
+/// panel, and which streams the configured list and the viewer list show.
+const ADMIN: &str = r#"(() => {
+  const a = (window.corecast || {}).admin || null;
+  const el = document.getElementById('admin');
+  const res = document.getElementById('admin-result');
+  const paths = sel => [...document.querySelectorAll(sel)].map(e => e.dataset.path);
+  return {
+    visible: !!(el && !el.hidden), checked: a && a.checked, flag: a && a.visible,
+    probe: a && a.probe, add: a && a.add, error: a && a.error,
+    sessions: a && a.sessions, sessionsError: a && a.sessionsError,
+    result: res && !res.hidden ? res.textContent : null,
+    configured: paths('#configured tr[data-path]'), listed: paths('#streams tr[data-path]'),
+  };
+})()"#;
+
+impl Session {
+    /// Polls [`ADMIN`] until `done` holds (bounded).
+    fn wait_admin(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, Duration::from_secs(20), ADMIN, |v| {
+            if done(v) { Check::Done } else { Check::Pending }
+        })
+        .0
+    }
+
+    /// Fills the add-a-camera form (empty strings leave a field empty).
+    fn fill_camera(&mut self, path: &str, url: &str, transport: &str) {
+        let js = format!(
+            "(() => {{ const set = (id, v) => {{ document.getElementById(id).value = v; }}; \
+             set('add-path', {}); set('add-url', {}); set('add-user', ''); \
+             set('add-password', ''); set('add-transport', {}); return true; }})()",
+            json!(path),
+            json!(url),
+            json!(transport)
+        );
+        self.eval(&js);
+    }
+}
+
+#[test]
+fn page_admin_view_tests_adds_plays_kicks_and_removes_a_camera() {
+    let cam = camera::Camera::start(&camera::CameraOpts::default());
+    let server = Server::start("browser-admin", &test_config(&demo_stream("demo", 0)));
+    let mut t = Session::open(server, "demo", (1280, 720));
+    t.navigate("");
+    t.wait_admin("the admin view is shown on loopback", |v| {
+        v["visible"] == true && v["configured"].as_array().is_some_and(|c| !c.is_empty())
+    });
+
+    // Test connection: a port with nothing listening, then the camera.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    t.fill_camera("cams/door", &format!("rtsp://{closed}/cam"), "");
+    t.click("#probe");
+    t.wait_admin("Test connection shows the camera's error", |v| {
+        v["probe"]["status"] == 502 && v["result"].as_str().is_some_and(|r| r.contains("refused"))
+    });
+    t.fill_camera("cams/door", &cam.url, "tcp");
+    t.click("#probe");
+    let v = t.wait_admin("Test connection shows the tracks", |v| {
+        v["probe"]["status"] == 200
+            && v["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("H264 video, 90000 Hz") && r.contains("AAC audio"))
+    });
+    t.log(&format!("probe: {}", v["result"]));
+
+    // Add: a bad source is refused with the API's message, the camera is added.
+    t.fill_camera("cams/bad", "http://127.0.0.1/x", "");
+    t.click("#add");
+    t.wait_admin("Add shows the 400", |v| {
+        v["add"]["status"] == 400
+            && v["result"]
+                .as_str()
+                .is_some_and(|r| r.contains("Not added"))
+    });
+    t.fill_camera("cams/door", &cam.url, "tcp");
+    t.click("#add");
+    t.wait_admin("Add puts the camera in both lists", |v| {
+        let has = |k: &str| {
+            v[k].as_array()
+                .is_some_and(|a| a.iter().any(|p| p == "cams/door"))
+        };
+        v["add"]["status"] == 201 && has("configured") && has("listed")
+    });
+
+    // It plays from the list.
+    t.path = "cams/door".to_string();
+    t.size = (640, 360);
+    t.click("tr[data-path=\"cams/door\"] button.play");
+    let (v, _) = t.wait_playing("the added camera plays", None);
+    let session_url = v["session"].as_str().unwrap_or("").to_string();
+    t.assert_time_advances();
+
+    // Remove: the stream leaves both lists.
+    t.click("#configured button.remove[data-path=\"cams/door\"]");
+    t.wait_admin("Remove takes the camera off both lists", |v| {
+        let has = |k: &str| {
+            v[k].as_array()
+                .is_some_and(|a| a.iter().any(|p| p == "cams/door"))
+        };
+        v["error"].is_null() && !has("configured") && !has("listed")
+    });
+    t.log(&format!("removed; the page had played WHEP {session_url}"));
+
+    // A viewer of the demo stream is in the sessions table; Kick ends it.
+    t.path = "demo".to_string();
+    t.size = (1280, 720);
+    t.click("tr[data-path=\"demo\"] button.play");
+    t.wait_playing("the demo stream plays", None);
+    let viewer = |s: &Value| s["path"] == "demo" && s["protocol"] == "webrtc";
+    let v = t.wait_admin("the viewer's session is listed", |v| {
+        v["sessions"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(viewer))
+    });
+    let id = v["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| viewer(s)))
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or("")
+        .to_string();
+    t.log(&format!("kicking session {id}"));
+    t.click(&format!("button.kick[data-id=\"{id}\"]"));
+    let gone = id.clone();
+    t.wait_admin("Kick removes the session from the table", move |v| {
+        v["error"].is_null()
+            && v["sessions"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|s| s["id"] != gone.as_str()))
+    });
+}
+
+#[test]
+fn page_hides_the_admin_view_without_api_and_prompts_only_when_asked() {
+    // Anyone may read; the API needs a user name and password.
+    let cfg = test_config(&format!(
+        r#"
+[auth]
+[[auth.users]]
+user = "any"
+permissions = [{{ action = "read" }}]
+
+[[auth.users]]
+user = "ops"
+password = "an operator's password"
+permissions = [{{ action = "api" }}]
+
+{}"#,
+        demo_stream("demo", 0)
+    ));
+    let mut t = Session::open(Server::start("browser-no-admin", &cfg), "demo", (1280, 720));
+    t.call(
+        "Fetch.enable",
+        json!({ "patterns": [{ "urlPattern": "*/api/v1/*" }], "handleAuthRequests": true }),
+    );
+    t.navigate("?play=demo");
+    t.wait_playing("the viewer part still plays", None);
+    let v = t.wait_admin("the API refusal is seen", |v| v["checked"] == true);
+    if v["visible"] != false || v["flag"] != false {
+        t.fail(&format!("the admin view should stay hidden: {v}"));
+    }
+    let prompts = t.cdp.auth_prompts.clone();
+    if !prompts.is_empty() {
+        t.fail(&format!(
+            "the admin check must not raise a login prompt: {prompts:?}"
+        ));
+    }
+
+    // ?admin asks for the browser's credentials: one prompt, answered, shows the view.
+    t.cdp.auth_answer = Some(("ops".into(), "an operator's password".into()));
+    t.navigate("?admin");
+    t.wait_admin(
+        "?admin with the operator's password shows the admin view",
+        |v| v["visible"] == true && v["sessions"].is_array(),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let v = t.eval(ADMIN);
+    let prompts = t.cdp.auth_prompts.clone();
+    if v["visible"] != true || prompts.len() != 1 || !prompts[0].contains("/api/v1/sessions") {
+        t.fail(&format!(
+            "one prompt, for the admin check, and the view stays (sessions polled with the \
+             credentials): prompts {prompts:?}, view {v}"
+        ));
+    }
 }

@@ -9,7 +9,7 @@
 //! `GET /api/v1/streams` (the list the page reads) and `/api/v1/health` are answered by
 //! [`super::server`].
 
-mod probe;
+pub mod probe;
 mod sessions;
 mod streams;
 

@@ -1,11 +1,13 @@
 //! Sources that a shard runs itself (as opposed to publishers that connect): the looping
 //! file source and RTSP camera pulls. Each runs as a task of its owner shard, started
 //! and stopped by [`SourceCmd`]s: at start for the configured streams, and whenever the
-//! API or a reload changes them.
+//! API or a reload changes them. [`describe`] tries a camera before it is added.
 
 mod file;
 pub mod manage;
 mod rtsp;
+
+pub use rtsp::{DESCRIBE_MAX_BYTES, DescribeRequest, Described, describe};
 
 use crate::config::{SourceUrl, StreamPlan};
 use crate::shard::{ShardRef, SourceCmd};

@@ -5,19 +5,28 @@
 //! driver reads the clock, resolves names, opens the TCP connection, binds the UDP port
 //! pairs (socket2, without `SO_REUSEPORT`), feeds the core what arrives and the hub's
 //! demand, executes its outputs and publishes its events to the hub.
+//!
+//! [`describe`] is the management API's "test connection": the same [`Session`] core
+//! driven through `OPTIONS` and `DESCRIBE` (with its Basic/Digest answers to a 401) on
+//! one connection, then dropped. It follows no redirect: it reports it.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use crate::config::{FollowRedirects, RtspConfig, RtspSource, RtspTransport};
 use crate::rtsp::ingest::{
     Event, Ingest, IngestConfig, IngestError, Input, Output, RedirectPolicy, TransportMode,
 };
+use crate::rtsp::proto::auth::Credentials;
+use crate::rtsp::proto::session::{
+    Event as SessionEvent, Output as SessionOutput, Session, SessionConfig, SetupTrack,
+};
+use crate::rtsp::proto::url::RtspUrl;
 use crate::session::{self, SessionGuard};
 use crate::shard::{ShardRef, Wake};
 use crate::stats;
 use crate::stream::{DemandBell, SourceInfo, SourceState, StreamPath};
 use bytes::Bytes;
-use futures_lite::AsyncWriteExt;
 use futures_lite::future::or;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpStream, UdpSocket};
 use std::cell::Cell;
@@ -37,7 +46,9 @@ const UDP_QUEUE: usize = 4096;
 /// How long the TEARDOWN may take to leave at shutdown.
 const TEARDOWN_GRACE: Duration = Duration::from_millis(300);
 
-/// A datagram from one of the bound ports.
+/// Most bytes [`describe`] reads from a camera (its `OPTIONS` and `DESCRIBE` answers).
+pub const DESCRIBE_MAX_BYTES: usize = 64 * 1024;
+
 /// What woke the driver besides its socket.
 enum Poke {
     /// A datagram from a UDP receive task (None: the channel closed).
@@ -546,4 +557,107 @@ fn seed(shard: usize) -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     t ^ (shard as u64).rotate_left(48) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// A camera to [`describe`].
+#[derive(Debug, Clone)]
+pub struct DescribeRequest {
+    /// The camera URL (its credentials are used when `credentials` is `None`).
+    pub url: RtspUrl,
+    /// Credentials; override those in the URL.
+    pub credentials: Option<Credentials>,
+    /// Time to open the TCP connection.
+    pub connect_timeout: Duration,
+    /// Time the camera has to answer each request.
+    pub response_timeout: Duration,
+}
+
+/// What a camera's `DESCRIBE` answered.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The usable tracks, in order.
+    pub tracks: Vec<SetupTrack>,
+    /// Why each other media section is left out.
+    pub skipped: Vec<String>,
+    /// The camera's `Server` header.
+    pub server: Option<String>,
+}
+
+/// Connects to the camera and runs `OPTIONS` and `DESCRIBE` (answering a 401 as the
+/// source does), reading at most [`DESCRIBE_MAX_BYTES`]; the connection is closed after
+/// the SDP. Each step is bounded by the request's time-outs; the caller bounds the
+/// whole.
+pub async fn describe(req: DescribeRequest) -> Result<Described, IngestError> {
+    let addr = resolve(&req.url.host, req.url.port).await?;
+    let mut tcp = TcpStream::connect_timeout(addr, req.connect_timeout)
+        .await
+        .map_err(|e| {
+            let e = std::io::Error::from(e);
+            IngestError::Connect {
+                addr,
+                kind: e.kind(),
+                why: e.to_string(),
+            }
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let cfg = SessionConfig {
+        url: req.url,
+        credentials: req.credentials,
+        response_timeout: req.response_timeout,
+        seed: seed(0),
+        user_agent: format!("corecast/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut s = Session::new(cfg, Instant::now());
+    let r = describe_on(&mut tcp, &mut s).await;
+    let _ = tcp.close().await;
+    r
+}
+
+/// The conversation of [`describe`] on an open connection.
+async fn describe_on(tcp: &mut TcpStream, s: &mut Session) -> Result<Described, IngestError> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0usize;
+    loop {
+        let next = match s.poll_output()? {
+            SessionOutput::Transmit(b) => {
+                tcp.write_all(&b).await.map_err(|e| IngestError::io(&e))?;
+                continue;
+            }
+            SessionOutput::Event(SessionEvent::Described { tracks, skipped }) => {
+                let server = s.server().map(str::to_string);
+                return Ok(Described {
+                    tracks,
+                    skipped,
+                    server,
+                });
+            }
+            SessionOutput::Event(_) => continue,
+            SessionOutput::Timeout(t) => t,
+        };
+        let wait = next.saturating_duration_since(Instant::now());
+        let timer = async {
+            glommio::timer::sleep(wait).await;
+            None
+        };
+        let got = or(async { Some(tcp.read(&mut buf).await) }, timer).await;
+        let now = Instant::now();
+        match got {
+            None => s.handle_timeout(now),
+            Some(Ok(0)) => return Err(IngestError::Closed),
+            Some(Ok(n)) => {
+                read += n;
+                if read > DESCRIBE_MAX_BYTES {
+                    return Err(IngestError::Io {
+                        kind: std::io::ErrorKind::InvalidData,
+                        why: format!(
+                            "camera sent more than {} KiB without answering DESCRIBE",
+                            DESCRIBE_MAX_BYTES / 1024
+                        ),
+                    });
+                }
+                let _ = s.handle_input(now, &buf[..n]);
+            }
+            Some(Err(e)) => return Err(IngestError::io(&e)),
+        }
+    }
 }

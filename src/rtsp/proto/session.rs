@@ -282,6 +282,8 @@ pub struct Session {
     /// `PLAY` succeeded in [`Session::handle_input`]: the keep-alive period starts at
     /// its `now`.
     keepalive_arm: bool,
+    /// The camera's `Server` header, from its latest answer that had one.
+    server: Option<String>,
     /// The `now` of the last input.
     now: Instant,
 }
@@ -321,6 +323,7 @@ impl Session {
             keepalive: DEFAULT_SESSION_TIMEOUT / 2,
             keepalive_at: None,
             keepalive_arm: false,
+            server: None,
             now,
         };
         let uri = s.url.request_uri();
@@ -338,6 +341,12 @@ impl Session {
     /// before `PLAY` succeeded.
     pub fn set_up_tracks(&self) -> &[PlayingTrack] {
         &self.playing
+    }
+
+    /// The camera's `Server` header, from its latest answer that had one (a probe
+    /// shows it beside the tracks of [`Event::Described`]).
+    pub fn server(&self) -> Option<&str> {
+        self.server.as_deref()
     }
 
     /// The camera's session id, once a `SETUP` succeeded.
@@ -587,6 +596,9 @@ impl Session {
         let Some(p) = self.pending.take() else {
             return;
         };
+        if let Some(server) = r.header("Server") {
+            self.server = Some(server.to_string());
+        }
         let method = p.request.method;
         if r.status == 401 {
             self.unauthorized(p, &r);

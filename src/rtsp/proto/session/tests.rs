@@ -839,6 +839,49 @@ fn error_statuses_redirects_and_an_options_refusal() {
 }
 
 #[test]
+fn server_header_of_the_latest_answer_that_has_one() {
+    // A probe stops at Described and shows the camera's Server beside the tracks.
+    let mut sc = Script::new(config(URL));
+    assert_eq!(sc.s.server(), None);
+    sc.sent();
+    sc.feed(&resp(
+        Some(1),
+        "200 OK",
+        &["Server: Hikvision-Webs", "Public: OPTIONS, DESCRIBE"],
+        "",
+    ));
+    assert_eq!(sc.s.server(), Some("Hikvision-Webs"));
+    // An answer without one keeps the last; a stale answer (another CSeq) is ignored.
+    sc.feed(&resp(Some(7), "200 OK", &["Server: stale"], ""));
+    assert_eq!(sc.s.server(), Some("Hikvision-Webs"));
+    sc.feed(&resp(
+        Some(2),
+        "200 OK",
+        &[
+            "Content-Type: application/sdp",
+            &format!("Content-Base: {BASE}"),
+        ],
+        SDP_ONE,
+    ));
+    assert_eq!(sc.s.server(), Some("Hikvision-Webs"));
+    assert!(matches!(sc.events()[..], [Event::Described { .. }]));
+
+    // The 401 that asks for credentials names the server too.
+    let mut sc = Script::new(config("rtsp://192.0.2.10/x"));
+    sc.feed(&resp(
+        Some(1),
+        "401 Unauthorized",
+        &[
+            "Server: Dahua Rtsp Server",
+            "WWW-Authenticate: Basic realm=\"cam\"",
+        ],
+        "",
+    ));
+    assert_eq!(sc.error(), SessionError::AuthRequired);
+    assert_eq!(sc.s.server(), Some("Dahua Rtsp Server"));
+}
+
+#[test]
 fn cseq_matching_ignores_stale_answers_and_accepts_missing_cseq() {
     let mut sc = Script::new(config(URL));
     sc.sent();
