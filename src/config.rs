@@ -404,6 +404,21 @@ pub struct MediaConfig {
     pub sink_max_bytes: ByteSize,
     /// Largest FLV tag a file source accepts.
     pub max_frame_bytes: ByteSize,
+    /// `auto`: a stream's AAC audio is transcoded to Opus (once per stream, on its owner
+    /// shard) while a browser watches it, since browsers cannot play AAC over WebRTC;
+    /// `off`: browsers get no sound from AAC streams.
+    pub transcode_audio: TranscodeAudio,
+}
+
+/// `media.transcode_audio`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscodeAudio {
+    /// AAC → Opus while a browser watches.
+    #[default]
+    Auto,
+    /// Never.
+    Off,
 }
 
 impl Default for MediaConfig {
@@ -416,6 +431,7 @@ impl Default for MediaConfig {
             sink_max_frames: 1500,
             sink_max_bytes: ByteSize(24 * 1024 * 1024),
             max_frame_bytes: ByteSize(8 * 1024 * 1024),
+            transcode_audio: TranscodeAudio::Auto,
         }
     }
 }

@@ -149,6 +149,11 @@ pub const STREAM_BITRATE_IN: Metric = Metric::gauge(
 /// Viewers of a stream on a shard (labels `path`, `shard`).
 pub const STREAM_VIEWERS: Metric =
     Metric::gauge("stream_viewers", "Viewers of a stream on a shard.");
+/// Whether a stream's AAC is being transcoded to Opus for browsers (label `path`).
+pub const STREAM_TRANSCODING: Metric = Metric::gauge(
+    "stream_transcoding",
+    "Whether a stream's AAC audio is being transcoded to Opus for browser viewers (1) or not (0).",
+);
 /// Whether a stream's source is live (labels `path`, `kind`).
 pub const SOURCE_UP: Metric = Metric::gauge(
     "source_up",
@@ -186,6 +191,7 @@ pub const SOURCE_BITRATE: Metric = Metric::gauge(
 pub const PATH_METRICS: &[Metric] = &[
     STREAM_BITRATE_IN,
     STREAM_VIEWERS,
+    STREAM_TRANSCODING,
     SOURCE_UP,
     SOURCE_RECONNECTS,
     SOURCE_PACKETS,

@@ -849,7 +849,11 @@ impl Drop for Publisher {
 #[test]
 fn page_reconnects_after_a_lost_session_and_a_republish() {
     let clip = root().join("tests/data/ffmpeg_320x240_baseline_aac.flv");
-    let server = Server::start("browser-again", &test_config(""));
+    // Without transcoding, so that an AAC-only stream still shows the page's 406 below.
+    let server = Server::start(
+        "browser-again",
+        &test_config("[media]\ntranscode_audio = \"off\"\n"),
+    );
     let url = format!("rtmp://{}/live/cam", server.rtmp);
     let publisher = Publisher::start(&clip, &url);
     let mut t = Session::open(server, "live/cam", (320, 240));

@@ -26,6 +26,7 @@ fn limits() -> HubLimits {
             max_frames: 100,
             max_bytes: 8 << 20,
         },
+        transcode: None,
     }
 }
 

@@ -81,6 +81,8 @@ pub struct FrameRecord {
     pub annex_b: bool,
     /// str0m saw no gap in the sequence numbers before this frame (`Light`: always true).
     pub contiguous: bool,
+    /// The frame's bytes, for audio in `Full` mode (empty otherwise).
+    pub payload: Vec<u8>,
 }
 
 impl FrameRecord {
@@ -467,6 +469,7 @@ impl WhepPeer {
                 nal_types: Vec::new(),
                 annex_b: false,
                 contiguous: true,
+                payload: Vec::new(),
             });
         }
     }
@@ -555,6 +558,11 @@ impl WhepPeer {
             nal_types,
             annex_b,
             contiguous: d.contiguous,
+            payload: if kind == TrackKind::Audio {
+                d.data.to_vec()
+            } else {
+                Vec::new()
+            },
         };
         match kind {
             TrackKind::Video => {

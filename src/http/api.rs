@@ -31,6 +31,9 @@ fn track_json(t: &Track) -> Value {
             obj.insert("sample_rate".into(), json!(t.clock_rate));
             obj.insert("channels".into(), json!(t.channels));
         }
+        if let Some(from) = t.transcoded_from {
+            obj.insert("transcoded_from".into(), json!(from.0));
+        }
     }
     v
 }
@@ -168,6 +171,7 @@ fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -
                 "frames_in": i.frames_in,
                 "frames_dropped": dropped.get(&*i.path).copied().unwrap_or(0),
                 "relay_shards": i.relay_shards,
+                "transcoding": i.transcoding,
                 "viewers": { "total": by_shard.iter().sum::<usize>(), "by_shard": by_shard },
                 "configured": entry.is_some(),
             });
@@ -268,6 +272,12 @@ fn stream_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
         })
     });
     write_family(out, &stats::STREAM_VIEWERS, viewers);
+    let owned = snapshots
+        .iter()
+        .flat_map(|s| s.paths.iter())
+        .filter(|p| p.info.role == Role::Owner);
+    let transcoding = owned.map(|p| (path_label(&p.info.path), u64::from(p.info.transcoding)));
+    write_family(out, &stats::STREAM_TRANSCODING, transcoding);
 }
 
 /// Per-source families: state and, for pulled sources, per-track receive counters.

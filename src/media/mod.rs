@@ -97,6 +97,8 @@ pub struct Track {
     /// Codec configuration: for H.264 the SPS and PPS NAL units; for AAC the
     /// AudioSpecificConfig bytes.
     pub params: ParamSets,
+    /// Made by the server from this track of the stream (Opus for browsers from AAC).
+    pub transcoded_from: Option<TrackId>,
 }
 
 impl Track {
@@ -112,6 +114,7 @@ impl Track {
             channels: None,
             profile: None,
             params: ParamSets::default(),
+            transcoded_from: None,
         }
     }
 

@@ -319,6 +319,8 @@ fn make_hub(id: usize, shared: &Shared, mesh: Rc<Mesh>) -> Hub {
             max_frames: cfg.media.sink_max_frames,
             max_bytes: cfg.media.sink_max_bytes.as_usize(),
         },
+        transcode: (cfg.media.transcode_audio == crate::config::TranscodeAudio::Auto)
+            .then(crate::media::transcode::TranscodeConfig::default),
     };
     Hub::new(id, shared.shards(), limits, mesh, shared.stats[id].clone())
 }

@@ -236,12 +236,16 @@ pub struct PathInfo {
     pub frames_dropped: u64,
     /// Shards relaying this stream (owner only).
     pub relay_shards: Vec<usize>,
+    /// The stream's AAC is being transcoded to Opus for browsers (owner only).
+    pub transcoding: bool,
 }
 
 #[derive(Debug)]
 struct RemoteSub {
     shard: usize,
     waiting_keyframe: bool,
+    /// The shard relays to browsers.
+    browsers: bool,
 }
 
 #[derive(Debug)]
@@ -267,6 +271,10 @@ struct PathState {
     /// source): the hub continues its timeline even if it keeps its own continuous, as
     /// its clock is unrelated to the previous source's.
     took_over: bool,
+    /// Browser viewers attached here (counted at subscribe, recounted at prune).
+    browsers: usize,
+    /// The Opus track made from the stream's AAC for browsers (owner).
+    audio: Option<audio::AudioTranscode>,
     jump_reports: JumpReports,
 }
 
@@ -288,6 +296,8 @@ impl PathState {
             dropped: 0,
             timeline: Continuity::new(),
             took_over: false,
+            browsers: 0,
+            audio: None,
             jump_reports: JumpReports::new(),
         }
     }
@@ -327,6 +337,36 @@ impl PathState {
                 self.path,
                 jump.secs()
             );
+        }
+    }
+
+    /// Adds the browsers' Opus track to `tracks` when they have AAC (keeping the
+    /// running transcode when the AAC track is the same).
+    fn plan_audio(
+        &mut self,
+        tracks: &mut Vec<Track>,
+        config: crate::media::transcode::TranscodeConfig,
+    ) {
+        if let Some(a) = &self.audio
+            && let Some(aac) = tracks.iter().find(|t| t.id == a.aac.id)
+            && aac.params == a.aac.params
+            && aac.clock_rate == a.aac.clock_rate
+            && !tracks.iter().any(|t| t.id == a.out)
+        {
+            let mut opus = Track::new(a.out, crate::media::Codec::Opus, 48_000);
+            opus.channels = self
+                .tracks
+                .as_ref()
+                .and_then(|t| t.iter().find(|t| t.id == a.out))
+                .and_then(|t| t.channels);
+            opus.transcoded_from = Some(a.aac.id);
+            tracks.push(opus);
+            return;
+        }
+        self.audio = None;
+        if let Some((opus, plan)) = audio::AudioTranscode::plan(&self.path, tracks, config) {
+            tracks.push(opus);
+            self.audio = Some(plan);
         }
     }
 
@@ -399,6 +439,17 @@ pub struct HubLimits {
     pub gop_max_bytes: usize,
     /// Per-viewer queue bounds.
     pub sink: SinkLimits,
+    /// AAC is transcoded to Opus for browsers with these settings; `None`: off.
+    pub transcode: Option<crate::media::transcode::TranscodeConfig>,
+}
+
+/// Who a viewer is, for what the stream makes for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// A player that takes the stream's own codecs (RTMP).
+    Player,
+    /// A browser (WebRTC): it needs Opus where the stream has AAC.
+    Browser,
 }
 
 /// One path in the directory replica.
@@ -612,8 +663,12 @@ impl Hub {
     }
 
     /// Sets the tracks of an owned stream (when they first become known or change).
-    pub fn set_tracks(&mut self, path: &str, tracks: Vec<Track>) -> Result<(), HubError> {
+    pub fn set_tracks(&mut self, path: &str, mut tracks: Vec<Track>) -> Result<(), HubError> {
+        let transcode = self.limits.transcode;
         let st = self.owned_mut(path)?;
+        if let Some(config) = transcode {
+            st.plan_audio(&mut tracks, config);
+        }
         let tracks: TrackSet = Arc::from(tracks);
         st.set_tracks(tracks.clone());
         let subs: Vec<usize> = st.remote.iter().map(|r| r.shard).collect();
@@ -666,32 +721,16 @@ impl Hub {
         st.frames_in += 1;
         stats::add(&stats.frames_in, 1);
         stats::add(&stats.bytes_in, frame.data.len() as u64);
-        let resume = frame.is_resume_point(st.has_video);
-        let remote_frame = (!st.remote.is_empty()).then(|| frame.clone());
-        st.fan_out(frame, stats);
-        let Some(frame) = remote_frame else {
-            return Ok(());
+        let opus = match &mut st.audio {
+            Some(a) if frame.track == a.aac.id => {
+                let wanted = st.browsers > 0 || st.remote.iter().any(|r| r.browsers);
+                a.handle(&st.path, &frame, wanted)
+            }
+            _ => Vec::new(),
         };
-        for sub in &mut st.remote {
-            if sub.waiting_keyframe && !resume {
-                st.dropped += 1;
-                stats::add(&stats.mesh_frames_dropped, 1);
-                continue;
-            }
-            let msg = StreamMsg::Frame {
-                path: st.path.clone(),
-                frame: frame.clone(),
-            };
-            if tx.try_send_media(sub.shard, msg) {
-                sub.waiting_keyframe = false;
-            } else {
-                if !sub.waiting_keyframe {
-                    debug!(path = %st.path, to = sub.shard, "mesh full, relay drops to next keyframe");
-                }
-                sub.waiting_keyframe = true;
-                st.dropped += 1;
-                stats::add(&stats.mesh_frames_dropped, 1);
-            }
+        deliver(st, &**tx, stats, frame);
+        for f in opus {
+            deliver(st, &**tx, stats, f);
         }
         Ok(())
     }
@@ -758,13 +797,34 @@ impl Hub {
     /// Attaches a viewer to `path`, wherever it is owned. The viewer's queue first gets
     /// the tracks and the GOP cache, then live frames.
     pub fn subscribe(&mut self, path: &str) -> Result<SinkHandle, HubError> {
+        self.subscribe_as(path, Viewer::Player)
+    }
+
+    /// [`Hub::subscribe`] for a `viewer` of that kind: a browser makes the stream's
+    /// Opus track from AAC run while it watches.
+    pub fn subscribe_as(&mut self, path: &str, viewer: Viewer) -> Result<SinkHandle, HubError> {
         let queue = Rc::new(SinkQueue::new(self.limits.sink));
+        queue.set_browser(viewer == Viewer::Browser);
         let limits = self.limits;
+        let shard = self.shard;
         if let Some(st) = self.paths.get_mut(path)
             && st.role != Role::Waiting
         {
             st.prime(&queue);
             st.sinks.push(queue.clone());
+            if viewer == Viewer::Browser {
+                st.browsers += 1;
+                if st.browsers == 1
+                    && let Role::Relay { owner } = st.role
+                {
+                    let msg = StreamMsg::Browsers {
+                        path: st.path.clone(),
+                        shard,
+                        any: true,
+                    };
+                    self.tx.send_control(owner, msg);
+                }
+            }
             stats::add(&self.stats.viewers, 1);
             let bell = (st.role == Role::Owner).then(|| st.bell.clone());
             if let Some(b) = &bell {
@@ -791,6 +851,8 @@ impl Hub {
             .or_insert_with(|| PathState::new(p.clone(), Role::Relay { owner }, &limits));
         st.role = Role::Relay { owner };
         st.sinks.push(queue.clone());
+        st.browsers += usize::from(viewer == Viewer::Browser);
+        let browsers = st.browsers > 0;
         stats::add(&self.stats.viewers, 1);
         stats::add(&self.stats.relays, 1);
         self.tx.send_control(
@@ -800,6 +862,14 @@ impl Hub {
                 shard: self.shard,
             },
         );
+        if browsers {
+            let msg = StreamMsg::Browsers {
+                path: p.clone(),
+                shard: self.shard,
+                any: true,
+            };
+            self.tx.send_control(owner, msg);
+        }
         debug!(shard = self.shard, path = %p, owner, "relay opened");
         Ok(SinkHandle {
             path: p,
@@ -815,6 +885,16 @@ impl Hub {
             let before = st.sinks.len();
             st.sinks.retain(|s| !s.is_detached());
             stats::sub(&self.stats.viewers, (before - st.sinks.len()) as u64);
+            let browsers = st.sinks.iter().filter(|s| s.is_browser()).count();
+            if let (0, true, Role::Relay { owner }) = (browsers, st.browsers > 0, &st.role) {
+                let msg = StreamMsg::Browsers {
+                    path: p.clone(),
+                    shard: self.shard,
+                    any: false,
+                };
+                self.tx.send_control(*owner, msg);
+            }
+            st.browsers = browsers;
             if st.sinks.is_empty() {
                 match st.role {
                     Role::Relay { owner } => {
@@ -854,6 +934,13 @@ impl Hub {
                 self.wake_media(&path);
             }
             StreamMsg::Subscribe { path, shard } => self.on_subscribe(path, shard),
+            StreamMsg::Browsers { path, shard, any } => {
+                if let Some(st) = self.paths.get_mut(&path)
+                    && let Some(r) = st.remote.iter_mut().find(|r| r.shard == shard)
+                {
+                    r.browsers = any;
+                }
+            }
             StreamMsg::Unsubscribe { path, shard } => {
                 if let Some(st) = self.paths.get_mut(&path) {
                     st.remote.retain(|r| r.shard != shard);
@@ -978,11 +1065,20 @@ impl Hub {
         {
             st.role = Role::Relay { owner };
             stats::add(&self.stats.relays, 1);
+            let browsers = st.sinks.iter().any(|s| s.is_browser() && !s.is_detached());
             let msg = StreamMsg::Subscribe {
-                path,
+                path: path.clone(),
                 shard: self.shard,
             };
             self.tx.send_control(owner, msg);
+            if browsers {
+                let msg = StreamMsg::Browsers {
+                    path,
+                    shard: self.shard,
+                    any: true,
+                };
+                self.tx.send_control(owner, msg);
+            }
         }
     }
 
@@ -995,6 +1091,7 @@ impl Hub {
                 st.remote.push(RemoteSub {
                     shard,
                     waiting_keyframe: false,
+                    browsers: false,
                 });
                 st.bell.ring();
                 let init = StreamMsg::Init {
@@ -1040,6 +1137,7 @@ impl Hub {
                 frames_in: st.frames_in,
                 frames_dropped: st.dropped,
                 relay_shards: st.remote.iter().map(|r| r.shard).collect(),
+                transcoding: st.audio.as_ref().is_some_and(|a| a.running()),
             })
             .collect()
     }
@@ -1058,6 +1156,38 @@ impl Hub {
     }
 }
 
+/// Hands one frame of an owned stream to its GOP cache, local viewers and subscribed
+/// shards. Never blocks: a full queue or channel drops frames to the next keyframe.
+fn deliver(st: &mut PathState, tx: &dyn MeshTx, stats: &ShardStats, frame: Frame) {
+    let resume = frame.is_resume_point(st.has_video);
+    let remote_frame = (!st.remote.is_empty()).then(|| frame.clone());
+    st.fan_out(frame, stats);
+    let Some(frame) = remote_frame else {
+        return;
+    };
+    for sub in &mut st.remote {
+        if sub.waiting_keyframe && !resume {
+            st.dropped += 1;
+            stats::add(&stats.mesh_frames_dropped, 1);
+            continue;
+        }
+        let msg = StreamMsg::Frame {
+            path: st.path.clone(),
+            frame: frame.clone(),
+        };
+        if tx.try_send_media(sub.shard, msg) {
+            sub.waiting_keyframe = false;
+        } else {
+            if !sub.waiting_keyframe {
+                debug!(path = %st.path, to = sub.shard, "mesh full, relay drops to next keyframe");
+            }
+            sub.waiting_keyframe = true;
+            st.dropped += 1;
+            stats::add(&stats.mesh_frames_dropped, 1);
+        }
+    }
+}
+
 fn relay_in<'a>(
     paths: &'a mut HashMap<Arc<str>, PathState>,
     path: &str,
@@ -1068,5 +1198,6 @@ fn relay_in<'a>(
         .filter(|st| st.role == (Role::Relay { owner: from }))
 }
 
+mod audio;
 #[cfg(test)]
 mod tests;

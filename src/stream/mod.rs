@@ -16,7 +16,7 @@ mod sink;
 
 pub use hub::{
     DemandBell, DemandChanged, Hub, HubError, HubLimits, PathInfo, Role, SinkHandle, SourceInfo,
-    SourceState, SourceStats, SourceTrackStats,
+    SourceState, SourceStats, SourceTrackStats, Viewer,
 };
 pub use path::{ClaimError, Clash, Holder, MAX_PATH_LEN, PathError, StreamPath};
 pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
@@ -53,6 +53,16 @@ pub enum StreamMsg {
         path: Arc<str>,
         /// The subscribing shard.
         shard: usize,
+    },
+    /// Shard `shard` relays `path` to browsers (`any`), or no longer: the owner makes
+    /// the stream's browser audio while some shard has them.
+    Browsers {
+        /// Stream path.
+        path: Arc<str>,
+        /// The relaying shard.
+        shard: usize,
+        /// Whether it has browser viewers.
+        any: bool,
     },
     /// Shard `shard` has no viewers of `path` any more.
     Unsubscribe {
@@ -115,6 +125,7 @@ impl StreamMsg {
             | StreamMsg::Withdraw { path, .. }
             | StreamMsg::Subscribe { path, .. }
             | StreamMsg::Unsubscribe { path, .. }
+            | StreamMsg::Browsers { path, .. }
             | StreamMsg::Init { path, .. }
             | StreamMsg::Tracks { path, .. }
             | StreamMsg::Metadata { path, .. }
@@ -142,6 +153,7 @@ impl StreamMsg {
                     M::Init { .. },
                     M::Init { .. } | M::Tracks { .. } | M::Metadata { .. }
                 ) | (M::Tracks { .. }, M::Tracks { .. })
+                    | (M::Browsers { .. }, M::Browsers { .. })
                     | (M::Metadata { .. }, M::Metadata { .. })
             )
             || matches!(

@@ -79,6 +79,8 @@ pub struct SinkLimits {
 #[derive(Debug)]
 pub struct SinkQueue {
     inner: RefCell<Inner>,
+    /// The viewer is a browser ([`crate::stream::Viewer::Browser`]).
+    browser: std::cell::Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -175,7 +177,18 @@ impl SinkQueue {
                 ready: None,
                 announced: false,
             }),
+            browser: std::cell::Cell::new(false),
         }
+    }
+
+    /// Marks the viewer as a browser (or not).
+    pub fn set_browser(&self, browser: bool) {
+        self.browser.set(browser);
+    }
+
+    /// Whether the viewer is a browser.
+    pub fn is_browser(&self) -> bool {
+        self.browser.get()
     }
 
     /// Queues an event. A frame that does not fit is dropped, and so is every frame after

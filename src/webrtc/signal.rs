@@ -368,7 +368,7 @@ fn create_session(
     let sink = shard
         .hub
         .borrow_mut()
-        .subscribe(path)
+        .subscribe_as(path, crate::stream::Viewer::Browser)
         .map_err(|_| SignalError::NotFound(path.to_string()))?;
     let hub_path = sink.path.clone();
     let now = Instant::now();

@@ -28,6 +28,7 @@ fn path(path: &str, role: Role, viewers: usize, source: Option<SourceInfo>) -> P
             frames_in: 0,
             frames_dropped: 0,
             relay_shards: Vec::new(),
+            transcoding: false,
         },
         bitrate_in: 1_500_000,
     }

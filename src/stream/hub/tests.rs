@@ -41,6 +41,7 @@ fn limits() -> HubLimits {
             max_frames: 50,
             max_bytes: 1 << 20,
         },
+        transcode: None,
     }
 }
 

@@ -1,0 +1,113 @@
+//! The browsers' audio of a stream: an AAC track transcoded to an Opus track once per
+//! stream, on its owner shard, while some WebRTC viewer (on any shard) may need it.
+//!
+//! When a stream's tracks include AAC and transcoding is on, the stream gets a second
+//! audio track, Opus, marked `transcoded_from` the AAC one: the WebRTC answer picks it,
+//! RTMP players skip it (FLV cannot carry Opus) and keep the AAC. Its frames are made
+//! only while the stream has a browser viewer (here, or on a shard relaying it); the
+//! transcoder stops [`LINGER_SECS`] of stream time after the last one left.
+
+use crate::media::transcode::{TranscodeConfig, Transcoder};
+use crate::media::{Codec, Frame, Track, TrackId};
+use tracing::{info, warn};
+
+/// Seconds of stream time the transcoder keeps running after the last browser left.
+pub const LINGER_SECS: i64 = 10;
+
+/// The Opus track of a stream with AAC audio.
+pub struct AudioTranscode {
+    /// The AAC track.
+    pub aac: Track,
+    /// The Opus track made from it.
+    pub out: TrackId,
+    config: TranscodeConfig,
+    /// Running while wanted (and for a while after).
+    transcoder: Option<Transcoder>,
+    /// AAC pts when the last browser left, while the transcoder lingers.
+    idle_since: Option<i64>,
+}
+
+impl std::fmt::Debug for AudioTranscode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioTranscode")
+            .field("aac", &self.aac.id)
+            .field("out", &self.out)
+            .field("running", &self.transcoder.is_some())
+            .finish()
+    }
+}
+
+impl AudioTranscode {
+    /// For `tracks`, the Opus track to add and its transcode, if `tracks` have an AAC
+    /// track the transcoder takes. An AAC track it refuses (HE-AAC, more than two
+    /// channels) is named in one log line: browsers get no sound from that stream.
+    pub fn plan(path: &str, tracks: &[Track], config: TranscodeConfig) -> Option<(Track, Self)> {
+        let aac = tracks.iter().find(|t| t.codec == Codec::Aac)?;
+        let out = TrackId(tracks.iter().map(|t| t.id.0).max().unwrap_or(0) + 1);
+        match Transcoder::new(aac, out, &config) {
+            Ok(t) => {
+                let mut opus = t.output_track();
+                opus.transcoded_from = Some(aac.id);
+                let plan = AudioTranscode {
+                    aac: aac.clone(),
+                    out,
+                    config,
+                    transcoder: None,
+                    idle_since: None,
+                };
+                Some((opus, plan))
+            }
+            Err(e) => {
+                warn!(
+                    path,
+                    "AAC audio cannot be transcoded for browsers ({e}): WebRTC viewers get no sound"
+                );
+                None
+            }
+        }
+    }
+
+    /// Feeds one AAC frame; returns the Opus frames it completes. `wanted`: some browser
+    /// watches the stream now.
+    pub fn handle(&mut self, path: &str, frame: &Frame, wanted: bool) -> Vec<Frame> {
+        if frame.track != self.aac.id {
+            return Vec::new();
+        }
+        if wanted {
+            self.idle_since = None;
+            if self.transcoder.is_none() {
+                match Transcoder::new(&self.aac, self.out, &self.config) {
+                    Ok(t) => {
+                        info!(path, "transcoding AAC to Opus for browser viewers");
+                        self.transcoder = Some(t);
+                    }
+                    Err(e) => {
+                        warn!(path, "cannot start transcoding AAC to Opus: {e}");
+                        return Vec::new();
+                    }
+                }
+            }
+        } else if self.transcoder.is_some() {
+            let since = *self.idle_since.get_or_insert(frame.pts);
+            let linger = i64::from(self.aac.clock_rate.max(1)) * LINGER_SECS;
+            if frame.pts.saturating_sub(since) >= linger {
+                info!(
+                    path,
+                    "no browser viewer for {LINGER_SECS} s: transcoding stopped"
+                );
+                self.transcoder = None;
+                self.idle_since = None;
+            }
+        }
+        let Some(t) = &mut self.transcoder else {
+            return Vec::new();
+        };
+        t.handle_frame(frame);
+        std::iter::from_fn(|| t.poll_frame()).collect()
+    }
+
+    /// Whether the transcoder runs.
+    pub fn running(&self) -> bool {
+        self.transcoder.is_some()
+    }
+}

@@ -1,0 +1,169 @@
+//! AAC to Opus for browsers: ffmpeg publishes H.264 + AAC (a 1 kHz tone) over RTMP; a
+//! WHEP viewer gets Opus, which decodes (libopus) to a 1 kHz tone; RTMP players still get
+//! the AAC; the transcoder stops after the last browser left.
+#![allow(clippy::disallowed_methods)] // Tests drive real time.
+
+mod common;
+
+use common::{Server, require_tool, test_config};
+use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// ffmpeg publishing test video and a 1 kHz sine at `rate` Hz, `channels` channels.
+fn publish(s: &Server, path: &str, rate: u32, channels: u32) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=1000:sample_rate={rate}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "30", "-bf", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-ac", &channels.to_string()])
+        .args(["-f", "flv"])
+        .arg(format!("rtmp://{}/{path}", s.rtmp))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg publisher")
+}
+
+/// The strongest frequency of `samples` (mono, 48 kHz) between 100 Hz and 4 kHz, in
+/// 10 Hz steps.
+fn peak_frequency(samples: &[f32]) -> f64 {
+    let n = samples.len().min(48_000);
+    let x = &samples[samples.len() - n..];
+    let power = |f: f64| {
+        let w = 2.0 * std::f64::consts::PI * f / 48_000.0;
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, s) in x.iter().enumerate() {
+            re += f64::from(*s) * (w * i as f64).cos();
+            im += f64::from(*s) * (w * i as f64).sin();
+        }
+        re * re + im * im
+    };
+    (10..=400)
+        .map(|k| f64::from(k) * 10.0)
+        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
+        .unwrap_or(0.0)
+}
+
+fn tracks(s: &Server, path: &str) -> Vec<Value> {
+    s.stream(path)["tracks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn transcoding(s: &Server, path: &str) -> bool {
+    s.stream(path)["transcoding"] == true
+}
+
+fn check(rate: u32, channels: u32) {
+    let s = Server::start(&format!("transcode-{rate}"), &test_config(""));
+    let path = "live/tone";
+    let mut ffmpeg = publish(&s, path, rate, channels);
+    s.wait_stream(path, |st| {
+        st["tracks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["codec"] == "opus"))
+    });
+    let t = tracks(&s, path);
+    let opus = t.iter().find(|t| t["codec"] == "opus").expect("opus track");
+    let aac = t.iter().find(|t| t["codec"] == "aac").expect("aac track");
+    assert_eq!(opus["transcoded_from"], aac["id"], "{t:?}");
+    assert_eq!(opus["channels"], channels, "{t:?}");
+    assert!(
+        !transcoding(&s, path),
+        "nothing to transcode for before a browser comes"
+    );
+
+    let mut v = WhepViewer::connect(s.http, path, ReceiveMode::Full, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("whep: {e:?}\n{}", s.drain_log().join("\n")));
+    v.run_for(Duration::from_secs(4)).expect("run");
+    let audio: Vec<_> = v
+        .frames()
+        .iter()
+        .filter(|f| f.kind == TrackKind::Audio)
+        .collect();
+    assert!(
+        audio.len() >= 120,
+        "{} Opus frames in 4 s (50 a second expected)",
+        audio.len()
+    );
+    assert!(
+        audio
+            .iter()
+            .all(|f| f.codec == Some(str0m::format::Codec::Opus)),
+        "not Opus"
+    );
+    assert!(transcoding(&s, path));
+    // The Opus decodes (libopus) to the publisher's 1 kHz tone.
+    let ch = if channels == 1 {
+        opus::Channels::Mono
+    } else {
+        opus::Channels::Stereo
+    };
+    let mut dec = opus::Decoder::new(48_000, ch).expect("decoder");
+    let mut pcm = vec![0f32; 5760 * 2];
+    let mut mono = Vec::new();
+    for f in &audio {
+        let n = dec
+            .decode_float(&f.payload, &mut pcm, false)
+            .expect("decodes");
+        let c = channels as usize;
+        mono.extend((0..n).map(|i| pcm[i * c]));
+    }
+    let peak = peak_frequency(&mono);
+    assert!(
+        (peak - 1000.0).abs() <= 20.0,
+        "the decoded audio peaks at {peak} Hz"
+    );
+    let rms = (mono.iter().map(|s| s * s).sum::<f32>() / mono.len().max(1) as f32).sqrt();
+    assert!(rms > 0.05, "the tone is heard, not silence (rms {rms})");
+
+    // RTMP players still get the AAC as published.
+    let url = format!("rtmp://{}/{path}", s.rtmp);
+    let probe = common::ffprobe_json(&["-show_entries", "stream=codec_name", &url]);
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
+    assert!(
+        codecs.contains(&"aac") && !codecs.contains(&"opus"),
+        "{codecs:?}"
+    );
+
+    // The last browser leaves: transcoding stops 10 s of stream time later.
+    let _ = v.close();
+    drop(v);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while transcoding(&s, path) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(!transcoding(&s, path), "transcoding did not stop");
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+}
+
+#[test]
+fn aac_44100_stereo_reaches_a_whep_viewer_as_opus() {
+    check(44_100, 2);
+}
+
+#[test]
+fn aac_48000_mono_reaches_a_whep_viewer_as_opus() {
+    check(48_000, 1);
+}
