@@ -609,3 +609,100 @@ fn sources_that_continue_their_own_timeline_are_not_rebased() {
     }
     assert_eq!(frames(&v.queue), [0, 3000, 6000 + hour]);
 }
+
+fn aac_track() -> Track {
+    let mut t = Track::new(TrackId(1), Codec::Aac, 44_100);
+    // AAC-LC, 44.1 kHz, stereo.
+    t.params.audio_config = Some(Bytes::from_static(&[0x12, 0x10]));
+    t.channels = Some(2);
+    t
+}
+
+fn aac(t: i64) -> Frame {
+    Frame {
+        track: TrackId(1),
+        kind: MediaKind::Audio,
+        keyframe: true,
+        dts: t,
+        pts: t,
+        // Not AAC: each decodes to silence (counted), which still makes Opus.
+        data: Bytes::from_static(&[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]),
+    }
+}
+
+fn codecs_of(q: &SinkQueue, tracks: &[Track]) -> Vec<Codec> {
+    std::iter::from_fn(|| q.try_pop())
+        .filter_map(|e| match e {
+            SinkEvent::Frame(f) => tracks
+                .iter()
+                .find(|t| t.id == f.frame.track)
+                .map(|t| t.codec),
+            _ => None,
+        })
+        .collect()
+}
+
+fn transcoding(h: &Hub, path: &str) -> bool {
+    h.paths().iter().any(|p| &*p.path == path && p.transcoding)
+}
+
+#[test]
+fn aac_is_transcoded_to_opus_only_while_a_browser_watches_on_any_shard() {
+    let (mesh, mut h) = hubs(2, 10_000);
+    for hub in h.iter_mut() {
+        hub.limits.transcode = Some(Default::default());
+    }
+    h[0].publish("cam", src()).unwrap();
+    h[0].set_tracks("cam", vec![aac_track()]).unwrap();
+    settle(&mesh, &mut h);
+    let tracks = h[0].tracks("cam").expect("tracks");
+    let opus = tracks
+        .iter()
+        .find(|t| t.codec == Codec::Opus)
+        .expect("an Opus track");
+    assert_eq!(opus.transcoded_from, Some(TrackId(1)));
+    assert_eq!(opus.channels, Some(2));
+    // A player alone: the AAC goes out as it came, nothing is transcoded.
+    let player = h[0].subscribe("cam").unwrap();
+    for i in 0..50 {
+        h[0].push_frame("cam", aac(i * 1024)).unwrap();
+    }
+    assert!(
+        codecs_of(&player.queue, &tracks)
+            .iter()
+            .all(|c| *c == Codec::Aac)
+    );
+    assert!(!transcoding(&h[0], "cam"));
+    // A browser on the other shard: the owner transcodes, the relay gets the Opus.
+    settle(&mesh, &mut h);
+    let browser = h[1].subscribe_as("cam", Viewer::Browser).unwrap();
+    settle(&mesh, &mut h);
+    let mut got = codecs_of(&browser.queue, &tracks);
+    for i in 50..100 {
+        h[0].push_frame("cam", aac(i * 1024)).unwrap();
+        settle(&mesh, &mut h);
+        got.extend(codecs_of(&browser.queue, &tracks));
+    }
+    assert!(transcoding(&h[0], "cam"));
+    let opus_frames = got.iter().filter(|c| **c == Codec::Opus).count();
+    // 50 AAC frames of 1024 samples at 44.1 kHz: 1.16 s, about 58 Opus frames (less the
+    // pipeline's delay).
+    assert!(
+        (50..=60).contains(&opus_frames),
+        "{opus_frames} Opus frames: {got:?}"
+    );
+    let local = codecs_of(&player.queue, &tracks);
+    assert!(
+        local.contains(&Codec::Opus),
+        "the owner's own viewers get them too: {local:?}"
+    );
+    // The browser leaves: 10 s of stream time later the transcoder stops.
+    browser.queue.detach();
+    h[1].prune();
+    settle(&mesh, &mut h);
+    let ten_s = 44_100 * 10 / 1024 + 2;
+    for i in 100..100 + ten_s {
+        h[0].push_frame("cam", aac(i * 1024)).unwrap();
+    }
+    assert!(!transcoding(&h[0], "cam"));
+}
