@@ -1313,3 +1313,74 @@ permissions = [{{ action = "api" }}]
         ));
     }
 }
+
+/// The current audio receive statistics of the page's connection: codec, packets,
+/// total audio energy.
+const AUDIO_STATS: &str = r#"(async () => {
+  const p = window.corecast && window.corecast.pc;
+  if (!p) return null;
+  const report = await p.getStats();
+  let a = null;
+  const codecs = {};
+  report.forEach(s => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") a = s;
+    else if (s.type === "codec") codecs[s.id] = s;
+  });
+  if (!a) return null;
+  const c = codecs[a.codecId];
+  return {
+    mime: c ? c.mimeType : null,
+    packets: a.packetsReceived || 0,
+    energy: a.totalAudioEnergy || 0,
+    samples: a.totalSamplesReceived || 0,
+  };
+})()"#;
+
+#[test]
+fn page_plays_the_demo_stream_with_sound() {
+    let mut t = Session::open(
+        Server::start("browser-sound", &test_config(&demo_stream("demo", 0))),
+        "demo",
+        (1280, 720),
+    );
+    t.navigate("?play=demo");
+    t.wait_playing("?play=demo plays", None);
+    // The page starts muted (browsers only autoplay muted video); the viewer turns the
+    // sound on with the page's button.
+    let on =
+        t.eval("document.getElementById('sound').click(); !document.querySelector('video').muted");
+    if on != true {
+        t.fail("the Sound on button did not unmute the video");
+    }
+    let (first, _) = t.wait_for(
+        "the page receives the demo's audio",
+        Duration::from_secs(10),
+        AUDIO_STATS,
+        |v| {
+            if v["packets"].as_u64().is_some_and(|p| p > 0) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let later = t.eval(AUDIO_STATS);
+    t.log(&format!("audio stats: {first} then, 3 s later, {later}"));
+    if later["mime"] != "audio/opus" {
+        t.fail(&format!("the inbound audio is not Opus: {later}"));
+    }
+    let packets = later["packets"].as_u64().unwrap_or(0) - first["packets"].as_u64().unwrap_or(0);
+    // 20 ms Opus frames: 50 packets a second.
+    if !(120..=180).contains(&packets) {
+        t.fail(&format!(
+            "{packets} audio packets in 3 s (about 150 expected)"
+        ));
+    }
+    let energy = later["energy"].as_f64().unwrap_or(0.0) - first["energy"].as_f64().unwrap_or(0.0);
+    if energy <= 0.001 {
+        t.fail(&format!(
+            "the audio is silent: total audio energy grew by {energy} in 3 s"
+        ));
+    }
+}
