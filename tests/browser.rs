@@ -1367,6 +1367,17 @@ fn page_plays_the_demo_stream_with_sound() {
     std::thread::sleep(Duration::from_secs(3));
     let later = t.eval(AUDIO_STATS);
     t.log(&format!("audio stats: {first} then, 3 s later, {later}"));
+    let listed = t.eval(
+        "(document.querySelector('tr[data-path=\"demo\"]') || {textContent: ''}).textContent",
+    );
+    if !listed
+        .as_str()
+        .is_some_and(|l| l.contains("aac") && l.contains("opus, transcoded"))
+    {
+        t.fail(&format!(
+            "the list does not show the transcoded audio: {listed}"
+        ));
+    }
     if later["mime"] != "audio/opus" {
         t.fail(&format!("the inbound audio is not Opus: {later}"));
     }

@@ -167,3 +167,63 @@ fn aac_44100_stereo_reaches_a_whep_viewer_as_opus() {
 fn aac_48000_mono_reaches_a_whep_viewer_as_opus() {
     check(48_000, 1);
 }
+
+/// `ffmpeg ... -f framemd5` of the audio packets of `input` (extra input options first):
+/// one MD5 per packet.
+fn audio_md5s(input_opts: &[&str], input: &str, packets: usize) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(input_opts)
+        .args(["-i", input, "-map", "0:a", "-c", "copy"])
+        .args(["-frames:a", &packets.to_string(), "-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("ffmpeg framemd5");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|m| m.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn rtmp_players_get_the_aac_byte_for_byte_while_browsers_get_opus() {
+    let s = Server::start("transcode-rtmp", &test_config(""));
+    let clip = common::root().join("tests/data/ffmpeg_320x240_baseline_aac.flv");
+    let url = format!("rtmp://{}/live/clip", s.rtmp);
+    let mut publisher = common::ffmpeg_publish_loop(&clip, &[], &url);
+    s.wait_stream("live/clip", |st| {
+        st["tracks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["codec"] == "opus"))
+    });
+    let mut v = WhepViewer::connect(
+        s.http,
+        "live/clip",
+        ReceiveMode::Full,
+        Duration::from_secs(15),
+    )
+    .expect("whep");
+    v.run_for(Duration::from_secs(1)).expect("run");
+    assert!(transcoding(&s, "live/clip"));
+    let source: std::collections::HashSet<String> =
+        audio_md5s(&[], &clip.display().to_string(), 100_000)
+            .into_iter()
+            .collect();
+    let played = audio_md5s(&["-rw_timeout", "10000000"], &url, 100);
+    assert_eq!(played.len(), 100, "the RTMP player got 100 audio packets");
+    let foreign: Vec<&String> = played.iter().filter(|m| !source.contains(*m)).collect();
+    assert!(
+        foreign.is_empty(),
+        "{} of 100 AAC packets played over RTMP differ from the published ones",
+        foreign.len()
+    );
+    v.run_for(Duration::from_secs(1)).expect("run");
+    assert!(
+        v.frames().iter().any(|f| f.kind == TrackKind::Audio),
+        "the browser got Opus meanwhile"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
