@@ -227,3 +227,101 @@ fn rtmp_players_get_the_aac_byte_for_byte_while_browsers_get_opus() {
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// ffmpeg publishing a clip that beeps (1 kHz, 50 ms) at the start of every second, with
+/// a keyframe at the start of every second.
+fn publish_beeps(s: &Server, path: &str) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i"])
+        .arg("aevalsrc=if(lt(mod(t\\,1)\\,0.05)\\,0.5*sin(2*PI*1000*t)\\,0):s=44100")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args([
+            "-force_key_frames",
+            "expr:gte(t,n_forced*1)",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "128k", "-ac", "1", "-f", "flv"])
+        .arg(format!("rtmp://{}/{path}", s.rtmp))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg publisher")
+}
+
+#[test]
+fn audio_and_video_stay_in_sync_through_the_sender_reports() {
+    let s = Server::start("transcode-sync", &test_config(""));
+    let path = "live/beeps";
+    let mut ffmpeg = publish_beeps(&s, path);
+    s.wait_stream(path, |st| {
+        st["tracks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["codec"] == "opus"))
+    });
+    let mut v = WhepViewer::connect(s.http, path, ReceiveMode::Full, Duration::from_secs(15))
+        .expect("whep");
+    v.run_for(Duration::from_secs(10)).expect("run");
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+    // Keyframes on the sender's clock (after the joining burst, once reports came).
+    let keyframes: Vec<i64> = v
+        .frames()
+        .iter()
+        .filter(|f| f.kind == TrackKind::Video && f.is_idr())
+        .filter_map(|f| f.sender_micros)
+        .collect();
+    // Beep onsets on the sender's clock: the first loud sample after a silence.
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
+    let mut pcm = vec![0f32; 5760];
+    let mut onsets = Vec::new();
+    let mut quiet = 0usize;
+    for f in v.frames().iter().filter(|f| f.kind == TrackKind::Audio) {
+        let Ok(n) = dec.decode_float(&f.payload, &mut pcm, false) else {
+            continue;
+        };
+        for (i, x) in pcm[..n].iter().enumerate() {
+            if x.abs() > 0.1 {
+                if quiet > 24_000
+                    && let Some(t) = f.sender_micros
+                {
+                    onsets.push(t + i as i64 * 1_000_000 / 48_000);
+                }
+                quiet = 0;
+            } else {
+                quiet += 1;
+            }
+        }
+    }
+    let pairs: Vec<i64> = onsets
+        .iter()
+        .filter_map(|o| keyframes.iter().map(|k| o - k).min_by_key(|d| d.abs()))
+        .collect();
+    eprintln!("keyframes {keyframes:?}\nonsets {onsets:?}\naudio - video (µs): {pairs:?}");
+    assert!(pairs.len() >= 3, "too few beeps matched: {pairs:?}");
+    assert!(
+        pairs.iter().all(|d| d.abs() < 20_000),
+        "audio and video apart by more than 20 ms: {pairs:?} µs"
+    );
+}

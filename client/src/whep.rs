@@ -83,6 +83,9 @@ pub struct FrameRecord {
     pub contiguous: bool,
     /// The frame's bytes, for audio in `Full` mode (empty otherwise).
     pub payload: Vec<u8>,
+    /// The frame's time on the sender's wall clock (µs since the Unix epoch), by the
+    /// latest RTCP sender report of its stream (`Full` mode, once one came).
+    pub sender_micros: Option<i64>,
 }
 
 impl FrameRecord {
@@ -470,6 +473,7 @@ impl WhepPeer {
                 annex_b: false,
                 contiguous: true,
                 payload: Vec::new(),
+                sender_micros: None,
             });
         }
     }
@@ -563,6 +567,17 @@ impl WhepPeer {
             } else {
                 Vec::new()
             },
+            sender_micros: d.last_sender_info.as_ref().and_then(|sr| {
+                let clock = Some(i64::from(d.time.denom())).filter(|c| *c > 0)?;
+                let ntp = sr
+                    .ntp_time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_micros();
+                // RTP times are 32-bit on the wire: the distance wraps.
+                let ticks = (d.time.numer() as u32).wrapping_sub(sr.rtp_time.numer() as u32) as i32;
+                Some(i64::try_from(ntp).ok()? + i64::from(ticks) * 1_000_000 / clock)
+            }),
         };
         match kind {
             TrackKind::Video => {

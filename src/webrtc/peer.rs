@@ -172,6 +172,10 @@ pub struct Peer {
     want_gop: bool,
     last_gop: Option<Instant>,
     last_input: Instant,
+    /// The wall-clock time of one media instant (µs of the stream's timeline): every
+    /// track's writes are dated from it, so the sender reports map audio and video onto
+    /// one clock (lip sync in the browser). See [`Peer::wallclock`].
+    anchor: Option<(Instant, i64)>,
     created: Instant,
     cfg: PeerConfig,
     closed: Option<CloseReason>,
@@ -259,6 +263,7 @@ impl Peer {
             want_gop: false,
             last_gop: None,
             last_input: now,
+            anchor: None,
             created: now,
             cfg,
             closed: None,
@@ -444,6 +449,11 @@ impl Peer {
             self.stats.skipped += 1;
             return;
         };
+        let wallclock = if burst {
+            now
+        } else {
+            self.wallclock(now, frame.pts, src_clock)
+        };
         let tx = &mut self.txs[ti];
         let src = convert(frame.pts, src_clock, tx.rtp_clock);
         let ts = tx.timestamp(src, burst);
@@ -463,7 +473,7 @@ impl Peer {
         }
         for p in &pf.payloads {
             // Browsers NACK video only.
-            let w = RtpWrite::new(tx.pt, tx.seq.into(), ts, now, p.data.clone())
+            let w = RtpWrite::new(tx.pt, tx.seq.into(), ts, wallclock, p.data.clone())
                 .marker(p.marker)
                 .nackable(video);
             stream.write_rtp(w);
@@ -471,6 +481,29 @@ impl Peer {
         }
         self.stats.packets += pf.payloads.len() as u64;
         self.stats.frames += 1;
+    }
+
+    /// When media time `pts` (in `clock` Hz) happens on the wall clock. The anchor is
+    /// the frame that came earliest for its media time: a frame that comes sooner moves
+    /// it. So every track is dated by the fastest path (not by audio that the
+    /// transcoder delivers a few tens of milliseconds late), and no date lies ahead of
+    /// `now` (str0m dates its sender reports from the latest write).
+    fn wallclock(&mut self, now: Instant, pts: i64, clock: u32) -> Instant {
+        let micros = convert(pts, clock, 1_000_000);
+        let (at, base) = *self.anchor.get_or_insert((now, micros));
+        let d = micros.saturating_sub(base);
+        let w = if d >= 0 {
+            at.checked_add(Duration::from_micros(d.unsigned_abs()))
+        } else {
+            at.checked_sub(Duration::from_micros(d.unsigned_abs()))
+        };
+        match w {
+            Some(w) if w <= now => w,
+            _ => {
+                self.anchor = Some((now, micros));
+                now
+            }
+        }
     }
 
     /// Drains str0m's output; returns the next timeout, or `None` once closed.
