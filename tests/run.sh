@@ -19,6 +19,8 @@ apt_needed=()
 command -v ffmpeg  >/dev/null || apt_needed+=(ffmpeg)
 command -v ffprobe >/dev/null || apt_needed+=(ffmpeg)
 command -v python3 >/dev/null || apt_needed+=(python3)
+# The opus crate builds its bundled libopus with CMake (src/media/transcode.rs).
+command -v cmake   >/dev/null || apt_needed+=(cmake)
 # tests/browser.rs drives Debian's Chromium (headless, WebRTC with H.264) at this path.
 [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 # tests/camera/rtsp_camera.py (the RTSP camera stand-in) runs GStreamer's RTSP server under

@@ -13,6 +13,7 @@ pub mod gop;
 pub mod h264;
 pub mod h265;
 pub mod timeline;
+pub mod transcode;
 
 use bytes::Bytes;
 use std::sync::Arc;
