@@ -154,6 +154,16 @@ pub const STREAM_TRANSCODING: Metric = Metric::gauge(
     "stream_transcoding",
     "Whether a stream's AAC audio is being transcoded to Opus for browser viewers (1) or not (0).",
 );
+/// CPU time a stream's transcoding used (label `path`).
+pub const STREAM_TRANSCODE_CPU: Metric = Metric::counter(
+    "stream_transcode_cpu_microseconds_total",
+    "CPU time spent transcoding a stream's AAC audio to Opus, microseconds.",
+);
+/// Audio frames a stream's transcoding could not decode or encode (label `path`).
+pub const STREAM_TRANSCODE_ERRORS: Metric = Metric::counter(
+    "stream_transcode_errors_total",
+    "Audio frames that failed to decode (replaced by silence) or encode (dropped) while transcoding to Opus.",
+);
 /// Whether a stream's source is live (labels `path`, `kind`).
 pub const SOURCE_UP: Metric = Metric::gauge(
     "source_up",
@@ -192,6 +202,8 @@ pub const PATH_METRICS: &[Metric] = &[
     STREAM_BITRATE_IN,
     STREAM_VIEWERS,
     STREAM_TRANSCODING,
+    STREAM_TRANSCODE_CPU,
+    STREAM_TRANSCODE_ERRORS,
     SOURCE_UP,
     SOURCE_RECONNECTS,
     SOURCE_PACKETS,

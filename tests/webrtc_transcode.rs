@@ -108,6 +108,24 @@ fn check(rate: u32, channels: u32) {
         "not Opus"
     );
     assert!(transcoding(&s, path));
+    // Its cost and errors are in /metrics.
+    let cpu = s.metric("corecast_stream_transcode_cpu_microseconds_total");
+    let errors = s.metric("corecast_stream_transcode_errors_total");
+    eprintln!("transcoding {rate} Hz x{channels}: {cpu} µs of CPU so far, {errors} errors");
+    assert!(cpu > 0, "transcoding CPU time is counted");
+    assert_eq!(errors, 0);
+    // No audio is missing or doubled: the frames fill the time they span on the sender's
+    // clock (20 ms each), within 50 ms.
+    let timed: Vec<i64> = audio.iter().filter_map(|f| f.sender_micros).collect();
+    if let (Some(first), Some(last)) = (timed.first(), timed.last()) {
+        let span = last - first + 20_000;
+        let filled = timed.len() as i64 * 20_000;
+        assert!(
+            (span - filled).abs() <= 50_000,
+            "{} Opus frames ({filled} µs) over {span} µs of sender time",
+            timed.len()
+        );
+    }
     // The Opus decodes (libopus) to the publisher's 1 kHz tone.
     let ch = if channels == 1 {
         opus::Channels::Mono

@@ -4,7 +4,9 @@ use crate::config::{StreamConfig, StreamTable};
 use crate::media::{MediaKind, Track};
 use crate::shard::{ShardSnapshot, Shared};
 use crate::stats::{self, Metric, ShardStats};
-use crate::stream::{Role, SourceInfo, SourceState, SourceStats, SourceTrackStats, StreamPath};
+use crate::stream::{
+    PathInfo, Role, SourceInfo, SourceState, SourceStats, SourceTrackStats, StreamPath,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -276,8 +278,27 @@ fn stream_metrics(out: &mut String, snapshots: &[ShardSnapshot]) {
         .iter()
         .flat_map(|s| s.paths.iter())
         .filter(|p| p.info.role == Role::Owner);
-    let transcoding = owned.map(|p| (path_label(&p.info.path), u64::from(p.info.transcoding)));
-    write_family(out, &stats::STREAM_TRANSCODING, transcoding);
+    let owned: Vec<_> = owned.collect();
+    let family = |f: fn(&PathInfo) -> u64| {
+        owned
+            .iter()
+            .map(move |p| (path_label(&p.info.path), f(&p.info)))
+    };
+    write_family(
+        out,
+        &stats::STREAM_TRANSCODING,
+        family(|i| u64::from(i.transcoding)),
+    );
+    write_family(
+        out,
+        &stats::STREAM_TRANSCODE_CPU,
+        family(|i| i.transcode_cpu_micros),
+    );
+    write_family(
+        out,
+        &stats::STREAM_TRANSCODE_ERRORS,
+        family(|i| i.transcode_errors),
+    );
 }
 
 /// Per-source families: state and, for pulled sources, per-track receive counters.

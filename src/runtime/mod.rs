@@ -322,7 +322,26 @@ fn make_hub(id: usize, shared: &Shared, mesh: Rc<Mesh>) -> Hub {
         transcode: (cfg.media.transcode_audio == crate::config::TranscodeAudio::Auto)
             .then(crate::media::transcode::TranscodeConfig::default),
     };
-    Hub::new(id, shared.shards(), limits, mesh, shared.stats[id].clone())
+    let mut hub = Hub::new(id, shared.shards(), limits, mesh, shared.stats[id].clone());
+    hub.set_cpu_clock(thread_cpu_time);
+    hub
+}
+
+/// CPU time of the calling thread (a shard's), for what the hub's transcoding costs.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer to ours.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Binds the shard's WebRTC UDP socket and makes its engine, owned by the handle the

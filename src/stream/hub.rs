@@ -238,6 +238,10 @@ pub struct PathInfo {
     pub relay_shards: Vec<usize>,
     /// The stream's AAC is being transcoded to Opus for browsers (owner only).
     pub transcoding: bool,
+    /// CPU time its transcoding used, in µs (owner only).
+    pub transcode_cpu_micros: u64,
+    /// Audio frames its transcoding failed to decode or encode (owner only).
+    pub transcode_errors: u64,
 }
 
 #[derive(Debug)]
@@ -472,6 +476,8 @@ pub struct Hub {
     /// Tasks waiting for a path's tracks (or its withdrawal), by path, with their keys.
     media_waiters: HashMap<Arc<str>, Vec<(u64, Waker)>>,
     next_waiter: u64,
+    /// The thread's CPU clock, as the driver reads it (zero until set).
+    cpu_clock: fn() -> Duration,
 }
 
 impl Hub {
@@ -493,7 +499,13 @@ impl Hub {
             stats,
             media_waiters: HashMap::new(),
             next_waiter: 0,
+            cpu_clock: || Duration::ZERO,
         }
+    }
+
+    /// Sets how the hub reads the thread's CPU clock (to count what transcoding costs).
+    pub fn set_cpu_clock(&mut self, clock: fn() -> Duration) {
+        self.cpu_clock = clock;
     }
 
     /// This shard's index.
@@ -710,7 +722,11 @@ impl Hub {
     /// the source does that itself ([`SourceInfo::continues_timeline`]).
     pub fn push_frame(&mut self, path: &str, mut frame: Frame) -> Result<(), HubError> {
         let Hub {
-            paths, stats, tx, ..
+            paths,
+            stats,
+            tx,
+            cpu_clock,
+            ..
         } = self;
         let st = match paths.get_mut(path) {
             Some(st) if st.role == Role::Owner => st,
@@ -724,7 +740,7 @@ impl Hub {
         let opus = match &mut st.audio {
             Some(a) if frame.track == a.aac.id => {
                 let wanted = st.browsers > 0 || st.remote.iter().any(|r| r.browsers);
-                a.handle(&st.path, &frame, wanted)
+                a.handle(&st.path, &frame, wanted, *cpu_clock)
             }
             _ => Vec::new(),
         };
@@ -1138,6 +1154,11 @@ impl Hub {
                 frames_dropped: st.dropped,
                 relay_shards: st.remote.iter().map(|r| r.shard).collect(),
                 transcoding: st.audio.as_ref().is_some_and(|a| a.running()),
+                transcode_cpu_micros: st
+                    .audio
+                    .as_ref()
+                    .map_or(0, |a| u64::try_from(a.cpu.as_micros()).unwrap_or(u64::MAX)),
+                transcode_errors: st.audio.as_ref().map_or(0, |a| a.errors),
             })
             .collect()
     }

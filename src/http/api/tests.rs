@@ -29,6 +29,8 @@ fn path(path: &str, role: Role, viewers: usize, source: Option<SourceInfo>) -> P
             frames_dropped: 0,
             relay_shards: Vec::new(),
             transcoding: false,
+            transcode_cpu_micros: 0,
+            transcode_errors: 0,
         },
         bitrate_in: 1_500_000,
     }

@@ -25,6 +25,13 @@ pub struct AudioTranscode {
     transcoder: Option<Transcoder>,
     /// AAC pts when the last browser left, while the transcoder lingers.
     idle_since: Option<i64>,
+    /// CPU time spent transcoding, over every run.
+    pub cpu: std::time::Duration,
+    /// Frames that failed to decode or encode, over every run (each one dropped or
+    /// replaced by silence; the stream goes on).
+    pub errors: u64,
+    /// Errors of the running transcoder already counted in `errors`.
+    seen_errors: u64,
 }
 
 impl std::fmt::Debug for AudioTranscode {
@@ -54,6 +61,9 @@ impl AudioTranscode {
                     config,
                     transcoder: None,
                     idle_since: None,
+                    cpu: std::time::Duration::ZERO,
+                    errors: 0,
+                    seen_errors: 0,
                 };
                 Some((opus, plan))
             }
@@ -68,8 +78,15 @@ impl AudioTranscode {
     }
 
     /// Feeds one AAC frame; returns the Opus frames it completes. `wanted`: some browser
-    /// watches the stream now.
-    pub fn handle(&mut self, path: &str, frame: &Frame, wanted: bool) -> Vec<Frame> {
+    /// watches the stream now. `cpu` reads the thread's CPU clock (the driver's; zero in
+    /// tests), to count what transcoding costs.
+    pub fn handle(
+        &mut self,
+        path: &str,
+        frame: &Frame,
+        wanted: bool,
+        cpu: fn() -> std::time::Duration,
+    ) -> Vec<Frame> {
         if frame.track != self.aac.id {
             return Vec::new();
         }
@@ -80,6 +97,7 @@ impl AudioTranscode {
                     Ok(t) => {
                         info!(path, "transcoding AAC to Opus for browser viewers");
                         self.transcoder = Some(t);
+                        self.seen_errors = 0;
                     }
                     Err(e) => {
                         warn!(path, "cannot start transcoding AAC to Opus: {e}");
@@ -102,8 +120,17 @@ impl AudioTranscode {
         let Some(t) = &mut self.transcoder else {
             return Vec::new();
         };
+        let start = cpu();
         t.handle_frame(frame);
-        std::iter::from_fn(|| t.poll_frame()).collect()
+        let out: Vec<Frame> = std::iter::from_fn(|| t.poll_frame()).collect();
+        self.cpu += cpu().saturating_sub(start);
+        let st = t.stats();
+        let errors = st.decode_errors + st.encode_errors;
+        if errors > self.seen_errors {
+            self.errors += errors - self.seen_errors;
+            self.seen_errors = errors;
+        }
+        out
     }
 
     /// Whether the transcoder runs.
