@@ -27,6 +27,8 @@ fn nal_types_of_annex_b() {
         nal_types,
         annex_b: true,
         contiguous: true,
+        payload: Vec::new(),
+        sender_micros: None,
     };
     assert!(rec(vec![9, 7, 8, 5]).is_idr_with_parameter_sets());
     assert!(rec(vec![7, 8, 6, 5, 5]).is_idr_with_parameter_sets());
