@@ -28,8 +28,9 @@ fn health_reports_every_shard() {
 #[test]
 fn demo_stream_is_listed_with_h264_720p() {
     let s = Server::start("demo", &test_config(&demo_stream("demo", 1)));
+    // H.264, AAC, and the Opus made from the AAC for browsers.
     let demo = s.wait_stream("demo", |s| {
-        s["tracks"].as_array().is_some_and(|t| t.len() == 2)
+        s["tracks"].as_array().is_some_and(|t| t.len() == 3)
     });
     assert_eq!(demo["owner_shard"], 1);
     assert_eq!(demo["rtmp_path"], "live/demo");
@@ -47,6 +48,10 @@ fn demo_stream_is_listed_with_h264_720p() {
     let audio = &demo["tracks"][1];
     assert_eq!(audio["codec"], "aac");
     assert_eq!(audio["sample_rate"], 44100);
+    let opus = &demo["tracks"][2];
+    assert_eq!(opus["codec"], "opus");
+    assert_eq!(opus["transcoded_from"], 1);
+    assert_eq!(opus["sample_rate"], 48000);
     // The clip is ~1.1 Mbit/s: once a full second has been measured the reported input
     // bitrate is of that order (a ratio, not a timing).
     let demo = s.wait_stream("demo", |s| s["bitrate_in"].as_u64().unwrap_or(0) > 0);

@@ -88,7 +88,9 @@ fn tcp_and_udp_pulls_reach_webrtc_and_rtmp_viewers() {
             .flatten()
             .filter_map(|t| t["codec"].as_str())
             .collect();
-        assert_eq!(codecs, ["h264", "aac"], "{st}");
+        // The camera's H.264 and AAC, and the Opus made from the AAC for browsers.
+        assert_eq!(codecs, ["h264", "aac", "opus"], "{st}");
+        assert_eq!(st["tracks"][2]["transcoded_from"], 1, "{st}");
         assert_eq!(st["tracks"][0]["width"], 640, "{st}");
         assert_eq!(st["tracks"][0]["height"], 360, "{st}");
 
