@@ -260,8 +260,9 @@ async fn run(
     let mut last_write: Option<Instant> = None;
     let mut timeout = Instant::now();
     let mut media = false;
-    // Bytes read and written on the connection, for its session's counters.
-    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
+    // Bytes written on the connection, for its session's counters (the session core
+    // counts what it read).
+    let mut bytes_out = 0u64;
     loop {
         if let Some(end) = drain(shard, session, role, peer, pending, &mut timeout) {
             return end;
@@ -271,7 +272,7 @@ async fn run(
             bytes_out += *n as u64;
         }
         if let Some(s) = role.session() {
-            s.counters().set_bytes(bytes_in, bytes_out);
+            s.counters().set_bytes(session.bytes_received(), bytes_out);
         }
         match written {
             // Only media sends start a merge interval: the replies to `play` must not
@@ -307,7 +308,6 @@ async fn run(
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
-                bytes_in += n as u64;
                 if let Err(e) = session.handle_input(Instant::now(), Input::Receive(&tmp[..n])) {
                     return End::Protocol(e);
                 }
