@@ -11,14 +11,14 @@ use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// ffmpeg publishing test video and a 1 kHz sine at `rate` Hz, `channels` channels.
-fn publish(s: &Server, path: &str, rate: u32, channels: u32) -> Child {
+/// ffmpeg publishing test video (a keyframe at the start of every second) and the lavfi
+/// audio source `audio` as `channels`-channel AAC, live over RTMP.
+fn publish(s: &Server, path: &str, audio: &str, channels: u32) -> Child {
     require_tool("ffmpeg");
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=1000:sample_rate={rate}"))
+        .args(["-f", "lavfi", "-i", audio])
         .args([
             "-c:v",
             "libx264",
@@ -27,7 +27,22 @@ fn publish(s: &Server, path: &str, rate: u32, channels: u32) -> Child {
             "-tune",
             "zerolatency",
         ])
-        .args(["-g", "30", "-bf", "0", "-pix_fmt", "yuv420p"])
+        .args([
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args([
+            "-force_key_frames",
+            "expr:gte(t,n_forced*1)",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "128k", "-ac", &channels.to_string()])
         .args(["-f", "flv"])
         .arg(format!("rtmp://{}/{path}", s.rtmp))
@@ -72,7 +87,8 @@ fn transcoding(s: &Server, path: &str) -> bool {
 fn check(rate: u32, channels: u32) {
     let s = Server::start(&format!("transcode-{rate}"), &test_config(""));
     let path = "live/tone";
-    let mut ffmpeg = publish(&s, path, rate, channels);
+    let sine = format!("sine=frequency=1000:sample_rate={rate}");
+    let mut ffmpeg = publish(&s, path, &sine, channels);
     s.wait_stream(path, |st| {
         st["tracks"]
             .as_array()
@@ -246,53 +262,15 @@ fn rtmp_players_get_the_aac_byte_for_byte_while_browsers_get_opus() {
     let _ = publisher.wait();
 }
 
-/// ffmpeg publishing a clip that beeps (1 kHz, 50 ms) at the start of every second, with
-/// a keyframe at the start of every second.
-fn publish_beeps(s: &Server, path: &str) -> Child {
-    require_tool("ffmpeg");
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i"])
-        .arg("aevalsrc=if(lt(mod(t\\,1)\\,0.05)\\,0.5*sin(2*PI*1000*t)\\,0):s=44100")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-        ])
-        .args([
-            "-force_key_frames",
-            "expr:gte(t,n_forced*1)",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-b:a", "128k", "-ac", "1", "-f", "flv"])
-        .arg(format!("rtmp://{}/{path}", s.rtmp))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg publisher")
-}
+/// A lavfi source that beeps (1 kHz, 50 ms) at the start of every second, when the
+/// video has its keyframes.
+const BEEPS: &str = "aevalsrc=if(lt(mod(t\\,1)\\,0.05)\\,0.5*sin(2*PI*1000*t)\\,0):s=44100";
 
 #[test]
 fn audio_and_video_stay_in_sync_through_the_sender_reports() {
     let s = Server::start("transcode-sync", &test_config(""));
     let path = "live/beeps";
-    let mut ffmpeg = publish_beeps(&s, path);
+    let mut ffmpeg = publish(&s, path, BEEPS, 1);
     s.wait_stream(path, |st| {
         st["tracks"]
             .as_array()
