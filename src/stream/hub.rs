@@ -355,22 +355,14 @@ impl PathState {
             && let Some(aac) = tracks.iter().find(|t| t.id == a.aac.id)
             && aac.params == a.aac.params
             && aac.clock_rate == a.aac.clock_rate
-            && !tracks.iter().any(|t| t.id == a.out)
+            && !tracks.iter().any(|t| t.id == a.opus.id)
         {
-            let mut opus = Track::new(a.out, crate::media::Codec::Opus, 48_000);
-            opus.channels = self
-                .tracks
-                .as_ref()
-                .and_then(|t| t.iter().find(|t| t.id == a.out))
-                .and_then(|t| t.channels);
-            opus.transcoded_from = Some(a.aac.id);
-            tracks.push(opus);
+            tracks.push(a.opus.clone());
             return;
         }
-        self.audio = None;
-        if let Some((opus, plan)) = audio::AudioTranscode::plan(&self.path, tracks, config) {
-            tracks.push(opus);
-            self.audio = Some(plan);
+        self.audio = audio::AudioTranscode::plan(&self.path, tracks, config);
+        if let Some(a) = &self.audio {
+            tracks.push(a.opus.clone());
         }
     }
 

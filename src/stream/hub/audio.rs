@@ -18,11 +18,13 @@ pub const LINGER_SECS: i64 = 10;
 pub struct AudioTranscode {
     /// The AAC track.
     pub aac: Track,
-    /// The Opus track made from it.
-    pub out: TrackId,
+    /// The Opus track made from it (`transcoded_from` the AAC one).
+    pub opus: Track,
     config: TranscodeConfig,
     /// Running while wanted (and for a while after).
     transcoder: Option<Transcoder>,
+    /// The one built to check the track, until the first browser comes.
+    unused: Option<Transcoder>,
     /// AAC pts when the last browser left, while the transcoder lingers.
     idle_since: Option<i64>,
     /// CPU time spent transcoding, over every run.
@@ -38,34 +40,34 @@ impl std::fmt::Debug for AudioTranscode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AudioTranscode")
             .field("aac", &self.aac.id)
-            .field("out", &self.out)
+            .field("opus", &self.opus.id)
             .field("running", &self.transcoder.is_some())
             .finish()
     }
 }
 
 impl AudioTranscode {
-    /// For `tracks`, the Opus track to add and its transcode, if `tracks` have an AAC
+    /// For `tracks`, the transcode (and its Opus track to add), if `tracks` have an AAC
     /// track the transcoder takes. An AAC track it refuses (HE-AAC, more than two
     /// channels) is named in one log line: browsers get no sound from that stream.
-    pub fn plan(path: &str, tracks: &[Track], config: TranscodeConfig) -> Option<(Track, Self)> {
+    pub fn plan(path: &str, tracks: &[Track], config: TranscodeConfig) -> Option<Self> {
         let aac = tracks.iter().find(|t| t.codec == Codec::Aac)?;
         let out = TrackId(tracks.iter().map(|t| t.id.0).max().unwrap_or(0) + 1);
         match Transcoder::new(aac, out, &config) {
             Ok(t) => {
                 let mut opus = t.output_track();
                 opus.transcoded_from = Some(aac.id);
-                let plan = AudioTranscode {
+                Some(AudioTranscode {
                     aac: aac.clone(),
-                    out,
+                    opus,
                     config,
                     transcoder: None,
+                    unused: Some(t),
                     idle_since: None,
                     cpu: std::time::Duration::ZERO,
                     errors: 0,
                     seen_errors: 0,
-                };
-                Some((opus, plan))
+                })
             }
             Err(e) => {
                 warn!(
@@ -93,7 +95,11 @@ impl AudioTranscode {
         if wanted {
             self.idle_since = None;
             if self.transcoder.is_none() {
-                match Transcoder::new(&self.aac, self.out, &self.config) {
+                let built = match self.unused.take() {
+                    Some(t) => Ok(t),
+                    None => Transcoder::new(&self.aac, self.opus.id, &self.config),
+                };
+                match built {
                     Ok(t) => {
                         info!(path, "transcoding AAC to Opus for browser viewers");
                         self.transcoder = Some(t);
