@@ -99,8 +99,6 @@ struct Player {
     session: SessionGuard,
     tracks: Option<TrackSet>,
     ended: bool,
-    /// The path was removed: the connection ends once the notice is written.
-    removed: bool,
     audio: bool,
     video: bool,
 }
@@ -288,9 +286,6 @@ async fn run(
         }
         if session.is_closed() {
             return End::Quiet("session ended".into());
-        }
-        if matches!(role, Role::Player(p) if p.removed) {
-            return End::Quiet("the stream was removed".into());
         }
         if matches!(role, Role::Publisher(_)) && tmp.len() < READ_CHUNK {
             tmp.resize(READ_CHUNK, 0);
@@ -669,7 +664,6 @@ fn play(
                 sink,
                 tracks: None,
                 ended: false,
-                removed: false,
                 audio: true,
                 video: true,
             });
@@ -766,10 +760,7 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
             session.send_unpublish_notify();
             p.ended = true;
         }
-        SinkEvent::Removed => {
-            session.send_unpublish_notify();
-            p.removed = true;
-        }
+        SinkEvent::Removed => session.end_play(),
     }
 }
 

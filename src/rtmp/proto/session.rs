@@ -245,6 +245,8 @@ pub enum CloseReason {
     /// A publish (bad name, wrong key, a path the alias rule gives to another stream) or
     /// play (bad name) the session refused, and why.
     Refused(String),
+    /// The stream the player played was removed from the server ([`ServerSession::end_play`]).
+    StreamRemoved,
 }
 
 impl fmt::Display for CloseReason {
@@ -253,6 +255,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HandshakeTimeout(d) => write!(f, "no connect/publish/play within {d:?}"),
             CloseReason::IdleTimeout(d) => write!(f, "publisher silent for {d:?}"),
             CloseReason::Refused(why) => f.write_str(why),
+            CloseReason::StreamRemoved => f.write_str("the stream was removed"),
         }
     }
 }
@@ -735,6 +738,19 @@ impl ServerSession {
         self.send_control(ControlMessage::UserControl(UserControlEvent::StreamEof(
             self.stream_id,
         )));
+    }
+
+    /// Ends a player whose stream was removed from the server: it is told as when a
+    /// publisher leaves (`NetStream.Play.UnpublishNotify`, Stream EOF), then the session
+    /// closes with [`CloseReason::StreamRemoved`] (the notice is still output first).
+    pub fn end_play(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.send_unpublish_notify();
+        self.state = State::Closed;
+        self.events
+            .push_back(Event::Closed(CloseReason::StreamRemoved));
     }
 
     /// Tells the player its publisher went away: `NetStream.Play.UnpublishNotify` and

@@ -513,6 +513,30 @@ fn play_sequence() {
         Some("NetStream.Play.PublishNotify")
     );
 
+    c.session.end_play();
+    let r = c.replies();
+    assert_eq!(
+        name_and_code(&r[0]).1.as_deref(),
+        Some("NetStream.Play.UnpublishNotify"),
+        "a removed stream's player is told first"
+    );
+    assert_eq!(user_control(&r[1]), UserControlEvent::StreamEof(1));
+    assert_eq!(c.events(), [Event::Closed(CloseReason::StreamRemoved)]);
+    assert!(c.session.is_closed());
+}
+
+#[test]
+fn play_then_receive_video_off_and_delete() {
+    let mut c = Client::new();
+    c.connect();
+    c.events();
+    c.command(0, &cmd("createStream", 2.0, &[]));
+    c.replies();
+    let play = cmd("play", 4.0, &[Amf0Value::string("cam")]);
+    c.send(8, MSG_COMMAND_AMF0, 1, 0, &amf0::encode_all(&play));
+    c.events();
+    c.session.accept_play().unwrap();
+    c.replies();
     c.command(0, &cmd("receiveVideo", 0.0, &[Amf0Value::Boolean(false)]));
     c.command(1, &cmd("deleteStream", 0.0, &[Amf0Value::Number(1.0)]));
     assert_eq!(c.events(), [Event::ReceiveVideo(false), Event::PlayStopped]);
