@@ -64,25 +64,6 @@ fn delete(s: &Server, id: &str) -> http::Response {
     .expect("http")
 }
 
-/// `ffmpeg -i URL -f null -`: an RTMP player that keeps playing.
-fn ffmpeg_player(url: &str) -> Child {
-    common::require_tool("ffmpeg");
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "10000000",
-        ])
-        .args(["-i", url, "-c", "copy", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg player")
-}
-
 /// Whether an RTMP player gets 20 video frames of `url` within 20 s.
 fn plays_frames(url: &str) -> bool {
     common::require_tool("ffmpeg");
@@ -163,7 +144,7 @@ fn every_kind_of_session_is_listed_with_growing_counters_until_its_client_goes()
     s.wait_stream("live/pub", |st| {
         !st["tracks"].as_array().is_none_or(Vec::is_empty)
     });
-    let player = ffmpeg_player(&format!("rtmp://{}/live/pub", s.rtmp));
+    let player = common::ffmpeg_player(&format!("rtmp://{}/live/pub", s.rtmp));
     let mut viewer = WhepViewer::connect(s.http, "cam", ReceiveMode::Light, T)
         .unwrap_or_else(|e| panic!("whep: {e:?}"));
     viewer
@@ -292,7 +273,7 @@ fn deleting_sessions_frees_the_path_closes_the_viewer_and_reconnects_the_camera(
         .as_str()
         .expect("rtmp_path")
         .to_string();
-    let mut player = ffmpeg_player(&format!("rtmp://{}/{play}", s.rtmp));
+    let mut player = common::ffmpeg_player(&format!("rtmp://{}/{play}", s.rtmp));
     let list = wait_sessions(&s, "the player", |l| of(l, "player", "cam").len() == 1);
     let pid = of(&list, "player", "cam")[0]["id"]
         .as_str()

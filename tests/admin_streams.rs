@@ -6,10 +6,10 @@
 mod common;
 
 use common::camera::{Camera, CameraOpts};
-use common::{Server, demo_stream, require_tool, root, test_config};
+use common::{Server, demo_stream, root, test_config};
 use corecast_client::{ReceiveMode, TrackKind, WhepViewer, http};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
@@ -70,27 +70,6 @@ fn rtmp_codecs(s: &Server, path: &str) -> Vec<String> {
         .collect();
     c.sort();
     c
-}
-
-/// An ffmpeg RTMP player of `path` writing nowhere.
-fn ffmpeg_player(s: &Server, path: &str) -> Child {
-    require_tool("ffmpeg");
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "10000000",
-        ])
-        .arg("-i")
-        .arg(format!("rtmp://{}/{path}", s.rtmp))
-        .args(["-c", "copy", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg player")
 }
 
 fn exited_within(c: &mut Child, within: Duration) -> bool {
@@ -241,7 +220,7 @@ fn deleting_a_stream_ends_its_viewers_and_frees_the_path() {
     assert_eq!(st, 201, "{body}");
     let mut v = whep(&s, "live/gone");
     assert!(more_frames(&mut v, 10, T));
-    let mut player = ffmpeg_player(&s, "live/gone");
+    let mut player = common::ffmpeg_player(&format!("rtmp://{}/live/gone", s.rtmp));
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         player.try_wait().expect("player").is_none(),

@@ -490,3 +490,23 @@ pub fn ffmpeg_publish_loop(file: &Path, opts: &[&str], url: &str) -> Child {
         .spawn()
         .expect("ffmpeg publisher")
 }
+
+/// An ffmpeg RTMP player of `url` that keeps playing, writing nowhere (`-c copy -f null`),
+/// ending on its own when the server ends the stream or after 10 s without data.
+pub fn ffmpeg_player(url: &str) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "10000000",
+        ])
+        .args(["-i", url, "-c", "copy", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg player")
+}
