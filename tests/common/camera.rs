@@ -28,7 +28,8 @@ const INSTALL_HINT: &str = "install python3-gi gir1.2-gst-rtsp-server-1.0 \
     gstreamer1.0-plugins-ugly gstreamer1.0-libav (tests/run.sh does)";
 
 /// How long the script may take to print READY.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+// Generous: the first GStreamer start on a loaded machine may rebuild its plugin registry.
+const START_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long [`Camera::restart`] keeps retrying while the port is still busy.
 const RESTART_RETRY: Duration = Duration::from_secs(5);
 
@@ -155,7 +156,7 @@ fn script() -> PathBuf {
 }
 
 impl Camera {
-    /// Starts the camera and waits (at most 20 s) until it listens. Panics with the
+    /// Starts the camera and waits (at most 45 s) until it listens. Panics with the
     /// script's stderr when it does not come up.
     pub fn start(opts: &CameraOpts) -> Camera {
         Self::try_start(opts).unwrap_or_else(|e| panic!("RTSP camera did not start: {e}"))
