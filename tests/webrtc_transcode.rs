@@ -1,6 +1,7 @@
 //! AAC to Opus for browsers: ffmpeg publishes H.264 + AAC (a 1 kHz tone) over RTMP; a
-//! WHEP viewer gets Opus, which decodes (libopus) to a 1 kHz tone; RTMP players still get
-//! the AAC; the transcoder stops after the last browser left.
+//! WHEP viewer gets Opus, which, written to an Ogg file, ffmpeg decodes to a 1 kHz tone as
+//! long as the video; RTMP players still get the AAC; the transcoder stops after the last
+//! browser left.
 #![allow(clippy::disallowed_methods)] // Tests drive real time.
 
 mod common;
@@ -73,6 +74,67 @@ fn peak_frequency(samples: &[f32]) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Writes Opus packets as an Ogg Opus file (RFC 7845): the ID and comment headers, then
+/// one packet per frame with its granule position (48 kHz samples so far).
+fn write_ogg_opus<'a>(
+    path: &std::path::Path,
+    channels: u32,
+    packets: impl Iterator<Item = &'a [u8]>,
+) {
+    use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+    let file = std::fs::File::create(path).expect("ogg file");
+    let mut w = PacketWriter::new(std::io::BufWriter::new(file));
+    let serial = 0x636f_7265;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1); // version
+    head.push(channels as u8);
+    head.extend_from_slice(&0u16.to_le_bytes()); // pre-skip
+    head.extend_from_slice(&48_000u32.to_le_bytes()); // input sample rate
+    head.extend_from_slice(&0i16.to_le_bytes()); // output gain
+    head.push(0); // channel mapping family 0
+    w.write_packet(head, serial, PacketWriteEndInfo::EndPage, 0)
+        .expect("write");
+    let mut tags = b"OpusTags".to_vec();
+    let vendor = b"corecast tests";
+    tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+    tags.extend_from_slice(vendor);
+    tags.extend_from_slice(&0u32.to_le_bytes());
+    w.write_packet(tags, serial, PacketWriteEndInfo::EndPage, 0)
+        .expect("write");
+    let packets: Vec<&[u8]> = packets.collect();
+    let mut granule = 0u64;
+    for (i, p) in packets.iter().enumerate() {
+        granule += opus::packet::get_nb_samples(p, 48_000).expect("an Opus packet") as u64;
+        let end = if i + 1 == packets.len() {
+            PacketWriteEndInfo::EndStream
+        } else {
+            PacketWriteEndInfo::NormalPacket
+        };
+        w.write_packet(p.to_vec(), serial, end, granule)
+            .expect("write");
+    }
+}
+
+/// ffmpeg's decode of `path`: mono 48 kHz float samples (the first channel).
+fn ffmpeg_decode_mono(path: &std::path::Path) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-af", "pan=mono|c0=c0", "-ar", "48000", "-f", "f32le", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg decode");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not decode the Ogg Opus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 fn tracks(s: &Server, path: &str) -> Vec<Value> {
     s.stream(path)["tracks"]
         .as_array()
@@ -106,15 +168,16 @@ fn check(rate: u32, channels: u32) {
 
     let mut v = WhepViewer::connect(s.http, path, ReceiveMode::Full, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("whep: {e:?}\n{}", s.drain_log().join("\n")));
-    v.run_for(Duration::from_secs(4)).expect("run");
+    // Long enough for sender reports of both tracks (str0m reports audio every 5 s).
+    v.run_for(Duration::from_secs(9)).expect("run");
     let audio: Vec<_> = v
         .frames()
         .iter()
         .filter(|f| f.kind == TrackKind::Audio)
         .collect();
     assert!(
-        audio.len() >= 120,
-        "{} Opus frames in 4 s (50 a second expected)",
+        audio.len() >= 300,
+        "{} Opus frames in 9 s (50 a second expected)",
         audio.len()
     );
     assert!(
@@ -130,34 +193,21 @@ fn check(rate: u32, channels: u32) {
     eprintln!("transcoding {rate} Hz x{channels}: {cpu} µs of CPU so far, {errors} errors");
     assert!(cpu > 0, "transcoding CPU time is counted");
     assert_eq!(errors, 0);
-    // No audio is missing or doubled: the frames fill the time they span on the sender's
-    // clock (20 ms each), within 50 ms.
-    let timed: Vec<i64> = audio.iter().filter_map(|f| f.sender_micros).collect();
-    if let (Some(first), Some(last)) = (timed.first(), timed.last()) {
-        let span = last - first + 20_000;
-        let filled = timed.len() as i64 * 20_000;
-        assert!(
-            (span - filled).abs() <= 50_000,
-            "{} Opus frames ({filled} µs) over {span} µs of sender time",
-            timed.len()
-        );
-    }
-    // The Opus decodes (libopus) to the publisher's 1 kHz tone.
-    let ch = if channels == 1 {
-        opus::Channels::Mono
-    } else {
-        opus::Channels::Stereo
-    };
-    let mut dec = opus::Decoder::new(48_000, ch).expect("decoder");
-    let mut pcm = vec![0f32; 5760 * 2];
-    let mut mono = Vec::new();
-    for f in &audio {
-        let n = dec
-            .decode_float(&f.payload, &mut pcm, false)
-            .expect("decodes");
-        let c = channels as usize;
-        mono.extend((0..n).map(|i| pcm[i * c]));
-    }
+    // The Opus, written to an Ogg file and decoded by ffmpeg, is the publisher's 1 kHz
+    // tone, and lasts as long as the video over the same stretch of sender time.
+    let timed: Vec<_> = audio.iter().filter(|f| f.sender_micros.is_some()).collect();
+    assert!(
+        timed.len() >= 100,
+        "{} audio frames with a sender time",
+        timed.len()
+    );
+    let ogg = std::env::temp_dir().join(format!(
+        "corecast-transcode-{}-{rate}.ogg",
+        std::process::id()
+    ));
+    write_ogg_opus(&ogg, channels, timed.iter().map(|f| f.payload.as_slice()));
+    let mono = ffmpeg_decode_mono(&ogg);
+    let _ = std::fs::remove_file(&ogg);
     let peak = peak_frequency(&mono);
     assert!(
         (peak - 1000.0).abs() <= 20.0,
@@ -165,6 +215,26 @@ fn check(rate: u32, channels: u32) {
     );
     let rms = (mono.iter().map(|s| s * s).sum::<f32>() / mono.len().max(1) as f32).sqrt();
     assert!(rms > 0.05, "the tone is heard, not silence (rms {rms})");
+    let audio_ms = mono.len() as f64 / 48.0;
+    // The video frames whose sender time falls in the audio's (first frame to the end of
+    // the last), at 30 fps.
+    let first = timed.first().and_then(|f| f.sender_micros).unwrap_or(0);
+    let end = timed.last().and_then(|f| f.sender_micros).unwrap_or(0) + 20_000;
+    let video = v
+        .frames()
+        .iter()
+        .filter(|f| f.kind == TrackKind::Video)
+        .filter(|f| f.sender_micros.is_some_and(|t| t >= first && t < end))
+        .count();
+    let video_ms = video as f64 * 1000.0 / 30.0;
+    eprintln!(
+        "{} Opus frames decode to {audio_ms:.1} ms at {peak} Hz; {video} video frames = {video_ms:.1} ms",
+        timed.len()
+    );
+    assert!(
+        (audio_ms - video_ms).abs() <= 50.0,
+        "the decoded audio lasts {audio_ms:.1} ms, the video over the same time {video_ms:.1} ms"
+    );
 
     // RTMP players still get the AAC as published.
     let url = format!("rtmp://{}/{path}", s.rtmp);
