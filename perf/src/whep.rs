@@ -376,6 +376,7 @@ fn udp_snmp() -> Option<(u64, u64)> {
 struct Snap {
     state: u8,
     packets: u64,
+    audio_packets: u64,
     bytes: u64,
     lost: u64,
     frames: u64,
@@ -388,6 +389,7 @@ impl Snap {
         Snap {
             state: v.state.load(Relaxed),
             packets: v.packets.load(Relaxed),
+            audio_packets: v.audio_packets.load(Relaxed),
             bytes: v.bytes.load(Relaxed),
             lost: v.lost.load(Relaxed),
             frames: v.frames.load(Relaxed),
@@ -598,6 +600,7 @@ fn summarize(
     let (mut connected, mut playing, mut failed) = (0usize, 0usize, 0usize);
     let (mut in_window, mut dropped, mut stalled, mut lossy) = (0usize, 0usize, 0usize, 0usize);
     let (mut packets, mut bytes, mut lost, mut frames) = (0u64, 0u64, 0u64, 0u64);
+    let mut audio_packets = 0u64;
     let (mut expected_frames, mut frame_gaps) = (0u64, 0usize);
     let mut states_at_start = [0usize; 7];
     let mut rates = Vec::new();
@@ -660,6 +663,7 @@ fn summarize(
         frame_gaps += usize::from(de > df);
         let (dp, dl) = (e.packets - s.packets, e.lost.saturating_sub(s.lost));
         packets += dp;
+        audio_packets += e.audio_packets.saturating_sub(s.audio_packets);
         lost += dl;
         lossy += usize::from(dl > 0);
         let db = e.bytes - s.bytes;
@@ -756,6 +760,7 @@ fn summarize(
         "packets": packets,
         "packets_per_s": r1(packets as f64 / w.secs),
         "packets_per_s_per_viewer": r1(packets as f64 / w.secs / n),
+        "audio_packets_per_s_per_viewer": r1(audio_packets as f64 / w.secs / n),
         "frames_per_s_per_viewer": { "median": r1(percentile(&fps, 50.0)), "p5": r1(percentile(&fps, 5.0)) },
         "frames": frames,
         "frames_expected": expected_frames,
@@ -812,7 +817,7 @@ fn human(s: &serde_json::Value) -> String {
         "corecast-load whep: {req} viewers: {con} connected, {play} playing, {fail} failed {failures}\n\
          \x20 window {win:.1} s over {inw} viewers: {stalled} stalled, {dropped} dropped\n\
          \x20 bitrate/viewer median {med:.3} Mbit/s (p5 {p5:.3}, min {min:.3}){stream}\n\
-         \x20 packets {pps:.1}/s per viewer; loss {loss:.4} % ({lost} of {pk}; {lossy} viewers with loss); kernel UDP receive-buffer drops {rcv}\n\
+         \x20 packets {pps:.1}/s per viewer ({apps:.1} audio); loss {loss:.4} % ({lost} of {pk}; {lossy} viewers with loss); kernel UDP receive-buffer drops {rcv}\n\
          \x20 video frames {fps:.1}/s per viewer (median); never sent {floss:.4} % ({missing} of {fexp}; {gaps} viewers with gaps)\n\
          \x20 time to first frame p50/p95/p99/max ms: {ttff}\n\
          \x20 ICE+DTLS after answer ms: {conn}; first frame after ICE+DTLS ms: {after}\n\
@@ -831,6 +836,7 @@ fn human(s: &serde_json::Value) -> String {
         p5 = mbps(&b["p5"]),
         min = mbps(&b["min"]),
         pps = f(&s["packets_per_s_per_viewer"]),
+        apps = f(&s["audio_packets_per_s_per_viewer"]),
         loss = f(&s["loss_pct"]),
         lost = s["lost"],
         pk = s["packets"],
@@ -980,6 +986,7 @@ mod tests {
         let snap = |state, packets, lost| Snap {
             state,
             packets,
+            audio_packets: packets / 4,
             bytes: packets * 100,
             lost,
             frames: packets / 10,
@@ -1015,6 +1022,9 @@ mod tests {
         );
         assert_eq!(s["lost"], 1);
         assert_eq!(s["packets"], 1999);
+        // A quarter of them audio: (250 + 249) over 10 s and 2 viewers, to 0.1.
+        let audio = s["audio_packets_per_s_per_viewer"].as_f64().unwrap_or(0.0);
+        assert!((audio - 24.95).abs() <= 0.051, "{audio}");
         assert_eq!(s["loss_pct"], 0.05);
         assert_eq!(s["viewers_with_loss"], 1);
         assert_eq!(s["ttff_ms"]["p95"], 50.0);

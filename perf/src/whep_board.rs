@@ -107,6 +107,8 @@ pub struct ViewerStat {
     pub reason: AtomicU8,
     /// Unique RTP packets.
     pub packets: AtomicU64,
+    /// Of those, audio packets.
+    pub audio_packets: AtomicU64,
     /// Their bytes (whole datagrams: RTP header, payload, SRTP tag).
     pub bytes: AtomicU64,
     /// Packets missing from the sequence ranges.
@@ -131,6 +133,7 @@ impl Default for ViewerStat {
             state: AtomicU8::new(state::PENDING),
             reason: AtomicU8::new(Reason::None as u8),
             packets: AtomicU64::new(0),
+            audio_packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             frames: AtomicU64::new(0),

@@ -491,6 +491,7 @@ impl Loop {
         if s.packets != slot.packets {
             slot.packets = s.packets;
             st.packets.store(s.packets, Relaxed);
+            st.audio_packets.store(s.audio_packets, Relaxed);
             st.bytes.store(s.bytes, Relaxed);
             st.lost.store(s.lost, Relaxed);
             st.frames.store(s.frames, Relaxed);

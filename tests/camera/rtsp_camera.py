@@ -77,6 +77,8 @@ def parse_args(argv):
     p.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--bitrate", type=int, default=1000, help="video bitrate in kbit/s")
+    p.add_argument("--audio-bitrate", type=int, default=0,
+                   help="AAC or Opus bitrate in kbit/s (default: AAC 128, Opus 64)")
     p.add_argument("--pattern", default="ball", help="videotestsrc pattern (ball, smpte, ...)")
     p.add_argument("--protocols", choices=["tcp", "udp", "both"], default="both",
                    help="RTP transports offered: interleaved TCP, UDP unicast, or both")
@@ -93,6 +95,8 @@ def parse_args(argv):
         p.error("--fps must be 1..240")
     if a.bitrate <= 0:
         p.error("--bitrate must be positive")
+    if not 0 <= a.audio_bitrate <= 512:
+        p.error("--audio-bitrate must be 1..512 kbit/s")
     if a.mounts < 0 or (a.mounts and a.mount):
         p.error("use either --mount (repeatable) or --mounts N")
     if a.mounts:
@@ -160,10 +164,12 @@ def audio_branch(a):
     if a.audio == "aac":
         enc = first_available("avenc_aac", "voaacenc")
         require("rtpmp4gpay")
-        return src + f"{enc} bitrate=128000 ! rtpmp4gpay name=pay1 pt=97 "
+        kbps = a.audio_bitrate or 128
+        return src + f"{enc} bitrate={kbps * 1000} ! rtpmp4gpay name=pay1 pt=97 "
     if a.audio == "opus":
         require("opusenc", "rtpopuspay")
-        return src + "opusenc bitrate=64000 ! rtpopuspay name=pay1 pt=97 "
+        kbps = a.audio_bitrate or 64
+        return src + f"opusenc bitrate={kbps * 1000} ! rtpopuspay name=pay1 pt=97 "
     if a.audio == "pcma":
         require("alawenc", "rtppcmapay")
         return src + "alawenc ! rtppcmapay name=pay1 pt=8 "
