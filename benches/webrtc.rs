@@ -172,6 +172,7 @@ impl Rig {
             cert,
             EngineConfig {
                 peer: PeerConfig::default(),
+                ingest: Default::default(),
                 max_sessions: n,
                 candidates: vec![server],
                 local: server,

@@ -275,6 +275,9 @@ pub struct WebRtcConfig {
     pub gop_resend_budget: ByteSize,
     /// Most video packets kept per viewer to answer NACKs (retransmission history).
     pub nack_packets: usize,
+    /// The most a WHIP publisher may send, in bit/s, told to it with REMB; 0 tells
+    /// nothing.
+    pub whip_max_bitrate: u64,
 }
 
 impl Default for WebRtcConfig {
@@ -291,6 +294,7 @@ impl Default for WebRtcConfig {
             keyframe_interval: Millis(Duration::from_secs(2)),
             gop_resend_budget: ByteSize(32 * 1024 * 1024),
             nack_packets: 256,
+            whip_max_bitrate: 6_000_000,
         }
     }
 }
@@ -756,6 +760,12 @@ impl Config {
             return Err(ConfigError::new(
                 "webrtc.nack_packets",
                 "must be between 16 and 4096",
+            ));
+        }
+        if w.whip_max_bitrate != 0 && w.whip_max_bitrate < 100_000 {
+            return Err(ConfigError::new(
+                "webrtc.whip_max_bitrate",
+                "must be 0 (tell publishers nothing) or at least 100000 bit/s",
             ));
         }
         if w.session_timeout.0 < Duration::from_secs(1) {

@@ -76,6 +76,11 @@ impl Direction {
     pub fn receives(self) -> bool {
         matches!(self, Direction::SendRecv | Direction::RecvOnly)
     }
+
+    /// Whether the writer of the description sends media (`sendonly`, `sendrecv`).
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
 }
 
 /// `a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]`.

@@ -105,6 +105,8 @@ pub enum Signaling {
     Whep,
     /// The WebSocket signaling at `/ws`.
     Ws,
+    /// WHIP (`POST /whip/{path}`): a publisher.
+    Whip,
 }
 
 impl Signaling {
@@ -113,6 +115,7 @@ impl Signaling {
         match self {
             Signaling::Whep => "whep",
             Signaling::Ws => "ws",
+            Signaling::Whip => "whip",
         }
     }
 }

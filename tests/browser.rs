@@ -1395,3 +1395,152 @@ fn page_plays_the_demo_stream_with_sound() {
         ));
     }
 }
+
+/// Publishes the page's fake camera and microphone over WHIP to `path` (H.264 preferred);
+/// resolves to `{status, location, error}`.
+fn whip_publish_js(path: &str) -> String {
+    format!(
+        r#"(async () => {{
+  try {{
+    const media = await navigator.mediaDevices.getUserMedia({{
+      video: {{ width: 640, height: 360, frameRate: 30 }}, audio: true }});
+    const pc = new RTCPeerConnection();
+    for (const track of media.getTracks()) {{
+      const tr = pc.addTransceiver(track, {{ direction: "sendonly", streams: [media] }});
+      if (track.kind === "video") {{
+        const codecs = RTCRtpSender.getCapabilities("video").codecs;
+        const h264 = codecs.filter(c => c.mimeType === "video/H264"
+          && (c.sdpFmtpLine || "").includes("packetization-mode=1"));
+        tr.setCodecPreferences(h264.concat(codecs.filter(c => !h264.includes(c))));
+      }}
+    }}
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch("/whip/{path}", {{ method: "POST",
+      headers: {{ "Content-Type": "application/sdp" }}, body: pc.localDescription.sdp }});
+    const body = await r.text();
+    if (r.status !== 201) return {{ status: r.status, error: body }};
+    await pc.setRemoteDescription({{ type: "answer", sdp: body }});
+    window.whip = {{ pc, location: r.headers.get("Location") }};
+    return {{ status: r.status, location: window.whip.location }};
+  }} catch (e) {{
+    return {{ status: 0, error: String(e) }};
+  }}
+}})()"#
+    )
+}
+
+#[test]
+fn chromium_publishes_over_whip_and_browsers_and_players_watch() {
+    let server = Server::start("browser-whip", &test_config(""));
+    let path = "live/chrome";
+    // The publishing browser: its fake camera (a moving test pattern) and microphone
+    // (a beep every second).
+    let publisher = Chromium::launch_with(&[
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        "--allow-loopback-in-peer-connection".into(),
+    ]);
+    let mut cdp = publisher.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/", server.http)}),
+    )
+    .expect("navigate");
+    std::thread::sleep(Duration::from_secs(1));
+    let r = cdp.eval(&whip_publish_js(path)).expect("publish script");
+    assert_eq!(
+        r["status"],
+        201,
+        "WHIP POST: {r}\n{}",
+        server.drain_log().join("\n")
+    );
+    assert!(
+        r["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("/whip/live/chrome/")),
+        "{r}"
+    );
+    server.wait_stream(path, |s| {
+        let t = s["tracks"].as_array().cloned().unwrap_or_default();
+        t.iter().any(|t| t["codec"] == "h264" && t["width"] == 640)
+            && t.iter().any(|t| t["codec"] == "opus")
+    });
+    // A WHEP viewer (the project's client) gets H.264 and Opus.
+    let mut v = corecast_client::WhepViewer::connect(
+        server.http,
+        path,
+        corecast_client::ReceiveMode::Full,
+        Duration::from_secs(15),
+    )
+    .expect("whep viewer");
+    v.run_for(Duration::from_secs(3)).expect("run");
+    let frames = v.frames();
+    let video = frames
+        .iter()
+        .filter(|f| f.kind == corecast_client::TrackKind::Video)
+        .count();
+    let audio: Vec<_> = frames
+        .iter()
+        .filter(|f| f.kind == corecast_client::TrackKind::Audio)
+        .collect();
+    assert!(video >= 45, "{video} video frames in 3 s");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == corecast_client::TrackKind::Video && f.is_idr()),
+        "no keyframe"
+    );
+    assert!(audio.len() >= 100, "{} Opus frames in 3 s", audio.len());
+    assert!(
+        audio
+            .iter()
+            .all(|f| f.codec == Some(str0m::format::Codec::Opus))
+    );
+    drop(v);
+    // RTMP players get the H.264.
+    let url = format!("rtmp://{}/{path}", server.rtmp);
+    let probe = ffprobe_json(&["-show_entries", "stream=codec_name,width", &url]);
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
+    assert!(codecs.contains(&"h264"), "{probe}");
+    // A browser watching the stream on the web page decodes its frames and hears it.
+    let mut t = Session::open(server, path, (640, 360));
+    t.navigate(&format!("?play={path}"));
+    t.wait_playing("the WHIP stream plays on the page", None);
+    t.assert_time_advances();
+    t.eval("document.getElementById('sound').click()");
+    let (first, _) = t.wait_for(
+        "the page receives the published audio",
+        Duration::from_secs(10),
+        AUDIO_STATS,
+        |v| {
+            if v["packets"].as_u64().is_some_and(|p| p > 0) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let later = t.eval(AUDIO_STATS);
+    t.log(&format!("audio stats: {first} then {later}"));
+    if later["mime"] != "audio/opus" {
+        t.fail(&format!("the inbound audio is not Opus: {later}"));
+    }
+    let energy = later["energy"].as_f64().unwrap_or(0.0) - first["energy"].as_f64().unwrap_or(0.0);
+    if energy <= 0.0001 {
+        t.fail(&format!(
+            "the audio is silent: energy grew by {energy} in 3 s"
+        ));
+    }
+    // The publisher leaves: its session ends and the stream is unpublished.
+    let gone = cdp
+        .eval("(async () => { const r = await fetch(window.whip.location, {method: 'DELETE'}); window.whip.pc.close(); return r.status; })()")
+        .expect("delete");
+    assert_eq!(gone, 200);
+    drop(publisher);
+}

@@ -176,6 +176,7 @@ fn webrtc_handle(
     let local: std::net::SocketAddr = ([127, 0, 0, 1], 8189 + id as u16).into();
     let cfg = EngineConfig {
         peer: corecast::webrtc::peer::PeerConfig::default(),
+        ingest: Default::default(),
         max_sessions: 4,
         candidates: vec![local],
         local,

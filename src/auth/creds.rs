@@ -111,7 +111,15 @@ pub fn from_authorization(value: &str) -> Credentials {
             c.pass = bounded(p.to_owned());
         }
     } else if scheme.eq_ignore_ascii_case("Bearer") && !rest.is_empty() {
-        c.token = bounded(rest.to_owned());
+        // WHIP clients (OBS) send one "Bearer token" string: `user:password` there is a
+        // user's credentials (a JWT never holds a colon); anything else is a token.
+        match rest.split_once(':') {
+            Some((u, p)) if !u.is_empty() => {
+                c.user = bounded(u.to_owned());
+                c.pass = bounded(p.to_owned());
+            }
+            _ => c.token = bounded(rest.to_owned()),
+        }
     }
     c
 }
@@ -157,6 +165,10 @@ mod tests {
         assert_eq!(c.token, s("aaa.bbb.ccc"));
         assert!(from_authorization("Bearer").is_empty());
         assert!(from_authorization("Bearer    ").is_empty());
+        // A WHIP client's "Bearer user:password".
+        let c = from_authorization("Bearer obs:s3:cret");
+        assert_eq!((c.user, c.pass, c.token), (s("obs"), s("s3:cret"), None));
+        assert_eq!(from_authorization("Bearer :x").token, s(":x"));
     }
 
     #[test]

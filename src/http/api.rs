@@ -1,7 +1,7 @@
 //! The REST API and `/metrics`, built from the shards' published snapshots and counters.
 
 use crate::config::{StreamConfig, StreamTable};
-use crate::media::{MediaKind, Track};
+use crate::media::{Codec, MediaKind, Track};
 use crate::shard::{ShardSnapshot, Shared};
 use crate::stats::{self, Metric, ShardStats};
 use crate::stream::{
@@ -36,6 +36,12 @@ fn track_json(t: &Track) -> Value {
         if let Some(from) = t.transcoded_from {
             obj.insert("transcoded_from".into(), json!(from.0));
         }
+        // FLV carries H.264, AAC and G.711: RTMP players get no H.265 or Opus track.
+        let rtmp = matches!(
+            t.codec,
+            Codec::H264 | Codec::Aac | Codec::FlvAudio(_) | Codec::Pcma | Codec::Pcmu
+        );
+        obj.insert("rtmp".into(), json!(rtmp));
     }
     v
 }

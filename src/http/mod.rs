@@ -12,4 +12,5 @@ pub mod origin;
 pub mod proto;
 pub mod server;
 pub mod whep;
+pub mod whip;
 pub mod ws;

@@ -306,6 +306,9 @@ pub async fn route(
     if req.path.starts_with(super::whep::PREFIX) {
         return super::whep::handle(shard, rtc, req, peer).await;
     }
+    if req.path.starts_with(super::whip::PREFIX) {
+        return super::whip::handle(shard, rtc, req, peer).await;
+    }
     let cx = super::admin::Ctx {
         shard,
         rtc,

@@ -102,6 +102,22 @@ pub struct Track {
 }
 
 impl Track {
+    /// Fills size, profile and level from the track's parameter sets (new in-band ones,
+    /// say); leaves them as they were when the sets do not parse.
+    pub fn apply_params(&mut self) {
+        match self.codec {
+            Codec::H264 => {
+                if let Ok(cfg) =
+                    h264::AvcConfig::from_parameter_sets(&self.params.sps, &self.params.pps)
+                {
+                    let _ = h264::apply_avc_config(self, &cfg);
+                }
+            }
+            Codec::H265 => h265::apply_sps(self),
+            _ => {}
+        }
+    }
+
     /// A track with no parameters known yet.
     pub fn new(id: TrackId, codec: Codec, clock_rate: u32) -> Self {
         Track {

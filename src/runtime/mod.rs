@@ -382,6 +382,12 @@ fn start_webrtc(
                 nack_packets: wcfg.nack_packets,
                 ..Default::default()
             },
+            ingest: webrtc::ingest::IngestConfig {
+                inactivity: wcfg.session_timeout.0,
+                max_bitrate: wcfg.whip_max_bitrate,
+                max_frame: shared.settings.config.media.max_frame_bytes.as_usize(),
+                ..Default::default()
+            },
             max_sessions: wcfg.max_sessions,
             candidates,
             local: SocketAddr::new(wcfg.bind, udp_port),

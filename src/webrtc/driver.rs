@@ -7,9 +7,11 @@
 
 use super::engine::{Closed, Event, Input, Output};
 use super::handle::Handle;
+use super::ingest::Produced;
 use super::peer::CloseReason;
 use crate::shard::{Shard, ShardRef};
 use crate::stats::{self, ShardStats};
+use crate::stream::SourceStats;
 use glommio::net::UdpSocket;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -134,6 +136,7 @@ impl Driver {
             self.drain();
             if now >= counters_at {
                 self.rtc.sync_counters();
+                self.sync_publishers(now);
                 counters_at = now + COUNTERS_EVERY;
             }
         }
@@ -193,7 +196,48 @@ impl Driver {
                 }
             }
             Event::PacketsWritten(n) => stats::add(&shard.stats().rtp_packets_out, n),
+            Event::Produced { id, path, produced } => {
+                let mut hub = shard.hub.borrow_mut();
+                let r = match produced {
+                    Produced::Tracks(t) => hub.set_tracks(&path, t),
+                    Produced::Frame(f) => hub.push_frame(&path, f),
+                };
+                if let Err(e) = r {
+                    // The path was taken from the publisher (removed): end it.
+                    drop(hub);
+                    debug!(shard = shard.id, session = %id, "whip media not taken: {e}");
+                    let input = Input::Close {
+                        id,
+                        reason: CloseReason::StreamRemoved,
+                    };
+                    let _ = self.rtc.engine().handle_input(Instant::now(), input);
+                }
+            }
             Event::Closed(c) => ended(shard, &self.rtc, &c),
+        }
+    }
+}
+
+impl Driver {
+    /// Copies publishers' counters to the shard's statistics and their streams' source
+    /// statistics (the API shows each track's packets, losses and bitrate).
+    fn sync_publishers(&mut self, now: Instant) {
+        let mut reports = Vec::new();
+        self.rtc.engine().publisher_reports(now, &mut reports);
+        let st = self.shard.stats();
+        let mut hub = self.shard.hub.borrow_mut();
+        for r in reports {
+            stats::add(&st.whip_packets_in, r.delta.packets);
+            stats::add(&st.whip_packets_lost, r.delta.lost);
+            stats::add(&st.whip_frames_dropped, r.delta.frames_dropped);
+            stats::add(&st.whip_keyframe_requests, r.delta.keyframe_requests);
+            let source = SourceStats {
+                transport: Some("webrtc"),
+                reconnects: 0,
+                last_error: None,
+                tracks: r.tracks,
+            };
+            hub.set_source_stats(&r.path, source);
         }
     }
 }
@@ -202,6 +246,25 @@ fn ended(shard: &Shard, rtc: &Handle, c: &Closed) {
     rtc.registry().remove(c.id);
     rtc.unlist(c.id);
     stats::sub(&shard.stats().webrtc_sessions, 1);
+    if let Some(ingest) = &c.ingest {
+        stats::sub(&shard.stats().whip_publishers, 1);
+        // Viewers stay attached and resume when the path is published again.
+        let _ = shard.hub.borrow_mut().unpublish(&c.path);
+        info!(
+            shard = shard.id,
+            session = %c.id,
+            path = %c.path,
+            reason = c.reason.as_str(),
+            lived_ms = c.lived.as_millis() as u64,
+            packets = ingest.packets,
+            frames = ingest.frames,
+            lost = ingest.lost,
+            frames_dropped = ingest.frames_dropped,
+            keyframe_requests = ingest.keyframe_requests,
+            "whip publish ended"
+        );
+        return;
+    }
     info!(
         shard = shard.id,
         session = %c.id,

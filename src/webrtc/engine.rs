@@ -10,11 +10,12 @@
 //! `poll_transmit(buf)`): no copy and no allocation per packet, and the driver sends the
 //! whole batch with `sendmmsg`.
 
-use super::offer::{OfferedMedia, Selection};
+use super::ingest::{IngestConfig, IngestStats, Produced, Publisher};
+use super::offer::{OfferedMedia, Selection, Take};
 use super::peer::{CloseReason, Peer, PeerConfig, PeerError, PeerStats};
 use super::table::{SessionId, Table};
 use crate::stream::{OutFrame, ReadyList, SinkHandle};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use str0m::net::Transmit;
 pub struct EngineConfig {
     /// Per-peer tunables.
     pub peer: PeerConfig,
+    /// Per-publisher (WHIP) tunables.
+    pub ingest: IngestConfig,
     /// Most sessions on the shard.
     pub max_sessions: usize,
     /// Host candidates announced in answers (the shard's UDP port on each address).
@@ -200,6 +203,15 @@ pub enum Event {
         /// Whether it was skipped.
         skipped: bool,
     },
+    /// A publisher's tracks or frame for its stream.
+    Produced {
+        /// The publisher's session.
+        id: SessionId,
+        /// The stream it publishes.
+        path: Arc<str>,
+        /// What it produced.
+        produced: Produced,
+    },
     /// A session ended.
     Closed(Closed),
 }
@@ -215,13 +227,55 @@ pub struct Closed {
     pub reason: CloseReason,
     /// How long it lived.
     pub lived: Duration,
-    /// Its counters.
+    /// Its counters (a publisher's bytes in and out).
     pub stats: PeerStats,
+    /// A publisher's counters; `None` for a viewer.
+    pub ingest: Option<IngestStats>,
+}
+
+/// A publisher's counters, for the driver to copy to the shard's statistics, the
+/// stream's source and the session list.
+#[derive(Debug, Clone)]
+pub struct PublisherReport {
+    /// The session.
+    pub id: SessionId,
+    /// The stream it publishes.
+    pub path: Arc<str>,
+    /// Growth since the last report.
+    pub delta: IngestStats,
+    /// Totals.
+    pub totals: IngestStats,
+    /// Per-track totals.
+    pub tracks: Vec<crate::stream::SourceTrackStats>,
+}
+
+/// What a session does.
+enum Role {
+    /// Watches a stream.
+    Viewer(Peer),
+    /// Publishes one (WHIP).
+    Publisher(Publisher, Arc<str>),
 }
 
 struct Session {
-    peer: Peer,
+    role: Role,
     created: Instant,
+}
+
+impl Session {
+    fn viewer(&self) -> Option<&Peer> {
+        match &self.role {
+            Role::Viewer(p) => Some(p),
+            Role::Publisher(..) => None,
+        }
+    }
+
+    fn viewer_mut(&mut self) -> Option<&mut Peer> {
+        match &mut self.role {
+            Role::Viewer(p) => Some(p),
+            Role::Publisher(..) => None,
+        }
+    }
 }
 
 /// A session has a heap allocation of its own: a peer (str0m's `Rtc` inline) is tens of
@@ -246,6 +300,8 @@ pub struct Engine {
     now: Instant,
     /// What GOP re-sends may still cost.
     budget: Budget,
+    /// Publisher sessions by the path they publish.
+    publishers: HashMap<Arc<str>, SessionId>,
 }
 
 impl Engine {
@@ -264,6 +320,7 @@ impl Engine {
             packets: 0,
             now,
             budget,
+            publishers: HashMap::new(),
         }
     }
 
@@ -308,8 +365,75 @@ impl Engine {
 
     /// Session `id`'s counters and the frames its queue dropped, if it exists.
     pub fn counters(&self, id: SessionId) -> Option<(PeerStats, u64)> {
-        let s = self.table.get(id)?;
-        Some((s.peer.stats, s.peer.sink.queue.dropped()))
+        let p = self.table.get(id)?.viewer()?;
+        Some((p.stats, p.sink.queue.dropped()))
+    }
+
+    /// Publisher session `id`'s counters, if it exists.
+    pub fn ingest_counters(&self, id: SessionId) -> Option<IngestStats> {
+        match &self.table.get(id)?.role {
+            Role::Publisher(p, _) => Some(p.stats),
+            Role::Viewer(_) => None,
+        }
+    }
+
+    /// Every publisher's report ([`Publisher::report`]), into `out`.
+    pub fn publisher_reports(&mut self, now: Instant, out: &mut Vec<PublisherReport>) {
+        for id in self.publishers.values().copied().collect::<Vec<_>>() {
+            if let Some(s) = self.table.get_mut(id)
+                && let Role::Publisher(p, path) = &mut s.role
+            {
+                let (delta, tracks) = p.report(now);
+                out.push(PublisherReport {
+                    id,
+                    path: path.clone(),
+                    delta,
+                    totals: p.stats,
+                    tracks,
+                });
+            }
+        }
+    }
+
+    /// The publisher session of `path`, if a WHIP publisher on this shard has it.
+    pub fn publisher_of(&self, path: &str) -> Option<SessionId> {
+        self.publishers.get(path).copied()
+    }
+
+    /// Creates a publisher session (WHIP) for `offer_sdp`, receiving what `take` chose,
+    /// publishing `path` (the caller has claimed it in the hub). Returns its id and the
+    /// SDP answer.
+    pub fn create_publisher(
+        &mut self,
+        now: Instant,
+        offer_sdp: &str,
+        offer: &[OfferedMedia],
+        take: &[Take],
+        path: Arc<str>,
+    ) -> Result<(SessionId, String), CreateError> {
+        self.now = self.now.max(now);
+        if !self.has_room() {
+            return Err(CreateError::Busy(self.cfg.max_sessions));
+        }
+        let mids: Vec<Option<String>> = offer.iter().map(|m| m.mid.clone()).collect();
+        let (publisher, answer) = Publisher::accept(
+            now,
+            offer_sdp,
+            take,
+            &mids,
+            &self.cert,
+            &self.cfg.candidates,
+            self.cfg.ingest,
+        )?;
+        let ufrag = publisher.ufrag.clone();
+        let session = Session {
+            role: Role::Publisher(publisher, path.clone()),
+            created: now,
+        };
+        let id = self.table.insert(ufrag, Box::new(session));
+        self.table.set_deadline(id, now, now);
+        self.publishers.insert(path, id);
+        Ok((id, answer))
     }
 
     /// Whether the shard can take another session.
@@ -349,9 +473,13 @@ impl Engine {
             self.cfg.peer,
         )?;
         let ufrag = peer.ufrag.clone();
-        let id = self
-            .table
-            .insert(ufrag, Box::new(Session { peer, created: now }));
+        let id = self.table.insert(
+            ufrag,
+            Box::new(Session {
+                role: Role::Viewer(peer),
+                created: now,
+            }),
+        );
         self.table.set_deadline(id, now, now);
         // Announces at once (the GOP is queued), which also wakes the driver to pick up
         // the new deadline.
@@ -386,7 +514,10 @@ impl Engine {
             let Some(s) = self.table.get_mut(id) else {
                 continue;
             };
-            let next = s.peer.handle_timeout(now, &mut self.out);
+            let next = match &mut s.role {
+                Role::Viewer(p) => p.handle_timeout(now, &mut self.out),
+                Role::Publisher(p, _) => p.handle_timeout(now, &mut self.out),
+            };
             self.settle(id, next, now);
         }
     }
@@ -411,8 +542,8 @@ impl Engine {
             return Output::Event(ev);
         }
         while let Some(id) = self.gop_wanted.pop() {
-            if let Some(s) = self.table.get(id) {
-                let path = s.peer.sink.path.clone();
+            if let Some(p) = self.table.get(id).and_then(|s| s.viewer()) {
+                let path = p.sink.path.clone();
                 return Output::Event(Event::GopWanted { id, path });
             }
         }
@@ -430,13 +561,18 @@ impl Engine {
             .ok_or(InputError::Unrouted)?;
         let local = self.local_for(from);
         let s = self.table.get_mut(id).ok_or(InputError::Unrouted)?;
-        let mut next = s
-            .peer
-            .handle_datagram(now, from, local, data, &mut self.out);
-        if next.is_some() && s.peer.is_connected() {
-            // Connecting just now flushes the queued GOP burst.
-            next = s.peer.pump(now, &mut self.out);
-        }
+        let next = match &mut s.role {
+            Role::Viewer(p) => {
+                let next = p.handle_datagram(now, from, local, data, &mut self.out);
+                if next.is_some() && p.is_connected() {
+                    // Connecting just now flushes the queued GOP burst.
+                    p.pump(now, &mut self.out)
+                } else {
+                    next
+                }
+            }
+            Role::Publisher(p, _) => p.handle_datagram(now, from, local, data, &mut self.out),
+        };
         self.settle(id, next, now);
         Ok(())
     }
@@ -447,12 +583,12 @@ impl Engine {
         self.ready.take(&mut keys);
         for key in keys.drain(..) {
             let id = SessionId(key);
-            let Some(s) = self.table.get_mut(id) else {
+            let Some(p) = self.table.get_mut(id).and_then(|s| s.viewer_mut()) else {
                 continue;
             };
-            let before = s.peer.stats.packets;
-            let next = s.peer.pump(now, &mut self.out);
-            self.packets += s.peer.stats.packets - before;
+            let before = p.stats.packets;
+            let next = p.pump(now, &mut self.out);
+            self.packets += p.stats.packets - before;
             self.settle(id, next, now);
         }
         self.keys = keys;
@@ -467,21 +603,25 @@ impl Engine {
         id: SessionId,
         gop: &[Rc<OutFrame>],
     ) -> Result<(), InputError> {
-        if self.table.get(id).is_none() {
+        if self.table.get(id).and_then(|s| s.viewer()).is_none() {
             return Err(InputError::NoSession(id));
         }
         let (gop, bytes) = cut_gop(gop, self.budget.limits.max_bytes);
         let skipped = gop.is_empty() || !self.budget.take(now, bytes);
         self.events
             .push_back(Event::GopResend { id, bytes, skipped });
-        let s = self.table.get_mut(id).ok_or(InputError::NoSession(id))?;
+        let p = self
+            .table
+            .get_mut(id)
+            .and_then(|s| s.viewer_mut())
+            .ok_or(InputError::NoSession(id))?;
         if skipped {
-            s.peer.skip_gop(now);
+            p.skip_gop(now);
             return Ok(());
         }
-        let before = s.peer.stats.packets;
-        let next = s.peer.send_gop(now, gop, &mut self.out);
-        self.packets += s.peer.stats.packets - before;
+        let before = p.stats.packets;
+        let next = p.send_gop(now, gop, &mut self.out);
+        self.packets += p.stats.packets - before;
         self.settle(id, next, now);
         Ok(())
     }
@@ -494,7 +634,10 @@ impl Engine {
         reason: CloseReason,
     ) -> Result<(), InputError> {
         let s = self.table.get_mut(id).ok_or(InputError::NoSession(id))?;
-        s.peer.close(reason, &mut self.out);
+        match &mut s.role {
+            Role::Viewer(p) => p.close(reason, &mut self.out),
+            Role::Publisher(p, _) => p.close(reason, &mut self.out),
+        }
         self.settle(id, None, now);
         Ok(())
     }
@@ -502,28 +645,84 @@ impl Engine {
     /// Records the outcome of a call into a peer: a new deadline, a keyframe wish, or
     /// the end of the session.
     fn settle(&mut self, id: SessionId, next: Option<Instant>, now: Instant) {
-        match next {
-            Some(at) => {
-                self.table.set_deadline(id, at, now);
-                if let Some(s) = self.table.get(id)
-                    && s.peer.wants_gop()
-                    && !self.gop_wanted.contains(&id)
-                {
+        let Some(at) = next else {
+            self.ended(id, now);
+            return;
+        };
+        self.table.set_deadline(id, at, now);
+        let Some(s) = self.table.get_mut(id) else {
+            return;
+        };
+        match &mut s.role {
+            Role::Viewer(p) => {
+                if p.wants_gop() && !self.gop_wanted.contains(&id) {
                     self.gop_wanted.push(id);
+                    // A viewer's keyframe request also goes to the stream's publisher
+                    // when it is one of this shard's (rate-limited there).
+                    let path = p.sink.path.clone();
+                    self.forward_keyframe_request(&path, now);
                 }
             }
-            None => {
-                if let Some(s) = self.table.remove(id) {
-                    self.events.push_back(Event::Closed(Closed {
+            Role::Publisher(p, path) => {
+                while let Some(produced) = p.poll_produced() {
+                    self.events.push_back(Event::Produced {
                         id,
-                        path: s.peer.sink.path.clone(),
-                        reason: s.peer.closed().unwrap_or(CloseReason::Error),
-                        lived: now.saturating_duration_since(s.created),
-                        stats: s.peer.stats,
-                    }));
+                        path: path.clone(),
+                        produced,
+                    });
                 }
             }
         }
+    }
+
+    /// Asks the publisher of `path`, if it is on this shard, for a keyframe.
+    fn forward_keyframe_request(&mut self, path: &str, now: Instant) {
+        let Some(pid) = self.publishers.get(path).copied() else {
+            return;
+        };
+        let Some(s) = self.table.get_mut(pid) else {
+            return;
+        };
+        if let Role::Publisher(p, _) = &mut s.role {
+            let next = p.request_keyframe(now, &mut self.out);
+            self.settle(pid, next, now);
+        }
+    }
+
+    /// Session `id` ended: forget it and say so.
+    fn ended(&mut self, id: SessionId, now: Instant) {
+        let Some(s) = self.table.remove(id) else {
+            return;
+        };
+        let lived = now.saturating_duration_since(s.created);
+        let closed = match s.role {
+            Role::Viewer(p) => Closed {
+                id,
+                path: p.sink.path.clone(),
+                reason: p.closed().unwrap_or(CloseReason::Error),
+                lived,
+                stats: p.stats,
+                ingest: None,
+            },
+            Role::Publisher(p, path) => {
+                if self.publishers.get(&path) == Some(&id) {
+                    self.publishers.remove(&path);
+                }
+                Closed {
+                    id,
+                    path,
+                    reason: p.closed().unwrap_or(CloseReason::Error),
+                    lived,
+                    stats: PeerStats {
+                        bytes_in: p.stats.bytes_in,
+                        bytes_out: p.stats.bytes_out,
+                        ..PeerStats::default()
+                    },
+                    ingest: Some(p.stats),
+                }
+            }
+        };
+        self.events.push_back(Event::Closed(closed));
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Registry(Mutex<Sessions>);
 struct Sessions {
     /// Session id to (shard, viewer address).
     by_id: HashMap<u64, (usize, Option<IpAddr>)>,
+    /// Publisher (WHIP) session ids to the path they publish.
+    publishing: HashMap<u64, Arc<str>>,
     /// Sessions and admitted offers per viewer address.
     per_ip: AddrCounts,
 }
@@ -109,10 +111,23 @@ impl Registry {
     pub fn remove(&self, id: SessionId) -> Option<usize> {
         let mut m = self.0.lock().ok()?;
         let (shard, ip) = m.by_id.remove(&id.0)?;
+        m.publishing.remove(&id.0);
         if let Some(ip) = ip {
             m.per_ip.remove(ip);
         }
         Some(shard)
+    }
+
+    /// Marks session `id` as the publisher of `path`.
+    pub fn set_publishing(&self, id: SessionId, path: Arc<str>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.publishing.insert(id.0, path);
+        }
+    }
+
+    /// The path session `id` publishes, if it is a publisher.
+    pub fn publishing(&self, id: SessionId) -> Option<Arc<str>> {
+        self.0.lock().ok()?.publishing.get(&id.0).cloned()
     }
 
     /// Number of sessions registered.
@@ -196,6 +211,9 @@ impl Handle {
             if let Some((stats, dropped)) = engine.counters(*id) {
                 guard.counters().set_bytes(stats.bytes_in, stats.bytes_out);
                 guard.counters().set_dropped(dropped);
+            } else if let Some(st) = engine.ingest_counters(*id) {
+                guard.counters().set_bytes(st.bytes_in, st.bytes_out);
+                guard.counters().set_dropped(st.frames_dropped);
             }
         }
     }
@@ -285,6 +303,7 @@ mod tests {
         let local = std::net::SocketAddr::from(([127, 0, 0, 1], 8189 + id as u16));
         let cfg = EngineConfig {
             peer: PeerConfig::default(),
+            ingest: Default::default(),
             max_sessions: 4,
             candidates: vec![local],
             local,

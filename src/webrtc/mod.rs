@@ -7,6 +7,9 @@
 //!   by ufrag) and one deadline heap for all session timers.
 //! - [`peer`]: one viewer's str0m `Rtc` (ICE-lite, RTP mode) and the per-viewer RTP
 //!   state; writes shared, once-per-shard packetized frames.
+//! - [`ingest`]: one WHIP publisher's str0m `Rtc` (ICE-lite, RTP mode, receiving), its
+//!   depacketizers and keyframe requests; what it receives becomes the stream's tracks
+//!   and frames.
 //! - [`engine`]: the sans-IO state of a shard's WebRTC side, tying the three together.
 //! - [`handle`]: the shard-local [`Handle`] through which signaling reaches the engine
 //!   the UDP driver runs, the process's session [`Registry`], and [`SessionMsg`]s to
@@ -17,6 +20,7 @@
 pub mod driver;
 pub mod engine;
 pub mod handle;
+pub mod ingest;
 pub mod offer;
 pub mod peer;
 pub mod signal;

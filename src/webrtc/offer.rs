@@ -71,6 +71,8 @@ pub struct OfferedMedia {
     pub kind: Option<MediaKind>,
     /// Whether the offerer wants to receive here (`recvonly` or `sendrecv`).
     pub receives: bool,
+    /// Whether the offerer sends here (`sendonly` or `sendrecv`): a WHIP publisher.
+    pub sends: bool,
     /// The section's `a=mid`.
     pub mid: Option<String>,
     /// Payload types in `m=` order (RTX, RED, FEC entries excluded).
@@ -93,18 +95,18 @@ pub fn parse_offer(text: &str) -> Result<Vec<OfferedMedia>, OfferError> {
     if session.media.is_empty() {
         return Err(OfferError::Malformed("no m= line"));
     }
-    let session_receives = session.direction.is_none_or(Direction::receives);
+    let session_dir = session.direction.unwrap_or(Direction::SendRecv);
     session
         .media
         .iter()
-        .map(|m| offered_media(m, session_receives))
+        .map(|m| offered_media(m, session_dir))
         .collect()
 }
 
 /// One section of the offer: its payload types in `m=` order with their `rtpmap` (or the
 /// static G.711 assignment) and `fmtp`, RTX entries folded into the types they repair,
 /// RED and FEC entries left out.
-fn offered_media(m: &MediaSection, session_receives: bool) -> Result<OfferedMedia, OfferError> {
+fn offered_media(m: &MediaSection, session_dir: Direction) -> Result<OfferedMedia, OfferError> {
     let kind = match m.media.as_str() {
         "video" => Some(MediaKind::Video),
         "audio" => Some(MediaKind::Audio),
@@ -169,7 +171,8 @@ fn offered_media(m: &MediaSection, session_receives: bool) -> Result<OfferedMedi
     }
     Ok(OfferedMedia {
         kind,
-        receives: m.direction.map_or(session_receives, Direction::receives),
+        receives: m.direction.unwrap_or(session_dir).receives(),
+        sends: m.direction.unwrap_or(session_dir).sends(),
         mid: m.mid.clone(),
         codecs,
     })
@@ -303,6 +306,110 @@ pub fn select(offer: &[OfferedMedia], tracks: &[Track]) -> Result<Selection, NoC
         });
     }
     Ok(sel)
+}
+
+/// One section a publisher (WHIP) sends on, and the offered payload type taken there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Take {
+    /// Index of the offer's `m=` section.
+    pub media: usize,
+    /// The codec taken.
+    pub codec: Codec,
+    /// The offered payload type and its parameters.
+    pub offered: OfferedCodec,
+}
+
+/// Nothing a publisher's offer sends is a codec this server takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NothingTaken {
+    /// The codecs the offer sends.
+    pub offered: Vec<String>,
+}
+
+impl fmt::Display for NothingTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no common codec: this server takes H.264 (packetization-mode=1), H.265, Opus, \
+             PCMU or PCMA; the offer sends {}",
+            if self.offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                self.offered.join(", ")
+            }
+        )
+    }
+}
+
+/// Picks what to take from a publisher's offer: at most one video section (H.264 with
+/// packetization-mode 1, constrained baseline or High first, else the first offered;
+/// else H.265) and one audio section (Opus, else PCMU, else PCMA), among the sections
+/// that send.
+pub fn select_ingest(offer: &[OfferedMedia]) -> Result<Vec<Take>, NothingTaken> {
+    let mut take: Vec<Take> = Vec::new();
+    for (i, m) in offer.iter().enumerate() {
+        let Some(kind) = m.kind.filter(|_| m.sends) else {
+            continue;
+        };
+        if take.iter().any(|t| t.codec.kind() == kind) {
+            continue;
+        }
+        let picked = match kind {
+            MediaKind::Video => ingest_video(m),
+            MediaKind::Audio => ingest_audio(m),
+        };
+        if let Some((codec, offered)) = picked {
+            take.push(Take {
+                media: i,
+                codec,
+                offered,
+            });
+        }
+    }
+    if take.is_empty() {
+        let mut offered: Vec<String> = Vec::new();
+        for c in offer.iter().filter(|m| m.sends).flat_map(|m| &m.codecs) {
+            let n = c.name.to_ascii_lowercase();
+            if !offered.contains(&n) {
+                offered.push(n);
+            }
+        }
+        return Err(NothingTaken { offered });
+    }
+    Ok(take)
+}
+
+fn ingest_video(m: &OfferedMedia) -> Option<(Codec, OfferedCodec)> {
+    let h264 = m
+        .codecs
+        .iter()
+        .filter(|c| c.name == "H264" && c.param("packetization-mode") == Some("1"));
+    // Constrained baseline (profile_idc 66 with constraint_set1) and High decode
+    // everywhere; keep the offer's order among equals.
+    let rank = |c: &&OfferedCodec| match c.profile_level_id() {
+        Some(p) if p >> 16 == 0x64 || (p >> 16 == 0x42 && p & 0x4000 != 0) => 0,
+        _ => 1,
+    };
+    if let Some(c) = h264.min_by_key(rank) {
+        return Some((Codec::H264, c.clone()));
+    }
+    let c = m.codecs.iter().find(|c| c.name == "H265")?;
+    Some((Codec::H265, c.clone()))
+}
+
+fn ingest_audio(m: &OfferedMedia) -> Option<(Codec, OfferedCodec)> {
+    let find = |name: &str, rate: u32| {
+        m.codecs
+            .iter()
+            .find(|c| c.name == name && c.clock_rate == rate)
+    };
+    if let Some(c) = find("OPUS", 48_000) {
+        return Some((Codec::Opus, c.clone()));
+    }
+    if let Some(c) = find("PCMU", 8000) {
+        return Some((Codec::Pcmu, c.clone()));
+    }
+    find("PCMA", 8000).map(|c| (Codec::Pcma, c.clone()))
 }
 
 fn best_codec(m: &OfferedMedia, track: &Track) -> Option<OfferedCodec> {

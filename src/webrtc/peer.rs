@@ -93,7 +93,7 @@ impl CloseReason {
         match self {
             CloseReason::Requested => "requested",
             CloseReason::ConnectFailed => "connect failed",
-            CloseReason::Inactive => "no packets from the viewer (consent lost)",
+            CloseReason::Inactive => "no packets from the peer (consent lost)",
             CloseReason::IceDisconnected => "ICE disconnected",
             CloseReason::Error => "WebRTC error",
             CloseReason::Shutdown => "server shutting down",
@@ -588,7 +588,8 @@ fn tx_for(c: &Choice, mid: Mid) -> Tx {
     }
 }
 
-fn add_codec(cc: &mut str0m::format::CodecConfig, codec: Codec, o: &OfferedCodec) {
+/// Adds the offered payload type `o` (with its RTX) for `codec` to str0m's codecs.
+pub(super) fn add_codec(cc: &mut str0m::format::CodecConfig, codec: Codec, o: &OfferedCodec) {
     let pt = Pt::from(o.pt);
     let rtx = o.rtx.map(Pt::from);
     match codec {

@@ -13,6 +13,7 @@
 //! ([`refused`]).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
+pub mod whip;
 pub mod ws;
 
 use super::handle::{Handle, Reservation};
@@ -59,6 +60,12 @@ pub enum SignalError {
     /// The shard has no room (503).
     #[error("{0}")]
     Busy(String),
+    /// Nothing the publisher's offer sends is a codec this server takes (406).
+    #[error("{0}")]
+    NothingTaken(offer::NothingTaken),
+    /// The path has a publisher or a source already, or clashes with one (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The viewer's address holds `webrtc.max_sessions_per_ip` sessions already (429).
     #[error(
         "this address already has {0} WebRTC sessions, the most one address may have; \
@@ -73,7 +80,10 @@ impl SignalError {
         match self {
             SignalError::NotFound(_) => 404,
             SignalError::BadPath(_) | SignalError::BadSdp(_) => 400,
-            SignalError::NoCommonCodec(_) | SignalError::NothingSendable(_) => 406,
+            SignalError::NoCommonCodec(_)
+            | SignalError::NothingSendable(_)
+            | SignalError::NothingTaken(_) => 406,
+            SignalError::Conflict(_) => 409,
             SignalError::NoMediaYet(_) | SignalError::Busy(_) => 503,
             SignalError::TooManyFromAddress(_) => 429,
         }
@@ -273,7 +283,7 @@ fn check_codecs(shard: &Shard, offer: &Offer) -> Result<(), SignalError> {
 }
 
 /// Busy when the shard is at `webrtc.max_sessions`.
-fn check_room(shard: &Shard, rtc: &Handle) -> Result<(), SignalError> {
+pub(super) fn check_room(shard: &Shard, rtc: &Handle) -> Result<(), SignalError> {
     if rtc.engine().has_room() {
         return Ok(());
     }

@@ -10,7 +10,7 @@
 //! locked SSRC count as media for the read time-out.
 
 use super::{Event, Output};
-use crate::media::{Codec, MediaKind, Track};
+use crate::media::{MediaKind, Track};
 use crate::rtp::depack::recv::{ReceiverStats, build_receiver_report};
 use crate::rtp::depack::{DepackOutput, Depacketizer, RtpPacket};
 use crate::rtsp::proto::session::SetupTrack;
@@ -212,7 +212,7 @@ impl Media {
                         || t.track.params.vps != p.vps
                     {
                         t.track.params = p;
-                        apply_params(&mut t.track);
+                        t.track.apply_params();
                         params_changed = true;
                     }
                 }
@@ -322,22 +322,6 @@ fn resume_time(depack: &Depacketizer, away: Duration, clock_rate: u32) -> Option
     let clock = i64::from(clock_rate.max(1));
     let last = depack.last_time()?;
     Some((last + (away.as_secs_f64() * clock as f64) as i64 + clock / 30).max(last + 1))
-}
-
-/// Fills size, profile and level from new in-band parameter sets.
-fn apply_params(track: &mut Track) {
-    match track.codec {
-        Codec::H264 => {
-            if let Ok(cfg) = crate::media::h264::AvcConfig::from_parameter_sets(
-                &track.params.sps,
-                &track.params.pps,
-            ) {
-                let _ = crate::media::h264::apply_avc_config(track, &cfg);
-            }
-        }
-        Codec::H265 => crate::media::h265::apply_sps(track),
-        _ => {}
-    }
 }
 
 /// Track-clock ticks of `now` since `epoch`, for RTCP arrival times.

@@ -8,6 +8,7 @@ fn engine(now: Instant) -> Engine {
     let local = SocketAddr::from(([127, 0, 0, 1], 8189));
     let cfg = EngineConfig {
         peer: PeerConfig::default(),
+        ingest: Default::default(),
         max_sessions: 2,
         candidates: vec![local],
         local,
