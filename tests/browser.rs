@@ -17,6 +17,11 @@
 //!   view, and the page raises no login prompt finding that out; opened with `?admin`
 //!   it asks once for a user name and password and shows the view.
 //!
+//! - WHIP: Chromium publishes its fake camera and microphone from a page; a WHEP viewer
+//!   gets H.264 and Opus, ffprobe over RTMP sees the H.264, the page plays it with sound;
+//!   the publisher leaves (DELETE) and comes back, and a WHEP viewer resumes in the same
+//!   session.
+//!
 //! Needs Debian's `chromium` at /usr/bin/chromium (tests/run.sh installs it) and ffmpeg;
 //! the tests fail, never skip, without them. `CORECAST_TEST_LOG=1` echoes the server's
 //! log.
@@ -1543,4 +1548,78 @@ fn chromium_publishes_over_whip_and_browsers_and_players_watch() {
         .expect("delete");
     assert_eq!(gone, 200);
     drop(publisher);
+}
+
+/// Chromium publishing its fake camera over WHIP from a page of `server`.
+fn whip_publisher(server: &Server, path: &str) -> (Chromium, Cdp) {
+    let publisher = Chromium::launch_with(&[
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        "--allow-loopback-in-peer-connection".into(),
+    ]);
+    let mut cdp = publisher.page();
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("http://{}/", server.http)}),
+    )
+    .expect("navigate");
+    std::thread::sleep(Duration::from_secs(1));
+    let r = cdp.eval(&whip_publish_js(path)).expect("publish script");
+    assert_eq!(
+        r["status"],
+        201,
+        "WHIP POST: {r}\n{}",
+        server.drain_log().join("\n")
+    );
+    (publisher, cdp)
+}
+
+#[test]
+fn a_whep_viewer_resumes_when_the_whip_publisher_comes_back() {
+    use corecast_client::{ReceiveMode, TrackKind, WhepViewer};
+    let server = Server::start("browser-whip-again", &test_config(""));
+    let path = "live/back";
+    let (first, mut cdp) = whip_publisher(&server, path);
+    server.wait_stream(path, |s| {
+        s["tracks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["codec"] == "h264" && t["width"] == 640))
+    });
+    let mut v = WhepViewer::connect(
+        server.http,
+        path,
+        ReceiveMode::Full,
+        Duration::from_secs(15),
+    )
+    .expect("whep viewer");
+    v.run_for(Duration::from_secs(2)).expect("run");
+    let video = |v: &WhepViewer| {
+        v.frames()
+            .iter()
+            .filter(|f| f.kind == TrackKind::Video)
+            .count()
+    };
+    let before = video(&v);
+    assert!(before >= 30, "{before} video frames in 2 s");
+    // The publisher leaves (DELETE): the stream is unpublished, the viewer stays.
+    let gone = cdp
+        .eval("(async () => { const r = await fetch(window.whip.location, {method: 'DELETE'}); window.whip.pc.close(); return r.status; })()")
+        .expect("delete");
+    assert_eq!(gone, 200);
+    drop(cdp);
+    drop(first);
+    server.log_until("whip publish ended", Duration::from_secs(10));
+    v.run_for(Duration::from_secs(1)).expect("run");
+    let during = v.stats().frames;
+    // It comes back: the same WHEP session gets the new publisher's frames.
+    let (_second, _cdp) = whip_publisher(&server, path);
+    v.run_until(|st| st.frames >= during + 60, Duration::from_secs(15))
+        .expect("run");
+    let after = v.stats().frames;
+    assert!(
+        after >= during + 60,
+        "the viewer got {} frames after the publisher came back",
+        after - during
+    );
+    assert!(v.peer().closed().is_none(), "the WHEP session ended");
 }
