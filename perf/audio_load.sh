@@ -36,22 +36,11 @@ NAME=audio_load
 # shellcheck source=perf/lib.sh
 . "$REPO/perf/lib.sh"
 
-TMP=$(mktemp -d /tmp/audio_load.XXXXXX)
 SERVER_PID="" LOAD_PID="" CAMERA_PID=""
-
-cleanup() {
-  stop_pid "$LOAD_PID"; LOAD_PID=""
-  stop_pid "$SERVER_PID"; SERVER_PID=""
-  stop_pid "$CAMERA_PID"; CAMERA_PID=""
-  if [ "${KEEP_TMP:-0}" = 1 ]; then echo "audio_load: kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+STOP_VARS="LOAD_PID SERVER_PID CAMERA_PID"
+make_tmp
 pin_script "$LOAD_CPU"
-for tool in python3 taskset curl; do
-  command -v "$tool" >/dev/null || die "needs $tool"
-done
+need_tools python3 taskset curl
 /usr/bin/python3 -c 'import gi' 2>/dev/null \
   || die "needs Debian's python3-gi and GStreamer for the camera (tests/run.sh installs them)"
 
@@ -76,29 +65,11 @@ start_camera() {
 
 start_corecast() {
   local dir=$1 http=$2 url=$3
-  cat >"$dir/corecast.toml" <<EOF
-[runtime]
-shards = 1
-cpus = [$SERVER_CPU]
-io_memory = "256KiB"
-log = "warn"
-
-[http]
-listen = "127.0.0.1:$http"
-# Every viewer's offer comes from this one address.
-max_connections_per_ip = 100000
-
-[rtmp]
-listen = "127.0.0.1:$(free_port)"
+  server_config "$dir/corecast.toml" "$http"
+  cat >>"$dir/corecast.toml" <<EOF
 
 [rtsp]
 transport = "tcp"
-
-[webrtc]
-udp_port = 0
-bind = "127.0.0.1"
-max_sessions = 20000
-max_sessions_per_ip = 0
 
 [[streams]]
 path = "load"
@@ -132,21 +103,6 @@ transcode_us() {
     | awk '/^corecast_stream_transcode_cpu_microseconds_total/ { s += $2 } END { print s + 0 }'
 }
 
-# Waits (bounded) until file $1 contains line $2 while $LOAD_PID runs.
-wait_marker() {
-  local file=$1 text=$2 limit=$3 start
-  start=$SECONDS
-  while [ $((SECONDS - start)) -lt "$limit" ]; do
-    grep -qF "$text" "$file" 2>/dev/null && return 0
-    if ! kill -0 "$LOAD_PID" 2>/dev/null; then
-      grep -qF "$text" "$file" 2>/dev/null
-      return
-    fi
-    sleep 0.05
-  done
-  return 1
-}
-
 ROWS="$TMP/rows.jsonl"
 : >"$ROWS"
 
@@ -174,11 +130,11 @@ measure() {
     --path load --viewers "$N" --ramp "$RAMP" --duration "$DURATION" --settle "$SETTLE" \
     --cpu "$LOAD_CPU" --stream-fps 30 >"$dir/load.json" 2>"$dir/load.err" &
   LOAD_PID=$!
-  wait_marker "$dir/load.err" "window start" "$setup_limit" \
+  wait_line "$dir/load.err" "window start" "$setup_limit" "$LOAD_PID" \
     || { cat "$dir/load.err" >&2; die "the load tool did not start its window"; }
   local t0 c0 r0 x0 t1 c1 r1 x1
   t0=$(now); c0=$(cpu_ticks "$SERVER_PID"); r0=$(rss_kib "$SERVER_PID"); x0=$(transcode_us "$http")
-  wait_marker "$dir/load.err" "window end" $(( DURATION + 10 )) \
+  wait_line "$dir/load.err" "window end" $(( DURATION + 10 )) "$LOAD_PID" \
     || { cat "$dir/load.err" >&2; die "the load tool did not end its window"; }
   t1=$(now); c1=$(cpu_ticks "$SERVER_PID"); r1=$(rss_kib "$SERVER_PID"); x1=$(transcode_us "$http")
   local streams

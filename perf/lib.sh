@@ -47,3 +47,72 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Busy ticks of CPU $1 (user, nice, system, irq, softirq, steal).
 cpu_busy() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 now() { date +%s.%N; }
+
+# A temp dir in TMP, removed at exit (kept with KEEP_TMP=1) after the processes whose PIDs
+# are in the variables named in STOP_VARS (e.g. STOP_VARS="LOAD_PID SERVER_PID") are
+# stopped, in that order.
+make_tmp() {
+  TMP=$(mktemp -d "/tmp/$NAME.XXXXXX")
+  trap 'for v in $STOP_VARS; do stop_pid "${!v}"; done
+        if [ "${KEEP_TMP:-0}" = 1 ]; then echo "$NAME: kept $TMP" >&2; else rm -rf "$TMP"; fi' EXIT
+  trap 'exit 130' INT TERM
+}
+
+# Dies unless every command named is installed.
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "needs $tool"
+  done
+}
+
+# A 20 s 1280x720 30 fps 2 Mbit/s H.264 clip (GOP 2 s, no B-frames, video only) in
+# $TMP/clip.flv: sets CLIP and CLIP_BPS.
+make_clip() {
+  say "making a 20 s 720p30 2 Mbit/s H.264 clip (GOP 2 s)"
+  CLIP="$TMP/clip.flv"
+  timeout 300 ffmpeg -hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i "testsrc2=size=1280x720:rate=30" -t 20 -c:v libx264 -preset veryfast \
+    -tune zerolatency -b:v 2M -maxrate 2M -bufsize 1M -g 60 -keyint_min 60 -sc_threshold 0 \
+    -bf 0 -pix_fmt yuv420p -f flv "$CLIP"
+  CLIP_BPS=$(ffprobe -v error -show_entries format=bit_rate -of default=nw=1:nk=1 "$CLIP")
+}
+
+# Writes to file $1 the settings every load run shares: one shard pinned to $SERVER_CPU,
+# HTTP on 127.0.0.1:$2, RTMP on a free port, WebRTC on loopback without per-address
+# limits (every load client comes from 127.0.0.1). Callers append their own sections.
+server_config() {
+  cat >"$1" <<EOF
+[runtime]
+shards = 1
+cpus = [$SERVER_CPU]
+io_memory = "256KiB"
+log = "warn"
+
+[http]
+listen = "127.0.0.1:$2"
+max_connections_per_ip = 100000
+
+[rtmp]
+listen = "127.0.0.1:$(free_port)"
+
+[webrtc]
+udp_port = 0
+bind = "127.0.0.1"
+advertised = ["127.0.0.1"]
+max_sessions = 20000
+max_sessions_per_ip = 0
+EOF
+}
+
+# Waits (bounded: $3 s) until file $1 holds the text $2, while process $4 runs.
+wait_line() {
+  local file=$1 text=$2 limit=$3 pid=$4 start=$SECONDS
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    grep -qF "$text" "$file" 2>/dev/null && return 0
+    # It may have written the line and exited since the grep.
+    kill -0 "$pid" 2>/dev/null || { grep -qF "$text" "$file" 2>/dev/null; return; }
+    sleep 0.05
+  done
+  return 1
+}

@@ -883,16 +883,9 @@ impl Snap {
 
 /// Runs the `camera` mode; returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
-    let args = match parse_args(argv) {
+    let args = match crate::args::or_usage("camera", USAGE, parse_args(argv)) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("corecast-load camera: {e}\n\n{USAGE}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     match run(args) {
         Ok(summary) => {

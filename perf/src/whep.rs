@@ -25,7 +25,7 @@ use crate::whep_board::{Board, Reason, ViewerStat, state};
 use crate::whep_io::{self, Loop, NewViewer, Waker};
 use corecast_client::{self as client, ReceiveMode, WhepPeer};
 use serde_json::json;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Sender};
@@ -219,43 +219,14 @@ fn expand_paths(list: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `http://HOST[:PORT]` as a socket address (port 80 if none).
-fn http_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
-    });
-    let hp = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    hp.to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("cannot resolve {hp}"))
-}
 
 /// Runs the `whep` mode; returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
-    let args = match parse_args(argv) {
+    let args = match crate::args::or_usage("whep", USAGE, parse_args(argv)) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("corecast-load whep: {e}\n\n{USAGE}");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    let addr = match http_addr(&args.url) {
+    let addr = match crate::args::http_addr(&args.url) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("corecast-load whep: {e}");
@@ -968,16 +939,6 @@ mod tests {
         assert_eq!((s.complete, s.coverage_min), (2, 0.0));
     }
 
-    #[test]
-    fn http_addresses() {
-        assert_eq!(
-            http_addr("http://127.0.0.1:8080").unwrap(),
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        assert_eq!(http_addr("http://127.0.0.1").unwrap().port(), 80);
-        assert!(http_addr("https://127.0.0.1").is_err());
-        assert!(http_addr("http://").is_err());
-    }
 
     #[test]
     fn summary_counts_loss_over_the_window() {
