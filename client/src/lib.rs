@@ -11,20 +11,28 @@
 //!   the WHEP signaling (`POST` offer, `DELETE` session) done by [`http`].
 //! - [`rtp`] counts media from clear-text RTP headers (the `Light` mode) and measures
 //!   frame coverage.
+//!
+//! WHIP (WebRTC ingest):
+//! - [`WhipPeer`] is the sans-IO publisher: a send-only offer (H.264 constrained
+//!   baseline, packetization-mode 1, with RTX; Opus), frames in (AVCC or Annex B),
+//!   datagrams and a deadline out, counters ([`WhipStats`]: packets, retransmissions,
+//!   NACKs, PLIs, FIRs, REMBs) and loss injection for tests ([`WhipPeer::set_drop`]).
 #![deny(missing_docs)]
 
 pub mod http;
 pub mod rtp;
 pub mod viewer;
 pub mod whep;
+pub mod whip;
 
 pub use viewer::{Answered, WhepViewer, post_offer, post_offer_from};
 pub use whep::{
     DEFAULT_MAX_FRAMES, Datagram, FrameRecord, PeerClosed, ReceiveMode, TrackKind, ViewerStats,
     WhepPeer, annexb_nal_types, init_crypto,
 };
+pub use whip::{WhipOptions, WhipPeer, WhipStats, to_annex_b};
 
-/// Why a WHEP client operation failed.
+/// Why a WHEP or WHIP client operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
