@@ -270,13 +270,18 @@ impl Receiver {
         }
     }
 
-    fn request_pli(&mut self, now: Instant, net: &mut VecDeque<InFlight>) {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        kind: KeyframeRequestKind,
+        net: &mut VecDeque<InFlight>,
+    ) {
         let mid = self.video.expect("video media");
         self.rtc
             .writer(mid)
             .expect("writer")
-            .request_keyframe(None, KeyframeRequestKind::Pli)
-            .expect("PLI");
+            .request_keyframe(None, kind)
+            .expect("keyframe request");
         self.drain(now, net);
     }
 
@@ -319,7 +324,7 @@ fn avcc_frame(n: u64) -> (bool, Vec<u8>) {
 
 /// Receiver feedback a run sends once `frames` video frames were written.
 enum Feedback {
-    Pli,
+    Keyframe(KeyframeRequestKind),
     Remb(u64),
 }
 
@@ -374,7 +379,7 @@ fn run_pair(frames: u64, drop_ppm: u32, script: &[(u64, Feedback)]) -> Run {
                 sent += 1;
                 while let Some((_, fb)) = script.next_if(|(at, _)| *at <= sent) {
                     match fb {
-                        Feedback::Pli => receiver.request_pli(now, &mut net),
+                        Feedback::Keyframe(k) => receiver.request_keyframe(now, *k, &mut net),
                         Feedback::Remb(kbps) => receiver.request_remb(now, *kbps, &mut net),
                     }
                 }
@@ -454,12 +459,16 @@ fn lossless_pair_reassembles_every_frame_from_avcc_with_parameter_sets_in_band()
 }
 
 #[test]
-fn five_percent_loss_is_recovered_by_nack_and_rtx_and_one_pli_counts_once() {
+fn five_percent_loss_is_recovered_by_nack_and_rtx_and_one_pli_counts_once_as_does_one_fir() {
     let frames = 300;
     let r = run_pair(
         frames,
         50_000,
-        &[(150, Feedback::Pli), (200, Feedback::Remb(750))],
+        &[
+            (150, Feedback::Keyframe(KeyframeRequestKind::Pli)),
+            (200, Feedback::Remb(750)),
+            (250, Feedback::Keyframe(KeyframeRequestKind::Fir)),
+        ],
     );
     let s = r.publisher.stats();
     // About 5 % of the original media packets were withheld, both kinds.
@@ -482,8 +491,8 @@ fn five_percent_loss_is_recovered_by_nack_and_rtx_and_one_pli_counts_once() {
     );
     // Audio has no retransmission: what was dropped stays lost.
     assert!(r.receiver.audio_frames.len() < r.audio_sent.len());
-    // One PLI from the receiver is one PLI here.
-    assert_eq!((s.plis, s.firs), (1, 0), "{s:?}");
-    assert_eq!(r.keyframe_requests_seen, 1);
+    // One PLI and one FIR from the receiver are one of each here.
+    assert_eq!((s.plis, s.firs), (1, 1), "{s:?}");
+    assert_eq!(r.keyframe_requests_seen, 2);
     assert_eq!((s.rembs, s.remb_bps), (1, Some(750_000)), "{s:?}");
 }
