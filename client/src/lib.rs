@@ -11,20 +11,34 @@
 //!   the WHEP signaling (`POST` offer, `DELETE` session) done by [`http`].
 //! - [`rtp`] counts media from clear-text RTP headers (the `Light` mode) and measures
 //!   frame coverage.
+//!
+//! WHIP (WebRTC ingest):
+//! - [`WhipPeer`] is the sans-IO publisher: a send-only offer (H.264 constrained
+//!   baseline, packetization-mode 1, with RTX; Opus), frames in (AVCC or Annex B),
+//!   datagrams and a deadline out, counters ([`WhipStats`]: packets, retransmissions,
+//!   NACKs, PLIs, FIRs, REMBs) and loss injection for tests ([`WhipPeer::set_drop`]).
+//! - [`WhipPublisher`] is a blocking driver for one peer on a `std::net::UdpSocket`,
+//!   with the WHIP signaling (`POST` offer with an optional bearer token, `DELETE`
+//!   session) and a real-time loop over recorded frames
+//!   ([`WhipPublisher::publish_for`]).
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod publisher;
 pub mod rtp;
 pub mod viewer;
 pub mod whep;
+pub mod whip;
 
+pub use publisher::{WhipPublisher, post_whip_offer, post_whip_offer_from};
 pub use viewer::{Answered, WhepViewer, post_offer, post_offer_from};
 pub use whep::{
     DEFAULT_MAX_FRAMES, Datagram, FrameRecord, PeerClosed, ReceiveMode, TrackKind, ViewerStats,
     WhepPeer, annexb_nal_types, init_crypto,
 };
+pub use whip::{WhipOptions, WhipPeer, WhipStats, to_annex_b};
 
-/// Why a WHEP client operation failed.
+/// Why a WHEP or WHIP client operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -58,6 +72,9 @@ pub enum ClientError {
     /// The peer stopped (DTLS closed by the server, or str0m failed).
     #[error("WebRTC session ended: {0:?}")]
     Closed(PeerClosed),
+    /// ICE and DTLS did not come up within the time given.
+    #[error("ICE and DTLS not up within {0:?}")]
+    NotConnected(std::time::Duration),
     /// The API was used out of order.
     #[error("misuse: {0}")]
     Misuse(&'static str),

@@ -72,7 +72,7 @@ pub fn post_offer_from(
 
 /// The path of a `Location` value: an absolute URL's path, an absolute path as is, a
 /// relative reference against the directory of `base`.
-fn resolve_location(base: &str, location: &str) -> String {
+pub(crate) fn resolve_location(base: &str, location: &str) -> String {
     if location.starts_with('/') {
         return location.to_string();
     }
@@ -87,7 +87,7 @@ fn resolve_location(base: &str, location: &str) -> String {
 
 /// A UDP socket on `from`, or else the local address that routes to `server` (loopback
 /// for a loopback server), port chosen by the kernel, with a large receive buffer.
-fn bind_udp(server: SocketAddr, from: Option<IpAddr>) -> Result<UdpSocket, ClientError> {
+pub(crate) fn bind_udp(server: SocketAddr, from: Option<IpAddr>) -> Result<UdpSocket, ClientError> {
     let ip = if let Some(ip) = from {
         ip
     } else if server.ip().is_loopback() || server.ip().is_unspecified() {
