@@ -1,7 +1,9 @@
-//! WHIP ingest: what `POST /whip/{path}` answers, and what happens to a publisher that
-//! never connects. Offers are made by str0m (a sendonly H.264 + Opus publisher); media
-//! from real publishers is in `tests/browser.rs` (Chromium) and the client crate's
-//! publisher tests below.
+//! WHIP ingest: what `POST /whip/{path}` answers, what happens to a publisher that never
+//! connects, and the project's WHIP client (`corecast_client::WhipPublisher`) publishing a
+//! recorded H.264 + Opus sequence: through 5 % packet loss (NACK and retransmission bring
+//! the video back; the API and /metrics count what stays lost) and with a viewer's
+//! keyframe request reaching it as one PLI. Offers for the status checks are made by
+//! str0m; Chromium publishing is in `tests/browser.rs`.
 #![allow(clippy::disallowed_methods)] // Tests drive real time.
 
 mod common;
@@ -220,4 +222,223 @@ fn a_publisher_that_never_connects_is_cleaned_up() {
     );
     wait_listed(&s, "live/ghost", false);
     assert_eq!(s.metric("corecast_whip_publishers"), 0);
+}
+
+/// Video frames as the WHIP client sends them: pts at 90 kHz, keyframe, AVCC access unit.
+type Frames = Vec<(i64, bool, Vec<u8>)>;
+
+/// A recorded H.264 sequence (the 320x240 test clip's video), its frame rate, and its SPS
+/// and PPS.
+fn recorded_video() -> (Frames, f64, Vec<Vec<u8>>) {
+    use corecast::media::clip::Clip;
+    use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
+    let file = std::fs::read(common::root().join("tests/data/ffmpeg_320x240_baseline_aac.flv"))
+        .expect("test clip");
+    let clip = Clip::parse(file.into(), 1 << 24).expect("clip");
+    let mut demux = Demuxer::new();
+    let mut frames = Vec::new();
+    for tag in clip.tags().iter().filter(|t| t.kind == TagType::Video) {
+        if let Ok(Some(DemuxOutput::Frame(f))) = demux.video(tag.offset_ms, &tag.body) {
+            frames.push((f.pts, f.keyframe, f.data.to_vec()));
+        }
+    }
+    let track = demux
+        .tracks()
+        .into_iter()
+        .find(|t| t.codec == corecast::media::Codec::H264)
+        .expect("an H.264 track");
+    let params = track
+        .params
+        .sps
+        .iter()
+        .chain(track.params.pps.iter())
+        .map(|b| b.to_vec())
+        .collect();
+    (frames, clip.video_fps().unwrap_or(30.0), params)
+}
+
+/// 5 s of a 440 Hz tone as 20 ms stereo Opus packets (libopus).
+fn opus_tone() -> Vec<Vec<u8>> {
+    let mut enc = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio)
+        .expect("encoder");
+    (0..250)
+        .map(|k| {
+            let pcm: Vec<f32> = (0..960 * 2)
+                .map(|i| {
+                    let n = (k * 960 + i / 2) as f32;
+                    0.3 * (2.0 * std::f32::consts::PI * 440.0 * n / 48_000.0).sin()
+                })
+                .collect();
+            enc.encode_vec_float(&pcm, 1500).expect("encode")
+        })
+        .collect()
+}
+
+/// A WHIP publisher (the project's client) sending the recorded sequence on its own
+/// thread for `secs`, with `drop_ppm` of its original media packets dropped.
+fn publish_in_background(
+    s: &Server,
+    path: &'static str,
+    secs: u64,
+    drop_ppm: u32,
+) -> std::thread::JoinHandle<corecast_client::WhipStats> {
+    let http = s.http;
+    std::thread::spawn(move || {
+        let (video, fps, params) = recorded_video();
+        let audio = opus_tone();
+        let mut p = corecast_client::WhipPublisher::connect(
+            http,
+            path,
+            None,
+            corecast_client::WhipOptions::default(),
+            T,
+        )
+        .expect("whip publisher");
+        p.peer_mut().set_parameter_sets(params);
+        p.peer_mut().set_drop(drop_ppm, 7);
+        p.publish_for(Duration::from_secs(secs), &video, fps, Some(&audio))
+            .expect("publish");
+        let stats = p.stats().clone();
+        let _ = p.close();
+        stats
+    })
+}
+
+fn wait_tracks(s: &Server, path: &str) {
+    s.wait_stream(path, |st| {
+        let t = st["tracks"].as_array().cloned().unwrap_or_default();
+        t.iter().any(|t| t["codec"] == "h264" && t["width"] == 320)
+            && t.iter().any(|t| t["codec"] == "opus")
+    });
+}
+
+#[test]
+fn five_percent_loss_is_recovered_by_nack_and_viewers_see_the_frames() {
+    let s = Server::start("whip-loss", &test_config(""));
+    let publisher = publish_in_background(&s, "live/lossy", 9, 50_000);
+    wait_tracks(&s, "live/lossy");
+    let mut v = corecast_client::WhepViewer::connect(
+        s.http,
+        "live/lossy",
+        corecast_client::ReceiveMode::Full,
+        T,
+    )
+    .expect("whep viewer");
+    v.run_for(Duration::from_secs(5)).expect("run");
+    let coverage = v.peer().video_coverage(recorded_video().1);
+    let audio = v
+        .frames()
+        .iter()
+        .filter(|f| f.kind == corecast_client::TrackKind::Audio)
+        .count();
+    // Loss per publisher: the API shows each received track's packets and losses (Opus
+    // is not retransmitted: the audio's dropped packets stay lost), and /metrics counts them.
+    let source = s.stream("live/lossy")["source"].clone();
+    let stats = publisher.join().expect("publisher thread");
+    eprintln!(
+        "publisher: {} video packets, {} dropped, {} retransmitted, {} NACKs, {} PLIs; \
+         viewer: {coverage:?}, {audio} Opus frames; source: {source}",
+        stats.video_packets, stats.video_dropped, stats.retransmissions, stats.nacks, stats.plis
+    );
+    let sent = stats.video_packets + stats.audio_packets;
+    let share = stats.dropped() as f64 / sent.max(1) as f64;
+    assert!(
+        (0.02..0.09).contains(&share),
+        "{share} of the packets dropped: {stats:?}"
+    );
+    assert!(
+        stats.video_dropped >= 3,
+        "too few video packets dropped: {stats:?}"
+    );
+    assert!(
+        stats.retransmissions >= stats.video_dropped * 9 / 10,
+        "lost video packets were not asked for again: {stats:?}"
+    );
+    assert!(
+        coverage.received as f64 >= 0.95 * coverage.expected as f64,
+        "the viewer saw {coverage:?}"
+    );
+    assert!(audio >= 150, "{audio} Opus frames in 5 s");
+    assert_eq!(source["kind"], "whip", "{source}");
+    assert_eq!(source["transport"], "webrtc", "{source}");
+    let tracks = source["tracks"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tracks
+            .iter()
+            .any(|t| t["codec"] == "h264" && t["packets"].as_u64() > Some(50)),
+        "{source}"
+    );
+    assert!(
+        tracks
+            .iter()
+            .any(|t| t["codec"] == "opus" && t["lost"].as_u64() > Some(0)),
+        "{source}"
+    );
+    assert!(s.metric("corecast_whip_packets_in_total") > 0);
+    assert!(s.metric("corecast_whip_packets_lost_total") > 0);
+    // The publisher was told the most it may send (REMB, webrtc.whip_max_bitrate).
+    assert!(stats.rembs > 0, "{stats:?}");
+    assert_eq!(stats.remb_bps, Some(6_000_000));
+}
+
+#[test]
+fn a_viewers_keyframe_request_reaches_the_publisher_as_one_pli() {
+    // One shard: the viewer and the publisher share it (requests are not forwarded to
+    // another shard's publisher).
+    let s = Server::start(
+        "whip-pli",
+        &test_config("").replace("shards = 2", "shards = 1"),
+    );
+    let http = s.http;
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let publisher = std::thread::spawn(move || {
+        let (video, fps, params) = recorded_video();
+        let mut p = corecast_client::WhipPublisher::connect(
+            http,
+            "live/pli",
+            None,
+            corecast_client::WhipOptions::default(),
+            T,
+        )
+        .expect("whip publisher");
+        p.peer_mut().set_parameter_sets(params);
+        // Publish until told to stop, reporting the PLIs counted every 100 ms.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done_rx.try_recv().is_err() && Instant::now() < deadline {
+            p.publish_for(Duration::from_millis(100), &video, fps, None)
+                .expect("publish");
+            let _ = tx.send(p.stats().plis);
+        }
+        let _ = p.close();
+    });
+    wait_tracks_video(&s, "live/pli");
+    let mut v = corecast_client::WhepViewer::connect(
+        s.http,
+        "live/pli",
+        corecast_client::ReceiveMode::Full,
+        T,
+    )
+    .expect("whep viewer");
+    v.run_for(Duration::from_secs(3)).expect("run");
+    let latest = |rx: &std::sync::mpsc::Receiver<u64>| rx.try_iter().last();
+    let before = latest(&rx).expect("publisher running");
+    assert!(v.peer_mut().request_keyframe(), "PLI written");
+    v.run_for(Duration::from_secs(2)).expect("run");
+    let after = latest(&rx).expect("publisher running");
+    let _ = done_tx.send(());
+    publisher.join().expect("publisher thread");
+    assert_eq!(
+        after,
+        before + 1,
+        "PLIs at the publisher: {before} then {after}"
+    );
+}
+
+fn wait_tracks_video(s: &Server, path: &str) {
+    s.wait_stream(path, |st| {
+        st["tracks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["codec"] == "h264" && t["width"] == 320))
+    });
 }
