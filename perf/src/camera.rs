@@ -850,7 +850,13 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Relaxed);
 }
 
-fn install_signal_handlers() {
+/// Whether SIGTERM or SIGINT came (after [`install_signal_handlers`]).
+pub(crate) fn stop_requested() -> bool {
+    STOP.load(Relaxed)
+}
+
+/// Makes SIGTERM and SIGINT set [`stop_requested`] instead of ending the process.
+pub(crate) fn install_signal_handlers() {
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {

@@ -25,6 +25,8 @@ pub struct ReelFrame {
     pub payloads: Vec<RtpPayload>,
     /// Sum of the payload sizes.
     pub payload_bytes: usize,
+    /// The frame as corecast holds it (AVCC), for senders that packetize themselves.
+    pub data: bytes::Bytes,
 }
 
 /// A frame of the endless replay.
@@ -74,6 +76,7 @@ impl Reel {
                         keyframe: p.keyframe,
                         payload_bytes: p.payloads.iter().map(|x| x.data.len()).sum(),
                         payloads: p.payloads,
+                        data: f.data.clone(),
                     });
                 }
                 Ok(_) => {}
@@ -124,6 +127,14 @@ impl Reel {
     pub fn packets_per_s(&self) -> f64 {
         let n: usize = self.frames.iter().map(|f| f.payloads.len()).sum();
         n as f64 * 1000.0 / self.loop_ms as f64
+    }
+
+    /// The `index`-th frame's presentation time in 90 kHz ticks since the replay
+    /// started, not wrapping.
+    pub fn pts(&self, index: u64) -> i64 {
+        let n = self.frames.len().max(1) as u64;
+        let pass = (index / n) as i64;
+        pass * self.loop_ms * 90 + self.frames[(index % n) as usize].pts_ticks
     }
 
     /// The `index`-th frame of the endless replay.

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The WebRTC mode is in [`whep`], the simulated RTSP cameras (`corecast-load camera`) in
-//! [`camera`]; the rest of this file is the RTMP mode
+//! [`camera`], the WHIP publishers (`corecast-load whip`) in [`whip`]; the rest of this file is the RTMP mode
 //! (`corecast-load rtmp ...` or no mode word).
 //!
 //! Players are opened at a bounded rate on one glommio executor per `--threads`, each as a
@@ -31,6 +31,7 @@ mod stats;
 mod whep;
 mod whep_board;
 mod whep_io;
+mod whip;
 
 use client::{ClientError, PlayClient};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
@@ -47,7 +48,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 corecast-load: opens N light RTMP players and reports delivered bitrate, time to first
 video frame and stalls as one line of JSON. (`corecast-load whep --help`: WebRTC viewers;
-`corecast-load camera --help`: simulated RTSP cameras.)
+`corecast-load camera --help`: simulated RTSP cameras; `corecast-load whip --help`: WHIP
+publishers.)
 
 usage: corecast-load [rtmp] --url rtmp://HOST[:PORT]/APP/KEY [options]
 
@@ -369,6 +371,7 @@ fn main() {
             // Loop threads still hold the viewers' sockets; exiting closes them all.
             std::process::exit(code);
         }
+        Some("whip") => std::process::exit(whip::main(&argv[1..])),
         Some("rtmp") => {
             argv.remove(0);
         }
