@@ -219,7 +219,6 @@ fn expand_paths(list: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-
 /// Runs the `whep` mode; returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
     let args = match crate::args::or_usage("whep", USAGE, parse_args(argv)) {
@@ -938,7 +937,6 @@ mod tests {
         );
         assert_eq!((s.complete, s.coverage_min), (2, 0.0));
     }
-
 
     #[test]
     fn summary_counts_loss_over_the_window() {
