@@ -2,14 +2,16 @@
 //! datagram to the shard's [`Engine`](super::engine::Engine); the media task wakes when
 //! viewers' queues have frames, when the earliest session timer is due, or when
 //! signaling kicks it. Both drain the engine's output the same way: datagrams are sent
-//! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered.
+//! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered. A send
+//! call that carries the first datagram of a live frame for a viewer reads the clock once
+//! when it returns: the frame's server-added latency ([`crate::stats::FrameLatency`]).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::engine::{Closed, Event, Input, Output};
 use super::handle::Handle;
-use super::peer::CloseReason;
+use super::peer::{CloseReason, Departure};
 use crate::shard::{Shard, ShardRef};
-use crate::stats::{self, ShardStats};
+use crate::stats::{self, Histogram, ShardStats};
 use glommio::net::UdpSocket;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -28,6 +30,8 @@ struct Driver {
     udp: Rc<UdpSocket>,
     /// The batch being sent (swapped with the engine's output buffer, capacity kept).
     batch: Vec<Transmit>,
+    /// The live frames whose first datagram is in the batch.
+    departures: Vec<Departure>,
     /// When the engine's next timer is due.
     next: Instant,
 }
@@ -47,6 +51,7 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         rtc: rtc.clone(),
         udp: udp.clone(),
         batch: Vec::new(),
+        departures: Vec::new(),
         next: Instant::now(),
     };
     let rx_task = glommio::spawn_local(async move { rx.receive_loop().await });
@@ -55,6 +60,7 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         rtc,
         udp,
         batch: Vec::new(),
+        departures: Vec::new(),
         next: Instant::now(),
     };
     media.media_loop().await;
@@ -154,13 +160,20 @@ impl Driver {
             let out = self.rtc.engine().poll_output(&mut self.batch);
             match out {
                 Output::Transmit(_) => {
+                    self.rtc.engine().take_departures(&mut self.departures);
+                    let timed = Timed {
+                        departures: &self.departures,
+                        latency: &self.shard.latency().webrtc,
+                    };
                     send_all(
                         self.udp.as_raw_fd(),
                         &self.batch,
                         batch_send,
                         self.shard.stats(),
+                        timed,
                     );
                     self.batch.clear();
+                    self.departures.clear();
                     if self.batch.capacity() > 4096 {
                         self.batch.shrink_to(256);
                     }
@@ -216,10 +229,43 @@ fn ended(shard: &Shard, rtc: &Handle, c: &Closed) {
     );
 }
 
+/// The live frames whose first datagram is in a batch ([`Departure`], sorted by index),
+/// and the histogram their latency goes to.
+#[derive(Clone, Copy)]
+pub struct Timed<'a> {
+    /// The frames.
+    pub departures: &'a [Departure],
+    /// Where their latency is counted.
+    pub latency: &'a Histogram,
+}
+
+impl Timed<'_> {
+    /// Datagrams `sent` of the batch left now: observes the frames whose first datagram
+    /// is among them (reading the clock once), skips those at indices before `sent`
+    /// (dropped). `next` is the first departure not yet handled.
+    fn sent(&self, sent: std::ops::Range<usize>, next: &mut usize) {
+        let due = |k: &usize| self.departures.get(*k).is_some_and(|d| d.index < sent.end);
+        if !due(next) {
+            return;
+        }
+        let now = Instant::now();
+        while due(next) {
+            let d = self.departures[*next];
+            if d.index >= sent.start {
+                self.latency.observe(d.arrived, now);
+            }
+            *next += 1;
+        }
+    }
+}
+
 /// Sends `out` on `fd` without blocking: `sendmmsg` in batches of [`BATCH`], or one
 /// `sendto` each when `batch` is false. A full socket buffer drops the rest (UDP: the
-/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped.
-pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
+/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped. The
+/// live frames of `timed` are observed as their first datagram leaves (frames whose first
+/// datagram was dropped are not).
+pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats, timed: Timed<'_>) {
+    let mut next_departure = 0;
     let mut sent = 0u64;
     let mut bytes = 0u64;
     let mut calls = 0u64;
@@ -231,6 +277,7 @@ pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
         let r = send_batch(fd, &out[i..i + n]);
         match r {
             Ok(k) if k > 0 => {
+                timed.sent(i..i + k, &mut next_departure);
                 bytes += out[i..i + k]
                     .iter()
                     .map(|t| t.contents.len() as u64)
@@ -414,4 +461,31 @@ fn local_ipv4() -> Vec<std::net::IpAddr> {
     // SAFETY: `ifap` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(ifap) };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_observes_the_frames_it_starts_and_skips_dropped_ones() {
+        let latency = Histogram::default();
+        let arrived = Instant::now() - Duration::from_secs(2);
+        let at = |index| Departure { index, arrived };
+        let departures = [at(0), at(3), at(5), at(9)];
+        let timed = Timed {
+            departures: &departures,
+            latency: &latency,
+        };
+        let mut next = 0;
+        timed.sent(0..2, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (1, 1));
+        timed.sent(2..3, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (1, 1));
+        // Datagrams 3 to 5 were dropped, 6 to 9 sent: only the frame at 9 left.
+        timed.sent(6..10, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (4, 2));
+        // Two seconds after arrival: over the last bound.
+        assert_eq!(latency.snapshot().buckets.last(), Some(&2));
+    }
 }
