@@ -1,12 +1,14 @@
 //! The server-added frame latency (`corecast_frame_latency_seconds`, per protocol out):
 //! ffmpeg publishes over RTMP, a WHEP viewer (the project's client) and an RTMP player
 //! (ffmpeg) watch. `/metrics` counts observations for both protocols, growing, in a
-//! well-formed histogram; the health API shows the percentiles. No timing is asserted:
-//! the numbers are printed (`--nocapture`).
+//! well-formed histogram; the health API shows the percentiles. Pulled sources (the file
+//! source, an RTSP camera over UDP) stamp their frames too. No timing is asserted: the
+//! numbers are printed (`--nocapture`).
 #![allow(clippy::disallowed_methods)] // Tests drive real time.
 
 mod common;
 
+use common::camera::{Camera, CameraOpts};
 use common::*;
 use corecast_client::{ReceiveMode, WhepViewer};
 use std::collections::BTreeMap;
@@ -225,4 +227,56 @@ fn whep_and_rtmp_viewers_of_an_rtmp_publisher_fill_the_latency_histogram() {
     }
     let packets = viewer.join().expect("viewer thread");
     assert!(packets > 0, "the WHEP viewer got no RTP");
+}
+
+/// WebRTC observations so far, summed over the shards.
+fn webrtc_count(s: &Server) -> u64 {
+    histograms(&s.get("/metrics").body_text())
+        .get("webrtc")
+        .map_or(0, |h| h.count)
+}
+
+/// Watches `path` over WHEP for `d` (Light mode); returns the RTP packets received.
+fn watch(s: &Server, path: &str, d: Duration) -> u64 {
+    let mut v = WhepViewer::connect(s.http, path, ReceiveMode::Light, HTTP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("WHEP {path}: {e}"));
+    v.run_for(d).expect("session alive");
+    let packets = v.stats().packets;
+    let _ = v.close();
+    packets
+}
+
+#[test]
+fn frames_of_the_file_source_and_an_rtsp_camera_are_measured_too() {
+    let cam = Camera::start(&CameraOpts {
+        audio: "none",
+        ..CameraOpts::default()
+    });
+    let camera = format!(
+        "[[streams]]\npath = \"cam\"\nsource = \"{}\"\ntransport = \"udp\"\nshard = 1\n",
+        cam.url
+    );
+    let cfg = test_config(&format!("{}{camera}", demo_stream("demo", 0)));
+    let s = Server::start("latency-pulled", &cfg);
+    for path in ["demo", "cam"] {
+        s.wait_state(path, Duration::from_secs(20), |st| st == "live");
+        s.wait_stream(path, |st| {
+            !st["tracks"].as_array().is_none_or(Vec::is_empty)
+        });
+        let before = webrtc_count(&s);
+        let packets = watch(&s, path, Duration::from_secs(4));
+        assert!(packets > 0, "{path}: no RTP");
+        let after = webrtc_count(&s);
+        let h = &s.get_json("/api/v1/health")["frame_latency"]["webrtc"];
+        eprintln!(
+            "{path}: {} observations, server p50 {} ms, p99 {} ms",
+            after - before,
+            h["p50_ms"],
+            h["p99_ms"]
+        );
+        assert!(
+            after > before,
+            "{path}: no latency observed ({before} then {after})"
+        );
+    }
 }
