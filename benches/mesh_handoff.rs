@@ -51,6 +51,7 @@ fn handoff(c: &mut Criterion) {
                             StreamMsg::Frame {
                                 path: path.clone(),
                                 frame,
+                                arrived: None,
                             },
                         );
                         if seq % 256 == 0 {

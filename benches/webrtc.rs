@@ -5,10 +5,11 @@
 //! - `write_frame_to_n_peers/{1,10,100}`: the real egress path. An [`Engine`] with N
 //!   sessions, each made from the offer of an in-process str0m client (full ICE,
 //!   recvonly H.264) and connected to it in memory; the step measured is what the hub and
-//!   the driver do per frame: wrap an ~8 kB P-frame in [`OutFrame::new`], push it into the
-//!   N viewers' queues, [`Input::Ready`] and [`Engine::handle_timeout`] (str0m releases
-//!   written RTP at its next timeout, due at once), drain [`Engine::poll_output`] into
-//!   the driver's batch buffer. Fake time
+//!   the driver do per frame: wrap an ~8 kB P-frame with its arrival time in
+//!   [`OutFrame::arrived`], push it into the N viewers' queues, [`Input::Ready`] and
+//!   [`Engine::handle_timeout`] (str0m releases written RTP at its next timeout, due at
+//!   once), drain [`Engine::poll_output`] into the driver's batch buffer with the
+//!   frames' departures ([`Engine::take_departures`], the latency bookkeeping). Fake time
 //!   advances 33 ms a frame; once a second, untimed, the clients' consent checks reach
 //!   the engine so that no session times out. Throughput is in
 //!   viewer-packets (N x RTP packets per frame): the per-viewer per-packet reference the
@@ -22,15 +23,15 @@
 use bytes::Bytes;
 use corecast::media::{Codec, Frame, MediaKind, Track, TrackId, TrackSet};
 use corecast::rtp::{MAX_PAYLOAD, packetize_h264};
-use corecast::stats::ShardStats;
+use corecast::stats::{Histogram, ShardStats};
 use corecast::stream::{OutFrame, SinkEvent, SinkHandle, SinkLimits, SinkQueue};
-use corecast::webrtc::driver::send_all;
+use corecast::webrtc::driver::{Timed, send_all};
 use corecast::webrtc::engine::{
     Closed, Engine, EngineConfig, Event as EngineEvent, Input as EngineInput,
     Output as EngineOutput,
 };
 use corecast::webrtc::offer::{parse_offer, select};
-use corecast::webrtc::peer::PeerConfig;
+use corecast::webrtc::peer::{Departure, PeerConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -120,6 +121,8 @@ struct Rig {
     engine: Engine,
     /// The driver's batch buffer.
     batch: Vec<Transmit>,
+    /// The live frames' departures of the batch (the driver's latency bookkeeping).
+    departures: Vec<Departure>,
     /// Sessions that ended (none should).
     closed: Vec<Closed>,
     queues: Vec<Rc<SinkQueue>>,
@@ -190,6 +193,7 @@ impl Rig {
         let mut rig = Rig {
             engine,
             batch: Vec::new(),
+            departures: Vec::new(),
             closed: Vec::new(),
             queues: Vec::with_capacity(n),
             clients: Vec::with_capacity(n),
@@ -298,7 +302,7 @@ impl Rig {
     fn step(&mut self, make: impl Fn(i64) -> Frame) -> usize {
         self.pts += FRAME_TICKS;
         self.now += FRAME_TIME;
-        let f = OutFrame::new(make(self.pts));
+        let f = OutFrame::arrived(make(self.pts), Some(self.now));
         for q in &self.queues {
             q.push(SinkEvent::Frame(f.clone()));
         }
@@ -311,6 +315,9 @@ impl Rig {
             match self.engine.poll_output(&mut self.batch) {
                 EngineOutput::Transmit(k) => {
                     n += k;
+                    self.engine.take_departures(&mut self.departures);
+                    black_box(&self.departures);
+                    self.departures.clear();
                     for t in self.batch.drain(..) {
                         black_box(&t);
                     }
@@ -417,6 +424,11 @@ fn bench_send(c: &mut Criterion) {
         })
         .collect();
     let stats = ShardStats::default();
+    let latency = Histogram::default();
+    let untimed = Timed {
+        departures: &[],
+        latency: &latency,
+    };
     let mut buf = vec![0u8; 2048];
     let mut group = c.benchmark_group("send_batch");
     group.throughput(Throughput::Elements(out.len() as u64));
@@ -426,7 +438,7 @@ fn bench_send(c: &mut Criterion) {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     let t = Instant::now();
-                    send_all(tx.as_raw_fd(), &out, batch, &stats);
+                    send_all(tx.as_raw_fd(), &out, batch, &stats, untimed);
                     spent += t.elapsed();
                     // Untimed: empty the receiver so that it never fills.
                     drain(&rx, &mut buf);

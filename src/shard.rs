@@ -6,7 +6,7 @@
 use crate::auth::{AccessRequest, Action, Credentials, FailLimiter, Verdict};
 use crate::config::{Settings, StreamPlan, StreamTable};
 use crate::limit::{AddrCounts, Burst, LogLimiter};
-use crate::stats::ShardStats;
+use crate::stats::{FrameLatency, ShardStats};
 use crate::stream::{Hub, PathInfo, StreamPath};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -34,6 +34,8 @@ pub struct Shared {
     streams: Mutex<StreamTable>,
     /// Counters of each shard.
     pub stats: Vec<Arc<ShardStats>>,
+    /// Server-added frame latency of each shard's viewers.
+    pub latency: Vec<Arc<FrameLatency>>,
     /// Every session (publishers, players, viewers, camera sources) of every shard.
     pub sessions: Arc<crate::session::Registry>,
     /// Each shard's latest view of its paths.
@@ -96,6 +98,7 @@ impl Shared {
             streams,
             settings,
             stats: (0..n).map(|_| Arc::new(ShardStats::default())).collect(),
+            latency: (0..n).map(|_| Arc::new(FrameLatency::default())).collect(),
             sessions: Arc::default(),
             snapshots: (0..n)
                 .map(|_| Mutex::new(ShardSnapshot::default()))
@@ -201,6 +204,11 @@ impl Shard {
     /// This shard's counters.
     pub fn stats(&self) -> &ShardStats {
         &self.shared.stats[self.id]
+    }
+
+    /// This shard's frame latency histograms.
+    pub fn latency(&self) -> &FrameLatency {
+        &self.shared.latency[self.id]
     }
 
     /// Asks the access policy whether the peer at `ip` with `creds` may do `action` on

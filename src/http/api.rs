@@ -3,7 +3,7 @@
 use crate::config::{StreamConfig, StreamTable};
 use crate::media::{Codec, MediaKind, Track};
 use crate::shard::{ShardSnapshot, Shared};
-use crate::stats::{self, Metric, ShardStats};
+use crate::stats::{self, FrameLatency, HistogramSnapshot, Metric, ShardStats};
 use crate::stream::{
     PathInfo, Role, SourceInfo, SourceState, SourceStats, SourceTrackStats, StreamPath,
 };
@@ -195,6 +195,8 @@ fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -
 /// `GET /api/v1/health`: per-shard status. `ok` is false if a shard missed heartbeats.
 pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
     let mut all_ok = !shared.is_stopping();
+    // The total is the sum of the shards' values shown (one read of each).
+    let mut total_latency: [HistogramSnapshot; 2] = Default::default();
     let shards: Vec<Value> = (0..shared.shards())
         .map(|i| {
             let beat = shared.heartbeats[i].load(Ordering::Relaxed);
@@ -203,6 +205,13 @@ pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
             all_ok &= ok;
             let cpu = shared.cpus[i].load(Ordering::Relaxed);
             let st = &shared.stats[i];
+            let mut latency: [HistogramSnapshot; 2] = Default::default();
+            if let Some(l) = shared.latency.get(i) {
+                l.add_to(&mut latency);
+            }
+            for (t, l) in total_latency.iter_mut().zip(&latency) {
+                t.merge(l);
+            }
             json!({
                 "shard": i,
                 "ok": ok,
@@ -214,6 +223,7 @@ pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
                 "relays": st.relays.load(Ordering::Relaxed),
                 "viewers": st.viewers.load(Ordering::Relaxed),
                 "webrtc_sessions": st.webrtc_sessions.load(Ordering::Relaxed),
+                "frame_latency": latency_json(&latency),
             })
         })
         .collect();
@@ -222,9 +232,35 @@ pub fn health_json(shared: &Shared, now_ms: u64) -> (bool, String) {
         "status": if all_ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": uptime,
+        "frame_latency": latency_json(&total_latency),
         "shards": shards,
     });
     (all_ok, body.to_string())
+}
+
+/// Each protocol's frame latency, summed over the shards, in
+/// [`FrameLatency::PROTOCOLS`] order.
+fn latency_totals(shared: &Shared) -> [HistogramSnapshot; 2] {
+    let mut totals = Default::default();
+    for l in &shared.latency {
+        l.add_to(&mut totals);
+    }
+    totals
+}
+
+/// Frame latency per protocol for the API: observations and the median and 99th
+/// percentile in milliseconds (interpolated within the histogram's buckets; null before
+/// the first observation).
+fn latency_json(per_protocol: &[HistogramSnapshot; 2]) -> Value {
+    let ms = |h: &HistogramSnapshot, q| h.quantile(q).map(|s| (s * 1e6).round() / 1e3);
+    let mut v = serde_json::Map::new();
+    for (protocol, h) in FrameLatency::PROTOCOLS.iter().zip(per_protocol) {
+        v.insert(
+            protocol.to_string(),
+            json!({ "count": h.count(), "p50_ms": ms(h, 0.5), "p99_ms": ms(h, 0.99) }),
+        );
+    }
+    Value::Object(v)
 }
 
 /// `GET /metrics`: Prometheus text exposition format 0.0.4. Every family written is
@@ -235,7 +271,16 @@ pub fn metrics_text(shared: &Shared, snapshots: &[ShardSnapshot]) -> String {
     shard_metrics(&mut out, &stats);
     stream_metrics(&mut out, snapshots);
     source_metrics(&mut out, snapshots);
+    latency_metrics(&mut out, &latency_totals(shared));
     out
+}
+
+/// The frame latency histogram per protocol out, summed over the shards.
+fn latency_metrics(out: &mut String, per_protocol: &[HistogramSnapshot; 2]) {
+    let family = stats::FRAME_LATENCY.write_header(out);
+    for (protocol, h) in FrameLatency::PROTOCOLS.iter().zip(per_protocol) {
+        h.write_samples(out, &family, &format!("protocol=\"{protocol}\""));
+    }
 }
 
 /// One family: its `# HELP` and `# TYPE` lines, then a sample per (labels, value).

@@ -91,6 +91,9 @@ struct Publisher {
     demux: Demuxer,
     /// Listed in the management API while publishing.
     session: SessionGuard,
+    /// When the latest read from the socket returned: the arrival time of the frames
+    /// it completed.
+    arrived: Instant,
 }
 
 struct Player {
@@ -101,9 +104,29 @@ struct Player {
     ended: bool,
     audio: bool,
     video: bool,
+    /// Arrival times of the live frames handed to the session since the last write.
+    departing: Vec<Instant>,
 }
 
 impl Role {
+    /// A read from the socket returned at `now`: a publisher's frames completed by it
+    /// arrived then.
+    fn read_at(&mut self, now: Instant) {
+        if let Role::Publisher(p) = self {
+            p.arrived = now;
+        }
+    }
+
+    /// The output was written to the socket at `now`: a player's live frames in it
+    /// left then (one latency observation each).
+    fn written_at(&mut self, shard: &Shard, now: Instant) {
+        if let Role::Player(p) = self {
+            for at in p.departing.drain(..) {
+                shard.latency().rtmp.observe(at, now);
+            }
+        }
+    }
+
     /// The session registered for the publisher or player.
     fn session(&self) -> Option<&SessionGuard> {
         match self {
@@ -275,7 +298,11 @@ async fn run(
         match written {
             // Only media sends start a merge interval: the replies to `play` must not
             // hold back the first frames.
-            Ok(n) if n > 0 && media => last_write = Some(Instant::now()),
+            Ok(n) if n > 0 && media => {
+                let now = Instant::now();
+                last_write = Some(now);
+                role.written_at(shard, now);
+            }
             Ok(_) => {}
             Err(source) => {
                 return End::Io {
@@ -303,7 +330,9 @@ async fn run(
         match wake {
             Wake::Read(Ok(0)) => return End::Closed,
             Wake::Read(Ok(n)) => {
-                if let Err(e) = session.handle_input(Instant::now(), Input::Receive(&tmp[..n])) {
+                let now = Instant::now();
+                role.read_at(now);
+                if let Err(e) = session.handle_input(now, Input::Receive(&tmp[..n])) {
                     return End::Protocol(e);
                 }
             }
@@ -629,6 +658,8 @@ fn publish(
                 path: p,
                 demux: Demuxer::new(),
                 session: listed,
+                // Media in the read that carried `publish` arrived about now.
+                arrived: Instant::now(),
             }));
             if session.accept_publish().is_err() {
                 return Some(End::Refused("accept_publish"));
@@ -666,6 +697,7 @@ fn play(
                 ended: false,
                 audio: true,
                 video: true,
+                departing: Vec::new(),
             });
             None
         }
@@ -693,7 +725,7 @@ fn publish_media(shard: &Shard, p: &mut Publisher, type_id: u8, ts: i64, body: &
     let mut hub = shard.hub.borrow_mut();
     let pushed = match out {
         Ok(Some(DemuxOutput::TracksChanged)) => hub.set_tracks(&p.path, p.demux.tracks()),
-        Ok(Some(DemuxOutput::Frame(frame))) => hub.push_frame(&p.path, frame),
+        Ok(Some(DemuxOutput::Frame(frame))) => hub.push_frame_arrived(&p.path, frame, p.arrived),
         Ok(None) => Ok(()),
         Err(e) => {
             debug!(path = %p.path, "rtmp: skipping undecodable media message: {e}");
@@ -749,11 +781,18 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
                         }
                         None => Bytes::new(),
                     });
-                if !bytes.is_empty() {
-                    session.send_prechunked(bytes.clone());
+                if bytes.is_empty() {
+                    return;
                 }
+                session.send_prechunked(bytes.clone());
             } else if let Some(tag) = flv::mux_frame(track, &out.frame) {
                 session.send_media(tag.tag_type, tag.timestamp, &tag.to_vec());
+            } else {
+                return;
+            }
+            // Frames replayed from the GOP cache on joining are not live: not measured.
+            if let Some(at) = p.sink.queue.live_arrival(&out) {
+                p.departing.push(at);
             }
         }
         SinkEvent::End => {

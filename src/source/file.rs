@@ -55,9 +55,11 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
         let (ts, tag) = clip.live_tag(index);
         index += 1;
         let due = start + Duration::from_millis(ts.max(0) as u64);
-        let now = Instant::now();
-        if due > now {
-            glommio::timer::sleep(due - now).await;
+        let mut arrived = Instant::now();
+        if due > arrived {
+            glommio::timer::sleep(due - arrived).await;
+            // The tag "arrives" when the source wakes to hand it over.
+            arrived = Instant::now();
         }
         let out = match tag.kind {
             TagType::Video => demux.video(ts, &tag.body),
@@ -75,7 +77,7 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
                 let _ = hub.set_tracks(&path, tracks);
             }
             Ok(Some(DemuxOutput::Frame(frame))) => {
-                let _ = hub.push_frame(&path, frame);
+                let _ = hub.push_frame_arrived(&path, frame, arrived);
             }
             Ok(None) => {}
             Err(e) => {

@@ -130,11 +130,13 @@ pub async fn run(shard: ShardRef, path: &str, src: RtspSource) {
         match wake {
             Wake::Read(Ok(0)) => ing.handle_input(now, Input::TcpClosed),
             Wake::Read(Ok(n)) => {
+                d.arrived = now;
                 d.listed.counters().add_in(n as u64);
                 ing.handle_input(now, Input::Tcp(&d.buf[..n]));
             }
             Wake::Read(Err(e)) => ing.handle_input(now, Input::TcpError(IngestError::io(&e))),
             Wake::Other(Poke::Datagram(Some(dg))) => {
+                d.arrived = now;
                 d.listed.counters().add_in(dg.data.len() as u64);
                 let input = Input::Datagram {
                     local_port: dg.port,
@@ -203,6 +205,9 @@ struct Driver {
     closing: Option<Instant>,
     /// The source as the management API lists it.
     listed: SessionGuard,
+    /// When the latest media (a TCP read or a datagram) came in: the arrival time of
+    /// the frames the core completes from it.
+    arrived: Instant,
 }
 
 impl Driver {
@@ -227,6 +232,7 @@ impl Driver {
             live: false,
             closing: None,
             listed,
+            arrived: Instant::now(),
         }
     }
 
@@ -439,7 +445,7 @@ impl Driver {
                 let _ = hub.set_tracks(&self.path, t);
             }
             Event::Frame(f) => {
-                let _ = hub.push_frame(&self.path, f);
+                let _ = hub.push_frame_arrived(&self.path, f, self.arrived);
             }
             Event::ClearGop => hub.clear_gop(&self.path),
             Event::State(s) => hub.set_source_state(&self.path, s),

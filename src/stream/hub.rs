@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Why a hub call was refused.
@@ -383,10 +383,11 @@ impl PathState {
         self.metadata = Some(metadata);
     }
 
-    /// Local fan-out of one frame: cache it and queue it for every local viewer. The
-    /// frame is wrapped once, so its derived forms are computed once per shard.
-    fn fan_out(&mut self, frame: Frame, stats: &ShardStats) {
-        let out = OutFrame::new(frame);
+    /// Local fan-out of one frame that arrived at `arrived`: cache it and queue it for
+    /// every local viewer. The frame is wrapped once, so its derived forms are computed
+    /// once per shard.
+    fn fan_out(&mut self, frame: Frame, arrived: Option<Instant>, stats: &ShardStats) {
+        let out = OutFrame::arrived(frame, arrived);
         self.gop.push(&out);
         for s in &self.sinks {
             if !s.push(SinkEvent::Frame(out.clone())) {
@@ -397,7 +398,7 @@ impl PathState {
     }
 
     /// Hands a new viewer what it needs to start at once: metadata, tracks, then the GOP
-    /// cache.
+    /// cache (replayed: not live for the viewer's latency).
     fn prime(&self, q: &SinkQueue) {
         if let Some(m) = &self.metadata {
             q.push(SinkEvent::Metadata(m.clone()));
@@ -407,6 +408,7 @@ impl PathState {
             for f in self.gop.frames() {
                 q.push(SinkEvent::Frame(f.clone()));
             }
+            q.set_replayed_until(self.gop.frames().filter_map(|f| f.arrived).max());
         }
     }
 
@@ -711,8 +713,29 @@ impl Hub {
     /// Pushes a frame of an owned stream to its GOP cache, local viewers and subscribed
     /// shards. Never blocks: a full queue or channel drops frames to the next keyframe.
     /// The frame's times are continued across jumps of the source's clock first, unless
-    /// the source does that itself ([`SourceInfo::continues_timeline`]).
-    pub fn push_frame(&mut self, path: &str, mut frame: Frame) -> Result<(), HubError> {
+    /// the source does that itself ([`SourceInfo::continues_timeline`]). The frame has no
+    /// arrival time: its latency is not measured (see [`Hub::push_frame_arrived`]).
+    pub fn push_frame(&mut self, path: &str, frame: Frame) -> Result<(), HubError> {
+        self.push(path, frame, None)
+    }
+
+    /// As [`Hub::push_frame`], for a frame whose last byte or packet the ingest driver
+    /// read at `arrived`: viewers' drivers measure the server-added latency from it.
+    pub fn push_frame_arrived(
+        &mut self,
+        path: &str,
+        frame: Frame,
+        arrived: Instant,
+    ) -> Result<(), HubError> {
+        self.push(path, frame, Some(arrived))
+    }
+
+    fn push(
+        &mut self,
+        path: &str,
+        mut frame: Frame,
+        arrived: Option<Instant>,
+    ) -> Result<(), HubError> {
         let Hub {
             paths,
             stats,
@@ -736,9 +759,10 @@ impl Hub {
             }
             _ => Vec::new(),
         };
-        deliver(st, &**tx, stats, frame);
+        deliver(st, &**tx, stats, frame, arrived);
+        // Transcoded audio is as late as the frame that completed it.
         for f in opus {
-            deliver(st, &**tx, stats, f);
+            deliver(st, &**tx, stats, f, arrived);
         }
         Ok(())
     }
@@ -970,8 +994,9 @@ impl Hub {
                     if let Some(t) = tracks {
                         st.set_tracks(t);
                     }
+                    // The GOP is replayed, not live: no arrival time.
                     for f in gop {
-                        st.fan_out(f, stats);
+                        st.fan_out(f, None, stats);
                     }
                     self.wake_media(&path);
                 }
@@ -987,10 +1012,14 @@ impl Hub {
                     self.wake_media(&path);
                 }
             }
-            StreamMsg::Frame { path, frame } => {
+            StreamMsg::Frame {
+                path,
+                frame,
+                arrived,
+            } => {
                 let stats = &self.stats;
                 if let Some(st) = relay_in(&mut self.paths, &path, from) {
-                    st.fan_out(frame, stats);
+                    st.fan_out(frame, arrived, stats);
                 }
             }
             StreamMsg::End { path, removed } => {
@@ -1170,11 +1199,18 @@ impl Hub {
 }
 
 /// Hands one frame of an owned stream to its GOP cache, local viewers and subscribed
-/// shards. Never blocks: a full queue or channel drops frames to the next keyframe.
-fn deliver(st: &mut PathState, tx: &dyn MeshTx, stats: &ShardStats, frame: Frame) {
+/// shards (with its arrival time). Never blocks: a full queue or channel drops frames to
+/// the next keyframe.
+fn deliver(
+    st: &mut PathState,
+    tx: &dyn MeshTx,
+    stats: &ShardStats,
+    frame: Frame,
+    arrived: Option<Instant>,
+) {
     let resume = frame.is_resume_point(st.has_video);
     let remote_frame = (!st.remote.is_empty()).then(|| frame.clone());
-    st.fan_out(frame, stats);
+    st.fan_out(frame, arrived, stats);
     let Some(frame) = remote_frame else {
         return;
     };
@@ -1187,6 +1223,7 @@ fn deliver(st: &mut PathState, tx: &dyn MeshTx, stats: &ShardStats, frame: Frame
         let msg = StreamMsg::Frame {
             path: st.path.clone(),
             frame: frame.clone(),
+            arrived,
         };
         if tx.try_send_media(sub.shard, msg) {
             sub.waiting_keyframe = false;

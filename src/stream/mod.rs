@@ -24,7 +24,7 @@ pub use sink::{OutFrame, ReadyList, SinkEvent, SinkLimits, SinkQueue};
 use crate::media::{Frame, TrackSet};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A message between shards about streams.
 #[derive(Debug, Clone)]
@@ -102,6 +102,8 @@ pub enum StreamMsg {
         path: Arc<str>,
         /// The frame (its payload is shared, not copied).
         frame: Frame,
+        /// When its last byte or packet arrived on the owner ([`OutFrame::arrived`]).
+        arrived: Option<Instant>,
     },
     /// The stream ended.
     End {

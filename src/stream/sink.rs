@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 /// What a viewer is told about its stream.
 #[derive(Debug, Clone)]
@@ -33,6 +34,11 @@ pub enum SinkEvent {
 pub struct OutFrame {
     /// The frame.
     pub frame: Frame,
+    /// When the ingest driver read the frame's last byte or packet (the same process
+    /// clock on every shard); `None` for frames that are not live (a new relay's GOP) or
+    /// from a source that does not stamp them. Viewers' drivers measure the server-added
+    /// latency from it ([`crate::stats::FrameLatency`]).
+    pub arrived: Option<Instant>,
     /// The frame as RTMP chunk bytes (FLV tag body, chunked at the server's chunk size).
     pub rtmp: OnceCell<Bytes>,
     /// The frame as RTP payloads for WebRTC viewers; `None` if it cannot be packetized.
@@ -42,8 +48,14 @@ pub struct OutFrame {
 impl OutFrame {
     /// Wraps a frame for fan-out.
     pub fn new(frame: Frame) -> Rc<OutFrame> {
+        Self::arrived(frame, None)
+    }
+
+    /// Wraps a frame that arrived at `arrived` for fan-out.
+    pub fn arrived(frame: Frame, arrived: Option<Instant>) -> Rc<OutFrame> {
         Rc::new(OutFrame {
             frame,
+            arrived,
             rtmp: OnceCell::new(),
             rtp: OnceCell::new(),
         })
@@ -81,6 +93,9 @@ pub struct SinkQueue {
     inner: RefCell<Inner>,
     /// The viewer is a browser ([`crate::stream::Viewer::Browser`]).
     browser: std::cell::Cell<bool>,
+    /// The arrival of the latest frame replayed from the GOP cache when the viewer
+    /// joined: frames that arrived no later are not live for this viewer.
+    replayed_until: std::cell::Cell<Option<Instant>>,
 }
 
 #[derive(Debug)]
@@ -178,6 +193,26 @@ impl SinkQueue {
                 announced: false,
             }),
             browser: std::cell::Cell::new(false),
+            replayed_until: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Notes that frames which arrived up to `arrived` were replayed to the viewer from
+    /// the GOP cache (the hub does when it primes a joining viewer).
+    pub fn set_replayed_until(&self, arrived: Option<Instant>) {
+        if arrived > self.replayed_until.get() {
+            self.replayed_until.set(arrived);
+        }
+    }
+
+    /// When `f` arrived, if it is live for this viewer: stamped, and not replayed from
+    /// the GOP cache when the viewer joined. A frame that arrived at the same instant as
+    /// the last replayed one counts as replayed (stamps are per read, not per frame).
+    pub fn live_arrival(&self, f: &OutFrame) -> Option<Instant> {
+        let at = f.arrived?;
+        match self.replayed_until.get() {
+            Some(until) if at <= until => None,
+            _ => Some(at),
         }
     }
 
@@ -497,5 +532,28 @@ mod tests {
         assert!(q.is_detached());
         assert!(!q.push(video(true, 1)));
         assert!(q.try_pop().is_none());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // Any instant serves as the origin.
+    fn frames_replayed_to_a_joining_viewer_are_not_live() {
+        let q = SinkQueue::new(SinkLimits {
+            max_frames: 10,
+            max_bytes: 1 << 20,
+        });
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + std::time::Duration::from_millis(ms));
+        let frame = |arrived| match video(true, 0) {
+            SinkEvent::Frame(f) => OutFrame::arrived(f.frame.clone(), arrived),
+            other => panic!("{other:?}"),
+        };
+        // Before any replay, a stamped frame is live; an unstamped one never is.
+        assert_eq!(q.live_arrival(&frame(at(5))), at(5));
+        assert_eq!(q.live_arrival(&frame(None)), None);
+        q.set_replayed_until(at(10));
+        q.set_replayed_until(at(3)); // never moves back
+        assert_eq!(q.live_arrival(&frame(at(5))), None);
+        assert_eq!(q.live_arrival(&frame(at(10))), None);
+        assert_eq!(q.live_arrival(&frame(at(11))), at(11));
     }
 }

@@ -2,15 +2,17 @@
 //! datagram to the shard's [`Engine`](super::engine::Engine); the media task wakes when
 //! viewers' queues have frames, when the earliest session timer is due, or when
 //! signaling kicks it. Both drain the engine's output the same way: datagrams are sent
-//! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered.
+//! in batches (`sendmmsg`, non-blocking) on the socket's fd, events are answered. A send
+//! call that carries the first datagram of a live frame for a viewer reads the clock once
+//! when it returns: the frame's server-added latency ([`crate::stats::FrameLatency`]).
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use super::engine::{Closed, Event, Input, Output};
 use super::handle::Handle;
 use super::ingest::Produced;
-use super::peer::CloseReason;
+use super::peer::{CloseReason, Departure};
 use crate::shard::{Shard, ShardRef};
-use crate::stats::{self, ShardStats};
+use crate::stats::{self, Histogram, ShardStats};
 use crate::stream::SourceStats;
 use glommio::net::UdpSocket;
 use std::net::SocketAddr;
@@ -30,8 +32,13 @@ struct Driver {
     udp: Rc<UdpSocket>,
     /// The batch being sent (swapped with the engine's output buffer, capacity kept).
     batch: Vec<Transmit>,
+    /// The live frames whose first datagram is in the batch.
+    departures: Vec<Departure>,
     /// When the engine's next timer is due.
     next: Instant,
+    /// When the datagram being handled arrived: the arrival of a publisher's frame it
+    /// completes.
+    received: Instant,
 }
 
 /// How often the sessions' counters are copied to the management API's list.
@@ -49,7 +56,9 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         rtc: rtc.clone(),
         udp: udp.clone(),
         batch: Vec::new(),
+        departures: Vec::new(),
         next: Instant::now(),
+        received: Instant::now(),
     };
     let rx_task = glommio::spawn_local(async move { rx.receive_loop().await });
     let mut media = Driver {
@@ -57,7 +66,9 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         rtc,
         udp,
         batch: Vec::new(),
+        departures: Vec::new(),
         next: Instant::now(),
+        received: Instant::now(),
     };
     media.media_loop().await;
     drop(rx_task);
@@ -80,6 +91,7 @@ impl Driver {
                     stats::add(&st.udp_datagrams_in, 1);
                     stats::add(&st.bytes_in, n as u64);
                     let now = Instant::now();
+                    self.received = now;
                     let data = &buf[..n];
                     // A datagram of no session is dropped.
                     let _ = self
@@ -128,6 +140,7 @@ impl Driver {
                 return;
             }
             let now = Instant::now();
+            self.received = now;
             {
                 let mut engine = self.rtc.engine();
                 let _ = engine.handle_input(now, Input::Ready);
@@ -157,13 +170,20 @@ impl Driver {
             let out = self.rtc.engine().poll_output(&mut self.batch);
             match out {
                 Output::Transmit(_) => {
+                    self.rtc.engine().take_departures(&mut self.departures);
+                    let timed = Timed {
+                        departures: &self.departures,
+                        latency: &self.shard.latency().webrtc,
+                    };
                     send_all(
                         self.udp.as_raw_fd(),
                         &self.batch,
                         batch_send,
                         self.shard.stats(),
+                        timed,
                     );
                     self.batch.clear();
+                    self.departures.clear();
                     if self.batch.capacity() > 4096 {
                         self.batch.shrink_to(256);
                     }
@@ -200,7 +220,9 @@ impl Driver {
                 let mut hub = shard.hub.borrow_mut();
                 let r = match produced {
                     Produced::Tracks(t) => hub.set_tracks(&path, t),
-                    Produced::Frame(f) => hub.push_frame(&path, f),
+                    // Completed by the datagram just received, or released by a timer
+                    // (a reorder gap given up): then that timer's time.
+                    Produced::Frame(f) => hub.push_frame_arrived(&path, f, self.received),
                 };
                 if let Err(e) = r {
                     // The path was taken from the publisher (removed): end it.
@@ -279,10 +301,43 @@ fn ended(shard: &Shard, rtc: &Handle, c: &Closed) {
     );
 }
 
+/// The live frames whose first datagram is in a batch ([`Departure`], sorted by index),
+/// and the histogram their latency goes to.
+#[derive(Clone, Copy)]
+pub struct Timed<'a> {
+    /// The frames.
+    pub departures: &'a [Departure],
+    /// Where their latency is counted.
+    pub latency: &'a Histogram,
+}
+
+impl Timed<'_> {
+    /// Datagrams `sent` of the batch left now: observes the frames whose first datagram
+    /// is among them (reading the clock once), skips those at indices before `sent`
+    /// (dropped). `next` is the first departure not yet handled.
+    fn sent(&self, sent: std::ops::Range<usize>, next: &mut usize) {
+        let due = |k: &usize| self.departures.get(*k).is_some_and(|d| d.index < sent.end);
+        if !due(next) {
+            return;
+        }
+        let now = Instant::now();
+        while due(next) {
+            let d = self.departures[*next];
+            if d.index >= sent.start {
+                self.latency.observe(d.arrived, now);
+            }
+            *next += 1;
+        }
+    }
+}
+
 /// Sends `out` on `fd` without blocking: `sendmmsg` in batches of [`BATCH`], or one
 /// `sendto` each when `batch` is false. A full socket buffer drops the rest (UDP: the
-/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped.
-pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
+/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped. The
+/// live frames of `timed` are observed as their first datagram leaves (frames whose first
+/// datagram was dropped are not).
+pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats, timed: Timed<'_>) {
+    let mut next_departure = 0;
     let mut sent = 0u64;
     let mut bytes = 0u64;
     let mut calls = 0u64;
@@ -294,6 +349,7 @@ pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats) {
         let r = send_batch(fd, &out[i..i + n]);
         match r {
             Ok(k) if k > 0 => {
+                timed.sent(i..i + k, &mut next_departure);
                 bytes += out[i..i + k]
                     .iter()
                     .map(|t| t.contents.len() as u64)
@@ -477,4 +533,31 @@ fn local_ipv4() -> Vec<std::net::IpAddr> {
     // SAFETY: `ifap` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(ifap) };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_observes_the_frames_it_starts_and_skips_dropped_ones() {
+        let latency = Histogram::default();
+        let arrived = Instant::now() - Duration::from_secs(2);
+        let at = |index| Departure { index, arrived };
+        let departures = [at(0), at(3), at(5), at(9)];
+        let timed = Timed {
+            departures: &departures,
+            latency: &latency,
+        };
+        let mut next = 0;
+        timed.sent(0..2, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (1, 1));
+        timed.sent(2..3, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (1, 1));
+        // Datagrams 3 to 5 were dropped, 6 to 9 sent: only the frame at 9 left.
+        timed.sent(6..10, &mut next);
+        assert_eq!((next, latency.snapshot().count()), (4, 2));
+        // Two seconds after arrival: over the last bound.
+        assert_eq!(latency.snapshot().buckets.last(), Some(&2));
+    }
 }

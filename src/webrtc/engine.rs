@@ -8,11 +8,13 @@
 //! The hot path: datagrams collect in the engine's own buffer while peers write; the
 //! driver passes its batch buffer to `poll_output`, which swaps the two (quinn's
 //! `poll_transmit(buf)`): no copy and no allocation per packet, and the driver sends the
-//! whole batch with `sendmmsg`.
+//! whole batch with `sendmmsg`. With each batch come the [`Departure`]s of the live frames
+//! whose first datagram is in it ([`Engine::take_departures`]), for the driver to time
+//! their latency when it sends them.
 
 use super::ingest::{IngestConfig, IngestStats, Produced, Publisher};
 use super::offer::{OfferedMedia, Selection, Take};
-use super::peer::{CloseReason, Peer, PeerConfig, PeerError, PeerStats};
+use super::peer::{CloseReason, Departure, Peer, PeerConfig, PeerError, PeerStats};
 use super::table::{SessionId, Table};
 use crate::stream::{OutFrame, ReadyList, SinkHandle};
 use std::collections::{HashMap, VecDeque};
@@ -302,6 +304,10 @@ pub struct Engine {
     budget: Budget,
     /// Publisher sessions by the path they publish.
     publishers: HashMap<Arc<str>, SessionId>,
+    /// Live frames whose first datagram is in `out` (indices into it).
+    departures: Vec<Departure>,
+    /// Those of the batch last handed to the driver (indices into it).
+    batch_departures: Vec<Departure>,
 }
 
 impl Engine {
@@ -321,6 +327,8 @@ impl Engine {
             now,
             budget,
             publishers: HashMap::new(),
+            departures: Vec::new(),
+            batch_departures: Vec::new(),
         }
     }
 
@@ -527,6 +535,15 @@ impl Engine {
     /// them and clears it. Then events, then the time of the next timer.
     pub fn poll_output(&mut self, batch: &mut Vec<Transmit>) -> Output {
         if !self.out.is_empty() {
+            let base = batch.len();
+            if base == 0 {
+                self.batch_departures.clear();
+            }
+            let moved = self.departures.drain(..).map(|d| Departure {
+                index: d.index + base,
+                ..d
+            });
+            self.batch_departures.extend(moved);
             if batch.is_empty() {
                 std::mem::swap(batch, &mut self.out);
             } else {
@@ -552,6 +569,12 @@ impl Engine {
         }
         let next = self.table.next_deadline();
         Output::Timeout(next.unwrap_or(self.now + super::table::MAX_TIMER))
+    }
+
+    /// Moves the [`Departure`]s of the batch the last [`Output::Transmit`] handed out
+    /// (indices into it) into `into`.
+    pub fn take_departures(&mut self, into: &mut Vec<Departure>) {
+        into.append(&mut self.batch_departures);
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), InputError> {
@@ -645,6 +668,9 @@ impl Engine {
     /// Records the outcome of a call into a peer: a new deadline, a keyframe wish, or
     /// the end of the session.
     fn settle(&mut self, id: SessionId, next: Option<Instant>, now: Instant) {
+        if let Some(p) = self.table.get_mut(id).and_then(|s| s.viewer_mut()) {
+            p.take_departures(&mut self.departures);
+        }
         let Some(at) = next else {
             self.ended(id, now);
             return;

@@ -119,6 +119,17 @@ pub struct PeerStats {
     pub bytes_out: u64,
 }
 
+/// A live frame's first datagram in the output: where it is, and when the frame arrived
+/// ([`OutFrame::arrived`]). The driver observes the frame's latency when it sends that
+/// datagram ([`crate::stats::FrameLatency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    /// Index of the datagram in the output buffer it was written to.
+    pub index: usize,
+    /// When the frame arrived.
+    pub arrived: Instant,
+}
+
 /// Per-track sending state.
 #[derive(Debug)]
 struct Tx {
@@ -183,6 +194,8 @@ pub struct Peer {
     pub ufrag: String,
     /// Counters.
     pub stats: PeerStats,
+    /// Live frames written since the caller last took them ([`Peer::take_departures`]).
+    departures: Vec<Departure>,
 }
 
 fn random_u64() -> u64 {
@@ -269,6 +282,7 @@ impl Peer {
             closed: None,
             ufrag: creds.ufrag,
             stats: PeerStats::default(),
+            departures: Vec::new(),
         };
         Ok((peer, answer.to_sdp_string()))
     }
@@ -354,6 +368,9 @@ impl Peer {
     }
 
     /// Writes whatever the viewer's queue holds (once connected), then collects output.
+    /// Each live frame written is noted as a [`Departure`] at its first datagram in
+    /// `out`; catch-up frames (the burst: the GOP replay and what came during the
+    /// handshake) are not live.
     pub fn pump(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
         if !self.connected || self.closed.is_some() {
             return self.poll(now, out);
@@ -364,8 +381,21 @@ impl Peer {
                 SinkEvent::Frame(f) => {
                     let burst = self.burst_left > 0;
                     self.burst_left = self.burst_left.saturating_sub(1);
+                    let live = if burst {
+                        None
+                    } else {
+                        self.sink.queue.live_arrival(&f)
+                    };
+                    let (first, packets) = (out.len(), self.stats.packets);
                     self.write_frame(now, &f, burst);
                     self.send_written(now, out)?;
+                    if let Some(arrived) = live
+                        && self.stats.packets > packets
+                        && out.len() > first
+                    {
+                        let index = first;
+                        self.departures.push(Departure { index, arrived });
+                    }
                 }
                 SinkEvent::Metadata(_) | SinkEvent::End => {}
                 SinkEvent::Removed => {
@@ -375,6 +405,11 @@ impl Peer {
             }
         }
         self.poll(now, out)
+    }
+
+    /// Moves the live frames written since the last call into `into`, oldest first.
+    pub fn take_departures(&mut self, into: &mut Vec<Departure>) {
+        into.append(&mut self.departures);
     }
 
     /// Whether a keyframe request asked for the GOP cache to be re-sent.

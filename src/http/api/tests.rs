@@ -97,6 +97,10 @@ fn metrics_text_is_pinned_byte_for_byte() {
     stats::add(&shared.stats[0].connections, 4);
     stats::add(&shared.stats[1].bytes_out, 12345);
     stats::add(&shared.stats[1].rtsp_packets_lost, 7);
+    // Frame latency: summed over the shards, per protocol.
+    shared.latency[0].webrtc.observe_micros(1_200);
+    shared.latency[1].webrtc.observe_micros(300);
+    shared.latency[1].rtmp.observe_micros(40_000);
     let text = metrics_text(&shared, &snapshots());
     let golden = include_str!("metrics.golden");
     if text != golden {
@@ -111,6 +115,7 @@ fn every_declared_family_has_help_and_type_and_nothing_else_is_written() {
     let declared: Vec<&stats::Metric> = ShardStats::METRICS
         .iter()
         .chain(stats::PATH_METRICS)
+        .chain(stats::HISTOGRAM_METRICS)
         .collect();
     for m in &declared {
         let family = m.family();
@@ -131,8 +136,14 @@ fn every_declared_family_has_help_and_type_and_nothing_else_is_written() {
     );
     for sample in text.lines().filter(|l| !l.starts_with('#')) {
         let name = sample.split(['{', ' ']).next().unwrap_or_default();
+        let histogram = |m: &stats::Metric| {
+            m.kind == stats::MetricKind::Histogram
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(&m.family()))
+        };
         assert!(
-            declared.iter().any(|m| m.family() == name),
+            declared.iter().any(|m| m.family() == name || histogram(m)),
             "undeclared sample {sample}"
         );
     }
@@ -184,4 +195,32 @@ fn streams_json_without_addresses_names_no_peer() {
         .unwrap();
     assert_eq!(pubd["source"]["kind"], "rtmp");
     assert_eq!(pubd["source"]["state"], "live");
+}
+
+#[test]
+fn health_shows_frame_latency_per_protocol_summed_and_per_shard() {
+    let shared = shared();
+    for _ in 0..99 {
+        shared.latency[0].webrtc.observe_micros(1_500); // 1..2.5 ms
+    }
+    shared.latency[1].webrtc.observe_micros(30_000); // 25..50 ms
+    let (_, body) = health_json(&shared, 0);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let webrtc = &v["frame_latency"]["webrtc"];
+    assert_eq!(webrtc["count"], 100);
+    let p50 = webrtc["p50_ms"].as_f64().expect("p50");
+    let p99 = webrtc["p99_ms"].as_f64().expect("p99");
+    assert!((1.0..=2.5).contains(&p50), "{p50}");
+    assert!(
+        (1.0..=2.5).contains(&p99),
+        "{p99}: the 99th of 100 is a fast one"
+    );
+    assert_eq!(v["frame_latency"]["rtmp"]["count"], 0);
+    assert!(v["frame_latency"]["rtmp"]["p99_ms"].is_null());
+    assert_eq!(v["shards"][0]["frame_latency"]["webrtc"]["count"], 99);
+    assert_eq!(v["shards"][1]["frame_latency"]["webrtc"]["count"], 1);
+    let slow = v["shards"][1]["frame_latency"]["webrtc"]["p99_ms"]
+        .as_f64()
+        .expect("p99");
+    assert!((25.0..=50.0).contains(&slow), "{slow}");
 }

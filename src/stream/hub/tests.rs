@@ -706,3 +706,59 @@ fn aac_is_transcoded_to_opus_only_while_a_browser_watches_on_any_shard() {
     }
     assert!(!transcoding(&h[0], "cam"));
 }
+
+/// The frames of a queue with whether each is live for the viewer, and its arrival.
+fn arrivals(q: &SinkQueue) -> Vec<(i64, Option<Instant>)> {
+    std::iter::from_fn(|| q.try_pop())
+        .filter_map(|e| match e {
+            SinkEvent::Frame(f) => Some((f.frame.dts, q.live_arrival(&f))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // Any instant serves as the origin.
+fn arrival_times_travel_with_frames_and_replays_are_not_live() {
+    let (mesh, mut h) = hubs(2, 100);
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    h[0].publish("a", src()).unwrap();
+    h[0].set_tracks("a", vec![Track::new(TrackId(0), Codec::H264, 90_000)])
+        .unwrap();
+    h[0].push_frame_arrived("a", video(true, 0), at(0)).unwrap();
+    h[0].push_frame_arrived("a", video(false, 1), at(10))
+        .unwrap();
+    settle(&mesh, &mut h);
+    // Joining viewers on the owner and on a relay shard get the GOP: not live.
+    let local = h[0].subscribe("a").unwrap();
+    let remote = h[1].subscribe("a").unwrap();
+    settle(&mesh, &mut h);
+    assert_eq!(arrivals(&local.queue), [(0, None), (1, None)]);
+    assert_eq!(arrivals(&remote.queue), [(0, None), (1, None)]);
+    // Live frames keep the owner's arrival time on every shard; a frame pushed without
+    // one is not measured.
+    h[0].push_frame_arrived("a", video(false, 2), at(20))
+        .unwrap();
+    h[0].push_frame("a", video(false, 3)).unwrap();
+    settle(&mesh, &mut h);
+    let live = [(2, Some(at(20))), (3, None)];
+    assert_eq!(arrivals(&local.queue), live);
+    assert_eq!(arrivals(&remote.queue), live);
+    // A viewer joining now on the relay shard: its GOP (relayed frames included) is a
+    // replay for it, what follows is live.
+    let late = h[1].subscribe("a").unwrap();
+    h[0].push_frame_arrived("a", video(false, 4), at(30))
+        .unwrap();
+    settle(&mesh, &mut h);
+    assert_eq!(
+        arrivals(&late.queue),
+        [
+            (0, None),
+            (1, None),
+            (2, None),
+            (3, None),
+            (4, Some(at(30)))
+        ]
+    );
+}

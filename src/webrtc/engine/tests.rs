@@ -406,3 +406,63 @@ fn gop_resends_are_cut_to_the_bound_and_skipped_past_the_shard_budget() {
     assert_eq!(resends(&events), (3, 2, 1224));
     assert!(e.contains(id), "the session lives on");
 }
+
+/// Drains the engine as the driver does, collecting the departures of each batch; each
+/// names an RTP datagram (not RTCP) to the client in its batch.
+fn drain_departures(e: &mut Engine, cl: &Client) -> Vec<Departure> {
+    let mut batch = Vec::new();
+    let mut all = Vec::new();
+    loop {
+        match e.poll_output(&mut batch) {
+            Output::Transmit(_) => {
+                let mut these = Vec::new();
+                e.take_departures(&mut these);
+                for d in &these {
+                    let t = batch.get(d.index).expect("a datagram at the index");
+                    assert_eq!(t.destination, cl.addr);
+                    let rtp = t.contents.first().is_some_and(|b| b >> 6 == 2)
+                        && t.contents
+                            .get(1)
+                            .is_some_and(|pt| !(72..=79).contains(&(pt & 0x7f)));
+                    assert!(rtp, "not RTP: {:?}", &t.contents[..4]);
+                }
+                all.extend(these);
+                batch.clear();
+            }
+            Output::Event(_) => {}
+            Output::Timeout(_) => return all,
+        }
+    }
+}
+
+#[test]
+fn live_frames_are_reported_at_their_first_datagram_and_replays_are_not() {
+    use crate::stream::{OutFrame, SinkEvent};
+    let Connected {
+        mut e,
+        cl,
+        id,
+        queue,
+        now,
+        ..
+    } = connected();
+    let arrived = now - Duration::from_millis(3);
+    // A GOP re-send answering a keyframe request replays frames: not live.
+    let gop = [OutFrame::arrived(idr(3000), Some(arrived))];
+    e.handle_input(now, Input::Gop { id, gop: &gop })
+        .expect("session");
+    assert!(drain_departures(&mut e, &cl).is_empty());
+    // A live frame: one departure, at its first datagram, with its arrival.
+    queue.push(SinkEvent::Frame(OutFrame::arrived(
+        idr(6000),
+        Some(arrived),
+    )));
+    let _ = e.handle_input(now, Input::Ready);
+    let departed = drain_departures(&mut e, &cl);
+    assert_eq!(departed.len(), 1, "{departed:?}");
+    assert_eq!(departed[0].arrived, arrived);
+    // A frame without an arrival time is not measured.
+    queue.push(SinkEvent::Frame(OutFrame::new(idr(9000))));
+    let _ = e.handle_input(now, Input::Ready);
+    assert!(drain_departures(&mut e, &cl).is_empty());
+}
