@@ -433,6 +433,9 @@ fn a_viewers_keyframe_request_reaches_the_publisher_as_one_pli() {
         before + 1,
         "PLIs at the publisher: {before} then {after}"
     );
+    // The publisher's frames are timed from their arrival to the viewer (the only
+    // source here, so every observation is of a WHIP frame).
+    assert!(s.metric("corecast_frame_latency_seconds_count") > 0);
 }
 
 fn wait_tracks_video(s: &Server, path: &str) {
