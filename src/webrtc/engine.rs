@@ -42,6 +42,12 @@ pub struct EngineConfig {
     pub resend: ResendLimits,
 }
 
+/// Datagrams the engine collects from viewers' writes before it hands them to the driver
+/// while more viewers wait: the first viewers' packets leave while the later ones are
+/// written, instead of every viewer waiting for the whole fan-out (the server-added
+/// latency of a frame ends at its first packet out).
+pub const WRITE_BATCH: usize = 64;
+
 /// Bounds on GOP re-sends, the answers to viewers' keyframe requests (each viewer also
 /// waits [`PeerConfig::keyframe_interval`] between two). The GOP a viewer gets when it
 /// joins is not a re-send: its queue bounds it.
@@ -296,6 +302,8 @@ pub struct Engine {
     events: VecDeque<Event>,
     gop_wanted: Vec<SessionId>,
     keys: Vec<u64>,
+    /// Viewers announced ready and not written yet, in order ([`WRITE_BATCH`]).
+    pending: VecDeque<u64>,
     /// RTP packets written since the last [`Event::PacketsWritten`].
     packets: u64,
     /// The latest time the engine was given.
@@ -323,6 +331,7 @@ impl Engine {
             events: VecDeque::new(),
             gop_wanted: Vec::new(),
             keys: Vec::new(),
+            pending: VecDeque::new(),
             packets: 0,
             now,
             budget,
@@ -534,6 +543,11 @@ impl Engine {
     /// (which should be empty; its capacity is kept for the next round): the driver sends
     /// them and clears it. Then events, then the time of the next timer.
     pub fn poll_output(&mut self, batch: &mut Vec<Transmit>) -> Output {
+        // Viewers still to write (a fan-out larger than one batch) come before events and
+        // timers: their frames are late already.
+        if self.out.is_empty() && !self.pending.is_empty() {
+            self.write_pending(self.now);
+        }
         if !self.out.is_empty() {
             let base = batch.len();
             if base == 0 {
@@ -602,9 +616,18 @@ impl Engine {
 
     /// Writes queued frames of every viewer whose queue announced itself.
     fn write_ready(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.keys);
-        self.ready.take(&mut keys);
-        for key in keys.drain(..) {
+        self.ready.take(&mut self.keys);
+        self.pending.extend(self.keys.drain(..));
+        self.write_pending(now);
+    }
+
+    /// Writes waiting viewers until [`WRITE_BATCH`] datagrams are ready to send (the
+    /// rest are written when the driver comes back for more output).
+    fn write_pending(&mut self, now: Instant) {
+        while self.out.len() < WRITE_BATCH {
+            let Some(key) = self.pending.pop_front() else {
+                return;
+            };
             let id = SessionId(key);
             let Some(p) = self.table.get_mut(id).and_then(|s| s.viewer_mut()) else {
                 continue;
@@ -614,7 +637,6 @@ impl Engine {
             self.packets += p.stats.packets - before;
             self.settle(id, next, now);
         }
-        self.keys = keys;
     }
 
     /// Re-sends `gop` to session `id` (answering its keyframe request), as much of it as

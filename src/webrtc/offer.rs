@@ -652,4 +652,52 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:data\r\n";
         assert_eq!((m[2].kind, m[2].mid.as_deref()), (None, Some("data")));
         assert!(m[2].codecs.is_empty());
     }
+
+    /// The Chrome offer turned into a publisher's (sendonly).
+    fn publisher_offer() -> Vec<OfferedMedia> {
+        parse_offer(&CHROME_OFFER.replace("a=recvonly", "a=sendonly")).expect("parses")
+    }
+
+    #[test]
+    fn a_publishers_offer_is_taken_h264_constrained_baseline_and_opus() {
+        let m = publisher_offer();
+        assert!(m.iter().all(|m| m.sends && !m.receives));
+        let take = select_ingest(&m).expect("something taken");
+        let picked: Vec<_> = take
+            .iter()
+            .map(|t| (t.media, t.codec, t.offered.pt))
+            .collect();
+        // 102 (42001f, baseline without constraint_set1) comes first in the offer, but
+        // 106 (42e01f, constrained baseline) is preferred; packetization-mode 0 never.
+        assert_eq!(picked, [(0, Codec::H264, 106), (1, Codec::Opus, 111)]);
+        // Nothing is taken from sections that do not send.
+        assert!(select_ingest(&parse_offer(CHROME_OFFER).expect("parses")).is_err());
+    }
+
+    #[test]
+    fn a_publishers_other_codecs_and_what_is_refused() {
+        let only = |video: &str, audio: &str| {
+            format!(
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:v\r\na=sendonly\r\n{video}\
+                 m=audio 9 UDP/TLS/RTP/SAVPF 0 8 9\r\na=mid:a\r\na=sendonly\r\n{audio}"
+            )
+        };
+        // H.265 when there is no H.264 with packetization-mode 1; PCMU before PCMA.
+        let sdp = only(
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=0\r\na=rtpmap:97 H265/90000\r\n",
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n",
+        );
+        let take = select_ingest(&parse_offer(&sdp).expect("parses")).expect("taken");
+        let picked: Vec<_> = take.iter().map(|t| (t.codec, t.offered.pt)).collect();
+        assert_eq!(picked, [(Codec::H265, 97), (Codec::Pcmu, 0)]);
+        // VP8 and G.722 only: nothing, and the error names what the offer sends.
+        let sdp = only(
+            "a=rtpmap:96 VP8/90000\r\na=rtpmap:97 VP9/90000\r\n",
+            "a=rtpmap:9 G722/8000\r\n",
+        )
+        .replace("0 8 9", "9");
+        let e = select_ingest(&parse_offer(&sdp).expect("parses")).expect_err("nothing taken");
+        assert_eq!(e.offered, ["vp8", "vp9", "g722"]);
+        assert!(e.to_string().contains("H.264") && e.to_string().contains("vp8, vp9, g722"));
+    }
 }
