@@ -381,38 +381,74 @@ fn five_percent_loss_is_recovered_by_nack_and_viewers_see_the_frames() {
     assert_eq!(stats.remb_bps, Some(6_000_000));
 }
 
+/// A WHIP publisher (the project's client) of the recorded video on its own thread until
+/// told to stop, reporting the PLIs it counted every 100 ms.
+struct PliPublisher {
+    thread: std::thread::JoinHandle<()>,
+    plis: std::sync::mpsc::Receiver<u64>,
+    stop: std::sync::mpsc::Sender<()>,
+}
+
+impl PliPublisher {
+    fn start(s: &Server, path: &'static str) -> PliPublisher {
+        let http = s.http;
+        let (tx, plis) = std::sync::mpsc::channel::<u64>();
+        let (stop, done) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let (video, fps, params) = recorded_video();
+            let mut p = corecast_client::WhipPublisher::connect(
+                http,
+                path,
+                None,
+                corecast_client::WhipOptions::default(),
+                T,
+            )
+            .expect("whip publisher");
+            p.peer_mut().set_parameter_sets(params);
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while done.try_recv().is_err() && Instant::now() < deadline {
+                p.publish_for(Duration::from_millis(100), &video, fps, None)
+                    .expect("publish");
+                let _ = tx.send(p.stats().plis);
+            }
+            let _ = p.close();
+        });
+        wait_tracks_video(s, path);
+        PliPublisher { thread, plis, stop }
+    }
+
+    /// The latest PLI count reported.
+    fn plis(&self) -> u64 {
+        self.plis.try_iter().last().expect("publisher running")
+    }
+
+    fn finish(self) {
+        let _ = self.stop.send(());
+        self.thread.join().expect("publisher thread");
+    }
+}
+
+/// One PLI from viewer `v` raises the publisher's count by exactly one.
+fn one_pli_arrives(v: &mut corecast_client::WhepViewer, p: &PliPublisher) {
+    v.run_for(Duration::from_secs(3)).expect("run");
+    let before = p.plis();
+    assert!(v.peer_mut().request_keyframe(), "PLI written");
+    v.run_for(Duration::from_secs(2)).expect("run");
+    let after = p.plis();
+    assert_eq!(
+        after,
+        before + 1,
+        "PLIs at the publisher: {before} then {after}"
+    );
+}
+
 #[test]
 fn a_viewers_keyframe_request_reaches_the_publisher_as_one_pli() {
-    // One shard: the viewer and the publisher share it (requests are not forwarded to
-    // another shard's publisher).
     let s = Server::start(
         "whip-pli",
         &test_config("").replace("shards = 2", "shards = 1"),
     );
-    let http = s.http;
-    let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let publisher = std::thread::spawn(move || {
-        let (video, fps, params) = recorded_video();
-        let mut p = corecast_client::WhipPublisher::connect(
-            http,
-            "live/pli",
-            None,
-            corecast_client::WhipOptions::default(),
-            T,
-        )
-        .expect("whip publisher");
-        p.peer_mut().set_parameter_sets(params);
-        // Publish until told to stop, reporting the PLIs counted every 100 ms.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while done_rx.try_recv().is_err() && Instant::now() < deadline {
-            p.publish_for(Duration::from_millis(100), &video, fps, None)
-                .expect("publish");
-            let _ = tx.send(p.stats().plis);
-        }
-        let _ = p.close();
-    });
-    wait_tracks_video(&s, "live/pli");
+    let p = PliPublisher::start(&s, "live/pli");
     let mut v = corecast_client::WhepViewer::connect(
         s.http,
         "live/pli",
@@ -420,22 +456,50 @@ fn a_viewers_keyframe_request_reaches_the_publisher_as_one_pli() {
         T,
     )
     .expect("whep viewer");
-    v.run_for(Duration::from_secs(3)).expect("run");
-    let latest = |rx: &std::sync::mpsc::Receiver<u64>| rx.try_iter().last();
-    let before = latest(&rx).expect("publisher running");
-    assert!(v.peer_mut().request_keyframe(), "PLI written");
-    v.run_for(Duration::from_secs(2)).expect("run");
-    let after = latest(&rx).expect("publisher running");
-    let _ = done_tx.send(());
-    publisher.join().expect("publisher thread");
-    assert_eq!(
-        after,
-        before + 1,
-        "PLIs at the publisher: {before} then {after}"
-    );
+    one_pli_arrives(&mut v, &p);
+    p.finish();
     // The publisher's frames are timed from their arrival to the viewer (the only
     // source here, so every observation is of a WHIP frame).
     assert!(s.metric("corecast_frame_latency_seconds_count") > 0);
+}
+
+/// The shard of the session listed with `kind` (and `signaling`) on `path`.
+fn shard_of(s: &Server, kind: &str, signaling: &str, path: &str) -> Option<u64> {
+    let list = s.get("/api/v1/sessions").body_text();
+    let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+    let sessions = v["sessions"].as_array()?.clone();
+    sessions
+        .iter()
+        .find(|e| e["kind"] == kind && e["signaling"] == signaling && e["path"] == path)
+        .and_then(|e| e["shard"].as_u64())
+}
+
+#[test]
+fn a_viewer_on_another_shard_reaches_the_publisher_too() {
+    let s = Server::start("whip-pli-relay", &test_config(""));
+    let p = PliPublisher::start(&s, "live/relay");
+    let home = shard_of(&s, "publisher", "whip", "live/relay").expect("publisher listed");
+    // Connections land on either shard: keep the first viewer that landed on the other.
+    let mut viewer = None;
+    for _ in 0..16 {
+        let v = corecast_client::WhepViewer::connect(
+            s.http,
+            "live/relay",
+            corecast_client::ReceiveMode::Full,
+            T,
+        )
+        .expect("whep viewer");
+        // The one viewer listed (the others were ended with DELETE).
+        if shard_of(&s, "viewer", "whep", "live/relay").is_some_and(|sh| sh != home) {
+            viewer = Some(v);
+            break;
+        }
+        let mut v = v;
+        let _ = v.close();
+    }
+    let mut v = viewer.expect("no viewer landed on the other shard in 16 tries");
+    one_pli_arrives(&mut v, &p);
+    p.finish();
 }
 
 fn wait_tracks_video(s: &Server, path: &str) {

@@ -201,6 +201,11 @@ impl Driver {
         let shard = &self.shard;
         match ev {
             Event::GopWanted { id, path } => {
+                // A publisher on another shard is asked too (this shard's own is asked
+                // by the engine).
+                if let Some(owner) = shard.hub.borrow().owner(&path) {
+                    self.rtc.keyframe_wanted(&path, owner, Instant::now());
+                }
                 let gop = shard.hub.borrow().gop(&path);
                 if !gop.is_empty() {
                     let input = Input::Gop { id, gop: &gop };

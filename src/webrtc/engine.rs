@@ -723,6 +723,13 @@ impl Engine {
         }
     }
 
+    /// Asks the publisher of `path`, if it is on this shard, for a keyframe (a viewer on
+    /// another shard wants one); within the publisher's rate limit.
+    pub fn request_publisher_keyframe(&mut self, now: Instant, path: &str) {
+        self.now = self.now.max(now);
+        self.forward_keyframe_request(path, now);
+    }
+
     /// Asks the publisher of `path`, if it is on this shard, for a keyframe.
     fn forward_keyframe_request(&mut self, path: &str, now: Instant) {
         let Some(pid) = self.publishers.get(path).copied() else {

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub enum SessionMsg {
     /// End this session (a WHEP DELETE or WebSocket stop reached another shard).
     End(SessionId),
+    /// A viewer on another shard asked for a keyframe of this path: ask its publisher
+    /// (a WHIP session on this shard, if it has one).
+    Keyframe(Arc<str>),
 }
 
 /// How a shard's WebRTC side reaches other shards. The runtime's mesh implements it
@@ -158,7 +161,13 @@ struct Inner {
     refusals: RefCell<LogLimiter>,
     /// The shard's sessions as the management API lists them, until they end.
     listed: RefCell<HashMap<SessionId, SessionGuard>>,
+    /// When a keyframe request for each path last went to its owner shard.
+    keyframe_sent: RefCell<HashMap<Arc<str>, Instant>>,
 }
+
+/// Fewest time between two keyframe requests for one path sent to its owner shard (the
+/// publisher's own limit is the same).
+const KEYFRAME_FORWARD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Fewest time between two log lines about refused offers.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -182,6 +191,7 @@ impl Handle {
             tx,
             refusals: RefCell::new(LogLimiter::new(REFUSAL_LOG_INTERVAL)),
             listed: RefCell::new(HashMap::new()),
+            keyframe_sent: RefCell::new(HashMap::new()),
         }))
     }
 
@@ -261,10 +271,37 @@ impl Handle {
         }
     }
 
+    /// A viewer here asked for a keyframe of `path`, which shard `owner` publishes: if
+    /// that is another shard, the request goes there for its publisher (at most one per
+    /// path per 500 ms). The owner's own viewers' requests reach its publisher in the
+    /// engine.
+    pub fn keyframe_wanted(&self, path: &Arc<str>, owner: usize, now: Instant) {
+        if owner == self.0.shard {
+            return;
+        }
+        let mut sent = self.0.keyframe_sent.borrow_mut();
+        if sent
+            .get(path)
+            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_FORWARD_INTERVAL)
+        {
+            return;
+        }
+        sent.retain(|_, t| now.saturating_duration_since(*t) < KEYFRAME_FORWARD_INTERVAL);
+        sent.insert(path.clone(), now);
+        self.0
+            .tx
+            .send_session(owner, SessionMsg::Keyframe(path.clone()));
+    }
+
     /// Handles a message from another shard.
     pub fn handle_msg(&self, msg: SessionMsg) {
         match msg {
             SessionMsg::End(id) => self.close_local(id),
+            SessionMsg::Keyframe(path) => {
+                self.engine()
+                    .request_publisher_keyframe(Instant::now(), &path);
+                self.wake();
+            }
         }
     }
 
@@ -332,6 +369,37 @@ mod tests {
         let (to, msg) = mesh.0.borrow_mut().remove(0);
         assert_eq!(to, 1);
         s1.handle_msg(msg);
+        assert!(s1.engine().is_empty());
+    }
+
+    #[test]
+    fn keyframe_requests_go_to_the_owner_shard_at_most_twice_a_second() {
+        let registry = Arc::new(Registry::default());
+        let mesh = Rc::new(FakeMesh::default());
+        let (s0, s1) = (shard(0, &registry, &mesh), shard(1, &registry, &mesh));
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let cam: Arc<str> = Arc::from("live/cam");
+        let other: Arc<str> = Arc::from("live/other");
+        // Shard 0's viewers of shard 1's stream: one request per 500 ms per path.
+        s0.keyframe_wanted(&cam, 1, ms(0));
+        s0.keyframe_wanted(&cam, 1, ms(100));
+        s0.keyframe_wanted(&other, 1, ms(200));
+        s0.keyframe_wanted(&cam, 1, ms(499));
+        s0.keyframe_wanted(&cam, 1, ms(500));
+        // The owner's own viewers never send (its engine asks its publisher).
+        s1.keyframe_wanted(&cam, 1, ms(600));
+        let sent: Vec<(usize, SessionMsg)> = mesh.0.borrow_mut().drain(..).collect();
+        assert_eq!(
+            sent,
+            vec![
+                (1, SessionMsg::Keyframe(cam.clone())),
+                (1, SessionMsg::Keyframe(other)),
+                (1, SessionMsg::Keyframe(cam.clone())),
+            ]
+        );
+        // Shard 1 takes one without a publisher of the path: nothing happens.
+        s1.handle_msg(SessionMsg::Keyframe(cam));
         assert!(s1.engine().is_empty());
     }
 
