@@ -239,7 +239,17 @@ fn deleting_a_stream_ends_its_viewers_and_frees_the_path() {
         "the WHEP viewer's session was not closed"
     );
     assert!(exited_within(&mut player, T), "the RTMP player did not end");
-    let (st, _, _) = call(&s, "GET", "/api/v1/streams/live/gone", None);
+    // The streams API reads the shards' snapshots, which follow a change within their
+    // next 50 ms tick.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut st = 0;
+    while Instant::now() < deadline {
+        st = call(&s, "GET", "/api/v1/streams/live/gone", None).0;
+        if st == 404 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(st, 404);
     let file = std::fs::read_to_string(config_file(&s)).expect("config");
     assert!(!file.contains("live/gone"), "{file}");
