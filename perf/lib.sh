@@ -79,7 +79,7 @@ make_clip() {
 }
 
 # Writes to file $1 the settings every load run shares: one shard pinned to $SERVER_CPU,
-# HTTP on 127.0.0.1:$2, RTMP on a free port, WebRTC on loopback without per-address
+# HTTP on 127.0.0.1:$2, RTMP on 127.0.0.1:$3 (a free port if not given), WebRTC on loopback without per-address
 # limits (every load client comes from 127.0.0.1). Callers append their own sections.
 server_config() {
   cat >"$1" <<EOF
@@ -94,7 +94,7 @@ listen = "127.0.0.1:$2"
 max_connections_per_ip = 100000
 
 [rtmp]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:${3:-$(free_port)}"
 
 [webrtc]
 udp_port = 0
@@ -116,3 +116,45 @@ wait_line() {
   done
   return 1
 }
+
+# Starts nginx-rtmp (Debian's nginx with libnginx-mod-rtmp) in the foreground on CPU
+# $SERVER_CPU, one worker, RTMP on 127.0.0.1:$2 (application `live`), its files under
+# $1/nginx; sets SERVER_PID.
+nginx_rtmp_start() {
+  local dir=$1 port=$2 module=""
+  mkdir -p "$dir/nginx/logs"
+  if [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
+    module="load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"
+  fi
+  cat >"$dir/nginx/nginx.conf" <<NGINX
+$module
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log $dir/nginx/logs/error.log warn;
+pid $dir/nginx/nginx.pid;
+events { worker_connections 16384; }
+rtmp {
+  server {
+    listen 127.0.0.1:$port;
+    chunk_size 4096;
+    application live { live on; }
+  }
+}
+NGINX
+  taskset -c "$SERVER_CPU" nginx -p "$dir/nginx" -e "$dir/nginx/logs/error.log" \
+    -c "$dir/nginx/nginx.conf" >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+}
+
+# Waits (bounded: 10 s) until something listens on TCP 127.0.0.1:$1.
+wait_tcp() {
+  local _
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+

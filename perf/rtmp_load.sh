@@ -153,31 +153,7 @@ EOF
 }
 
 start_nginx() {
-  local dir=$1 port=$2 module=""
-  mkdir -p "$dir/nginx/logs"
-  if [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
-    module="load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"
-  fi
-  cat >"$dir/nginx/nginx.conf" <<EOF
-$module
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-error_log $dir/nginx/logs/error.log warn;
-pid $dir/nginx/nginx.pid;
-events { worker_connections 16384; }
-rtmp {
-  server {
-    listen 127.0.0.1:$port;
-    chunk_size 4096;
-    application live { live on; }
-  }
-}
-EOF
-  taskset -c "$SERVER_CPU" nginx -p "$dir/nginx" -e "$dir/nginx/logs/error.log" \
-    -c "$dir/nginx/nginx.conf" >"$dir/server.log" 2>&1 &
-  SERVER_PID=$!
+  nginx_rtmp_start "$1" "$2"
 }
 
 ROWS="$TMP/rows.jsonl"
