@@ -60,10 +60,43 @@ pub struct Shared {
     pub auth_failures: Mutex<FailLimiter>,
     /// Milliseconds since start at each shard's last heartbeat.
     pub heartbeats: Vec<AtomicU64>,
+    /// How any thread wakes each shard's heartbeat loop (stop, reload, a path change).
+    wakes: Vec<WakeLine>,
     /// Open connections per peer address, process-wide, of each [`Listener`] (HTTP,
     /// RTMP): locked for one lookup when a connection is accepted and when it closes,
     /// never on the media path.
     addr_counts: [Mutex<AddrCounts>; 2],
+}
+
+/// One shard's wake-up line: a connected socket pair; any thread writes a byte to `tx`,
+/// the shard's heartbeat loop reads `rx`. Writes never block (a full buffer already
+/// holds a wake).
+#[derive(Debug)]
+struct WakeLine {
+    tx: Option<std::os::unix::net::UnixStream>,
+    rx: Mutex<Option<std::os::unix::net::UnixStream>>,
+}
+
+impl WakeLine {
+    fn new() -> WakeLine {
+        match std::os::unix::net::UnixStream::pair() {
+            Ok((tx, rx)) if tx.set_nonblocking(true).is_ok() => WakeLine {
+                tx: Some(tx),
+                rx: Mutex::new(Some(rx)),
+            },
+            _ => WakeLine {
+                tx: None,
+                rx: Mutex::new(None),
+            },
+        }
+    }
+
+    fn ring(&self) {
+        use std::io::Write;
+        if let Some(tx) = &self.tx {
+            let _ = (&*tx).write(&[1]);
+        }
+    }
 }
 
 /// A shard's paths with their input bitrate, as last published by the shard.
@@ -111,6 +144,7 @@ impl Shared {
             udp_ports: (0..n).map(|_| AtomicU64::new(0)).collect(),
             cpus: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
             heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            wakes: (0..n).map(|_| WakeLine::new()).collect(),
             addr_counts: Default::default(),
         }
     }
@@ -131,6 +165,30 @@ impl Shared {
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Starts the shutdown: every shard's heartbeat loop wakes and sees it. Returns
+    /// whether it had begun already.
+    pub fn request_stop(&self) -> bool {
+        let was = self.stopping.swap(true, Ordering::Relaxed);
+        for w in &self.wakes {
+            w.ring();
+        }
+        was
+    }
+
+    /// Wakes shard `shard`'s heartbeat loop (a reload to apply, paths to show).
+    pub fn wake(&self, shard: usize) {
+        if let Some(w) = self.wakes.get(shard) {
+            w.ring();
+        }
+    }
+
+    /// The end shard `shard` waits on for [`Shared::wake`], taken once; `None` if the
+    /// socket pair could not be made (the shard then polls).
+    pub fn take_wake(&self, shard: usize) -> Option<std::os::unix::net::UnixStream> {
+        let w = self.wakes.get(shard)?;
+        w.rx.lock().ok()?.take()
     }
 
     /// The per-address table of `listener` (a poisoned lock is still a valid table:

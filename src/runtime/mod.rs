@@ -127,7 +127,7 @@ pub fn run(
     let mut stop_seen: Option<Instant> = None;
     let mut trimmer = trim::Trimmer::new(Instant::now());
     while finished < n {
-        match done_rx.recv_timeout(Duration::from_millis(50)) {
+        match done_rx.recv_timeout(Duration::from_millis(250)) {
             Ok(_) => finished += 1,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -142,7 +142,7 @@ pub fn run(
         } else if finished > 0 {
             // A shard ended on its own: it failed. Stop the others.
             failed = true;
-            shared.stopping.store(true, Ordering::Relaxed);
+            shared.request_stop();
         }
     }
     for r in handles.join_all() {
@@ -470,18 +470,50 @@ fn log_addresses(shared: &Shared) {
 /// The shard's heartbeat (every 50 ms) and its once-a-second prune and snapshot, until
 /// the process stops.
 async fn tick_until_stopped(shard: &ShardRef) {
+    use futures_lite::AsyncReadExt;
+    use std::os::fd::{FromRawFd, IntoRawFd};
     let shared = &shard.shared;
     let start = Instant::now();
     let mut last_tick = Instant::now();
     let mut last_bytes: HashMap<Arc<str>, u64> = HashMap::new();
     publish_snapshot(shard, &mut last_bytes, Duration::from_secs(1));
+    // Woken by a byte on this line (stop, reload, a path change), else once a second;
+    // without it (the socket pair could not be made), every 50 ms.
+    let mut wake = shared.take_wake(shard.id).map(|s| {
+        // SAFETY: the descriptor is one end of a connected Unix stream socket pair that
+        // we own and hand over whole (into_raw_fd gives up our ownership); glommio
+        // closes it when dropped.
+        unsafe { glommio::net::UnixStream::from_raw_fd(s.into_raw_fd()) }
+    });
+    let mut buf = [0u8; 64];
     while !shared.is_stopping() {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let due = TICK
+            .saturating_sub(last_tick.elapsed())
+            .max(Duration::from_millis(1));
+        let lost = match wake.as_mut() {
+            Some(w) => {
+                futures_lite::future::or(
+                    async { matches!(w.read(&mut buf).await, Ok(0) | Err(_)) },
+                    async {
+                        glommio::timer::sleep(due).await;
+                        false
+                    },
+                )
+                .await
+            }
+            None => {
+                glommio::timer::sleep(due.min(Duration::from_millis(50))).await;
+                false
+            }
+        };
+        if lost {
+            wake = None;
+        }
         shared.heartbeats[shard.id].store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         if shard.id == 0 && shared.reload_requested.swap(false, Ordering::Relaxed) {
             let _ = source::manage::reload_logged(shard, "SIGHUP");
         }
-        if last_tick.elapsed() >= Duration::from_secs(1) {
+        if last_tick.elapsed() >= TICK {
             let dt = last_tick.elapsed();
             last_tick = Instant::now();
             shard.hub.borrow_mut().prune();
@@ -492,6 +524,9 @@ async fn tick_until_stopped(shard: &ShardRef) {
         }
     }
 }
+
+/// The heartbeat: prune, snapshot and heartbeat once a second.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Stops the shard: fires its shutdown signal, closes the listeners (the first
 /// `listeners` tasks), unpublishes its streams and gives connections up to 500 ms to say

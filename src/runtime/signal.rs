@@ -49,12 +49,13 @@ pub fn spawn_watcher(shared: Arc<Shared>) {
                     if shared.settings.file.is_some() {
                         // The shards apply it: shard 0 at its next heartbeat.
                         shared.reload_requested.store(true, Ordering::Relaxed);
+                        shared.wake(0);
                     } else {
                         info!("SIGHUP: running on the built-in configuration, no config file to reload");
                     }
                     continue;
                 }
-                if shared.stopping.swap(true, Ordering::Relaxed) {
+                if shared.request_stop() {
                     warn!("second stop signal: exiting now");
                     std::process::exit(130);
                 }

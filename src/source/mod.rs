@@ -71,6 +71,7 @@ pub fn handle(shard: &ShardRef, cmd: SourceCmd) {
         }
     }
     shard.dirty.set(true);
+    shard.shared.wake(shard.id);
 }
 
 fn start(shard: &ShardRef, plan: StreamPlan) {
