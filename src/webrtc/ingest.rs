@@ -14,7 +14,7 @@
 //! publisher may send is told with REMB (`goog-remb`), every few seconds.
 
 use super::offer::Take;
-use super::peer::{CloseReason, PeerError, add_codec};
+use super::peer::{CloseReason, PeerError, add_codec, close_rtc, timed_out};
 use crate::media::{Codec, Frame, MediaKind, Track, TrackId};
 use crate::rtp::depack::{DepackConfig, DepackOutput, Depacketizer, RtpPacket};
 use crate::stream::SourceTrackStats;
@@ -229,19 +229,12 @@ impl Publisher {
             return;
         }
         self.closed = Some(reason);
-        if self.connected && self.rtc.close().is_ok() {
-            for _ in 0..16 {
-                match self.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        self.stats.bytes_out += t.contents.len() as u64;
-                        out.push(t);
-                    }
-                    Ok(Output::Event(_)) => {}
-                    Ok(Output::Timeout(_)) | Err(_) => break,
-                }
-            }
-        }
-        self.rtc.disconnect();
+        close_rtc(
+            &mut self.rtc,
+            self.connected,
+            &mut self.stats.bytes_out,
+            out,
+        );
     }
 
     /// Asks the publisher for a keyframe (a viewer wants one), within the rate limit.
@@ -277,12 +270,10 @@ impl Publisher {
     /// Runs timers: time-outs, keyframe requests, REMB.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
         if self.closed.is_none() {
-            if !self.connected && now.duration_since(self.created) > self.cfg.connect_timeout {
-                self.close(CloseReason::ConnectFailed, out);
-                return None;
-            }
-            if now.duration_since(self.last_input) > self.cfg.inactivity {
-                self.close(CloseReason::Inactive, out);
+            let since = (self.created, self.last_input);
+            let limits = (self.cfg.connect_timeout, self.cfg.inactivity);
+            if let Some(why) = timed_out(now, self.connected, since, limits) {
+                self.close(why, out);
                 return None;
             }
         }

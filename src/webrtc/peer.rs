@@ -307,19 +307,12 @@ impl Peer {
         // Tell the viewer (RTCP BYE, DTLS close_notify) so a browser notices at once
         // instead of after its ICE timeout; then drop the rest. Bounded: str0m drains
         // a closing session in a few outputs.
-        if self.connected && self.rtc.close().is_ok() {
-            for _ in 0..16 {
-                match self.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        self.stats.bytes_out += t.contents.len() as u64;
-                        out.push(t);
-                    }
-                    Ok(Output::Event(_)) => {}
-                    Ok(Output::Timeout(_)) | Err(_) => break,
-                }
-            }
-        }
-        self.rtc.disconnect();
+        close_rtc(
+            &mut self.rtc,
+            self.connected,
+            &mut self.stats.bytes_out,
+            out,
+        );
     }
 
     /// Feeds a datagram from the viewer, then collects output.
@@ -351,12 +344,10 @@ impl Peer {
     /// Runs the session's timer, then collects output.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Option<Instant> {
         if self.closed.is_none() {
-            if !self.connected && now.duration_since(self.created) > self.cfg.connect_timeout {
-                self.close(CloseReason::ConnectFailed, out);
-                return None;
-            }
-            if now.duration_since(self.last_input) > self.cfg.inactivity {
-                self.close(CloseReason::Inactive, out);
+            let since = (self.created, self.last_input);
+            let limits = (self.cfg.connect_timeout, self.cfg.inactivity);
+            if let Some(why) = timed_out(now, self.connected, since, limits) {
+                self.close(why, out);
                 return None;
             }
         }
@@ -600,6 +591,45 @@ impl Peer {
 }
 
 /// `t` in `from` ticks per second as `to` ticks per second.
+/// Says goodbye on a closing str0m session (RTCP BYE, DTLS close_notify) if it was
+/// connected, in a bounded number of outputs counted into `bytes_out`, then drops the
+/// rest. Viewers and publishers end the same way.
+pub(super) fn close_rtc(
+    rtc: &mut Rtc,
+    connected: bool,
+    bytes_out: &mut u64,
+    out: &mut Vec<Transmit>,
+) {
+    if connected && rtc.close().is_ok() {
+        for _ in 0..16 {
+            match rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    *bytes_out += t.contents.len() as u64;
+                    out.push(t);
+                }
+                Ok(Output::Event(_)) => {}
+                Ok(Output::Timeout(_)) | Err(_) => break,
+            }
+        }
+    }
+    rtc.disconnect();
+}
+
+/// Why a session ends at `now`: no ICE+DTLS within `connect` of its creation, or nothing
+/// received for `inactivity`. `since` is (created, last input), `limits` (connect,
+/// inactivity).
+pub(super) fn timed_out(
+    now: Instant,
+    connected: bool,
+    since: (Instant, Instant),
+    limits: (Duration, Duration),
+) -> Option<CloseReason> {
+    if !connected && now.duration_since(since.0) > limits.0 {
+        return Some(CloseReason::ConnectFailed);
+    }
+    (now.duration_since(since.1) > limits.1).then_some(CloseReason::Inactive)
+}
+
 fn convert(t: i64, from: u32, to: u32) -> i64 {
     if from == to || from == 0 {
         return t;
