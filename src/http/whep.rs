@@ -22,9 +22,11 @@ use std::net::SocketAddr;
 /// URL prefix of WHEP resources.
 pub const PREFIX: &str = "/whep/";
 
-const ALLOW: &str = "OPTIONS, POST, DELETE, PATCH";
+/// The methods a WHEP or WHIP resource takes.
+pub(super) const ALLOW: &str = "OPTIONS, POST, DELETE, PATCH";
 
-fn cors(r: Response) -> Response {
+/// `r` with the CORS headers a browser needs to read a WHEP or WHIP answer.
+pub(super) fn cors(r: Response) -> Response {
     r.header("Access-Control-Allow-Origin", "*")
         .header("Access-Control-Expose-Headers", "Location, Link")
 }
@@ -45,16 +47,7 @@ pub async fn handle(
         ));
     }
     match req.method.as_str() {
-        "OPTIONS" => cors(
-            Response::new(204)
-                .header("Allow", ALLOW)
-                .header("Access-Control-Allow-Methods", ALLOW)
-                .header(
-                    "Access-Control-Allow-Headers",
-                    "Content-Type, If-Match, Authorization",
-                )
-                .header("Accept-Post", "application/sdp"),
-        ),
+        "OPTIONS" => options(),
         "POST" => match post(shard, rtc, req, rest, peer).await {
             Ok(r) => r,
             Err(e) => {
@@ -145,4 +138,18 @@ fn error_response(e: &SignalError) -> Response {
         r = r.header("Retry-After", "1");
     }
     cors(r)
+}
+
+/// The answer to `OPTIONS` on a WHEP or WHIP resource.
+pub(super) fn options() -> Response {
+    cors(
+        Response::new(204)
+            .header("Allow", ALLOW)
+            .header("Access-Control-Allow-Methods", ALLOW)
+            .header(
+                "Access-Control-Allow-Headers",
+                "Content-Type, If-Match, Authorization",
+            )
+            .header("Accept-Post", "application/sdp"),
+    )
 }

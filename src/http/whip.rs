@@ -10,6 +10,7 @@
 //! (409). See [`crate::webrtc::signal::whip`].
 
 use super::proto::{Request, Response};
+use super::whep::{ALLOW, cors, options};
 use crate::auth::{Action, Verdict};
 use crate::shard::Shard;
 use crate::stream::StreamPath;
@@ -21,13 +22,6 @@ use subtle::ConstantTimeEq;
 
 /// URL prefix of WHIP resources.
 pub const PREFIX: &str = "/whip/";
-
-const ALLOW: &str = "OPTIONS, POST, DELETE, PATCH";
-
-fn cors(r: Response) -> Response {
-    r.header("Access-Control-Allow-Origin", "*")
-        .header("Access-Control-Expose-Headers", "Location, Link")
-}
 
 /// Answers a request under [`PREFIX`] from the client at `peer`.
 pub async fn handle(
@@ -44,16 +38,7 @@ pub async fn handle(
         ));
     }
     match req.method.as_str() {
-        "OPTIONS" => cors(
-            Response::new(204)
-                .header("Allow", ALLOW)
-                .header("Access-Control-Allow-Methods", ALLOW)
-                .header(
-                    "Access-Control-Allow-Headers",
-                    "Content-Type, If-Match, Authorization",
-                )
-                .header("Accept-Post", "application/sdp"),
-        ),
+        "OPTIONS" => options(),
         "POST" => match post(shard, rtc, req, rest, peer) {
             Ok(r) => r,
             Err(e) => {
