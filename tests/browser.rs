@@ -1440,30 +1440,13 @@ fn chromium_publishes_over_whip_and_browsers_and_players_watch() {
     let path = "live/chrome";
     // The publishing browser: its fake camera (a moving test pattern) and microphone
     // (a beep every second).
-    let publisher = Chromium::launch_with(&[
-        "--use-fake-device-for-media-stream".into(),
-        "--use-fake-ui-for-media-stream".into(),
-        "--allow-loopback-in-peer-connection".into(),
-    ]);
-    let mut cdp = publisher.page();
-    cdp.call(
-        "Page.navigate",
-        json!({"url": format!("http://{}/", server.http)}),
-    )
-    .expect("navigate");
-    std::thread::sleep(Duration::from_secs(1));
-    let r = cdp.eval(&whip_publish_js(path)).expect("publish script");
-    assert_eq!(
-        r["status"],
-        201,
-        "WHIP POST: {r}\n{}",
-        server.drain_log().join("\n")
-    );
+    let (publisher, mut cdp) = whip_publisher(&server, path);
+    let location = cdp.eval("window.whip.location").expect("location");
     assert!(
-        r["location"]
+        location
             .as_str()
             .is_some_and(|l| l.starts_with("/whip/live/chrome/")),
-        "{r}"
+        "{location}"
     );
     server.wait_stream(path, |s| {
         let t = s["tracks"].as_array().cloned().unwrap_or_default();
