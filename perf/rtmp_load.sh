@@ -3,14 +3,31 @@
 #
 #   perf/rtmp_load.sh                               N = 100 500 1000, 20 s windows
 #   NS="100 500" DURATION=15 perf/rtmp_load.sh      fewer players, shorter windows
+#   PLAYERS="rtmpdump ffmpeg" NS="100 300" REPEAT=3 perf/rtmp_load.sh
+#                                                   real players, one process each
 #
 # For each server and each N: start the server on 127.0.0.1 pinned to CPU $SERVER_CPU,
-# publish a 2 Mbit/s 720p30 clip to it with ffmpeg, open N players with corecast-load
-# (both pinned to CPU $LOAD_CPU), and read the server's CPU time and RSS from /proc at the
-# start and end of the tool's measurement window. Prints one Markdown table per server and
-# the corecast/nginx ratios, and appends them to perf/RESULTS.md.
+# publish a 2 Mbit/s 720p30 clip to it with ffmpeg, open N players (both pinned to CPU
+# $LOAD_CPU), and read the server's CPU time and RSS from /proc at the start and end of a
+# measurement window. Prints one Markdown table per server and player and the
+# corecast/nginx ratios, appends them to perf/RESULTS.md and writes the rows as CSV to
+# perf/data/rtmp-<UTC stamp>.csv (data/ next to $RESULTS).
+#
+# Players (PLAYERS, one or more):
+#   light     corecast-load rtmp: one process, N connections (the window and the bitrate
+#             per player are its own)
+#   rtmpdump  Debian's rtmpdump (librtmp), `rtmpdump -v -q -r URL -o /dev/null`, one
+#             process per player
+#   ffmpeg    `ffmpeg -i URL -c copy -f null -` (ffmpeg's own RTMP client), one process
+#             per player
+# For the real players the script reads what each connection delivered from the server's
+# side of the socket (`ss -ti`: bytes_acked over the window), so every server and player
+# is measured alike; a player that got less than 90 % of the clip's bitrate counts as
+# stalled. TTFF is the light client's only.
 #
 # Environment: NS, DURATION (s), RAMP (connections/s), SERVERS ("corecast nginx"),
+# PLAYERS ("light"), CORECAST_RTMP (lines added to corecast's [rtmp] section, for trying
+# settings, e.g. 'merge_write = "50ms"'),
 # REPEAT (runs per cell, 1; the report shows medians and [min-max]), CORECAST_REV (measure
 # this commit, built from a clean export, instead of the working tree), SERVER_CPU (0),
 # LOAD_CPU (1), CLIP_SECONDS (20), RESULTS (perf/RESULTS.md),
@@ -23,13 +40,15 @@ NS=${NS:-"100 500 1000"}
 DURATION=${DURATION:-20}
 RAMP=${RAMP:-200}
 SERVERS=${SERVERS:-"corecast nginx"}
+PLAYERS=${PLAYERS:-light}
+CORECAST_RTMP=${CORECAST_RTMP:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CLIP_SECONDS=${CLIP_SECONDS:-20}
 REPEAT=${REPEAT:-1}
 RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=2
-CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
+CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }${CORECAST_RTMP:+CORECAST_RTMP='$CORECAST_RTMP' }PLAYERS=\"$PLAYERS\" NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
 
 NAME=rtmp_load
 # shellcheck source=perf/lib.sh
@@ -42,8 +61,18 @@ as_root() {
 
 TMP=$(mktemp -d /tmp/rtmp_load.XXXXXX)
 SERVER_PID="" PUB_PID="" LOAD_PID=""
+PLAYER_PIDS=()
+
+# Stops the real players: SIGKILL (they hold nothing worth a clean exit), then reaps them.
+stop_players() {
+  [ ${#PLAYER_PIDS[@]} -gt 0 ] || return 0
+  kill -KILL "${PLAYER_PIDS[@]}" 2>/dev/null || true
+  wait "${PLAYER_PIDS[@]}" 2>/dev/null || true
+  PLAYER_PIDS=()
+}
 
 cleanup() {
+  stop_players
   stop_pid "$LOAD_PID"; LOAD_PID=""
   stop_pid "$PUB_PID"; PUB_PID=""
   stop_pid "$SERVER_PID"; SERVER_PID=""
@@ -63,6 +92,8 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
+command -v ss >/dev/null || need+=(iproute2)
+if [[ " $PLAYERS " == *" rtmpdump "* ]]; then command -v rtmpdump >/dev/null || need+=(rtmpdump); fi
 if [[ " $SERVERS " == *" nginx "* ]]; then
   command -v nginx >/dev/null || need+=(nginx)
   if ! ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 \
@@ -143,6 +174,7 @@ listen = "127.0.0.1:$(free_port)"
 listen = "127.0.0.1:$port"
 # Every player comes from this one address.
 max_connections_per_ip = 100000
+$CORECAST_RTMP
 
 [webrtc]
 udp_port = 0
@@ -159,14 +191,133 @@ start_nginx() {
 ROWS="$TMP/rows.jsonl"
 : >"$ROWS"
 
-# One measurement: server $1 with $2 players, run $3. Appends a JSON row to $ROWS.
+# Runs the light client (corecast-load rtmp) with $2 players on $1 for the window; sets
+# T0 C0 R0 T1 C1 R1 (time, server CPU ticks, RSS at the window's start and end) and
+# writes the tool's JSON to $3/load.json.
+light_players() {
+  local url=$1 n=$2 dir=$3
+  local setup_limit=$(( n / RAMP + 5 + 10 + 1 + SETTLE + 10 ))
+  timeout $(( setup_limit + DURATION + 30 )) "$LOAD" --url "$url" --players "$n" \
+    --duration "$DURATION" --ramp-per-sec "$RAMP" --settle "$SETTLE" --cpu "$LOAD_CPU" \
+    >"$dir/load.json" 2>"$dir/load.err" &
+  LOAD_PID=$!
+  wait_marker "$dir/load.err" "window start" "$setup_limit" \
+    || { cat "$dir/load.err" >&2; die "the load tool did not start its window"; }
+  T0=$(now); C0=$(cpu_ticks "$SERVER_PID"); R0=$(rss_kib "$SERVER_PID")
+  wait_marker "$dir/load.err" "window end" $(( DURATION + 10 )) \
+    || { cat "$dir/load.err" >&2; die "the load tool did not end its window"; }
+  T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID")
+  local rc=0
+  wait "$LOAD_PID" || rc=$?
+  LOAD_PID=""
+  [ "$rc" = 0 ] || { cat "$dir/load.err" >&2; die "corecast-load exited $rc"; }
+}
+
+# The server's established connections on port $1 with their counters (`ss -ti`), one
+# connection per line.
+ss_snapshot() {
+  ss -Htin state established "( sport = :$1 )" | paste -d' ' - -
+}
+
+# Sum of utime+stime ticks of the players still running.
+players_ticks() {
+  local pid sum=0 t
+  for pid in "${PLAYER_PIDS[@]}"; do
+    t=$(cpu_ticks "$pid" 2>/dev/null) || continue
+    sum=$((sum + t))
+  done
+  echo "$sum"
+}
+
+# Starts $2 real players of kind $4 (rtmpdump | ffmpeg) on $1 (server port $5) at RAMP per
+# second, waits until each has a connection that delivered data, then measures the window
+# as light_players does and writes a load.json of the same shape from the server's sockets.
+real_players() {
+  local url=$1 n=$2 dir=$3 kind=$4 port=$5 i gap
+  gap=$(python3 -c "print(1.0 / $RAMP)")
+  PLAYER_PIDS=()
+  for i in $(seq "$n"); do
+    case $kind in
+      rtmpdump) rtmpdump -q -v -r "$url" -o /dev/null >/dev/null 2>>"$dir/players.err" </dev/null & ;;
+      ffmpeg) ffmpeg -hide_banner -loglevel error -nostdin -i "$url" -c copy -f null - \
+                >/dev/null 2>>"$dir/players.err" </dev/null & ;;
+      *) die "unknown player $kind" ;;
+    esac
+    PLAYER_PIDS+=($!)
+    sleep "$gap"
+  done
+  # Every player connected and was sent something: n connections that carried at least
+  # 10 kB to their peer (the publisher's carries less: acknowledgements).
+  local limit=$(( n / RAMP + 30 )) start=$SECONDS got=0
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    got=$(ss_snapshot "$port" | grep -c 'bytes_acked:[0-9]\{5,\}' || true)
+    [ "$got" -ge "$n" ] && break
+    sleep 0.5
+  done
+  [ "$got" -ge "$n" ] || say "only $got of $n players receive after ${limit} s; measuring them"
+  sleep "$SETTLE"
+  local p0 p1
+  ss_snapshot "$port" >"$dir/ss0.txt"
+  T0=$(now); C0=$(cpu_ticks "$SERVER_PID"); R0=$(rss_kib "$SERVER_PID"); p0=$(players_ticks)
+  sleep "$DURATION"
+  ss_snapshot "$port" >"$dir/ss1.txt"
+  T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID"); p1=$(players_ticks)
+  local alive=0 pid
+  for pid in "${PLAYER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
+  stop_players
+  python3 - "$dir/ss0.txt" "$dir/ss1.txt" "$T0" "$T1" "$n" "$alive" "$p0" "$p1" "$CLK_TCK" \
+    "$CLIP_BPS" >"$dir/load.json" <<'PY'
+import json, re, statistics, sys
+ss0, ss1, t0, t1, n, alive, p0, p1, clk, clip_bps = sys.argv[1:]
+window = float(t1) - float(t0)
+
+def conns(path):
+    out = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) < 4:
+            continue
+        acked = re.search(r"bytes_acked:(\d+)", line)
+        recv = re.search(r"bytes_received:(\d+)", line)
+        out[f[3]] = (int(acked.group(1)) if acked else 0, int(recv.group(1)) if recv else 0)
+    return out
+
+a, b = conns(ss0), conns(ss1)
+rates = []
+for peer, (acked1, recv1) in b.items():
+    if peer not in a:
+        continue
+    acked0, recv0 = a[peer]
+    if recv1 - recv0 > acked1 - acked0:  # the publisher
+        continue
+    rates.append((acked1 - acked0) * 8 / window)
+# Players that were playing at the window's start but whose connection is gone: 0 bit/s.
+rates += [0.0] * sum(1 for p, (ac, rc) in a.items() if p not in b and ac > rc)
+rates.sort()
+stalled = sum(1 for r in rates if r < 0.9 * int(clip_bps))
+pct = lambda q: rates[min(len(rates) - 1, int(q * len(rates)))] if rates else 0.0
+print(json.dumps({
+    "players_in_window": len(rates), "players_connected": len(rates),
+    "players_failed": int(n) - int(alive), "players_stalled": stalled,
+    "bitrate_per_player_bps": {"median": statistics.median(rates) if rates else 0.0,
+                               "p5": pct(0.05), "min": rates[0] if rates else 0.0},
+    "ttff_ms": None,
+    "load_cpu_pct": (int(p1) - int(p0)) / float(clk) / window * 100.0,
+}))
+PY
+}
+
+ROWS="$TMP/rows.jsonl"
+: >"$ROWS"
+
+# One measurement: server $1 with $2 players of kind $4, run $3. Appends a JSON row to $ROWS.
 measure() {
-  local server=$1 n=$2 run=$3 dir port url
-  dir="$TMP/$server-$n-$run"
+  local server=$1 n=$2 run=$3 player=$4 dir port url
+  dir="$TMP/$server-$player-$n-$run"
   mkdir -p "$dir"
   port=$(free_port)
   url="rtmp://127.0.0.1:$port/live/load"
-  say "$server, $n players (run $run of $REPEAT)"
+  say "$server, $n $player players (run $run of $REPEAT)"
   case $server in
     corecast) start_corecast "$dir" "$port" ;;
     nginx) start_nginx "$dir" "$port" ;;
@@ -196,30 +347,19 @@ measure() {
   it1=$(now); ic1=$(cpu_ticks "$SERVER_PID")
   idle_rss=$(rss_kib "$SERVER_PID")
 
-  local setup_limit=$(( n / RAMP + 5 + 10 + 1 + SETTLE + 10 ))
-  timeout $(( setup_limit + DURATION + 30 )) "$LOAD" --url "$url" --players "$n" \
-    --duration "$DURATION" --ramp-per-sec "$RAMP" --settle "$SETTLE" --cpu "$LOAD_CPU" \
-    >"$dir/load.json" 2>"$dir/load.err" &
-  LOAD_PID=$!
-  wait_marker "$dir/load.err" "window start" "$setup_limit" \
-    || { cat "$dir/load.err" >&2; die "$server: the load tool did not start its window"; }
-  local t0 c0 r0 t1 c1 r1
-  t0=$(now); c0=$(cpu_ticks "$SERVER_PID"); r0=$(rss_kib "$SERVER_PID")
-  wait_marker "$dir/load.err" "window end" $(( DURATION + 10 )) \
-    || { cat "$dir/load.err" >&2; die "$server: the load tool did not end its window"; }
-  t1=$(now); c1=$(cpu_ticks "$SERVER_PID"); r1=$(rss_kib "$SERVER_PID")
-  local rc=0
-  wait "$LOAD_PID" || rc=$?
-  LOAD_PID=""
-  [ "$rc" = 0 ] || { cat "$dir/load.err" >&2; die "$server: corecast-load exited $rc"; }
+  case $player in
+    light) light_players "$url" "$n" "$dir" ;;
+    *) real_players "$url" "$n" "$dir" "$player" "$port" ;;
+  esac
 
   stop_pid "$PUB_PID"; PUB_PID=""
   stop_pid "$SERVER_PID"; SERVER_PID=""
 
-  python3 - "$server" "$n" "$CLK_TCK" "$idle_rss" "$it0" "$ic0" "$it1" "$ic1" "$t0" "$c0" "$r0" "$t1" "$c1" "$r1" \
-    "$CLIP_BPS" "$dir/load.json" "$run" >>"$ROWS" <<'PY'
+  python3 - "$server" "$n" "$CLK_TCK" "$idle_rss" "$it0" "$ic0" "$it1" "$ic1" "$T0" "$C0" \
+    "$R0" "$T1" "$C1" "$R1" "$CLIP_BPS" "$dir/load.json" "$run" "$player" >>"$ROWS" <<'PY'
 import json, sys
-server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path, run = sys.argv[1:]
+(server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path, run,
+ player) = sys.argv[1:]
 load = json.load(open(path))
 n, clk = int(n), float(clk)
 window = float(t1) - float(t0)
@@ -227,7 +367,8 @@ cpu_pct = (int(c1) - int(c0)) / clk / window * 100.0
 idle_pct = (int(ic1) - int(ic0)) / clk / (float(it1) - float(it0)) * 100.0
 playing = load["players_in_window"] or 1
 row = {
-    "server": server, "n": n, "run": int(run), "playing": load["players_in_window"],
+    "server": server, "player": player, "n": n, "run": int(run),
+    "playing": load["players_in_window"],
     "connected": load["players_connected"], "failed": load["players_failed"],
     "window_s": round(window, 2), "cpu_pct": cpu_pct,
     "cpu_pct_per_player": cpu_pct / playing, "idle_cpu_pct": idle_pct,
@@ -237,15 +378,21 @@ row = {
     "expected_bps": int(clip_bps), "load": load,
 }
 print(json.dumps(row))
+r = row
+print("    cpu %.2f%% (%.4f%%/player), rss +%.1f KiB/player, median %.2f Mbit/s, stalled %d, "
+      "players' CPU %.0f%%" % (r["cpu_pct"], r["cpu_pct_per_player"], r["rss_per_player_kib"],
+      load["bitrate_per_player_bps"]["median"] / 1e6, load["players_stalled"],
+      load["load_cpu_pct"] or 0), file=sys.stderr)
 PY
-  python3 -c 'import json,sys; r=json.loads(sys.stdin.readlines()[-1]); print("    cpu %.2f%% (%.4f%%/player), rss +%.1f KiB/player, median %.2f Mbit/s, stalled %d" % (r["cpu_pct"], r["cpu_pct_per_player"], r["rss_per_player_kib"], r["load"]["bitrate_per_player_bps"]["median"]/1e6, r["load"]["players_stalled"]))' <"$ROWS" >&2
 }
 
 # Servers alternate at each N, so that drift of the machine hits both alike.
 for run in $(seq "$REPEAT"); do
   for n in $NS; do
-    for server in $SERVERS; do
-      measure "$server" "$n" "$run"
+    for player in $PLAYERS; do
+      for server in $SERVERS; do
+        measure "$server" "$n" "$run" "$player"
+      done
     done
   done
 done
@@ -254,7 +401,7 @@ done
 HEAD=$REV_LABEL
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 REPORT="$TMP/report.md"
-python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
+RESULTS=$RESULTS python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
   "$CMDLINE" "$DURATION" "$RAMP" "$SERVER_CPU" "$LOAD_CPU" "$REPEAT" >"$REPORT" <<'PY'
 import json, statistics, sys
 rows_path, date, head, nproc, cpu, kernel, cmd, duration, ramp, scpu, lcpu, repeat = sys.argv[1:]
@@ -265,7 +412,7 @@ out = []
 out.append(f"## RTMP play load, {date}\n")
 out.append(f"- commit `{head}`, {nproc} CPUs ({cpu}), kernel {kernel}")
 out.append(f"- command: `{cmd}`")
-out.append(f"- server pinned to CPU {scpu}; ffmpeg publisher and corecast-load on CPU {lcpu}; "
+out.append(f"- server pinned to CPU {scpu}; ffmpeg publisher and the players on CPU {lcpu}; "
            f"{duration} s window after all players started (ramp {ramp}/s + 2 s settle); "
            f"{repeat} run(s) per cell, servers alternating")
 exp = rows[0]["expected_bps"] / 1e6 if rows else 0
@@ -289,52 +436,89 @@ def cell(rs, key, fmt):
 
 groups = {}
 for r in rows:
-    groups.setdefault((r["server"], r["n"]), []).append(r)
+    groups.setdefault((r["server"], r.get("player", "light"), r["n"]), []).append(r)
+players = list(dict.fromkeys(r.get("player", "light") for r in rows))
+pname = {"light": "corecast-load (one process)", "rtmpdump": "rtmpdump (librtmp), one process each",
+         "ffmpeg": "ffmpeg -c copy -f null, one process each"}
+
+def ttff(loads):
+    t = [l["ttff_ms"] for l in loads if l.get("ttff_ms")]
+    if not t:
+        return "n/a"
+    return (f"{med(x['p50'] for x in t):.1f} / {max(x['p95'] for x in t):.1f} "
+            f"/ {max(x['max'] for x in t):.1f}")
+
 for server in dict.fromkeys(r["server"] for r in rows):
-    out.append(f"### {name.get(server, server)}\n")
-    out.append("| players | playing | failed | idle CPU % | server CPU % | CPU %/player "
-               "| net CPU %/player | RSS idle MiB | RSS/player KiB | Mbit/s/player "
-               "| TTFF p50 / p95 / max ms | stalled | load CPU % |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
-    for (srv, n), rs in groups.items():
-        if srv != server:
+    for player in players:
+        cells = [(n, rs) for (srv, pl, n), rs in groups.items() if srv == server and pl == player]
+        if not cells:
             continue
-        loads = [r["load"] for r in rs]
-        out.append(
-            f"| {n} | {min(r['playing'] for r in rs)} | {sum(r['failed'] for r in rs)} "
-            f"| {cell(rs, 'idle_cpu_pct', '.1f')} | {cell(rs, 'cpu_pct', '.1f')} "
-            f"| {cell(rs, 'cpu_pct_per_player', '.4f')} "
-            f"| {cell(rs, 'cpu_pct_per_player_net', '.4f')} "
-            f"| {med(r['rss_idle_kib'] for r in rs) / 1024:.1f} "
-            f"| {cell(rs, 'rss_per_player_kib', '.1f')} "
-            f"| {med(l['bitrate_per_player_bps']['median'] for l in loads) / 1e6:.2f} "
-            f"({min(l['bitrate_per_player_bps']['p5'] for l in loads) / 1e6:.2f}) "
-            f"| {med(l['ttff_ms']['p50'] for l in loads):.1f} "
-            f"/ {max(l['ttff_ms']['p95'] for l in loads):.1f} "
-            f"/ {max(l['ttff_ms']['max'] for l in loads):.1f} "
-            f"| {sum(l['players_stalled'] for l in loads)} "
-            f"| {med((l['load_cpu_pct'] or 0) for l in loads):.0f} |")
-    out.append("")
+        out.append(f"### {name.get(server, server)}, players: {pname.get(player, player)}\n")
+        out.append("| players | playing | failed | idle CPU % | server CPU % | CPU %/player "
+                   "| net CPU %/player | RSS idle MiB | RSS/player KiB | Mbit/s/player "
+                   "| TTFF p50 / p95 / max ms | stalled | players' CPU % |")
+        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+        for n, rs in cells:
+            loads = [r["load"] for r in rs]
+            out.append(
+                f"| {n} | {min(r['playing'] for r in rs)} | {sum(r['failed'] for r in rs)} "
+                f"| {cell(rs, 'idle_cpu_pct', '.1f')} | {cell(rs, 'cpu_pct', '.1f')} "
+                f"| {cell(rs, 'cpu_pct_per_player', '.4f')} "
+                f"| {cell(rs, 'cpu_pct_per_player_net', '.4f')} "
+                f"| {med(r['rss_idle_kib'] for r in rs) / 1024:.1f} "
+                f"| {cell(rs, 'rss_per_player_kib', '.1f')} "
+                f"| {med(l['bitrate_per_player_bps']['median'] for l in loads) / 1e6:.2f} "
+                f"({min(l['bitrate_per_player_bps']['p5'] for l in loads) / 1e6:.2f}) "
+                f"| {ttff(loads)} "
+                f"| {sum(l['players_stalled'] for l in loads)} "
+                f"| {med((l['load_cpu_pct'] or 0) for l in loads):.0f} |")
+        out.append("")
 ns = list(dict.fromkeys(r["n"] for r in rows))
-if any(("corecast", n) in groups and ("nginx", n) in groups for n in ns):
+pairs = [(pl, n) for pl in players for n in ns
+         if ("corecast", pl, n) in groups and ("nginx", pl, n) in groups]
+if pairs:
     out.append("### corecast / nginx-rtmp (medians)\n")
-    out.append("| players | CPU %/player corecast | nginx-rtmp | ratio | net ratio "
+    out.append("| players | kind | CPU %/player corecast | nginx-rtmp | ratio [range] | net ratio "
                "| RSS/player KiB corecast | nginx-rtmp | ratio |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "n/a"
-    for n in ns:
-        c, g = groups.get(("corecast", n)), groups.get(("nginx", n))
-        if not (c and g):
-            continue
+    for pl, n in pairs:
+        c, g = groups[("corecast", pl, n)], groups[("nginx", pl, n)]
         m = lambda rs, k: med(r[k] for r in rs)
+        # The range: each run's corecast over the same run's nginx-rtmp.
+        per_run = {}
+        for r in c + g:
+            per_run.setdefault(r["run"], {})[r["server"]] = r["cpu_pct_per_player"]
+        rr = [v["corecast"] / v["nginx"] for v in per_run.values()
+              if "corecast" in v and v.get("nginx", 0) > 0]
+        span = f" [{min(rr):.2f}-{max(rr):.2f}]" if len(rr) > 1 else ""
         out.append(
-            f"| {n} | {m(c, 'cpu_pct_per_player'):.4f} | {m(g, 'cpu_pct_per_player'):.4f} "
-            f"| {ratio(m(c, 'cpu_pct_per_player'), m(g, 'cpu_pct_per_player'))} "
+            f"| {n} | {pl} | {m(c, 'cpu_pct_per_player'):.4f} | {m(g, 'cpu_pct_per_player'):.4f} "
+            f"| {ratio(m(c, 'cpu_pct_per_player'), m(g, 'cpu_pct_per_player'))}{span} "
             f"| {ratio(m(c, 'cpu_pct_per_player_net'), m(g, 'cpu_pct_per_player_net'))} "
             f"| {m(c, 'rss_per_player_kib'):.1f} | {m(g, 'rss_per_player_kib'):.1f} "
             f"| {ratio(m(c, 'rss_per_player_kib'), m(g, 'rss_per_player_kib'))} |")
     out.append("")
 print("\n".join(out))
+
+# The rows as CSV, for perf/plot.sh.
+import csv, os
+stamp = date.replace(" UTC", "").replace(" ", "T").replace(":", "")
+data = os.path.join(os.path.dirname(os.environ["RESULTS"]) or ".", "data")
+os.makedirs(data, exist_ok=True)
+with open(f"{data}/rtmp-{stamp}.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["server", "player", "n", "rep", "playing", "cpu_pct", "cpu_pct_per_player",
+                "rss_kib_per_player", "mbps_p5", "mbps_median", "stalled", "commit"])
+    for r in rows:
+        l = r["load"]
+        w.writerow([r["server"], r.get("player", "light"), r["n"], r["run"], r["playing"],
+                    f"{r['cpu_pct']:.3f}", f"{r['cpu_pct_per_player']:.5f}",
+                    f"{r['rss_per_player_kib']:.2f}",
+                    f"{l['bitrate_per_player_bps']['p5'] / 1e6:.3f}",
+                    f"{l['bitrate_per_player_bps']['median'] / 1e6:.3f}",
+                    l["players_stalled"], head])
+print(f"wrote {data}/rtmp-{stamp}.csv", file=sys.stderr)
 PY
 
 cat "$REPORT"

@@ -204,6 +204,9 @@ pub struct RtmpConfig {
     /// Merged writes: a player is sent to at most once per this interval, everything
     /// queued meanwhile in one system call. "0ms" sends every frame as it comes.
     pub merge_write: Millis,
+    /// Longest merge interval for a player that announces a long buffer (Set Buffer
+    /// Length): it gets a tenth of its buffer, between `merge_write` and this.
+    pub merge_write_max: Millis,
     /// Kernel send buffer (SO_SNDBUF) of each connection; bounds the memory a slow player
     /// can hold in the kernel. 0 keeps the kernel's auto-tuning.
     pub send_buffer: ByteSize,
@@ -237,6 +240,7 @@ impl Default for RtmpConfig {
             idle_timeout: Millis(Duration::from_secs(30)),
             send_timeout: Millis(Duration::from_secs(10)),
             merge_write: Millis(Duration::from_millis(100)),
+            merge_write_max: Millis(Duration::from_millis(250)),
             send_buffer: ByteSize(512 * 1024),
             publish_key: None,
             tls_listen: None,
@@ -845,6 +849,12 @@ impl Config {
         if r.merge_write.0 > Duration::from_secs(1) {
             return Err(ConfigError::new(
                 "rtmp.merge_write",
+                "at most 1s (it adds up to this much latency)",
+            ));
+        }
+        if r.merge_write_max.0 > Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "rtmp.merge_write_max",
                 "at most 1s (it adds up to this much latency)",
             ));
         }

@@ -25,7 +25,7 @@ use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 /// Read buffer of a publisher (media comes in large messages).
@@ -385,7 +385,7 @@ async fn poke(sink: Option<Rc<crate::stream::SinkQueue>>, kick: Option<Rc<Kick>>
 
 /// Sends a player's stream event and whatever else is queued behind it.
 ///
-/// Merged writes: at most one send per `rtmp.merge_write` per player (the first one after
+/// Merged writes: at most one send per [`merge_interval`] per player (the first one after
 /// joining goes at once). Frames that arrive meanwhile wait in the player's queue and go in
 /// the same send.
 async fn play_batch(
@@ -396,7 +396,12 @@ async fn play_batch(
     last_write: Option<Instant>,
 ) {
     play_event(shard, session, p, ev);
-    let merge = shard.shared.settings.config.rtmp.merge_write.0;
+    let cfg = &shard.shared.settings.config.rtmp;
+    let merge = merge_interval(
+        cfg.merge_write.0,
+        cfg.merge_write_max.0,
+        session.peer_buffer_ms(),
+    );
     if let Some(at) = last_write {
         let since = at.elapsed();
         if since < merge {
@@ -410,6 +415,17 @@ async fn play_batch(
         };
         play_event(shard, session, p, ev);
     }
+}
+
+/// How long a player's writes are merged: `base` (`rtmp.merge_write`), or a tenth of the
+/// buffer the player announced (Set Buffer Length) when that is longer, up to `max`
+/// (`rtmp.merge_write_max`). A player that buffers seconds starts that much behind and
+/// does not notice a send every 250 ms instead of every 100 ms; each send wakes it and
+/// costs the server a system call and the kernel a packet, so fewer and larger sends are
+/// cheaper for both.
+fn merge_interval(base: Duration, max: Duration, buffer_ms: Option<u32>) -> Duration {
+    let by_buffer = Duration::from_millis(u64::from(buffer_ms.unwrap_or(0)) / 10);
+    base.max(by_buffer.min(max))
 }
 
 /// Drains the session's output: bytes into `pending`, events acted on, the next timeout
@@ -830,4 +846,28 @@ fn seed(peer: Option<SocketAddr>) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write(format!("{peer:?}").as_bytes());
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_interval;
+    use std::time::Duration;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn merge_interval_is_a_tenth_of_the_players_buffer_within_bounds() {
+        // No Set Buffer Length, or a short buffer: the base interval.
+        assert_eq!(merge_interval(MS(100), MS(250), None), MS(100));
+        assert_eq!(merge_interval(MS(100), MS(250), Some(500)), MS(100));
+        // ffmpeg's 3 s: capped; 1.5 s: a tenth.
+        assert_eq!(merge_interval(MS(100), MS(250), Some(1500)), MS(150));
+        assert_eq!(merge_interval(MS(100), MS(250), Some(3000)), MS(250));
+        // rtmpdump's 10 hours, and the largest value the field holds.
+        assert_eq!(merge_interval(MS(100), MS(250), Some(36_000_000)), MS(250));
+        assert_eq!(merge_interval(MS(100), MS(250), Some(u32::MAX)), MS(250));
+        // A maximum below the base never shortens the base; "0ms" merges nothing.
+        assert_eq!(merge_interval(MS(100), MS(50), Some(3000)), MS(100));
+        assert_eq!(merge_interval(MS(0), MS(0), Some(3000)), MS(0));
+    }
 }
