@@ -386,8 +386,9 @@ async fn poke(sink: Option<Rc<crate::stream::SinkQueue>>, kick: Option<Rc<Kick>>
 /// Sends a player's stream event and whatever else is queued behind it.
 ///
 /// Merged writes: at most one send per [`merge_interval`] per player (the first one after
-/// joining goes at once). Frames that arrive meanwhile wait in the player's queue and go in
-/// the same send.
+/// joining, or after a pause of the stream, goes at once), on the shard's grid
+/// ([`next_flush`]). Frames that arrive meanwhile wait in the player's queue and go in the
+/// same send.
 async fn play_batch(
     shard: &Shard,
     session: &mut ServerSession,
@@ -403,9 +404,10 @@ async fn play_batch(
         session.peer_buffer_ms(),
     );
     if let Some(at) = last_write {
-        let since = at.elapsed();
-        if since < merge {
-            glommio::timer::sleep(merge - since).await;
+        let now = Instant::now();
+        let due = next_flush(flush_epoch(), at, merge);
+        if due > now {
+            glommio::timer::sleep(due - now).await;
         }
     }
     // Take what else is queued, then write it all out.
@@ -426,6 +428,28 @@ async fn play_batch(
 fn merge_interval(base: Duration, max: Duration, buffer_ms: Option<u32>) -> Duration {
     let by_buffer = Duration::from_millis(u64::from(buffer_ms.unwrap_or(0)) / 10);
     base.max(by_buffer.min(max))
+}
+
+/// The start of the merge grid: one instant for the whole process.
+fn flush_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// When a player whose last media write was at `last` may be written to next: the first
+/// point after `last` of a grid of `merge` steps from `epoch` (`last` itself with no
+/// merging). Every player of a shard with the same interval is due at the same instants,
+/// so their timers fire in one wake-up of the shard, and each tick sends to all of them
+/// in one pass instead of waking the shard once per player.
+fn next_flush(epoch: Instant, last: Instant, merge: Duration) -> Instant {
+    let step = merge.as_nanos();
+    if step == 0 {
+        return last;
+    }
+    let since = last.saturating_duration_since(epoch).as_nanos();
+    let ticks = since / step + 1;
+    // Past u64 nanoseconds (584 years after the epoch) the grid point saturates.
+    epoch + Duration::from_nanos(u64::try_from(ticks * step).unwrap_or(u64::MAX))
 }
 
 /// Drains the session's output: bytes into `pending`, events acted on, the next timeout
@@ -850,8 +874,8 @@ fn seed(peer: Option<SocketAddr>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::merge_interval;
-    use std::time::Duration;
+    use super::{merge_interval, next_flush};
+    use std::time::{Duration, Instant};
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -869,5 +893,22 @@ mod tests {
         // A maximum below the base never shortens the base; "0ms" merges nothing.
         assert_eq!(merge_interval(MS(100), MS(50), Some(3000)), MS(100));
         assert_eq!(merge_interval(MS(0), MS(0), Some(3000)), MS(0));
+    }
+
+    #[test]
+    fn flushes_fall_on_one_grid_whatever_the_last_write() {
+        let epoch = Instant::now();
+        let at = |ms| epoch + MS(ms);
+        // Players written at different times are all due at the next grid point.
+        assert_eq!(next_flush(epoch, at(0), MS(100)), at(100));
+        assert_eq!(next_flush(epoch, at(1), MS(100)), at(100));
+        assert_eq!(next_flush(epoch, at(99), MS(100)), at(100));
+        // Written on a grid point: the next one, a whole interval later.
+        assert_eq!(next_flush(epoch, at(100), MS(100)), at(200));
+        assert_eq!(next_flush(epoch, at(1234), MS(250)), at(1250));
+        // No merging: due at once.
+        assert_eq!(next_flush(epoch, at(1234), MS(0)), at(1234));
+        // Before the epoch (cannot happen, but must not panic): the first grid point.
+        assert_eq!(next_flush(at(50), epoch, MS(100)), at(150));
     }
 }
