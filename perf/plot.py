@@ -20,14 +20,14 @@ def num(v):
         return None
 
 
-def series(rows, key, value):
-    """{key(row): [(n, median, min, max)]} over the rows' repetitions at each n; a key is
+def series(rows, key, value, x="n"):
+    """{key(row): [(x, median, min, max)]} over the rows' repetitions at each x; a key is
     (title, colour group, dash group): lines of one colour group share a colour, of one
     dash group a dash pattern."""
     lines = {}
     for r in rows:
         v = num(r.get(value))
-        n = num(r.get("n"))
+        n = num(r.get(x)) if num(r.get(x)) else num(r.get("n"))
         if v is None or n is None:
             continue
         lines.setdefault(key(r), {}).setdefault(n, []).append(v)
@@ -69,7 +69,9 @@ def lines_plot(png, title, ylabel, xlabel, lines, tmp):
         )
     ns = sorted(ns)
     logx = ns[0] > 0 and ns[-1] / ns[0] >= 8
-    xtics = ", ".join(f"{n:g}" for n in ns) if len(ns) <= 12 else None
+    # The measured N as tics when they stand apart, gnuplot's own otherwise.
+    apart = all((b / a >= 1.15) if logx else (b - a >= 0.04 * ns[-1]) for a, b in zip(ns, ns[1:]))
+    xtics = ", ".join(f"{n:g}" for n in ns) if len(ns) <= 12 and apart else None
     gnuplot(f"""
 set terminal pngcairo size 1000,560 font ",10" noenhanced
 set output {quote(png)}
@@ -210,16 +212,18 @@ def main():
             key = lambda r: (f"{r['server']}, {group(r)}", group(r), r["server"])
             what, protocol = "viewer", "webrtc"
             rows_m = [r for r in rows if r.get("series") != "profile"]
-            cpu = series(rows_m, key, "cpu_pct_per_viewer")
+            # x: the viewers measured (playing at window start), N when the CSV lacks them.
+            cpu = series(rows_m, key, "cpu_pct_per_viewer", "viewers")
             for role in ("owner", "relay"):
                 label = "owner shard" if role == "owner" else "relaying shard"
                 cpu.update(series(
                     [r for r in rows_m if num(r.get(f"{role}_cpu_pct_per_viewer")) is not None],
                     lambda r, label=label: (f"{group(r)}: {label}", group(r), label),
                     f"{role}_cpu_pct_per_viewer",
+                    "viewers",
                 ))
-            rss = series(rows_m, key, "rss_kib_per_viewer")
-            xlabel = "viewers (N)"
+            rss = series(rows_m, key, "rss_kib_per_viewer", "viewers")
+            xlabel = "viewers (playing at window start)"
         note = "median of the runs, bars min-max"
         png = os.path.join(plots, f"{base}-cpu.png")
         if lines_plot(png, f"{base}: server CPU per {what} ({note})", f"% of one core per {what}", xlabel, cpu, tmp):

@@ -11,8 +11,9 @@
 # and the script reads the server's CPU time and RSS from /proc, and its /metrics counters,
 # at the start and end of the tool's measurement window. After NS it keeps adding STEP
 # viewers until the packet loss or the frames never sent reach 0.1 %, a viewer fails or
-# drops out, the viewers get fewer than 29 frames/s (the server falls behind), the
-# server's core saturates (CPU >= 95 %) or N passes MAX_N. Then BATCH_REPEAT pairs of runs at
+# drops out, fewer than 99 % of the N viewers play when the window starts, the viewers
+# get fewer than 29 frames/s (the server falls behind), the server's core (with two
+# shards: the busiest shard's) saturates (CPU >= 95 %) or N passes MAX_N. Then BATCH_REPEAT pairs of runs at
 # BATCH_N viewers, webrtc.batch_send = true then false (sendmmsg against one sendto per
 # datagram), compared by their medians. With perf(1) installed, one more run at PROFILE_N
 # viewers under `perf record` (its CPU numbers are left out of the tables) and a summary of
@@ -434,13 +435,14 @@ if len(r["shards"]) > 1:
     <"$ROWS" >&2
 }
 
-# Whether the last row says stop: loss or frames never sent >= 0.1 %, failures, or a
-# saturated core.
+# Whether the last row says stop: loss or frames never sent >= 0.1 %, failures, viewers
+# that never started playing, or a saturated core.
 saturated() {
   python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readlines()[-1]); l = r["load"]
 stop = (l["loss_pct"] >= 0.1 or l["frame_loss_pct"] >= 0.1 or l["viewers_failed"] > 0
+        or l["viewers_in_window"] < 0.99 * r["n"]
         or l["viewers_dropped"] > 0 or l["frames_per_s_per_viewer"]["median"] < 29.0
         or (max(s["cpu_pct"] for s in r["shards"]) if len(r["shards"]) > 1 else r["cpu_pct"]) >= 95.0)
 sys.exit(0 if stop else 1)' <"$ROWS"
@@ -664,6 +666,7 @@ if batched:
 
 ok = [r for r in batched if r["load"]["loss_pct"] < 0.1 and r["load"]["frame_loss_pct"] < 0.1
       and r["load"]["viewers_failed"] == 0 and r["load"]["viewers_dropped"] == 0
+      and r["viewers"] >= 0.99 * r["n"]
       and r["load"]["frames_per_s_per_viewer"]["median"] >= 29.0 and busiest(r) < 95.0]
 out.append("Targets:\n")
 if ok:
