@@ -1,6 +1,9 @@
-"""PNG plots of one load results CSV with gnuplot (perf/plot.sh documents the files).
+"""PNG plots of load results CSVs with gnuplot (perf/plot.sh documents the files).
 
-usage: python3 perf/plot.py CSV PLOTS_DIR   prints the PNGs written, one path a line
+usage: python3 perf/plot.py PLOTS_DIR NAME CSV...   prints the PNGs written, one path a line
+
+One set of charts, PLOTS_DIR/NAME-*.png, of the rows of all the CSVs (of one kind); NAME
+empty: the CSV's name (one CSV).
 """
 
 import csv
@@ -187,15 +190,27 @@ def run_title(name):
     return f"N = {m.group(2)} ({m.group(1)})" if m else name
 
 
-def main():
-    csv_path, plots = sys.argv[1], sys.argv[2]
-    base = os.path.basename(csv_path)[: -len(".csv")] if csv_path.endswith(".csv") else os.path.basename(csv_path)
-    rows = list(csv.DictReader(open(csv_path)))
+def csv_kind(path, rows):
     if not rows:
-        sys.exit(f"plot: {csv_path} has no rows")
+        sys.exit(f"plot: {path} has no rows")
     kind = "rtmp" if "player" in rows[0] else "whep" if "shards" in rows[0] else None
     if kind is None:
-        sys.exit(f"plot: {csv_path}: neither an RTMP (player) nor a WHEP (shards) CSV")
+        sys.exit(f"plot: {path}: neither an RTMP (player) nor a WHEP (shards) CSV")
+    return kind
+
+
+def main():
+    plots, base, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if not base:
+        if len(paths) != 1:
+            sys.exit("plot: several CSVs need a name for their plots")
+        base = os.path.basename(paths[0]).removesuffix(".csv")
+    tables = [(p, list(csv.DictReader(open(p)))) for p in paths]
+    kinds = {csv_kind(p, rows) for p, rows in tables}
+    if len(kinds) != 1:
+        sys.exit("plot: the CSVs are of different kinds (RTMP and WHEP)")
+    kind = kinds.pop()
+    rows = [r for _, rs in tables for r in rs]
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "rtmp":
@@ -231,7 +246,16 @@ def main():
         png = os.path.join(plots, f"{base}-rss.png")
         if lines_plot(png, f"{base}: server RSS per {what} ({note})", f"KiB per {what}", xlabel, rss, tmp):
             written.append(png)
-        runs = [(run_title(name), window_counts(start, end, protocol)) for name, start, end in scrapes(csv_path)]
+        runs = []
+        for path, rs in tables:
+            # With several CSVs, say which each run came from.
+            label = ""
+            if len(tables) > 1:
+                shards = rs[0].get("shards")
+                label = (f"{shards} shard{'s' if shards != '1' else ''}, " if shards
+                         else os.path.basename(path).removesuffix(".csv") + ", ")
+            runs += [(label + run_title(name), window_counts(start, end, protocol))
+                     for name, start, end in scrapes(path)]
         runs = [(n, c) for n, c in runs if c and c[-1][1] > 0]
         if len(runs) > 6 and any("(scan" in n for n, _ in runs):
             runs = [(n, c) for n, c in runs if "(scan" in n]  # the scan's N, not the repetitions

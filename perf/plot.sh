@@ -4,8 +4,11 @@
 #   perf/plot.sh perf/data/whep-20261203T1612Z.csv     one results CSV
 #   perf/plot.sh rtmp                                  the newest perf/data/rtmp-*.csv
 #   perf/plot.sh whep rtmp                             the newest of each kind
+#   perf/plot.sh -o whep-shards A.csv B.csv            A and B on one set of charts,
+#                                                      perf/plots/whep-shards-*.png
 #
-# For each CSV, in $PLOTS (perf/plots), named after the CSV (<base>-cpu.png, ...):
+# For each CSV (with -o NAME: for all of them together, named NAME), in $PLOTS
+# (perf/plots), named after the CSV (<base>-cpu.png, ...):
 # - rtmp-*.csv (perf/rtmp_load.sh: server,player,n,rep,playing,cpu_pct,cpu_pct_per_player,
 #   rss_kib_per_player,mbps_p5): CPU % of a core per player and RSS KiB per player against
 #   N, one line per server x player, the median of the repetitions with min-max error bars;
@@ -32,9 +35,16 @@ NAME=plot
 DATA=${DATA:-perf/data}
 PLOTS=${PLOTS:-perf/plots}
 need_tools gnuplot python3
-[ $# -gt 0 ] || die "usage: perf/plot.sh CSV|rtmp|whep ..."
+OUT=""
+if [ "${1:-}" = -o ]; then
+  [ $# -ge 2 ] || die "usage: perf/plot.sh [-o NAME] CSV|rtmp|whep ..."
+  OUT=$2
+  shift 2
+fi
+[ $# -gt 0 ] || die "usage: perf/plot.sh [-o NAME] CSV|rtmp|whep ..."
 mkdir -p "$PLOTS"
 
+csvs=()
 for arg in "$@"; do
   case "$arg" in
     rtmp | whep)
@@ -45,5 +55,12 @@ for arg in "$@"; do
     *) csv=$arg ;;
   esac
   [ -f "$csv" ] || die "no such file: $csv"
-  python3 "$REPO/perf/plot.py" "$csv" "$PLOTS"
+  csvs+=("$csv")
 done
+if [ -n "$OUT" ]; then
+  python3 "$REPO/perf/plot.py" "$PLOTS" "$OUT" "${csvs[@]}"
+else
+  for csv in "${csvs[@]}"; do
+    python3 "$REPO/perf/plot.py" "$PLOTS" "" "$csv"
+  done
+fi
