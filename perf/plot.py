@@ -141,11 +141,11 @@ def latency_plot(png, title, runs, tmp):
         f"{quote(path)} using {k + 2}:xtic(1) title columnhead({k + 2})" for k in range(len(runs))
     )
     gnuplot(f"""
-set terminal pngcairo size 1000,560 font ",10" noenhanced
+set terminal pngcairo size 1200,560 font ",10" noenhanced
 set output {quote(png)}
 set title {quote(title)}
 set grid ytics
-set key top right
+set key outside right top
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
