@@ -3,6 +3,8 @@
 #
 #   perf/whep_load.sh                          N = 50 200 500, then +250 until loss or saturation
 #   NS="200 500" MAX_N=0 DURATION=15 perf/whep_load.sh     just these N
+#   SHARDS=2 NS="400 600" MAX_N=0 BATCH_N=0 PROFILE_N=0 perf/whep_load.sh
+#                                              one stream, viewers over two shards
 #
 # Builds release, runs the criterion reference (benches/webrtc.rs: write_frame_to_n_peers/100
 # and send_batch) on CPU $SERVER_CPU, encodes a 20 s 720p30 2 Mbit/s H.264 clip (GOP 2 s,
@@ -13,8 +15,9 @@
 # viewers until the packet loss or the frames never sent reach 0.1 %, a viewer fails or
 # drops out, fewer than 99 % of the N viewers play when the window starts, the viewers
 # get fewer than 29 frames/s (the server falls behind), the server's core (with two
-# shards: the busiest shard's) saturates (CPU >= 95 %) or N passes MAX_N. Then BATCH_REPEAT pairs of runs at
-# BATCH_N viewers, webrtc.batch_send = true then false (sendmmsg against one sendto per
+# shards: the busiest shard's) saturates (CPU >= 95 %) or N passes MAX_N. Then
+# BATCH_REPEAT pairs of runs at BATCH_N viewers, webrtc.batch_send = true then false
+# (sendmmsg against one sendto per
 # datagram), compared by their medians. With perf(1) installed, one more run at PROFILE_N
 # viewers under `perf record` (its CPU numbers are left out of the tables) and a summary of
 # where the server's time goes.
@@ -25,10 +28,11 @@
 # server's cores). Viewers land on a shard as their WHEP POST's TCP connection does
 # (SO_REUSEPORT on the HTTP port: the kernel spreads them); the stream is owned by one
 # shard (the file source's) and relayed to the other over the mesh. At the window's start
-# and end the script reads each shard thread's utime+stime (/proc/PID/task/TID/stat, the
-# thread found by its CPU affinity: shard i is pinned to cpus[i]) and each shard's WebRTC
+# and end the script reads each shard thread's utime+stime (/proc/PID/task/TID/stat; the
+# thread: the oldest named corecast-shard- pinned to cpus[i]) and each shard's WebRTC
 # sessions (/api/v1/health), and reports CPU per viewer on the owner and on the relaying
-# shard and their ratio (relaying / owner).
+# shard and their ratio (relaying / owner). To compare 1 and 2 shards at the same loss
+# on 2 cores, run one shard with LOAD_CPU=SERVER_CPU (perf/README.md, "Two shards").
 #
 # Prints a Markdown report (tables, an ASCII chart of viewers vs CPU, the targets, the
 # plots) and appends it to perf/RESULTS.md. Also writes one CSV row per run to
