@@ -719,26 +719,7 @@ PY
 # --- results as data, plots --------------------------------------------------------------
 python3 "$REPO/perf/whep_csv.py" "$ROWS" "$SHARDS" "$REV_LABEL" >"$CSV"
 say "wrote $CSV"
-if [ "$PLOT" = 1 ]; then
-  if PNGS=$(DATA="$DATA" PLOTS="$PLOTS" perf/plot.sh "$CSV"); then
-    say "plots: $(echo $PNGS)"
-    # The images, linked relative to the results file.
-    python3 - "$RESULTS" $PNGS >>"$REPORT" <<'PY'
-import os, sys
-results, pngs = sys.argv[1], sys.argv[2:]
-here = os.path.dirname(os.path.abspath(results))
-what = {"cpu": "CPU per viewer against N", "rss": "RSS per viewer against N",
-        "latency": "server-added latency over the window"}
-print()
-for p in pngs:
-    kind = p.rsplit("-", 1)[-1][: -len(".png")]
-    print(f"![{what.get(kind, kind)}]({os.path.relpath(os.path.abspath(p), here)})")
-print()
-PY
-  else
-    say "perf/plot.sh failed: no plots"
-  fi
-fi
+[ "$PLOT" != 1 ] || plot_markdown "$CSV" "$RESULTS" >>"$REPORT"
 
 cat "$REPORT"
 { echo; cat "$REPORT"; } >>"$RESULTS"
