@@ -21,11 +21,13 @@
 #   corecast_frame_latency_seconds over the window (end - start; the end scrape alone if
 #   there is no start), % of the observations per bucket, one bar per run: <base>-latency.png.
 #
-# Prints the PNGs it wrote, one path a line, on stdout. Needs gnuplot (apt-get install
-# gnuplot-nox) and python3.
+# Prints the PNGs it wrote, one path a line, on stdout. Needs python3 and gnuplot
+# (installs gnuplot-nox with apt-get if it is missing).
 #
-# Environment: DATA (perf/data: where `rtmp`/`whep` look), PLOTS (perf/plots).
+# Environment: DATA (perf/data: where `rtmp`/`whep` look), PLOTS (perf/plots); both
+# relative to the repository, CSV arguments to the current directory.
 set -euo pipefail
+CALLER_DIR=$(pwd)
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 NAME=plot
@@ -34,6 +36,15 @@ NAME=plot
 
 DATA=${DATA:-perf/data}
 PLOTS=${PLOTS:-perf/plots}
+if ! command -v gnuplot >/dev/null; then
+  # Like soak.sh: install it (gnuplot-nox: no X11).
+  say "installing gnuplot-nox with apt-get"
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    die "needs gnuplot (apt-get install gnuplot-nox) and cannot install it without root or sudo"; fi
+  "${sudo[@]}" apt-get update -qq >&2 || true
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnuplot-nox >&2 \
+    || die "apt-get install gnuplot-nox failed"
+fi
 need_tools gnuplot python3
 OUT=""
 if [ "${1:-}" = -o ]; then
@@ -52,7 +63,8 @@ for arg in "$@"; do
       csv=$(find "$DATA" -maxdepth 1 -name "$arg-*.csv" 2>/dev/null | sort | tail -1)
       [ -n "$csv" ] || die "no $DATA/$arg-*.csv"
       ;;
-    *) csv=$arg ;;
+    /*) csv=$arg ;;
+    *) csv="$CALLER_DIR/$arg" ;;  # relative to where plot.sh was called from
   esac
   [ -f "$csv" ] || die "no such file: $csv"
   csvs+=("$csv")
