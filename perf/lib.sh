@@ -158,3 +158,29 @@ wait_tcp() {
   return 1
 }
 
+
+# Draws results CSV $1 with perf/plot.sh (into $PLOTS, default perf/plots) and prints
+# Markdown image lines for them, linked relative to the results file $2 (e.g.
+# perf/RESULTS.md: `![CPU per viewer/player against N](plots/<csv name>-cpu.png)`).
+# Prints nothing (and says why on stderr) if plot.sh fails: the report goes on.
+plot_markdown() {
+  local csv=$1 results=$2 pngs
+  if ! pngs=$(PLOTS="${PLOTS:-perf/plots}" "$REPO/perf/plot.sh" "$csv"); then
+    say "perf/plot.sh failed: no plots"
+    return 0
+  fi
+  say "plots: $(echo $pngs)"
+  # shellcheck disable=SC2086 # one path a line, no spaces
+  python3 - "$results" $pngs <<'PY'
+import os, sys
+results, pngs = sys.argv[1], sys.argv[2:]
+here = os.path.dirname(os.path.abspath(results))
+what = {"cpu": "CPU per viewer/player against N", "rss": "RSS per viewer/player against N",
+        "latency": "server-added latency over the window"}
+print()
+for p in pngs:
+    kind = p.rsplit("-", 1)[-1][: -len(".png")]
+    print(f"![{what.get(kind, kind)}]({os.path.relpath(os.path.abspath(p), here)})")
+print()
+PY
+}
