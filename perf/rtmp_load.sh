@@ -11,7 +11,8 @@
 # $LOAD_CPU), and read the server's CPU time and RSS from /proc at the start and end of a
 # measurement window. Prints one Markdown table per server and player and the
 # corecast/nginx ratios, appends them to perf/RESULTS.md and writes the rows as CSV to
-# perf/data/rtmp-<UTC stamp>.csv (data/ next to $RESULTS).
+# perf/data/rtmp-<UTC stamp>.csv (DATA; data/ next to $RESULTS), drawn by perf/plot.sh
+# into perf/plots (PLOTS; PLOT=0: no plots).
 #
 # Players (PLAYERS, one or more):
 #   light     corecast-load rtmp: one process, N connections (the window and the bitrate
@@ -401,7 +402,8 @@ done
 HEAD=$REV_LABEL
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 REPORT="$TMP/report.md"
-RESULTS=$RESULTS python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
+CSV="${DATA:-$(dirname "$RESULTS")/data}/rtmp-$(date -u +%Y%m%dT%H%M%SZ).csv"
+CSV=$CSV python3 - "$ROWS" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$HEAD" "$(nproc --all)" "$CPU_MODEL" "$(uname -r)" \
   "$CMDLINE" "$DURATION" "$RAMP" "$SERVER_CPU" "$LOAD_CPU" "$REPEAT" >"$REPORT" <<'PY'
 import json, statistics, sys
 rows_path, date, head, nproc, cpu, kernel, cmd, duration, ramp, scpu, lcpu, repeat = sys.argv[1:]
@@ -503,10 +505,9 @@ print("\n".join(out))
 
 # The rows as CSV, for perf/plot.sh.
 import csv, os
-stamp = date.replace(" UTC", "").replace(" ", "T").replace(":", "")
-data = os.path.join(os.path.dirname(os.environ["RESULTS"]) or ".", "data")
-os.makedirs(data, exist_ok=True)
-with open(f"{data}/rtmp-{stamp}.csv", "w", newline="") as f:
+path = os.environ["CSV"]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["server", "player", "n", "rep", "playing", "cpu_pct", "cpu_pct_per_player",
                 "rss_kib_per_player", "mbps_p5", "mbps_median", "stalled", "commit"])
@@ -518,9 +519,10 @@ with open(f"{data}/rtmp-{stamp}.csv", "w", newline="") as f:
                     f"{l['bitrate_per_player_bps']['p5'] / 1e6:.3f}",
                     f"{l['bitrate_per_player_bps']['median'] / 1e6:.3f}",
                     l["players_stalled"], head])
-print(f"wrote {data}/rtmp-{stamp}.csv", file=sys.stderr)
+print(f"wrote {path}", file=sys.stderr)
 PY
 
+[ "${PLOT:-1}" != 1 ] || plot_markdown "$CSV" "$RESULTS" >>"$REPORT"
 cat "$REPORT"
 if [ ! -f "$RESULTS" ]; then
   printf '# Measured results\n\nNumbers measured on the machine named in each section, with the command that produced them.\n\n' >"$RESULTS"
