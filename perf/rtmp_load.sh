@@ -27,7 +27,9 @@
 # stalled. TTFF is the light client's only.
 #
 # Environment: NS, DURATION (s), RAMP (connections/s), SERVERS ("corecast nginx"),
-# PLAYERS ("light"), CORECAST_RTMP (lines added to corecast's [rtmp] section, for trying
+# PLAYERS ("light"), TRACE (1: count the server's system calls per player per second over
+# 5 s after each window with `perf trace -s`; the report gets a table of them),
+# CORECAST_RTMP (lines added to corecast's [rtmp] section, for trying
 # settings, e.g. 'merge_write = "50ms"'),
 # REPEAT (runs per cell, 1; the report shows medians and [min-max]), CORECAST_REV (measure
 # this commit, built from a clean export, instead of the working tree), SERVER_CPU (0),
@@ -42,6 +44,8 @@ DURATION=${DURATION:-20}
 RAMP=${RAMP:-200}
 SERVERS=${SERVERS:-"corecast nginx"}
 PLAYERS=${PLAYERS:-light}
+TRACE=${TRACE:-0}
+TRACE_S=5
 CORECAST_RTMP=${CORECAST_RTMP:-}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -49,7 +53,7 @@ CLIP_SECONDS=${CLIP_SECONDS:-20}
 REPEAT=${REPEAT:-1}
 RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=2
-CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }${CORECAST_RTMP:+CORECAST_RTMP='$CORECAST_RTMP' }PLAYERS=\"$PLAYERS\" NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
+CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }${CORECAST_RTMP:+CORECAST_RTMP='$CORECAST_RTMP' }$([ "$TRACE" != 1 ] || echo "TRACE=1 ")PLAYERS=\"$PLAYERS\" NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
 
 NAME=rtmp_load
 # shellcheck source=perf/lib.sh
@@ -94,6 +98,7 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v python3 >/dev/null || need+=(python3)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v ss >/dev/null || need+=(iproute2)
+if [ "$TRACE" = 1 ]; then command -v perf >/dev/null || need+=(linux-perf); fi
 if [[ " $PLAYERS " == *" rtmpdump "* ]]; then command -v rtmpdump >/dev/null || need+=(rtmpdump); fi
 if [[ " $SERVERS " == *" nginx "* ]]; then
   command -v nginx >/dev/null || need+=(nginx)
@@ -198,20 +203,39 @@ ROWS="$TMP/rows.jsonl"
 light_players() {
   local url=$1 n=$2 dir=$3
   local setup_limit=$(( n / RAMP + 5 + 10 + 1 + SETTLE + 10 ))
-  timeout $(( setup_limit + DURATION + 30 )) "$LOAD" --url "$url" --players "$n" \
-    --duration "$DURATION" --ramp-per-sec "$RAMP" --settle "$SETTLE" --cpu "$LOAD_CPU" \
-    >"$dir/load.json" 2>"$dir/load.err" &
+  local extra=0
+  [ "$TRACE" != 1 ] || extra=$((TRACE_S + 3))
+  timeout $(( setup_limit + DURATION + extra + 30 )) "$LOAD" --url "$url" --players "$n" \
+    --duration $((DURATION + extra)) --ramp-per-sec "$RAMP" --settle "$SETTLE" \
+    --cpu "$LOAD_CPU" >"$dir/load.json" 2>"$dir/load.err" &
   LOAD_PID=$!
   wait_marker "$dir/load.err" "window start" "$setup_limit" \
     || { cat "$dir/load.err" >&2; die "the load tool did not start its window"; }
   T0=$(now); C0=$(cpu_ticks "$SERVER_PID"); R0=$(rss_kib "$SERVER_PID")
-  wait_marker "$dir/load.err" "window end" $(( DURATION + 10 )) \
+  if [ "$TRACE" = 1 ]; then
+    # The CPU window is DURATION; the tool plays on while the server's calls are counted.
+    sleep "$DURATION"
+    T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID")
+    trace_calls "$dir"
+  fi
+  wait_marker "$dir/load.err" "window end" $(( DURATION + extra + 10 )) \
     || { cat "$dir/load.err" >&2; die "the load tool did not end its window"; }
-  T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID")
+  [ "$TRACE" = 1 ] || { T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID"); }
   local rc=0
   wait "$LOAD_PID" || rc=$?
   LOAD_PID=""
   [ "$rc" = 0 ] || { cat "$dir/load.err" >&2; die "corecast-load exited $rc"; }
+}
+
+# With TRACE=1: counts the server's system calls for TRACE_S seconds (`perf trace -s`,
+# after the CPU window: tracing slows the server) into $1/calls.txt, "name count" lines.
+trace_calls() {
+  : >"$1/calls.txt"
+  timeout $((TRACE_S + 15)) perf trace -s -p "$SERVER_PID" -- sleep "$TRACE_S" 2>"$1/trace.txt" \
+    >/dev/null || true
+  awk 'NF >= 3 && $2 ~ /^[0-9]+$/ && $1 ~ /^[a-z_0-9]+$/ { c[$1] += $2 }
+       END { for (k in c) print k, c[k] }' "$1/trace.txt" >"$1/calls.txt"
+  [ -s "$1/calls.txt" ] || say "perf trace counted nothing (see $1/trace.txt)"
 }
 
 # The server's established connections on port $1 with their counters (`ss -ti`), one
@@ -263,6 +287,7 @@ real_players() {
   sleep "$DURATION"
   ss_snapshot "$port" >"$dir/ss1.txt"
   T1=$(now); C1=$(cpu_ticks "$SERVER_PID"); R1=$(rss_kib "$SERVER_PID"); p1=$(players_ticks)
+  [ "$TRACE" != 1 ] || trace_calls "$dir"
   local alive=0 pid
   for pid in "${PLAYER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=$((alive + 1)); done
   stop_players
@@ -358,7 +383,7 @@ measure() {
 
   python3 - "$server" "$n" "$CLK_TCK" "$idle_rss" "$it0" "$ic0" "$it1" "$ic1" "$T0" "$C0" \
     "$R0" "$T1" "$C1" "$R1" "$CLIP_BPS" "$dir/load.json" "$run" "$player" >>"$ROWS" <<'PY'
-import json, sys
+import json, os, sys
 (server, n, clk, idle_rss, it0, ic0, it1, ic1, t0, c0, r0, t1, c1, r1, clip_bps, path, run,
  player) = sys.argv[1:]
 load = json.load(open(path))
@@ -378,6 +403,11 @@ row = {
     "rss_per_player_kib": (int(r1) - int(idle_rss)) / playing,
     "expected_bps": int(clip_bps), "load": load,
 }
+try:
+    calls = dict(l.split() for l in open(os.path.join(os.path.dirname(path), "calls.txt")) if l.strip())
+    row["calls_per_player_s"] = {k: int(v) / 5.0 / playing for k, v in calls.items()}
+except FileNotFoundError:
+    pass
 print(json.dumps(row))
 r = row
 print("    cpu %.2f%% (%.4f%%/player), rss +%.1f KiB/player, median %.2f Mbit/s, stalled %d, "
@@ -475,6 +505,24 @@ for server in dict.fromkeys(r["server"] for r in rows):
                 f"| {sum(l['players_stalled'] for l in loads)} "
                 f"| {med((l['load_cpu_pct'] or 0) for l in loads):.0f} |")
         out.append("")
+traced = [r for r in rows if "calls_per_player_s" in r]
+if traced:
+    calls = ["sendmsg", "sendto", "writev", "io_uring_enter", "epoll_wait", "recvfrom",
+             "membarrier"]
+    out.append("### System calls per player per second (`perf trace -s`, 5 s after each "
+               "window, medians of the runs)\n")
+    out.append("| server | players | N | " + " | ".join(calls) + " |")
+    out.append("|---|---|---:|" + "---:|" * len(calls))
+    tg = {}
+    for r in traced:
+        tg.setdefault((r["server"], r.get("player", "light"), r["n"]), []).append(r)
+    for (srv, pl, n), rs in tg.items():
+        cells = []
+        for c in calls:
+            v = [r["calls_per_player_s"].get(c, 0.0) for r in rs]
+            cells.append(f"{med(v):.1f}" if any(v) else "")
+        out.append(f"| {name.get(srv, srv)} | {pl} | {n} | " + " | ".join(cells) + " |")
+    out.append("")
 ns = list(dict.fromkeys(r["n"] for r in rows))
 pairs = [(pl, n) for pl in players for n in ns
          if ("corecast", pl, n) in groups and ("nginx", pl, n) in groups]
