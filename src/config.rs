@@ -297,7 +297,7 @@ impl Default for WebRtcConfig {
             session_timeout: Millis(Duration::from_secs(7)),
             keyframe_interval: Millis(Duration::from_secs(2)),
             gop_resend_budget: ByteSize(32 * 1024 * 1024),
-            nack_packets: 256,
+            nack_packets: 128,
             whip_max_bitrate: 6_000_000,
         }
     }
