@@ -16,7 +16,8 @@
 //!   load numbers of `perf/whep_load.sh` are normalised by. `write_idr_to_n_peers` is the
 //!   same with the 30 kB IDR.
 //! - `send_batch`: 64 datagrams of 1200 bytes to a local UDP socket with the driver's
-//!   `send_all`, one `sendmmsg` per batch against one `sendto` each.
+//!   `send_all`: one GSO message (`webrtc.gso`) in one call, 64 messages in one `sendmmsg`,
+//!   and one `sendto` each.
 // A bench: the fake clock of the in-memory pairing starts at the real one.
 #![allow(clippy::disallowed_methods)]
 
@@ -25,7 +26,7 @@ use corecast::media::{Codec, Frame, MediaKind, Track, TrackId, TrackSet};
 use corecast::rtp::{MAX_PAYLOAD, packetize_h264};
 use corecast::stats::{Histogram, ShardStats};
 use corecast::stream::{OutFrame, SinkEvent, SinkHandle, SinkLimits, SinkQueue};
-use corecast::webrtc::driver::{Timed, send_all};
+use corecast::webrtc::driver::{SendMode, Timed, send_all};
 use corecast::webrtc::engine::{
     Closed, Engine, EngineConfig, Event as EngineEvent, Input as EngineInput,
     Output as EngineOutput,
@@ -432,13 +433,19 @@ fn bench_send(c: &mut Criterion) {
     let mut buf = vec![0u8; 2048];
     let mut group = c.benchmark_group("send_batch");
     group.throughput(Throughput::Elements(out.len() as u64));
-    for (name, batch) in [("sendmmsg", true), ("sendto", false)] {
+    let fd = tx.as_raw_fd();
+    for (name, batch, gso) in [
+        ("gso", true, true),
+        ("sendmmsg", true, false),
+        ("sendto", false, false),
+    ] {
+        let mut mode = SendMode::new(fd, batch, gso);
         group.bench_function(BenchmarkId::new(name, out.len()), |b| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     let t = Instant::now();
-                    send_all(tx.as_raw_fd(), &out, batch, &stats, untimed);
+                    send_all(fd, &out, &mut mode, &stats, untimed);
                     spent += t.elapsed();
                     // Untimed: empty the receiver so that it never fills.
                     drain(&rx, &mut buf);

@@ -270,6 +270,9 @@ pub struct WebRtcConfig {
     pub send_buffer: ByteSize,
     /// Send queued datagrams with one sendmmsg call per batch instead of one sendto each.
     pub batch_send: bool,
+    /// Send a run of datagrams to one viewer (a frame's equal-size packets) as one
+    /// message with UDP GSO (`UDP_SEGMENT`), when the kernel has it.
+    pub gso: bool,
     /// A session from which nothing (STUN consent, RTCP) arrives this long is closed.
     pub session_timeout: Millis,
     /// Fewest time between two GOP re-sends to one viewer answering its keyframe requests.
@@ -294,10 +297,11 @@ impl Default for WebRtcConfig {
             max_sessions_per_ip: 64,
             send_buffer: ByteSize(4 * 1024 * 1024),
             batch_send: true,
+            gso: true,
             session_timeout: Millis(Duration::from_secs(7)),
             keyframe_interval: Millis(Duration::from_secs(2)),
             gop_resend_budget: ByteSize(32 * 1024 * 1024),
-            nack_packets: 256,
+            nack_packets: 128,
             whip_max_bitrate: 6_000_000,
         }
     }

@@ -139,6 +139,7 @@ counters! {
         udp_datagrams_out: Counter, "UDP datagrams sent from the WebRTC port.",
         udp_send_dropped: Counter, "UDP datagrams not sent (socket buffer full or send error).",
         udp_send_calls: Counter, "Send system calls made for WebRTC datagrams.",
+        udp_send_messages: Counter, "Messages in the send calls for WebRTC datagrams: one datagram each, or with UDP GSO (webrtc.gso) a run of datagrams to one viewer.",
         webrtc_sessions: Gauge, "WebRTC sessions open on the shard.",
         webrtc_sessions_total: Counter, "WebRTC sessions created.",
         webrtc_refused: Counter, "WebRTC offers refused at webrtc.max_sessions.",

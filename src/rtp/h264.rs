@@ -1,7 +1,7 @@
 //! H.264 RTP payloads per RFC 6184, packetization-mode 1 (non-interleaved): single NAL
 //! unit packets, STAP-A aggregates and FU-A fragments.
 
-use super::packer::{NalFormat, Packer, build};
+use super::packer::{NalFormat, Packer, build, equal_pieces};
 use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
 use crate::media::h264::nal::{AUD, FILLER, FU_A, IDR, LAST_SINGLE, PPS, SPS, STAP_A, TYPE_MASK};
@@ -30,8 +30,9 @@ const FU_A_HEADER: usize = 2;
 ///   PPS unless the frame carries both in-band.
 /// - Consecutive units that fit together in `max_payload` are aggregated into STAP-A
 ///   (greedily, in order); a unit that fits alone becomes a single NAL unit packet;
-///   a larger one is cut into FU-A fragments of nearly equal size, each at most
-///   `max_payload` bytes.
+///   a larger one is cut into FU-A fragments of one size, each at most `max_payload`
+///   bytes, the last possibly shorter (equal-length datagrams leave as one UDP GSO
+///   message).
 /// - The marker bit is set on the last payload only.
 ///
 /// Errors: empty frame, no sendable NAL unit, a truncated length prefix or unit,
@@ -171,26 +172,20 @@ fn stap_a(units: &[Bytes], size: usize) -> RtpPayload {
     }
 }
 
-/// Cuts a unit longer than `max` into FU-A fragments of nearly equal size.
+/// Cuts a unit longer than `max` into FU-A fragments of one size but the last, which
+/// may be shorter ([`equal_pieces`]).
 fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
     let Some((&header, body)) = nal.split_first() else {
         return;
     };
     let indicator = (header & (NAL_F | NAL_NRI)) | FU_A;
     let kind = header & TYPE_MASK;
-    let cap = max - FU_A_HEADER;
-    let count = body.len().div_ceil(cap).max(1);
-    let (base, extra) = (body.len() / count, body.len() % count);
-    let mut rest = body;
-    for i in 0..count {
-        let take = (base + usize::from(i < extra)).min(rest.len());
-        let (chunk, tail) = rest.split_at(take);
-        rest = tail;
+    for (first, last, chunk) in equal_pieces(body, max - FU_A_HEADER) {
         let mut fu_header = kind;
-        if i == 0 {
+        if first {
             fu_header |= FU_S;
         }
-        if i + 1 == count {
+        if last {
             fu_header |= FU_E;
         }
         let data = build(FU_A_HEADER + chunk.len(), |buf| {

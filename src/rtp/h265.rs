@@ -1,7 +1,7 @@
 //! H.265 RTP payloads per RFC 7798, without DONL (`sprop-max-don-diff` 0): single NAL
 //! unit packets, aggregation packets (AP) and fragmentation units (FU).
 
-use super::packer::{NalFormat, Packer, build};
+use super::packer::{NalFormat, Packer, build, equal_pieces};
 use super::{FU_E, FU_S};
 use super::{MAX_PAYLOADS_PER_FRAME, PacketizedFrame, RtpError, RtpPayload, check_max_payload};
 use crate::media::h265::nal::{AP, AUD, FILLER, FU, IRAP, PPS, SPS, TYPE_MASK, VPS};
@@ -38,7 +38,8 @@ const MIN_PAYLOAD_H265: usize = FU_HEADER + 1;
 /// - Consecutive units that fit together in `max_payload` are aggregated into APs
 ///   (greedily, in order; PayloadHdr F is the OR, LayerId and TID the lowest of the
 ///   units'); a unit that fits alone becomes a single NAL unit packet; a larger one is
-///   cut into FUs of nearly equal size, each at most `max_payload` bytes.
+///   cut into FUs of one size, each at most `max_payload` bytes, the last possibly
+///   shorter (equal-length datagrams leave as one UDP GSO message).
 /// - The marker bit is set on the last payload only.
 ///
 /// Errors: empty frame, no sendable NAL unit, a truncated length prefix or unit,
@@ -211,7 +212,8 @@ fn aggregate(units: &[Bytes], size: usize) -> RtpPayload {
     }
 }
 
-/// Cuts a unit longer than `max` into FUs of nearly equal size.
+/// Cuts a unit longer than `max` into FUs of one size but the last, which may be
+/// shorter ([`equal_pieces`]).
 fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
     let Some((&header, body)) = nal.split_first_chunk::<NAL_HEADER>() else {
         return;
@@ -221,19 +223,12 @@ fn fragment(nal: &[u8], max: usize, out: &mut Vec<RtpPayload>) {
         header[1],
     ];
     let kind = nal_type(header);
-    let cap = max - FU_HEADER;
-    let count = body.len().div_ceil(cap).max(1);
-    let (base, extra) = (body.len() / count, body.len() % count);
-    let mut rest = body;
-    for i in 0..count {
-        let take = (base + usize::from(i < extra)).min(rest.len());
-        let (chunk, tail) = rest.split_at(take);
-        rest = tail;
+    for (first, last, chunk) in equal_pieces(body, max - FU_HEADER) {
         let mut fu_header = kind;
-        if i == 0 {
+        if first {
             fu_header |= FU_S;
         }
-        if i + 1 == count {
+        if last {
             fu_header |= FU_E;
         }
         let data = build(FU_HEADER + chunk.len(), |buf| {

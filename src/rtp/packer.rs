@@ -97,3 +97,60 @@ fn single(nal: &[u8]) -> RtpPayload {
         marker: false,
     }
 }
+
+/// Cuts a fragmented unit's `body` into the fewest pieces of at most `cap` bytes, all of
+/// one size (the ceiling of an even split) but the last, which may be shorter: a frame's
+/// fragments then make equal-length datagrams that leave as one UDP GSO message. Yields
+/// each piece with whether it is the first and the last.
+pub(super) fn equal_pieces(body: &[u8], cap: usize) -> impl Iterator<Item = (bool, bool, &[u8])> {
+    let count = body.len().div_ceil(cap.max(1)).max(1);
+    let size = body.len().div_ceil(count).max(1);
+    let pieces = body.len().div_ceil(size);
+    body.chunks(size)
+        .enumerate()
+        .map(move |(i, piece)| (i == 0, i + 1 == pieces, piece))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(len: usize, cap: usize) -> Vec<usize> {
+        let body = vec![0u8; len];
+        let mut v = Vec::new();
+        let mut rebuilt = 0;
+        for (k, (first, last, piece)) in equal_pieces(&body, cap).enumerate() {
+            assert_eq!(first, k == 0);
+            assert!(piece.len() <= cap);
+            rebuilt += piece.len();
+            v.push(piece.len());
+            if last {
+                assert_eq!(rebuilt, len, "the last piece ends the body");
+            }
+        }
+        assert_eq!(rebuilt, len);
+        v
+    }
+
+    #[test]
+    fn pieces_are_equal_but_the_last_which_may_be_shorter() {
+        // 29 999 bytes at 1198: 26 pieces of 1154 and a last of 1149.
+        let s = sizes(29_999, 1198);
+        assert_eq!(s.len(), 26);
+        assert!(s[..25].iter().all(|&n| n == 1154), "{s:?}");
+        assert_eq!(s[25], 29_999 - 25 * 1154);
+        // An even split has no short piece.
+        assert_eq!(sizes(2400, 1200), [1200, 1200]);
+        assert_eq!(sizes(2401, 1200), [801, 801, 799]);
+        assert_eq!(sizes(1201, 1200), [601, 600]);
+        assert_eq!(sizes(10, 4), [4, 4, 2]);
+        assert_eq!(sizes(9, 4), [3, 3, 3]);
+        assert_eq!(sizes(3, 4), [3]);
+        // Never more pieces than a cut at `cap` would make.
+        for len in 1..300 {
+            for cap in 1..40 {
+                assert!(sizes(len, cap).len() <= len.div_ceil(cap), "{len} at {cap}");
+            }
+        }
+    }
+}

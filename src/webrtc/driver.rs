@@ -30,6 +30,8 @@ struct Driver {
     shard: ShardRef,
     rtc: Handle,
     udp: Rc<UdpSocket>,
+    /// How datagrams go out (GSO off once the kernel refused it).
+    send: SendMode,
     /// The batch being sent (swapped with the engine's output buffer, capacity kept).
     batch: Vec<Transmit>,
     /// The live frames whose first datagram is in the batch.
@@ -51,10 +53,19 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         udp.as_raw_fd(),
         shard.shared.settings.config.webrtc.send_buffer.as_usize(),
     );
+    let webrtc = &shard.shared.settings.config.webrtc;
+    let send = SendMode::new(udp.as_raw_fd(), webrtc.batch_send, webrtc.gso);
+    if webrtc.gso && !send.gso {
+        info!(
+            shard = shard.id,
+            "webrtc: no UDP GSO in this kernel; sending one datagram per message"
+        );
+    }
     let mut rx = Driver {
         shard: shard.clone(),
         rtc: rtc.clone(),
         udp: udp.clone(),
+        send,
         batch: Vec::new(),
         departures: Vec::new(),
         next: Instant::now(),
@@ -65,6 +76,7 @@ pub async fn run(shard: ShardRef, rtc: Handle, udp: UdpSocket) {
         shard,
         rtc,
         udp,
+        send,
         batch: Vec::new(),
         departures: Vec::new(),
         next: Instant::now(),
@@ -165,7 +177,6 @@ impl Driver {
     /// Drains the engine's output until its next timeout: sends datagrams in batches,
     /// answers keyframe requests from the hub's GOP cache, accounts for ended sessions.
     fn drain(&mut self) {
-        let batch_send = self.shard.shared.settings.config.webrtc.batch_send;
         loop {
             let out = self.rtc.engine().poll_output(&mut self.batch);
             match out {
@@ -178,7 +189,7 @@ impl Driver {
                     send_all(
                         self.udp.as_raw_fd(),
                         &self.batch,
-                        batch_send,
+                        &mut self.send,
                         self.shard.stats(),
                         timed,
                     );
@@ -336,30 +347,116 @@ impl Timed<'_> {
     }
 }
 
-/// Sends `out` on `fd` without blocking: `sendmmsg` in batches of [`BATCH`], or one
-/// `sendto` each when `batch` is false. A full socket buffer drops the rest (UDP: the
-/// viewer's NACKs recover what matters); a datagram the kernel refuses is skipped. The
-/// live frames of `timed` are observed as their first datagram leaves (frames whose first
-/// datagram was dropped are not).
-pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats, timed: Timed<'_>) {
+/// Most datagrams in one GSO message (the kernel's `UDP_MAX_SEGMENTS`).
+pub const GSO_SEGMENTS: usize = 64;
+/// Most bytes in one GSO message: the largest UDP payload over IPv4 (65 535 bytes less
+/// the IP and UDP headers).
+pub const GSO_BYTES: usize = 65_507;
+/// Most datagrams in one send call: the iovecs live on the stack.
+const CALL_DATAGRAMS: usize = 4 * BATCH;
+/// `UDP_SEGMENT` from `linux/udp.h` (not in `libc` for glibc targets): the cmsg and
+/// socket option that carry the GSO segment size.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// How [`send_all`] hands datagrams to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendMode {
+    /// Several messages per call (`sendmmsg`, up to [`BATCH`]) instead of one.
+    pub batch: bool,
+    /// A run of datagrams to one destination with one length (the last may be shorter)
+    /// goes as one message with a `UDP_SEGMENT` cmsg (UDP GSO, [`gso_run`]): the kernel
+    /// builds one packet and cuts it in datagrams at the end of its path. [`send_all`]
+    /// turns it off for good if the kernel refuses a GSO message (EIO, EINVAL).
+    pub gso: bool,
+}
+
+impl SendMode {
+    /// The mode the configuration asks for, GSO only if `fd`'s kernel knows it.
+    pub fn new(fd: RawFd, batch: bool, gso: bool) -> Self {
+        let gso = gso && gso_supported(fd);
+        SendMode { batch, gso }
+    }
+}
+
+/// Whether the kernel knows UDP GSO on `fd` (Linux 4.18 and later): reads the socket's
+/// `UDP_SEGMENT` option.
+pub fn gso_supported(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for the duration of the call; the kernel writes at
+    // most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
+/// How many datagrams at the start of `out` go as one GSO message: the first, and after
+/// it those to the same destination with the same length, until one is shorter (it ends
+/// the run: the kernel's last segment may be short), at most [`GSO_SEGMENTS`] datagrams
+/// and [`GSO_BYTES`] bytes. 0 for an empty `out`, 1 where no run starts.
+pub fn gso_run(out: &[Transmit]) -> usize {
+    let Some((first, rest)) = out.split_first() else {
+        return 0;
+    };
+    let size = first.contents.len();
+    if size == 0 {
+        return 1;
+    }
+    let (mut n, mut bytes) = (1, size);
+    for t in rest {
+        let len = t.contents.len();
+        if n == GSO_SEGMENTS
+            || t.destination != first.destination
+            || len > size
+            || len == 0
+            || bytes + len > GSO_BYTES
+        {
+            break;
+        }
+        n += 1;
+        bytes += len;
+        if len < size {
+            break;
+        }
+    }
+    n
+}
+
+/// Sends `out` on `fd` without blocking, as `mode` says: messages of one datagram or
+/// (GSO) one run each, [`BATCH`] messages per `sendmmsg`, or one message per call when
+/// `mode.batch` is false. A full socket buffer drops the rest (UDP: the viewer's NACKs
+/// recover what matters); a message the kernel refuses is skipped. The live frames of
+/// `timed` are observed as their first datagram leaves (frames whose first datagram was
+/// dropped are not). Counters count datagrams, whatever the messages.
+pub fn send_all(
+    fd: RawFd,
+    out: &[Transmit],
+    mode: &mut SendMode,
+    st: &ShardStats,
+    timed: Timed<'_>,
+) {
     let mut next_departure = 0;
-    let mut sent = 0u64;
-    let mut bytes = 0u64;
-    let mut calls = 0u64;
-    let mut dropped = 0u64;
+    let (mut sent, mut bytes, mut calls, mut messages, mut dropped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut i = 0;
     while i < out.len() {
-        let n = if batch { (out.len() - i).min(BATCH) } else { 1 };
         calls += 1;
-        let r = send_batch(fd, &out[i..i + n]);
-        match r {
-            Ok(k) if k > 0 => {
+        match send_batch(fd, &out[i..], *mode) {
+            Ok((m, k)) if k > 0 => {
                 timed.sent(i..i + k, &mut next_departure);
                 bytes += out[i..i + k]
                     .iter()
                     .map(|t| t.contents.len() as u64)
                     .sum::<u64>();
                 sent += k as u64;
+                messages += m as u64;
                 i += k;
             }
             Ok(_) => {
@@ -371,82 +468,151 @@ pub fn send_all(fd: RawFd, out: &[Transmit], batch: bool, st: &ShardStats, timed
                 break;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if mode.gso && gso_run(&out[i..]) > 1 && gso_refused(&e) => {
+                // The first message was a GSO one: this kernel or device cannot (no
+                // checksum offload, a segment over the path's MTU). Send plainly from now.
+                warn!("webrtc: UDP GSO refused ({e}); sending one datagram per message");
+                mode.gso = false;
+            }
             Err(_) => {
                 // Refused by the kernel (e.g. an ICMP error reported for an earlier
-                // datagram to a gone viewer): skip this one.
-                dropped += 1;
-                i += 1;
+                // datagram to a gone viewer): skip this message.
+                let n = if mode.gso { gso_run(&out[i..]) } else { 1 };
+                dropped += n as u64;
+                i += n;
             }
         }
     }
     stats::add(&st.udp_datagrams_out, sent);
     stats::add(&st.bytes_out, bytes);
     stats::add(&st.udp_send_calls, calls);
+    stats::add(&st.udp_send_messages, messages);
     if dropped > 0 {
         stats::add(&st.udp_send_dropped, dropped);
     }
 }
 
-/// One `sendmmsg` (or `sendto` for a single datagram) of at most [`BATCH`] datagrams of
-/// `out`, non-blocking. The headers live on the stack: no allocation per batch.
-fn send_batch(fd: RawFd, out: &[Transmit]) -> std::io::Result<usize> {
-    let out = &out[..out.len().min(BATCH)];
-    if let [t] = out {
-        let addr = socket2::SockAddr::from(t.destination);
-        let data: &[u8] = &t.contents;
-        // SAFETY: `data` and `addr` are valid for the duration of the call; the kernel
-        // only reads them.
-        let r = unsafe {
-            libc::sendto(
-                fd,
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_DONTWAIT,
-                addr.as_ptr().cast(),
-                addr.len(),
-            )
-        };
-        return if r < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(1)
-        };
+/// Whether a send error says the kernel cannot send this GSO message.
+fn gso_refused(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+}
+
+/// The GSO control message: a `cmsghdr` and the segment size, laid out as
+/// `CMSG_SPACE(2)` bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GsoCmsg {
+    hdr: libc::cmsghdr,
+    size: u16,
+}
+
+/// One send call from the start of `out`, non-blocking: at most [`BATCH`] messages (one
+/// unless `mode.batch`) of one datagram or (with `mode.gso`) one [`gso_run`] each, and at
+/// most [`CALL_DATAGRAMS`] datagrams. Returns the messages and datagrams sent. The
+/// headers live on the stack: no allocation per call.
+fn send_batch(fd: RawFd, out: &[Transmit], mode: SendMode) -> std::io::Result<(usize, usize)> {
+    // The messages: (first datagram, datagrams).
+    let mut runs = [(0usize, 0usize); BATCH];
+    let most = if mode.batch { BATCH } else { 1 };
+    let (mut m, mut i) = (0, 0);
+    while m < most && i < out.len() && i < CALL_DATAGRAMS {
+        let n = if mode.gso { gso_run(&out[i..]) } else { 1 };
+        let n = n.min(CALL_DATAGRAMS - i);
+        runs[m] = (i, n);
+        m += 1;
+        i += n;
     }
-    let addrs: [Option<socket2::SockAddr>; BATCH] =
-        std::array::from_fn(|k| out.get(k).map(|t| socket2::SockAddr::from(t.destination)));
+    let runs = &runs[..m];
+    if let [(0, 1)] = runs {
+        return send_one(fd, &out[0]).map(|()| (1, 1));
+    }
+    let addrs: [Option<socket2::SockAddr>; BATCH] = std::array::from_fn(|k| {
+        runs.get(k)
+            .map(|&(first, _)| socket2::SockAddr::from(out[first].destination))
+    });
     let mut iovs = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
-    }; BATCH];
-    // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for (k, t) in out.iter().enumerate() {
-        iovs[k] = libc::iovec {
+    }; CALL_DATAGRAMS];
+    for (iov, t) in iovs.iter_mut().zip(&out[..i]) {
+        *iov = libc::iovec {
             iov_base: t.contents.as_ptr() as *mut libc::c_void,
             iov_len: t.contents.len(),
         };
-        if let Some(addr) = &addrs[k] {
-            msgs[k].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            msgs[k].msg_hdr.msg_namelen = addr.len();
-        }
-        msgs[k].msg_hdr.msg_iov = &mut iovs[k] as *mut libc::iovec;
-        msgs[k].msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: the first `out.len()` headers point at addresses and iovecs that live until
-    // the call returns (`addrs`, `iovs`), each iovec at a datagram borrowed from `out`;
-    // the kernel only reads them and writes `msg_len`.
+    // SAFETY: cmsghdr is a plain C struct for which all-zero is a valid value.
+    let mut cmsgs: [GsoCmsg; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (k, &(first, n)) in runs.iter().enumerate() {
+        let h = &mut msgs[k].msg_hdr;
+        if let Some(addr) = &addrs[k] {
+            h.msg_name = addr.as_ptr() as *mut libc::c_void;
+            h.msg_namelen = addr.len();
+        }
+        h.msg_iov = &mut iovs[first] as *mut libc::iovec;
+        h.msg_iovlen = n as _;
+        if n > 1 {
+            let c = &mut cmsgs[k];
+            // SAFETY: CMSG_LEN only computes a length.
+            c.hdr.cmsg_len = unsafe { libc::CMSG_LEN(2) } as _;
+            c.hdr.cmsg_level = libc::SOL_UDP;
+            c.hdr.cmsg_type = UDP_SEGMENT;
+            c.size = out[first].contents.len() as u16;
+            h.msg_control = (c as *mut GsoCmsg).cast();
+            // SAFETY: CMSG_SPACE only computes a length.
+            h.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+        }
+    }
+    if let [(_, n)] = runs {
+        // SAFETY: the header points at an address, iovecs and a cmsg that live until the
+        // call returns, each iovec at a datagram borrowed from `out`; the kernel only
+        // reads them.
+        let r = unsafe { libc::sendmsg(fd, &msgs[0].msg_hdr, libc::MSG_DONTWAIT) };
+        return if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok((1, *n))
+        };
+    }
+    // SAFETY: the first `runs.len()` headers point at addresses, iovecs and cmsgs that
+    // live until the call returns (`addrs`, `iovs`, `cmsgs`), each iovec at a datagram
+    // borrowed from `out`; the kernel only reads them and writes `msg_len`.
     let r = unsafe {
         libc::sendmmsg(
             fd,
             msgs.as_mut_ptr(),
-            out.len() as libc::c_uint,
+            runs.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let k = (r as usize).min(runs.len());
+    Ok((k, runs[..k].iter().map(|&(_, n)| n).sum()))
+}
+
+/// One datagram with `sendto`, non-blocking.
+fn send_one(fd: RawFd, t: &Transmit) -> std::io::Result<()> {
+    let addr = socket2::SockAddr::from(t.destination);
+    let data: &[u8] = &t.contents;
+    // SAFETY: `data` and `addr` are valid for the duration of the call; the kernel only
+    // reads them.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT,
+            addr.as_ptr().cast(),
+            addr.len(),
         )
     };
     if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
-        Ok(r as usize)
+        Ok(())
     }
 }
 
@@ -543,6 +709,193 @@ fn local_ipv4() -> Vec<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dgram(to: u16, len: usize) -> Transmit {
+        Transmit {
+            proto: str0m::net::Protocol::Udp,
+            source: SocketAddr::from(([127, 0, 0, 1], 1)),
+            destination: SocketAddr::from(([127, 0, 0, 1], to)),
+            contents: vec![len as u8; len].into(),
+        }
+    }
+
+    /// The GSO messages `out` is cut into: the length of each run.
+    fn runs(out: &[Transmit]) -> Vec<usize> {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < out.len() {
+            let n = gso_run(&out[i..]);
+            v.push(n);
+            i += n;
+        }
+        v
+    }
+
+    #[test]
+    fn gso_runs_split_on_a_new_destination_and_a_new_length() {
+        assert_eq!(gso_run(&[]), 0);
+        let out = [
+            dgram(1, 1000),
+            dgram(1, 1000),
+            dgram(1, 1000),
+            // Shorter: ends the run with it.
+            dgram(1, 700),
+            dgram(1, 1000),
+            // Another viewer.
+            dgram(2, 1000),
+            dgram(2, 1000),
+            // Longer: a new run.
+            dgram(2, 1100),
+            dgram(2, 1100),
+            dgram(2, 1100),
+        ];
+        assert_eq!(runs(&out), [4, 1, 2, 3]);
+        // A shorter datagram after a shorter one ends its own run too.
+        let out = [dgram(1, 1000), dgram(1, 500), dgram(1, 400), dgram(1, 400)];
+        assert_eq!(runs(&out), [2, 2]);
+        // An empty datagram never goes in a run.
+        let out = [dgram(1, 0), dgram(1, 0), dgram(1, 10), dgram(1, 0)];
+        assert_eq!(runs(&out), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn gso_runs_hold_at_most_64_segments_and_64_kib() {
+        let out: Vec<Transmit> = (0..150).map(|_| dgram(1, 100)).collect();
+        assert_eq!(runs(&out), [64, 64, 22]);
+        // 1200-byte datagrams: 54 fit in 65 507 bytes, not 55.
+        let out: Vec<Transmit> = (0..60).map(|_| dgram(1, 1200)).collect();
+        assert_eq!(runs(&out), [54, 6]);
+        const { assert!(54 * 1200 <= GSO_BYTES && 55 * 1200 > GSO_BYTES) };
+        // A short last segment still counts against the bytes.
+        let mut out: Vec<Transmit> = (0..54).map(|_| dgram(1, 1200)).collect();
+        out[53] = dgram(1, 1199);
+        assert_eq!(runs(&out), [54]);
+        out.insert(53, dgram(1, 1200));
+        assert_eq!(runs(&out), [54, 1]);
+    }
+
+    #[test]
+    fn the_gso_cmsg_has_the_kernels_layout() {
+        // SAFETY: CMSG_LEN and CMSG_SPACE only compute lengths.
+        let (len, space) = unsafe { (libc::CMSG_LEN(0), libc::CMSG_SPACE(2)) };
+        assert_eq!(std::mem::offset_of!(GsoCmsg, size), len as usize);
+        assert_eq!(std::mem::size_of::<GsoCmsg>(), space as usize);
+    }
+
+    /// Sends `out` from a fresh socket with `mode` and reads back what a loopback
+    /// receiver got, datagram by datagram, and the shard's counters.
+    fn send_and_receive(lens: &[usize], mode: SendMode) -> (SendMode, ShardStats) {
+        send_and_receive_on(lens, mode, |_| {})
+    }
+
+    /// [`send_and_receive`] with `prepare` run on the sending socket first.
+    fn send_and_receive_on(
+        lens: &[usize],
+        mut mode: SendMode,
+        prepare: impl Fn(RawFd),
+    ) -> (SendMode, ShardStats) {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        rx.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let to = rx.local_addr().expect("receiver address");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        prepare(tx.as_raw_fd());
+        let mode_fd = SendMode::new(tx.as_raw_fd(), mode.batch, mode.gso);
+        mode.gso = mode_fd.gso;
+        let out: Vec<Transmit> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| Transmit {
+                destination: to,
+                contents: (0..len).map(|b| (b + k) as u8).collect::<Vec<u8>>().into(),
+                ..dgram(0, 0)
+            })
+            .collect();
+        let st = ShardStats::default();
+        let latency = Histogram::default();
+        let timed = Timed {
+            departures: &[],
+            latency: &latency,
+        };
+        send_all(tx.as_raw_fd(), &out, &mut mode, &st, timed);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 70_000];
+        while got.len() < lens.len() {
+            let Ok(n) = rx.recv(&mut buf) else { break };
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got.len(), out.len(), "datagrams received");
+        for (k, (g, t)) in got.iter().zip(&out).enumerate() {
+            assert!(g[..] == t.contents[..], "datagram {k} differs");
+        }
+        (mode, st)
+    }
+
+    fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn gso_messages_arrive_as_separate_datagrams() {
+        // A frame of 7 equal packets and a short last one, then another of 3.
+        let lens = [1100, 1100, 1100, 1100, 1100, 1100, 900, 600, 600, 600];
+        let gso = SendMode {
+            batch: true,
+            gso: true,
+        };
+        assert!(gso_supported(
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .expect("bind")
+                .as_raw_fd()
+        ));
+        let (_, st) = send_and_receive(&lens, gso);
+        assert_eq!(count(&st.udp_datagrams_out), 10);
+        assert_eq!(count(&st.udp_send_messages), 2);
+        assert_eq!(count(&st.udp_send_calls), 1);
+        assert_eq!(count(&st.bytes_out), lens.iter().sum::<usize>() as u64);
+        // Without batching: one message (a whole run) per call.
+        let (_, st) = send_and_receive(
+            &lens,
+            SendMode {
+                batch: false,
+                ..gso
+            },
+        );
+        assert_eq!(
+            (count(&st.udp_send_messages), count(&st.udp_send_calls)),
+            (2, 2)
+        );
+        // Without GSO: one datagram per message, as before.
+        let plain = SendMode {
+            batch: true,
+            gso: false,
+        };
+        let (_, st) = send_and_receive(&lens, plain);
+        assert_eq!(count(&st.udp_send_messages), 10);
+        assert_eq!(count(&st.udp_send_calls), 1);
+        // Growing lengths: no run, 64 messages per call, every datagram once.
+        let lens: Vec<usize> = (0..150).map(|k| 100 + k).collect();
+        let (_, st) = send_and_receive(&lens, gso);
+        assert_eq!(count(&st.udp_datagrams_out), 150);
+        assert_eq!(count(&st.udp_send_messages), 150);
+        assert_eq!(count(&st.udp_send_calls), 3);
+    }
+
+    #[test]
+    fn a_refused_gso_message_turns_gso_off_and_is_sent_plainly() {
+        // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
+        let no_check = |fd| assert_eq!(set_int_option(fd, libc::SO_NO_CHECK, 1), 0);
+        let lens = [1000, 1000, 1000, 500, 800];
+        let gso = SendMode {
+            batch: true,
+            gso: true,
+        };
+        let (mode, st) = send_and_receive_on(&lens, gso, no_check);
+        assert!(!mode.gso);
+        assert_eq!(count(&st.udp_datagrams_out), 5);
+        assert_eq!(count(&st.udp_send_messages), 5);
+        assert_eq!(count(&st.udp_send_dropped), 0);
+    }
 
     #[test]
     fn a_send_observes_the_frames_it_starts_and_skips_dropped_ones() {

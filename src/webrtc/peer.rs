@@ -53,7 +53,7 @@ impl Default for PeerConfig {
             keyframe_interval: Duration::from_secs(2),
             inactivity: Duration::from_secs(7),
             connect_timeout: Duration::from_secs(10),
-            nack_packets: 256,
+            nack_packets: 128,
             nack_age: Duration::from_secs(1),
         }
     }
