@@ -22,6 +22,9 @@
 # viewers under `perf record` (its CPU numbers are left out of the tables) and a summary of
 # where the server's time goes.
 #
+# GSO=0 measures the server with webrtc.gso = false (one datagram per message, as before
+# UDP GSO), for comparing the two.
+#
 # SHARDS=2: the server runs two shards, shard i pinned to CPU i of SERVER_CPUS ("0,1"),
 # and the load tool runs two event loops, one pinned to each CPU of LOAD_CPUS ("0,1"), so
 # that each core carries the same share of it (on a 2-core box the load has to share the
@@ -75,9 +78,13 @@ RESULTS=${RESULTS:-perf/RESULTS.md}
 DATA=${DATA:-perf/data}
 PLOTS=${PLOTS:-perf/plots}
 PLOT=${PLOT:-1}
+# webrtc.gso of the server measured (1: on, the default; 0: sendmmsg of one datagram per
+# message, as before GSO).
+GSO=${GSO:-1}
 SETTLE=3
 CMDLINE="NS=\"$NS\" STEP=$STEP MAX_N=$MAX_N DURATION=$DURATION RAMP=$RAMP BATCH_N=$BATCH_N BATCH_REPEAT=$BATCH_REPEAT PROFILE_N=$PROFILE_N"
 [ "$SHARDS" = 1 ] || CMDLINE="$CMDLINE SHARDS=$SHARDS"
+[ "$GSO" = 1 ] || CMDLINE="$CMDLINE GSO=$GSO"
 if [ "$SHARDS" = 1 ]; then
   [ "$SERVER_CPU" = 0 ] || CMDLINE="$CMDLINE SERVER_CPU=$SERVER_CPU"
   [ "$LOAD_CPU" = 1 ] || CMDLINE="$CMDLINE LOAD_CPU=$LOAD_CPU"
@@ -284,6 +291,7 @@ max_sessions = 20000
 # Every load client comes from 127.0.0.1.
 max_sessions_per_ip = 0
 batch_send = $batch
+gso = $([ "$GSO" = 1 ] && echo true || echo false)
 
 [[streams]]
 path = "load"
