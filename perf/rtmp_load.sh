@@ -32,7 +32,8 @@
 # CORECAST_RTMP (lines added to corecast's [rtmp] section, for trying
 # settings, e.g. 'merge_write = "50ms"'),
 # REPEAT (runs per cell, 1; the report shows medians and [min-max]), CORECAST_REV (measure
-# this commit, built from a clean export, instead of the working tree), SERVER_CPU (0),
+# this commit, built from a clean export, instead of the working tree), CORECAST_BIN and
+# CORECAST_LABEL (measure this binary, named so in the report), SERVER_CPU (0),
 # LOAD_CPU (1), CLIP_SECONDS (20), RESULTS (perf/RESULTS.md),
 # KEEP_TMP=1 keeps the temp dir (configs, logs, per-run JSON).
 set -euo pipefail
@@ -53,7 +54,7 @@ CLIP_SECONDS=${CLIP_SECONDS:-20}
 REPEAT=${REPEAT:-1}
 RESULTS=${RESULTS:-perf/RESULTS.md}
 SETTLE=2
-CMDLINE="${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }${CORECAST_RTMP:+CORECAST_RTMP='$CORECAST_RTMP' }$([ "$TRACE" != 1 ] || echo "TRACE=1 ")PLAYERS=\"$PLAYERS\" NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
+CMDLINE="${CORECAST_BIN:+CORECAST_BIN=$CORECAST_BIN }${CORECAST_REV:+CORECAST_REV=$CORECAST_REV }${CORECAST_RTMP:+CORECAST_RTMP='$CORECAST_RTMP' }$([ "$TRACE" != 1 ] || echo "TRACE=1 ")PLAYERS=\"$PLAYERS\" NS=\"$NS\" DURATION=$DURATION REPEAT=$REPEAT RAMP=$RAMP SERVERS=\"$SERVERS\" perf/rtmp_load.sh"
 
 NAME=rtmp_load
 # shellcheck source=perf/lib.sh
@@ -117,9 +118,14 @@ say "cargo build --release -p corecast -p corecast-perf"
 cargo build --release -q -p corecast -p corecast-perf
 CORECAST="$REPO/target/release/corecast"
 LOAD="$REPO/target/release/corecast-load"
-# The corecast measured: the working tree, or a committed revision (CORECAST_REV), built
-# from a clean export so that edits in progress do not leak into the numbers.
-if [ -n "${CORECAST_REV:-}" ]; then
+# The corecast measured: the working tree, a committed revision (CORECAST_REV), built
+# from a clean export so that edits in progress do not leak into the numbers (a cold
+# build: minutes), or a binary built elsewhere (CORECAST_BIN, named by CORECAST_LABEL).
+if [ -n "${CORECAST_BIN:-}" ]; then
+  [ -x "$CORECAST_BIN" ] || die "CORECAST_BIN=$CORECAST_BIN is not an executable"
+  CORECAST=$CORECAST_BIN
+  REV_LABEL="${CORECAST_LABEL:-the binary $CORECAST_BIN}"
+elif [ -n "${CORECAST_REV:-}" ]; then
   REV_LABEL=$(git rev-parse --short "$CORECAST_REV") || die "unknown revision $CORECAST_REV"
   say "building corecast at $REV_LABEL from a clean export"
   mkdir -p "$TMP/src"

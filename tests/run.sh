@@ -74,6 +74,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test --workspace"
 cargo test --workspace --all-targets
 
+# --- perf plots ----------------------------------------------------------------------------
+# perf/plot.sh draws synthetic RTMP and WHEP results (a few seconds).
+say "perf/plot_test.sh"
+timeout 120 perf/plot_test.sh
+
 # --- soak --------------------------------------------------------------------------------
 # Two minutes of the soak and fault suite with fewer viewers: a leak, a viewer that stops
 # getting frames, an fd left open or a panic fails here. It uses the debug binaries
