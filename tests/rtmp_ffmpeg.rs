@@ -123,6 +123,8 @@ fn ffmpeg_publishes_and_ffprobe_sees_h264_720p() {
         packets.first().is_some_and(|p| p.2),
         "first video packet is not a keyframe: {packets:?}"
     );
+    // The demo clip has no B-frames, and the API says so.
+    assert_eq!(s.stream("live/t")["tracks"][0]["bframes"], false);
 }
 
 #[test]
@@ -305,6 +307,10 @@ fn b_frames_keep_their_timestamps() {
     wait_published(&s, "live/bf");
     let (_, packets) = probe(&url, 50);
     let _ = std::fs::remove_dir_all(&dir);
+    // The API marks the video track as having B-frames (bounded wait: the list is a
+    // snapshot the shards refresh).
+    let listed = s.wait_stream("live/bf", |v| v["tracks"][0]["bframes"] == true);
+    assert_eq!(listed["tracks"][0]["kind"], "video");
     assert!(packets.len() >= 50);
     // B-frames: presentation differs from decode order for some frames, never before it,
     // and decode times only grow.

@@ -238,6 +238,10 @@ pub struct PathInfo {
     pub relay_shards: Vec<usize>,
     /// The stream's AAC is being transcoded to Opus for browsers (owner only).
     pub transcoding: bool,
+    /// Video tracks whose frames came out of decode order (presentation time other than
+    /// decode time: B-frames), one bit per track id, since the tracks were last set
+    /// (owner only).
+    pub reordered: u64,
     /// CPU time its transcoding used, in µs (owner only).
     pub transcode_cpu_micros: u64,
     /// Audio frames its transcoding failed to decode or encode (owner only).
@@ -268,6 +272,8 @@ struct PathState {
     bytes_in: u64,
     frames_in: u64,
     dropped: u64,
+    /// See [`PathInfo::reordered`].
+    reordered: u64,
     /// Continues a pushed source's timeline; kept across publishes of the path, so
     /// viewers that wait through a publisher's restart see time go on.
     timeline: Continuity,
@@ -298,6 +304,7 @@ impl PathState {
             bytes_in: 0,
             frames_in: 0,
             dropped: 0,
+            reordered: 0,
             timeline: Continuity::new(),
             took_over: false,
             browsers: 0,
@@ -374,6 +381,7 @@ impl PathState {
             s.push(SinkEvent::Tracks(tracks.clone()));
         }
         self.tracks = Some(tracks);
+        self.reordered = 0;
     }
 
     fn set_metadata(&mut self, metadata: Bytes) {
@@ -750,6 +758,9 @@ impl Hub {
         st.continue_timeline(&mut frame, stats);
         st.bytes_in += frame.data.len() as u64;
         st.frames_in += 1;
+        if frame.kind == crate::media::MediaKind::Video && frame.pts != frame.dts {
+            st.reordered |= 1u64.checked_shl(u32::from(frame.track.0)).unwrap_or(0);
+        }
         stats::add(&stats.frames_in, 1);
         stats::add(&stats.bytes_in, frame.data.len() as u64);
         let opus = match &mut st.audio {
@@ -1175,6 +1186,7 @@ impl Hub {
                 frames_dropped: st.dropped,
                 relay_shards: st.remote.iter().map(|r| r.shard).collect(),
                 transcoding: st.audio.as_ref().is_some_and(|a| a.running()),
+                reordered: st.reordered,
                 transcode_cpu_micros: st
                     .audio
                     .as_ref()

@@ -29,6 +29,7 @@ fn path(path: &str, role: Role, viewers: usize, source: Option<SourceInfo>) -> P
             frames_dropped: 0,
             relay_shards: Vec::new(),
             transcoding: false,
+            reordered: 0,
             transcode_cpu_micros: 0,
             transcode_errors: 0,
         },

@@ -762,3 +762,31 @@ fn arrival_times_travel_with_frames_and_replays_are_not_live() {
         ]
     );
 }
+
+#[test]
+fn video_frames_out_of_decode_order_mark_their_track_until_new_tracks() {
+    let (_mesh, mut h) = hubs(1, 100);
+    h[0].publish("a", src()).unwrap();
+    let tracks = vec![
+        Track::new(TrackId(0), Codec::H264, 90_000),
+        Track::new(TrackId(1), Codec::Aac, 44_100),
+    ];
+    h[0].set_tracks("a", tracks.clone()).unwrap();
+    let reordered = |h: &Hub| h.paths()[0].reordered;
+    h[0].push_frame("a", video(true, 0)).unwrap();
+    h[0].push_frame("a", video(false, 3000)).unwrap();
+    assert_eq!(reordered(&h[0]), 0, "frames in decode order");
+    // Audio whose times differ (a quirk of some muxers) is not a B-frame.
+    let mut aac = video(false, 3000);
+    (aac.track, aac.kind, aac.pts) = (TrackId(1), MediaKind::Audio, 3500);
+    h[0].push_frame("a", aac).unwrap();
+    assert_eq!(reordered(&h[0]), 0);
+    // A P-frame shown after the B-frames decoded after it.
+    let mut p = video(false, 6000);
+    p.pts = 12_000;
+    h[0].push_frame("a", p).unwrap();
+    assert_eq!(reordered(&h[0]), 0b01);
+    // A new publisher's tracks start over.
+    h[0].set_tracks("a", tracks).unwrap();
+    assert_eq!(reordered(&h[0]), 0);
+}
