@@ -467,8 +467,9 @@ fn log_addresses(shared: &Shared) {
     }
 }
 
-/// The shard's heartbeat (every 50 ms) and its once-a-second prune and snapshot, until
-/// the process stops.
+/// The shard's heartbeat and its once-a-second prune and snapshot, until the process
+/// stops: once a second, or at once when its wake line rings (stop, reload, a path
+/// change).
 async fn tick_until_stopped(shard: &ShardRef) {
     use futures_lite::AsyncReadExt;
     use std::os::fd::{FromRawFd, IntoRawFd};

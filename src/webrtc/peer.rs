@@ -590,7 +590,6 @@ impl Peer {
     }
 }
 
-/// `t` in `from` ticks per second as `to` ticks per second.
 /// Says goodbye on a closing str0m session (RTCP BYE, DTLS close_notify) if it was
 /// connected, in a bounded number of outputs counted into `bytes_out`, then drops the
 /// rest. Viewers and publishers end the same way.
@@ -630,6 +629,7 @@ pub(super) fn timed_out(
     (now.duration_since(since.1) > limits.1).then_some(CloseReason::Inactive)
 }
 
+/// `t` in `from` ticks per second as `to` ticks per second.
 fn convert(t: i64, from: u32, to: u32) -> i64 {
     if from == to || from == 0 {
         return t;
