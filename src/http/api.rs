@@ -13,9 +13,8 @@ use std::fmt::Write;
 
 use std::sync::atomic::Ordering;
 
-/// A track as the API lists it; `reordered` is the stream's [`PathInfo::reordered`]
-/// (B-frames per video track).
-fn track_json(t: &Track, reordered: u64) -> Value {
+/// A track of stream `info` as the API lists it.
+fn track_json(t: &Track, info: &PathInfo) -> Value {
     let mut v = json!({
         "id": t.id.0,
         "kind": if t.kind() == MediaKind::Video { "video" } else { "audio" },
@@ -31,8 +30,7 @@ fn track_json(t: &Track, reordered: u64) -> Value {
                 json!(t.fps.map(|f| (f * 100.0).round() / 100.0)),
             );
             obj.insert("profile".into(), json!(t.profile));
-            let bit = 1u64.checked_shl(u32::from(t.id.0)).unwrap_or(0);
-            obj.insert("bframes".into(), json!(reordered & bit != 0));
+            obj.insert("bframes".into(), json!(info.bframes(t.id)));
         } else {
             obj.insert("sample_rate".into(), json!(t.clock_rate));
             obj.insert("channels".into(), json!(t.channels));
@@ -177,7 +175,7 @@ fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -
                 "rtmp_path": rtmp_path,
                 "source": source,
                 "owner_shard": shard,
-                "tracks": i.tracks.as_ref().map(|t| t.iter().map(|t| track_json(t, i.reordered)).collect::<Vec<_>>()).unwrap_or_default(),
+                "tracks": i.tracks.as_ref().map(|t| t.iter().map(|t| track_json(t, i)).collect::<Vec<_>>()).unwrap_or_default(),
                 "bitrate_in": p.bitrate_in,
                 "bytes_in": i.bytes_in,
                 "frames_in": i.frames_in,

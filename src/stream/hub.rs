@@ -5,7 +5,7 @@ use super::{
 };
 use crate::media::gop::GopCache;
 use crate::media::timeline::{Continuity, JumpReports};
-use crate::media::{Frame, Track, TrackSet};
+use crate::media::{Frame, Track, TrackId, TrackSet};
 use crate::stats::{self, ShardStats};
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
@@ -239,13 +239,25 @@ pub struct PathInfo {
     /// The stream's AAC is being transcoded to Opus for browsers (owner only).
     pub transcoding: bool,
     /// Video tracks whose frames came out of decode order (presentation time other than
-    /// decode time: B-frames), one bit per track id, since the tracks were last set
-    /// (owner only).
+    /// decode time: B-frames), one bit per track id ([`track_bit`]), since the tracks
+    /// were last set (owner only); read it with [`PathInfo::bframes`].
     pub reordered: u64,
     /// CPU time its transcoding used, in µs (owner only).
     pub transcode_cpu_micros: u64,
     /// Audio frames its transcoding failed to decode or encode (owner only).
     pub transcode_errors: u64,
+}
+
+impl PathInfo {
+    /// Whether track `id`'s frames came out of decode order (B-frames).
+    pub fn bframes(&self, id: TrackId) -> bool {
+        self.reordered & track_bit(id) != 0
+    }
+}
+
+/// Track `id`'s bit in a per-track set (0 past the 64th track).
+fn track_bit(id: TrackId) -> u64 {
+    1u64.checked_shl(u32::from(id.0)).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -759,7 +771,7 @@ impl Hub {
         st.bytes_in += frame.data.len() as u64;
         st.frames_in += 1;
         if frame.kind == crate::media::MediaKind::Video && frame.pts != frame.dts {
-            st.reordered |= 1u64.checked_shl(u32::from(frame.track.0)).unwrap_or(0);
+            st.reordered |= track_bit(frame.track);
         }
         stats::add(&stats.frames_in, 1);
         stats::add(&stats.bytes_in, frame.data.len() as u64);

@@ -786,6 +786,8 @@ fn video_frames_out_of_decode_order_mark_their_track_until_new_tracks() {
     p.pts = 12_000;
     h[0].push_frame("a", p).unwrap();
     assert_eq!(reordered(&h[0]), 0b01);
+    let info = &h[0].paths()[0];
+    assert!(info.bframes(TrackId(0)) && !info.bframes(TrackId(1)));
     // A new publisher's tracks start over.
     h[0].set_tracks("a", tracks).unwrap();
     assert_eq!(reordered(&h[0]), 0);
