@@ -850,17 +850,16 @@ impl Config {
             ("rtmp.idle_timeout", r.idle_timeout),
             ("rtmp.send_timeout", r.send_timeout),
         ])?;
-        if r.merge_write.0 > Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "rtmp.merge_write",
-                "at most 1s (it adds up to this much latency)",
-            ));
-        }
-        if r.merge_write_max.0 > Duration::from_secs(1) {
-            return Err(ConfigError::new(
-                "rtmp.merge_write_max",
-                "at most 1s (it adds up to this much latency)",
-            ));
+        for (key, merge) in [
+            ("rtmp.merge_write", r.merge_write),
+            ("rtmp.merge_write_max", r.merge_write_max),
+        ] {
+            if merge.0 > Duration::from_secs(1) {
+                return Err(ConfigError::new(
+                    key,
+                    "at most 1s (it adds up to this much latency)",
+                ));
+            }
         }
         if r.publish_key.as_deref() == Some("") {
             return Err(ConfigError::new(
