@@ -162,6 +162,11 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether browsers get Opus made from AAC (`media.transcode_audio` is not `off`).
+    pub fn transcodes_audio(&self) -> bool {
+        self.settings.config.media.transcode_audio != crate::config::TranscodeAudio::Off
+    }
+
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
@@ -617,6 +622,26 @@ impl AcceptLog {
                 b.count
             );
         }
+    }
+}
+
+/// Sets the kernel send buffer (SO_SNDBUF) of a connection: what a slow reader can hold
+/// in the kernel. A failure is logged at debug level (the kernel's size stays).
+pub fn set_send_buffer(stream: &glommio::net::TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its length.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("SO_SNDBUF {bytes}: {}", std::io::Error::last_os_error());
     }
 }
 

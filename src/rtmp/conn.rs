@@ -197,7 +197,7 @@ async fn connection(shard: ShardRef, tcp: TcpStream, _guard: ConnGuard, tls: Opt
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(cfg.send_timeout.0));
     if cfg.send_buffer.0 > 0 {
-        set_send_buffer(&tcp, cfg.send_buffer.as_usize());
+        crate::shard::set_send_buffer(&tcp, cfg.send_buffer.as_usize());
     }
     let mut stream = match &tls {
         None => Stream::Plain(tcp),
@@ -840,24 +840,6 @@ fn play_event(shard: &Shard, session: &mut ServerSession, p: &mut Player, ev: Si
             p.ended = true;
         }
         SinkEvent::Removed => session.end_play(),
-    }
-}
-
-fn set_send_buffer(stream: &TcpStream, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its length.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        debug!("SO_SNDBUF {bytes}: {}", std::io::Error::last_os_error());
     }
 }
 
