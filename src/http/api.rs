@@ -48,6 +48,50 @@ fn track_json(t: &Track, info: &PathInfo) -> Value {
     v
 }
 
+/// How a browser plays a stream (the page's choice, `playback` in the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playback {
+    /// WebRTC (WHEP): the lowest latency.
+    Webrtc,
+    /// fMP4 over a WebSocket into Media Source Extensions (`/mse/{path}`): for what
+    /// browsers' WebRTC players cannot play well.
+    Mse,
+}
+
+impl Playback {
+    /// The name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Playback::Webrtc => "webrtc",
+            Playback::Mse => "mse",
+        }
+    }
+}
+
+/// How a browser should play stream `info`: over MSE when a video track has B-frames
+/// (browsers' WebRTC players stutter on them), or when the only sound is AAC and the
+/// server makes no Opus from it (`transcode` false: `media.transcode_audio = "off"`), as
+/// MSE plays AAC; over WebRTC otherwise.
+pub fn playback(info: &PathInfo, transcode: bool) -> Playback {
+    let Some(tracks) = info.tracks.as_deref() else {
+        return Playback::Webrtc;
+    };
+    let bframes = tracks
+        .iter()
+        .any(|t| t.kind() == MediaKind::Video && info.bframes(t.id));
+    let audio = |t: &&Track| t.kind() == MediaKind::Audio;
+    let webrtc_audio = tracks
+        .iter()
+        .filter(audio)
+        .any(|t| matches!(t.codec, Codec::Opus | Codec::Pcma | Codec::Pcmu));
+    let aac = tracks.iter().filter(audio).any(|t| t.codec == Codec::Aac);
+    if bframes || (aac && !webrtc_audio && !transcode) {
+        Playback::Mse
+    } else {
+        Playback::Webrtc
+    }
+}
+
 /// A source; without `addresses`, neither its URL (a publisher's `rtmp://IP:PORT`, a
 /// camera's address) nor its last error (which may name one).
 fn source_json(s: &SourceInfo, addresses: bool) -> Value {
@@ -94,16 +138,24 @@ pub fn streams_json(
     table: &StreamTable,
     rtmp_port: u16,
     show_addresses: bool,
+    transcode: bool,
 ) -> String {
-    let mut streams = stream_values(snapshots, table, show_addresses);
+    let mut streams = stream_values(snapshots, table, show_addresses, transcode);
     streams.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
     json!({ "rtmp_port": rtmp_port, "streams": streams }).to_string()
 }
 
 /// `GET /api/v1/streams/{path}`: the stream as in the list (with addresses), or, for a
 /// configured stream whose source has not published yet, its entry with no media.
-pub fn stream_json(snapshots: &[ShardSnapshot], table: &StreamTable, path: &str) -> Option<Value> {
-    let found = stream_values(snapshots, table, true)
+/// `transcode`: whether the server makes Opus from AAC for browsers
+/// (`media.transcode_audio`), which decides the stream's `playback`.
+pub fn stream_json(
+    snapshots: &[ShardSnapshot],
+    table: &StreamTable,
+    path: &str,
+    transcode: bool,
+) -> Option<Value> {
+    let found = stream_values(snapshots, table, true, transcode)
         .into_iter()
         .find(|v| v["path"] == path);
     if found.is_some() {
@@ -148,7 +200,12 @@ pub fn entry_json(entry: &StreamConfig) -> Value {
     v
 }
 
-fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -> Vec<Value> {
+fn stream_values(
+    snapshots: &[ShardSnapshot],
+    table: &StreamTable,
+    show: bool,
+    transcode: bool,
+) -> Vec<Value> {
     let mut viewers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for (shard, snap) in snapshots.iter().enumerate() {
@@ -182,6 +239,7 @@ fn stream_values(snapshots: &[ShardSnapshot], table: &StreamTable, show: bool) -
                 "frames_dropped": dropped.get(&*i.path).copied().unwrap_or(0),
                 "relay_shards": i.relay_shards,
                 "transcoding": i.transcoding,
+                "playback": playback(i, transcode).as_str(),
                 "viewers": { "total": by_shard.iter().sum::<usize>(), "by_shard": by_shard },
                 "configured": entry.is_some(),
             });

@@ -39,7 +39,12 @@ pub async fn handle(cx: &Ctx<'_>, req: &Request, rest: &str) -> Response {
 fn get(cx: &Ctx<'_>, path: &StreamPath) -> Response {
     let shared = &cx.shard.shared;
     let table = shared.streams().clone();
-    match api::stream_json(&shared.snapshots(), &table, path.as_str()) {
+    match api::stream_json(
+        &shared.snapshots(),
+        &table,
+        path.as_str(),
+        shared.transcodes_audio(),
+    ) {
         Some(v) => Response::json(200, v.to_string()),
         None => error(
             404,
@@ -167,7 +172,7 @@ async fn answer(cx: &Ctx<'_>, path: &str, done: &Outcome) -> Value {
             .flat_map(|s| s.paths.iter())
             .any(|p| &*p.info.path == path && p.info.source.is_some());
         if published || !has_source || waited >= SHOW_WAIT {
-            break api::stream_json(&snapshots, &table, path);
+            break api::stream_json(&snapshots, &table, path, shared.transcodes_audio());
         }
         glommio::timer::sleep(SHOW_POLL).await;
         waited += SHOW_POLL;

@@ -173,11 +173,11 @@ fn streams_json_without_addresses_names_no_peer() {
             continues_timeline: false,
         }),
     ));
-    let shown = streams_json(&snaps, &Default::default(), 1935, true);
+    let shown = streams_json(&snaps, &Default::default(), 1935, true, true);
     for addr in ["192.0.2.7:50123", "10.1.2.3", "rtsp://127.0.0.1/cam"] {
         assert!(shown.contains(addr), "{addr} missing: {shown}");
     }
-    let hidden = streams_json(&snaps, &Default::default(), 1935, false);
+    let hidden = streams_json(&snaps, &Default::default(), 1935, false, true);
     for addr in [
         "192.0.2.7",
         "10.1.2.3",
@@ -224,4 +224,39 @@ fn health_shows_frame_latency_per_protocol_summed_and_per_shard() {
         .as_f64()
         .expect("p99");
     assert!((25.0..=50.0).contains(&slow), "{slow}");
+}
+
+#[test]
+fn playback_is_mse_for_b_frames_and_for_aac_that_browsers_cannot_get_otherwise() {
+    use crate::media::{Codec, Track, TrackId};
+    let info = |codecs: &[Codec], reordered: u64| {
+        let mut p = path("live/x", Role::Owner, 0, None).info;
+        let tracks: Vec<Track> = codecs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Track::new(TrackId(i as u8), *c, 90_000))
+            .collect();
+        p.tracks = Some(tracks.into());
+        p.reordered = reordered;
+        p
+    };
+    use Codec::{Aac, H264, Opus, Pcma};
+    // No tracks yet, or plain H.264: WebRTC.
+    let mut none = info(&[], 0);
+    none.tracks = None;
+    assert_eq!(playback(&none, true), Playback::Webrtc);
+    assert_eq!(playback(&info(&[H264], 0), true), Playback::Webrtc);
+    // B-frames on the video track: MSE, whatever the audio.
+    assert_eq!(playback(&info(&[H264, Aac], 1), true), Playback::Mse);
+    assert_eq!(playback(&info(&[H264, Opus], 1), false), Playback::Mse);
+    // A B-frame bit of an audio track means nothing.
+    assert_eq!(playback(&info(&[H264, Aac], 2), true), Playback::Webrtc);
+    // AAC: WebRTC while the server transcodes it; MSE when it does not, unless the
+    // stream has sound WebRTC carries.
+    assert_eq!(playback(&info(&[H264, Aac], 0), true), Playback::Webrtc);
+    assert_eq!(playback(&info(&[H264, Aac], 0), false), Playback::Mse);
+    assert_eq!(playback(&info(&[Aac], 0), false), Playback::Mse);
+    assert_eq!(playback(&info(&[H264, Pcma], 0), false), Playback::Webrtc);
+    assert_eq!(Playback::Mse.as_str(), "mse");
+    assert_eq!(Playback::Webrtc.as_str(), "webrtc");
 }
