@@ -143,6 +143,10 @@ pub struct HttpConfig {
     /// open however quiet it is, and closes one that leaves two pings unanswered. "0s"
     /// turns pings off (a quiet WebSocket then ends at `idle_timeout`).
     pub ws_ping_interval: Millis,
+    /// Kernel send buffer (SO_SNDBUF) of an MSE viewer's socket (`/mse/{path}`): how much
+    /// a slow viewer holds in the kernel before its frames are dropped to the next
+    /// keyframe (and so how far behind live it can fall). 0 keeps the kernel's auto-tuning.
+    pub mse_send_buffer: ByteSize,
     /// Web origins (`http://host:port`, or `"*"` for any) whose pages may read `/api`
     /// (CORS) and open `/ws`, besides the server's own origin. Empty: same origin only.
     pub allow_origins: Vec<String>,
@@ -172,6 +176,7 @@ impl Default for HttpConfig {
             header_timeout: Millis(Duration::from_secs(10)),
             idle_timeout: Millis(Duration::from_secs(60)),
             ws_ping_interval: Millis(Duration::from_secs(20)),
+            mse_send_buffer: ByteSize(512 * 1024),
             allow_origins: Vec::new(),
             tls_listen: None,
             tls_cert: None,

@@ -59,6 +59,8 @@ pub enum Protocol {
     Webrtc,
     /// RTSP (a camera the server pulls).
     Rtsp,
+    /// fMP4 over a WebSocket to a browser's Media Source Extensions.
+    Mse,
 }
 
 impl Protocol {
@@ -69,6 +71,7 @@ impl Protocol {
             Protocol::Rtmps => "rtmps",
             Protocol::Webrtc => "webrtc",
             Protocol::Rtsp => "rtsp",
+            Protocol::Mse => "mse",
         }
     }
 }

@@ -41,6 +41,7 @@ const ENDPOINTS: &[(&str, &[&str])] = &[
     ("/metrics", &["GET", "HEAD", "OPTIONS"]),
     ("/whep/{path}", &["POST", "DELETE", "PATCH", "OPTIONS"]),
     ("/ws", &["GET", "HEAD", "OPTIONS"]),
+    ("/mse/{path}", &["GET", "HEAD", "OPTIONS"]),
 ];
 
 fn description() -> Value {

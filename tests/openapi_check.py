@@ -333,14 +333,14 @@ def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def ws_upgrade(ck, headers):
-    """A WebSocket upgrade of /ws; the status the server answers."""
+def ws_upgrade(ck, headers, target="/ws"):
+    """A WebSocket upgrade of `target`; the status line the server answers."""
     key = base64.b64encode(b"0123456789abcdef").decode()
     h = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
          "Sec-WebSocket-Key": key}
     h.update(headers)
     s = socket.create_connection((ck.host, ck.port), timeout=TIMEOUT)
-    req = f"GET /ws HTTP/1.1\r\nHost: {ck.host}:{ck.port}\r\n"
+    req = f"GET {target} HTTP/1.1\r\nHost: {ck.host}:{ck.port}\r\n"
     req += "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
     s.sendall(req.encode())
     head = b""
@@ -541,6 +541,27 @@ def run(ck, a):
             headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                      "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg==", "Origin": "http://evil.example"})
 
+    # The MSE endpoint: the same upgrade, for one stream.
+    ck.call("mse no upgrade", "GET", "/mse/demo", 426)
+    ck.call("mse no upgrade head", "HEAD", "/mse/demo", 426)
+    ck.call("mse preflight", "OPTIONS", "/mse/demo", 204)
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg=="}
+    ck.call("mse no such stream", "GET", "/mse/no/such/stream", 404, headers=upgrade)
+    ck.call("mse foreign page", "GET", "/mse/demo", 403,
+            headers=dict(upgrade, Origin="http://evil.example"))
+    ck.call("mse bad upgrade", "GET", "/mse/demo", 400,
+            headers=dict(upgrade, **{"Sec-WebSocket-Key": "short"}))
+    line, h = ws_upgrade(ck, {}, "/mse/demo")
+    ck.count += 1
+    if " 101 " not in line + " ":
+        ck.fail("GET /mse/demo (upgrade)", f"answered {line!r}")
+    else:
+        ck.seen.add(("/mse/{path}", "get", 101))
+        ck.api.validate_response(
+            Req(ck.host_url, "GET", "/mse/demo", "", h, b"", "/mse/{path}", {"path": "demo"}),
+            Resp(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], b""))
+
     # Access: another address without credentials, with each kind of credentials, a user
     # without `api`, and the failed-attempt limit.
     for target in ("/api/v1/streams", "/api/v1/health", "/api/v1/sessions",
@@ -582,6 +603,7 @@ def run(ck, a):
         ("POST", "/", False),
         ("DELETE", "/index.html", False),
         ("POST", "/ws", False),
+        ("POST", "/mse/demo", False),
         ("PUT", "/whep/demo", False),
     ):
         ck.method_not_allowed(method, target, as_json)

@@ -12,6 +12,7 @@ use super::ws::{self, WsMessage, WsSession};
 use crate::auth::{Action, Credentials, Verdict};
 use crate::shard::{ConnGuard, Listener, Refusal, Shard, ShardRef, Wake};
 use crate::stats;
+use crate::stream::SinkHandle;
 use crate::tls::{Acceptor, Stream};
 use crate::webrtc::Handle;
 use crate::webrtc::signal::ws::{ServerMsg, WsSignaling};
@@ -77,6 +78,8 @@ struct Conn {
     started: Option<Instant>,
     /// The credentials of a WebSocket upgrade, for the offers on the socket.
     ws_creds: Credentials,
+    /// The subscription of an upgraded `/mse/{path}` request.
+    mse: Option<SinkHandle>,
 }
 
 /// What a connection does after answering the requests it has.
@@ -92,6 +95,8 @@ enum Step {
     Close,
     /// The request upgraded to a WebSocket (101 queued).
     Upgrade,
+    /// The request upgraded to an MSE viewer's WebSocket (101 queued; `Conn::mse` set).
+    Mse,
 }
 
 async fn connection(
@@ -132,6 +137,7 @@ async fn connection(
         out: BytesMut::new(),
         started: None,
         ws_creds: Credentials::default(),
+        mse: None,
     };
     let mut tmp = vec![0u8; READ_CHUNK];
     loop {
@@ -156,6 +162,15 @@ async fn connection(
                 }
                 return;
             }
+            Step::Mse => {
+                let Some(sink) = c.mse.take() else { return };
+                if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
+                    super::mse_conn::play(&shard, c.stream, c.buf, peer, sink).await;
+                } else {
+                    sink.queue.detach();
+                }
+                return;
+            }
         }
         if flush(&shard, &mut c.stream, &mut c.out).await.is_err() {
             return;
@@ -170,7 +185,7 @@ async fn connection(
 impl Conn {
     /// Answers every complete request in the buffer, in order.
     async fn answer_requests(&mut self) -> Step {
-        let shard = &self.shard;
+        let shard = self.shard.clone();
         loop {
             // A client that pipelines many requests and reads slowly gets its answers as
             // fast as it reads them, not all built in memory at once.
@@ -193,17 +208,13 @@ impl Conn {
             };
             self.started = (!self.buf.is_empty()).then(Instant::now);
             stats::add(&shard.stats().http_requests, 1);
-            if req.path == "/ws" && req.method == "GET" && req.wants_upgrade("websocket") {
-                let allow = &shard.shared.settings.config.http.allow_origins;
-                if !origin::classify(&req, allow, self.scheme).allowed() {
-                    // Counted; logged quietly, as any page can send these in a loop.
-                    stats::add(&shard.stats().http_origin_refused, 1);
-                    let from = req.header("Origin").unwrap_or_default();
-                    debug!(peer = ?self.peer, origin = from, "/ws upgrade refused: foreign Origin");
-                    let msg =
-                        format!("pages of origin '{from}' may not open /ws (http.allow_origins)");
-                    Response::text(403, &msg).write(&mut self.out, false, false);
-                    return Step::Close;
+            let upgrade = req.method == "GET" && req.wants_upgrade("websocket");
+            if upgrade && req.path.starts_with(super::mse::PREFIX) {
+                return self.mse_upgrade(&req);
+            }
+            if req.path == "/ws" && upgrade {
+                if let Some(step) = self.foreign_origin(&req) {
+                    return step;
                 }
                 let creds = req.credentials();
                 let ip = self.peer.map(|p| p.ip());
@@ -225,12 +236,71 @@ impl Conn {
                     }
                 };
             }
-            let resp = route(shard, &self.rtc, &req, self.peer, self.scheme).await;
+            let resp = route(&shard, &self.rtc, &req, self.peer, self.scheme).await;
             let keep_alive = req.keep_alive() && !shard.shutdown.is_fired();
             debug!(peer = ?self.peer, method = %req.method, path = %req.path, status = resp.status, "http");
             resp.write(&mut self.out, keep_alive, req.method == "HEAD");
             if !keep_alive {
                 return Step::Close;
+            }
+        }
+    }
+
+    /// 403 for a WebSocket upgrade from a page of a foreign origin (`http.allow_origins`).
+    fn foreign_origin(&mut self, req: &Request) -> Option<Step> {
+        let allow = &self.shard.shared.settings.config.http.allow_origins;
+        if origin::classify(req, allow, self.scheme).allowed() {
+            return None;
+        }
+        // Counted; logged quietly, as any page can send these in a loop.
+        stats::add(&self.shard.stats().http_origin_refused, 1);
+        let from = req.header("Origin").unwrap_or_default();
+        let path = &req.path;
+        debug!(peer = ?self.peer, origin = from, "{path} upgrade refused: foreign Origin");
+        let msg = format!("pages of origin '{from}' may not open {path} (http.allow_origins)");
+        Response::text(403, &msg).write(&mut self.out, false, false);
+        Some(Step::Close)
+    }
+
+    /// `GET /mse/{path}` with a WebSocket upgrade: the origin, `read` on the path and the
+    /// stream's existence are checked before the upgrade (403, 401/403/429, 404); then
+    /// the viewer subscribes and the connection switches to [`super::mse_conn`].
+    fn mse_upgrade(&mut self, req: &Request) -> Step {
+        if let Some(step) = self.foreign_origin(req) {
+            return step;
+        }
+        let shard = &self.shard;
+        let rest = req.path[super::mse::PREFIX.len()..].trim_end_matches('/');
+        let path = match crate::webrtc::signal::find_stream(shard, rest) {
+            Ok(p) => p,
+            Err(e) => {
+                Response::text(e.status(), &e.to_string()).write(&mut self.out, false, false);
+                return Step::Close;
+            }
+        };
+        let ip = self.peer.map(|p| p.ip());
+        let verdict = shard.authorize(Action::Read, Some(path.as_str()), ip, &req.credentials());
+        if verdict != Verdict::Allow {
+            Response::refused(verdict, Action::Read).write(&mut self.out, false, false);
+            return Step::Close;
+        }
+        let resp = match ws::upgrade_response(req) {
+            Ok(resp) => resp,
+            Err(e) => {
+                e.to_response().write(&mut self.out, false, false);
+                return Step::Close;
+            }
+        };
+        let subscribed = shard.hub.borrow_mut().subscribe(path.as_str());
+        match subscribed {
+            Ok(sink) => {
+                resp.write(&mut self.out, true, false);
+                self.mse = Some(sink);
+                Step::Mse
+            }
+            Err(e) => {
+                Response::text(404, &e.to_string()).write(&mut self.out, false, false);
+                Step::Close
             }
         }
     }
@@ -318,6 +388,9 @@ pub async fn route(
     if let Some(resp) = super::admin::route(&cx, req).await {
         return resp;
     }
+    if req.path.starts_with(super::mse::PREFIX) {
+        return mse_without_upgrade(req);
+    }
     let known = matches!(
         req.path.as_str(),
         "/" | "/index.html" | "/api/v1/streams" | "/api/v1/health" | "/metrics" | "/ws"
@@ -375,7 +448,8 @@ pub async fn route(
             let snapshots = shared.snapshots();
             let table = shared.streams().clone();
             let port = shared.rtmp_addr.port();
-            let body = api::streams_json(&snapshots, &table, port, show_addresses);
+            let transcode = shared.transcodes_audio();
+            let body = api::streams_json(&snapshots, &table, port, show_addresses, transcode);
             origin::api_cors(Response::json(200, body), req, allow, scheme)
                 .header("Cache-Control", "no-store")
         }
@@ -388,6 +462,22 @@ pub async fn route(
         ),
         _ => Response::text(426, "this endpoint needs a WebSocket upgrade")
             .header("Upgrade", "websocket"),
+    }
+}
+
+/// `/mse/{path}` without a WebSocket upgrade: 426 for GET and HEAD, the methods for
+/// OPTIONS, 405 otherwise.
+fn mse_without_upgrade(req: &Request) -> Response {
+    const ALLOW: &str = "GET, HEAD, OPTIONS";
+    match req.method.as_str() {
+        "OPTIONS" => Response::new(204).header("Allow", ALLOW),
+        "GET" | "HEAD" => Response::text(
+            426,
+            "this endpoint needs a WebSocket upgrade: the page plays the stream from it over MSE",
+        )
+        .header("Upgrade", "websocket"),
+        other => Response::text(405, &format!("{other} is not allowed on {}", req.path))
+            .header("Allow", ALLOW),
     }
 }
 

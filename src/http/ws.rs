@@ -346,6 +346,25 @@ impl WsSession {
         }
     }
 
+    /// Starts the close handshake with status `code` and a `reason` (cut to the 123 bytes
+    /// a close frame holds).
+    pub fn close_with(&mut self, code: u16, reason: &str) {
+        if self.closed {
+            return;
+        }
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.get(..end).unwrap_or_default().to_string().into(),
+        };
+        if let Err(TError::ConnectionClosed | TError::AlreadyClosed) = self.ws.close(Some(frame)) {
+            self.closed = true;
+        }
+    }
+
     /// Takes the bytes to write to the socket; call after every input, poll or send.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.ws.get_mut().outbound)
