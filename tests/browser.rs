@@ -862,7 +862,11 @@ fn page_reconnects_after_a_lost_session_and_a_republish() {
     let url = format!("rtmp://{}/live/cam", server.rtmp);
     let publisher = Publisher::start(&clip, &url);
     let mut t = Session::open(server, "live/cam", (320, 240));
-    t.navigate("#play=live/cam");
+    // Its only sound is AAC and the server makes no Opus from it: the page would choose
+    // MSE, so that the sound plays. This test is about WebRTC sessions: it forces them.
+    let advice = t.server.stream("live/cam");
+    assert_eq!(advice["playback"], "mse", "{advice}");
+    t.navigate("?transport=webrtc#play=live/cam");
     let (v, took) = t.wait_playing("#play=live/cam shows 320x240 video", None);
     t.log(&format!(
         "playing after {:.0} ms",
@@ -1605,4 +1609,159 @@ fn a_whep_viewer_resumes_when_the_whip_publisher_comes_back() {
         after - during
     );
     assert!(v.peer().closed().is_none(), "the WHEP session ended");
+}
+
+/// Encodes 6 s of a 1280x720 30 fps test picture with a tone as H.264 High (with `x264`
+/// options: B-frames or not, a keyframe every 2 s as OBS sends) + AAC, into `dir/name`.
+fn encode_720p(dir: &Path, name: &str, x264: &[&str]) -> PathBuf {
+    require_tool("ffmpeg");
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "60", "-b:v", "2M"])
+        .args(x264)
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not encode {name}");
+    out
+}
+
+/// Ten seconds of the page's playback: frames presented (requestVideoFrameCallback),
+/// decoded and dropped (getVideoPlaybackQuality), and how far behind the newest data the
+/// picture is (sampled every 500 ms), with how far the newest data moved meanwhile.
+const MEASURE_10S: &str = r#"(async () => {
+  const v = document.querySelector('video'), c = window.corecast;
+  const end = () => v.buffered.length ? v.buffered.end(v.buffered.length - 1) : null;
+  const q0 = v.getVideoPlaybackQuality(), f0 = c.frames.presented, e0 = end();
+  const t0 = performance.now();
+  const lags = [];
+  for (let i = 0; i < 20; i++) {
+    await new Promise(r => setTimeout(r, 500));
+    if (v.buffered.length) lags.push(end() - v.currentTime);
+  }
+  const secs = (performance.now() - t0) / 1000, q1 = v.getVideoPlaybackQuality();
+  return {secs, fps: (c.frames.presented - f0) / secs,
+          decoded: q1.totalVideoFrames - q0.totalVideoFrames,
+          dropped: q1.droppedVideoFrames - q0.droppedVideoFrames,
+          lags, advanced: e0 == null ? null : end() - e0, transport: c.transport,
+          why: c.transportWhy, width: v.videoWidth, height: v.videoHeight};
+})()"#;
+
+/// Streams with B-frames (ffmpeg's `-bf 2`, and `-bf 3 -b_strategy 2`, High profile,
+/// 1280x720) play smoothly over MSE: the page chooses MSE by itself, shows at least 28
+/// frames a second with at most 1 % dropped over 10 s, stays within 1.5 s of the newest
+/// frame and shows its first picture within 1 s. A stream without B-frames still plays
+/// over WebRTC.
+#[test]
+fn page_plays_b_frame_streams_smoothly_over_mse() {
+    let dir = std::env::temp_dir().join(format!("corecast-mse-page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let clips = [
+        ("live/bf2", encode_720p(&dir, "bf2.flv", &["-bf", "2"])),
+        (
+            "live/bf3",
+            encode_720p(&dir, "bf3.flv", &["-bf", "3", "-b_strategy", "2"]),
+        ),
+        ("live/plain", encode_720p(&dir, "plain.flv", &["-bf", "0"])),
+    ];
+    let server = Server::start("browser-mse", &test_config(""));
+    let _publishers: Vec<Publisher> = clips
+        .iter()
+        .map(|(path, file)| Publisher::start(file, &format!("rtmp://{}/{path}", server.rtmp)))
+        .collect();
+    for (path, _) in &clips[..2] {
+        server.wait_stream(path, |s| {
+            s["tracks"][0]["bframes"] == true && s["playback"] == "mse"
+        });
+    }
+    // The B-frame-free stream has been watched for B-frames as long as the others.
+    let plain = server.wait_stream("live/plain", |s| s["frames_in"].as_u64() > Some(60));
+    assert_eq!(plain["playback"], "webrtc", "{plain}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut t = Session::open(server, "live/bf2", (1280, 720));
+    for path in ["live/bf2", "live/bf3"] {
+        t.path = path.to_string();
+        t.navigate(&format!("?play={path}"));
+        let (v, took) = t.wait_playing(&format!("{path} plays at 1280x720"), None);
+        let m = t.eval(MEASURE_10S);
+        t.log(&format!(
+            "{path}: playing after {:.0} ms (page: first picture {} ms after play()); over \
+             {:.1} s: {:.1} fps presented, {} decoded, {} dropped; behind the newest frame: \
+             {:?} s; newest frame moved {:?} s; over {} ({})",
+            took.as_secs_f64() * 1000.0,
+            v["firstFrameMs"],
+            m["secs"].as_f64().unwrap_or(0.0),
+            m["fps"].as_f64().unwrap_or(0.0),
+            m["decoded"],
+            m["dropped"],
+            m["lags"],
+            m["advanced"],
+            m["transport"],
+            m["why"]
+        ));
+        if m["transport"] != "mse" {
+            t.fail(&format!("{path} should play over MSE: {m}"));
+        }
+        let first = v["firstFrameMs"].as_u64().unwrap_or(u64::MAX);
+        if first > 1000 {
+            t.fail(&format!(
+                "{path}: first picture {first} ms after play(), over 1 s"
+            ));
+        }
+        let fps = m["fps"].as_f64().unwrap_or(0.0);
+        let decoded = m["decoded"].as_f64().unwrap_or(0.0);
+        let dropped = m["dropped"].as_f64().unwrap_or(f64::MAX);
+        if fps < 28.0 || dropped > 0.01 * decoded.max(1.0) {
+            t.fail(&format!(
+                "{path}: {fps:.1} fps with {dropped} of {decoded} frames dropped: {m}"
+            ));
+        }
+        // Latency: the picture trails the newest frame received by at most the lag seen,
+        // and the newest frame keeps pace with the clock (the publisher's -re), so the
+        // server adds no growing delay. One held frame (1/30 s) is added for the muxer.
+        let lag = m["lags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).fold(0.0, f64::max))
+            .unwrap_or(f64::MAX);
+        let advanced = m["advanced"].as_f64().unwrap_or(0.0);
+        let secs = m["secs"].as_f64().unwrap_or(0.0);
+        if lag + 1.0 / 30.0 > 1.5 || (advanced - secs).abs() > 0.5 {
+            t.fail(&format!(
+                "{path}: {lag:.2} s behind the newest frame; it moved {advanced:.2} s in {secs:.2} s"
+            ));
+        }
+        let panel = t.eval("document.getElementById('stat-transport').textContent");
+        if !panel
+            .as_str()
+            .is_some_and(|p| p.starts_with("MSE") && p.contains("B-frames"))
+        {
+            t.fail(&format!("the stats panel should say MSE and why: {panel}"));
+        }
+    }
+    // No B-frames: WebRTC, as before.
+    t.path = "live/plain".into();
+    t.navigate("?play=live/plain");
+    let (v, _) = t.wait_playing("live/plain plays at 1280x720", None);
+    let transport = t.eval("window.corecast.transport");
+    if transport != "webrtc" || !v["session"].as_str().is_some_and(|s| s.contains("/whep/")) {
+        t.fail(&format!(
+            "live/plain should play over WebRTC: {transport}, {v}"
+        ));
+    }
+    t.assert_time_advances();
 }
