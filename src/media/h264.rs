@@ -39,7 +39,7 @@ pub mod nal {
 }
 
 /// Only this many bytes of an SPS NAL unit are examined; everything `parse_sps` reads
-/// (up to the VUI timing info) fits well within it.
+/// (up to the end of the VUI) fits well within it.
 const MAX_SPS_PARSE_LEN: usize = 0x1000;
 /// Upper bound on the picture width/height in macroblocks (65536 pixels).
 const MAX_DIMENSION_MBS: u32 = 0x1000;
@@ -152,6 +152,9 @@ pub struct Sps {
     pub height: u32,
     /// Frame rate from the VUI timing info, `time_scale / (2 * num_units_in_tick)`.
     pub fps: Option<f64>,
+    /// `max_num_reorder_frames` of the VUI's bitstream restriction, when the encoder wrote
+    /// it (x264 does): more than 0 means frames come out of decode order (B-frames).
+    pub max_num_reorder_frames: Option<u32>,
 }
 
 impl Sps {
@@ -221,8 +224,9 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), H264Error
 }
 
 /// Parses an SPS NAL unit (including its 1-byte NAL header, with emulation-prevention
-/// bytes). The VUI is read only up to the timing info; a truncated or malformed VUI leaves
-/// `fps` unset rather than failing, as decoders tolerate it.
+/// bytes). A truncated or malformed VUI leaves `fps` and `max_num_reorder_frames` unset
+/// (whatever was read before the fault is kept) rather than failing, as decoders tolerate
+/// it.
 pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
     let ty = nal_type(nal).ok_or(H264Error::Truncated)?;
     if ty != nal::SPS {
@@ -263,11 +267,11 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
         (coded_width, coded_height)
     };
 
-    let fps = if r.flag()? {
-        vui_fps(&mut r).unwrap_or(None)
-    } else {
-        None
-    };
+    let mut vui = Vui::default();
+    if r.flag()? {
+        // Errors past the timing info leave what was read.
+        let _ = read_vui(&mut r, &mut vui);
+    }
 
     Ok(Sps {
         profile_idc,
@@ -286,7 +290,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, H264Error> {
         coded_height,
         width,
         height,
-        fps,
+        fps: vui.fps,
+        max_num_reorder_frames: vui.max_num_reorder_frames,
     })
 }
 
@@ -391,8 +396,19 @@ fn read_crop(
     Ok((width, height))
 }
 
-/// Reads the VUI up to and including the timing info; returns the frame rate if present.
-fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, H264Error> {
+/// What corecast takes from the VUI.
+#[derive(Debug, Default, Clone, Copy)]
+struct Vui {
+    fps: Option<f64>,
+    max_num_reorder_frames: Option<u32>,
+}
+
+/// Most `cpb_cnt_minus1 + 1` entries of HRD parameters (H.264 E.2.2).
+const MAX_CPB_CNT: u32 = 32;
+
+/// Reads the VUI (H.264 E.1.1) into `vui`, field by field: the frame rate from the timing
+/// info, the reorder depth from the bitstream restriction.
+fn read_vui(r: &mut BitReader<'_>, vui: &mut Vui) -> Result<(), H264Error> {
     if r.flag()? {
         // aspect_ratio_info_present_flag
         if r.bits(8)? == 0xFF {
@@ -412,17 +428,62 @@ fn vui_fps(r: &mut BitReader<'_>) -> Result<Option<f64>, H264Error> {
         r.ue()?; // chroma_sample_loc_type_top_field
         r.ue()?; // chroma_sample_loc_type_bottom_field
     }
-    if !r.flag()? {
-        return Ok(None);
+    if r.flag()? {
+        let num_units_in_tick = r.bits(32)?;
+        let time_scale = r.bits(32)?;
+        if num_units_in_tick != 0 && time_scale != 0 {
+            vui.fps = Some(f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)));
+        }
+        r.skip(1)?; // fixed_frame_rate_flag
     }
-    let num_units_in_tick = r.bits(32)?;
-    let time_scale = r.bits(32)?;
-    if num_units_in_tick == 0 || time_scale == 0 {
-        return Ok(None);
+    let nal_hrd = r.flag()?;
+    if nal_hrd {
+        skip_hrd(r)?;
     }
-    Ok(Some(
-        f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)),
-    ))
+    let vcl_hrd = r.flag()?;
+    if vcl_hrd {
+        skip_hrd(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        r.skip(1)?; // low_delay_hrd_flag
+    }
+    r.skip(1)?; // pic_struct_present_flag
+    if r.flag()? {
+        // bitstream_restriction_flag
+        r.skip(1)?; // motion_vectors_over_pic_boundaries_flag
+        r.ue()?; // max_bytes_per_pic_denom
+        r.ue()?; // max_bits_per_mb_denom
+        r.ue()?; // log2_max_mv_length_horizontal
+        r.ue()?; // log2_max_mv_length_vertical
+        vui.max_num_reorder_frames = Some(r.ue_max("max_num_reorder_frames", 16)?);
+    }
+    Ok(())
+}
+
+/// Skips `hrd_parameters()` (H.264 E.1.2).
+fn skip_hrd(r: &mut BitReader<'_>) -> Result<(), H264Error> {
+    let cpb_cnt = r.ue_max("cpb_cnt_minus1", MAX_CPB_CNT - 1)? + 1;
+    r.skip(8)?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..cpb_cnt {
+        r.ue()?; // bit_rate_value_minus1
+        r.ue()?; // cpb_size_value_minus1
+        r.skip(1)?; // cbr_flag
+    }
+    r.skip(20)?; // four 5-bit delay and offset lengths
+    Ok(())
+}
+
+/// Whether the SPS of an H.264 track says its frames come out of decode order
+/// (`max_num_reorder_frames` > 0: B-frames). False when the SPS does not say.
+pub fn declares_reordering(track: &Track) -> bool {
+    track.codec == super::Codec::H264
+        && track
+            .params
+            .sps
+            .first()
+            .and_then(|sps| parse_sps(sps).ok())
+            .and_then(|sps| sps.max_num_reorder_frames)
+            .is_some_and(|n| n > 0)
 }
 
 /// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.2.4.1).
@@ -802,5 +863,37 @@ mod tests {
         assert!(avcc_has_idr(&idr));
         assert!(!avcc_has_idr(&non));
         assert!(!avcc_has_idr(&Bytes::from_static(&[0, 0, 0, 9, 0x65])));
+    }
+
+    /// x264 High-profile SPSs (320x240, 25 fps) with `-bf 0` and `-bf 2`: the VUI's
+    /// bitstream restriction says whether frames come out of decode order.
+    const X264_BF0: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xb4, 0x0a, 0x0f, 0xd8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00,
+        0x80, 0x00, 0x00, 0x19, 0x07, 0x8a, 0x15, 0x50,
+    ];
+    const X264_BF2: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ];
+
+    #[test]
+    fn vui_bitstream_restriction_gives_the_reorder_depth() {
+        let bf0 = parse_sps(X264_BF0).expect("bf0");
+        let bf2 = parse_sps(X264_BF2).expect("bf2");
+        assert_eq!((bf0.width, bf0.height), (320, 240));
+        assert_eq!(bf0.max_num_reorder_frames, Some(0));
+        assert_eq!(bf2.max_num_reorder_frames, Some(2));
+        assert_eq!(bf2.fps, Some(25.0));
+        let track = |sps: &'static [u8]| {
+            let mut t = Track::new(crate::media::TrackId(0), crate::media::Codec::H264, 90_000);
+            t.params.sps = vec![Bytes::from_static(sps)];
+            t
+        };
+        assert!(declares_reordering(&track(X264_BF2)));
+        assert!(!declares_reordering(&track(X264_BF0)));
+        // Cut inside the VUI: the SPS still parses, the depth is unknown.
+        let cut = parse_sps(&X264_BF2[..X264_BF2.len() - 3]).expect("cut");
+        assert_eq!(cut.max_num_reorder_frames, None);
+        assert!(!declares_reordering(&track(&X264_BF2[..20])));
     }
 }

@@ -238,9 +238,10 @@ pub struct PathInfo {
     pub relay_shards: Vec<usize>,
     /// The stream's AAC is being transcoded to Opus for browsers (owner only).
     pub transcoding: bool,
-    /// Video tracks whose frames came out of decode order (presentation time other than
-    /// decode time: B-frames), one bit per track id ([`track_bit`]), since the tracks
-    /// were last set (owner only); read it with [`PathInfo::bframes`].
+    /// Video tracks whose frames come out of decode order (B-frames), one bit per track
+    /// id ([`track_bit`]): their SPS says so (`max_num_reorder_frames` > 0), or a frame's
+    /// presentation time differed from its decode time since the tracks were last set
+    /// (owner only); read it with [`PathInfo::bframes`].
     pub reordered: u64,
     /// CPU time its transcoding used, in µs (owner only).
     pub transcode_cpu_micros: u64,
@@ -392,8 +393,12 @@ impl PathState {
         for s in &self.sinks {
             s.push(SinkEvent::Tracks(tracks.clone()));
         }
+        // An SPS that declares reordering (B-frames) says so before any such frame.
+        self.reordered = tracks
+            .iter()
+            .filter(|t| crate::media::h264::declares_reordering(t))
+            .fold(0, |bits, t| bits | track_bit(t.id));
         self.tracks = Some(tracks);
-        self.reordered = 0;
     }
 
     fn set_metadata(&mut self, metadata: Bytes) {

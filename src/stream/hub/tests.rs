@@ -789,6 +789,14 @@ fn video_frames_out_of_decode_order_mark_their_track_until_new_tracks() {
     let info = &h[0].paths()[0];
     assert!(info.bframes(TrackId(0)) && !info.bframes(TrackId(1)));
     // A new publisher's tracks start over.
-    h[0].set_tracks("a", tracks).unwrap();
+    h[0].set_tracks("a", tracks.clone()).unwrap();
     assert_eq!(reordered(&h[0]), 0);
+    // An SPS that declares reordering (x264 `-bf 2`) marks the track at once.
+    let mut declared = tracks;
+    declared[0].params.sps = vec![bytes::Bytes::from_static(&[
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60,
+    ])];
+    h[0].set_tracks("a", declared).unwrap();
+    assert_eq!(reordered(&h[0]), 0b01);
 }
