@@ -1606,3 +1606,253 @@ fn a_whep_viewer_resumes_when_the_whip_publisher_comes_back() {
     );
     assert!(v.peer().closed().is_none(), "the WHEP session ended");
 }
+
+/// ffmpeg encoding `testsrc2` at `size` and `fps` live with libx264 (`opts`: profile,
+/// B-frames, GOP) and publishing it over RTMP to `url`; killed on drop.
+fn live_x264(size: &str, fps: u32, opts: &[&str], url: &str) -> Publisher {
+    require_tool("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi"])
+        .arg("-i")
+        .arg(format!("testsrc2=size={size}:rate={fps}"))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args(opts)
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg publisher");
+    Publisher(child)
+}
+
+/// The page's connection as negotiated: Chromium's offer, the server's answer, and the
+/// codec (payload type, `sdpFmtpLine`) and frame count of its inbound video.
+const NEGOTIATED: &str = r#"(async () => {
+  const pc = window.corecast && window.corecast.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  const codecs = {};
+  let v = null;
+  report.forEach(s => {
+    if (s.type === "codec") codecs[s.id] = s;
+    else if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+  });
+  const c = v && codecs[v.codecId];
+  return {
+    offer: pc.localDescription ? pc.localDescription.sdp : null,
+    answer: pc.remoteDescription ? pc.remoteDescription.sdp : null,
+    pt: c ? c.payloadType : null,
+    fmtp: c ? c.sdpFmtpLine : null,
+    frames: v ? (v.framesDecoded || 0) : 0,
+  };
+})()"#;
+
+/// Plays `path` over the `/ws` signaling in the page (a connection of its own, not the
+/// player's) until a frame is decoded; returns what [`NEGOTIATED`] returns plus the
+/// answer message's `warning`. The connection stays open as `window.wsPlay`.
+fn ws_play_js(path: &str) -> String {
+    let path = serde_json::to_string(path).expect("path");
+    format!(
+        r#"(async () => {{
+  const ws = new WebSocket(`ws://${{location.host}}/ws`);
+  await new Promise((ok, fail) => {{ ws.onopen = ok; ws.onerror = () => fail(new Error("ws error")); }});
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", {{direction: "recvonly"}});
+  pc.addTransceiver("audio", {{direction: "recvonly"}});
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const msg = await new Promise((ok, fail) => {{
+    ws.onmessage = e => {{ const m = JSON.parse(e.data); if (m.type === "answer" || m.type === "error") ok(m); }};
+    setTimeout(() => fail(new Error("no answer on /ws within 8 s")), 8000);
+    ws.send(JSON.stringify({{type: "offer", stream: {path}, sdp: offer.sdp}}));
+  }});
+  if (msg.type !== "answer") return {{error: msg}};
+  await pc.setRemoteDescription({{type: "answer", sdp: msg.sdp}});
+  window.wsPlay = {{ws, pc}};
+  let out = null;
+  for (let i = 0; i < 80; i++) {{
+    await new Promise(r => setTimeout(r, 100));
+    const report = await pc.getStats();
+    const codecs = {{}};
+    let v = null;
+    report.forEach(s => {{
+      if (s.type === "codec") codecs[s.id] = s;
+      else if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+    }});
+    const c = v && codecs[v.codecId];
+    out = {{offer: offer.sdp, answer: msg.sdp, warning: msg.warning === undefined ? null : msg.warning,
+            pt: c ? c.payloadType : null, fmtp: c ? c.sdpFmtpLine : null,
+            frames: v ? (v.framesDecoded || 0) : 0}};
+    if (out.frames > 0) break;
+  }}
+  return out;
+}})()"#
+    )
+}
+
+/// The `profile-level-id` in an `sdpFmtpLine` or `a=fmtp` value.
+fn profile_level_id(fmtp: &str) -> Option<u32> {
+    fmtp.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("profile-level-id"))
+        .and_then(|(_, v)| u32::from_str_radix(v, 16).ok())
+}
+
+/// The H.264 entries (payload type, `profile-level-id`) with packetization-mode 1 of the
+/// first video section of `sdp`, in order.
+fn h264_mode1(sdp: &str) -> Vec<(u64, u32)> {
+    let mut h264: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    for l in sdp.lines().map(str::trim) {
+        if let Some(m) = l.strip_prefix("a=rtpmap:") {
+            if let Some((pt, enc)) = m.split_once(' ')
+                && enc.to_ascii_uppercase().starts_with("H264/")
+            {
+                h264.extend(pt.parse::<u64>().ok());
+            }
+        } else if let Some(f) = l.strip_prefix("a=fmtp:")
+            && let Some((pt, params)) = f.split_once(' ')
+            && let Ok(pt) = pt.parse::<u64>()
+            && h264.contains(&pt)
+            && params.contains("packetization-mode=1")
+            && let Some(p) = profile_level_id(params)
+        {
+            out.push((pt, p));
+        }
+    }
+    out
+}
+
+/// H.264 profile_idc values by what a decoder of each can decode: every profile here
+/// decodes the bitstreams of those before it (constrained baseline, Main, High, High 10,
+/// High 4:2:2, High 4:4:4 Predictive).
+const H264_SUPERSETS: [u32; 6] = [0x42, 0x4d, 0x64, 0x6e, 0x7a, 0xf4];
+
+/// The profile_idc the server must answer for a stream of `stream_idc` given the offered
+/// H.264 (mode 1) entries: the stream's own if offered, else the nearest superset.
+fn expected_profile(stream_idc: u32, offered: &[(u64, u32)]) -> Option<u32> {
+    let from = H264_SUPERSETS.iter().position(|p| *p == stream_idc)?;
+    H264_SUPERSETS[from..]
+        .iter()
+        .copied()
+        .find(|want| offered.iter().any(|(_, p)| p >> 16 == *want))
+}
+
+/// Checks one negotiated connection of a High-profile stream: the decoded codec is the
+/// one H.264 entry of the answer, with the offer's payload type, and its profile is High
+/// when the offer has High, else the nearest offered superset of High (never a profile
+/// that cannot decode High, such as constrained baseline or Main).
+fn check_high_profile(t: &mut Session, how: &str, n: &Value) {
+    let offer = n["offer"].as_str().unwrap_or("");
+    let answer = n["answer"].as_str().unwrap_or("");
+    let offered = h264_mode1(offer);
+    let answered = h264_mode1(answer);
+    let fmtp = n["fmtp"].as_str().unwrap_or("");
+    let list = |l: &[(u64, u32)]| {
+        l.iter()
+            .map(|(pt, p)| format!("{pt} {p:06x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    t.log(&format!(
+        "{how}: offer H.264 (mode 1): {}; answer: {}; Chromium decodes pt {} `{fmtp}`, {} frames",
+        list(&offered),
+        list(&answered),
+        n["pt"],
+        n["frames"]
+    ));
+    let Some(want) = expected_profile(0x64, &offered) else {
+        t.fail(&format!(
+            "{how}: Chromium offered no H.264 profile that decodes High: {offered:x?}"
+        ));
+    };
+    if answered.len() != 1 {
+        t.fail(&format!(
+            "{how}: the answer should carry exactly one H.264 entry: {answered:x?}\n{answer}"
+        ));
+    }
+    let (pt, pli) = answered[0];
+    if pli >> 16 != want || !offered.contains(&(pt, pli)) {
+        t.fail(&format!(
+            "{how}: answered H.264 pt {pt} profile-level-id {pli:06x}; the offer's entry with \
+             profile_idc {want:#x} was expected (offered {offered:x?})"
+        ));
+    }
+    if n["pt"].as_u64() != Some(pt) || profile_level_id(fmtp).map(|p| p >> 16) != Some(want) {
+        t.fail(&format!(
+            "{how}: Chromium decodes pt {} `{fmtp}`, not the answered pt {pt} ({pli:06x})",
+            n["pt"]
+        ));
+    }
+    if n["frames"].as_u64().unwrap_or(0) == 0 {
+        t.fail(&format!("{how}: no frame decoded"));
+    }
+}
+
+/// A High-profile RTMP stream (`-profile:v high -bf 0`) played by Chromium over WHEP (the
+/// page) and over `/ws`: the answer and the payload type the server sends with are the
+/// offer's H.264 entry for High (`64....`), or, from a Chromium that offers no High
+/// entry (a build without hardware decoders offers constrained baseline, baseline, Main
+/// and High 4:4:4 Predictive only), the nearest profile that decodes High.
+#[test]
+fn high_profile_stream_is_sent_with_the_offers_high_h264_entry() {
+    let server = Server::start("browser-high", &test_config(""));
+    let url = format!("rtmp://{}/live/high", server.rtmp);
+    let _publisher = live_x264(
+        "640x360",
+        30,
+        &["-profile:v", "high", "-bf", "0", "-g", "30"],
+        &url,
+    );
+    let mut t = Session::open(server, "live/high", (640, 360));
+    let listed = t.server.stream("live/high");
+    t.log(&format!("API: {}", listed["tracks"]));
+    t.navigate("?play=live/high");
+    t.wait_playing("?play=live/high shows 640x360 video", None);
+    let (n, _) = t.wait_for(
+        "the page's connection decodes frames",
+        Duration::from_secs(10),
+        NEGOTIATED,
+        |v| {
+            if v["frames"].as_u64().is_some_and(|f| f > 0) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    check_high_profile(&mut t, "WHEP (the page)", &n);
+    let (shown, _) = t.wait_for(
+        "the page's stats show the codec",
+        Duration::from_secs(10),
+        "window.corecast.stats && window.corecast.stats.codec",
+        |v| {
+            if v.as_str().is_some_and(|c| c.contains("profile-level-id")) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    t.log(&format!("the page's stats line shows codec {shown}"));
+    let Some(pli) = n["fmtp"].as_str().and_then(profile_level_id) else {
+        t.fail(&format!("no profile-level-id in {}", n["fmtp"]));
+    };
+    if !shown
+        .as_str()
+        .is_some_and(|c| c.contains(&format!("{pli:06x}")))
+    {
+        t.fail(&format!(
+            "the page shows codec {shown}, Chromium decodes {pli:06x}"
+        ));
+    }
+    let js = ws_play_js("live/high");
+    let n = t.eval(&js);
+    if n.get("error").is_some() || n.is_null() {
+        t.fail(&format!("/ws signaling failed: {n}"));
+    }
+    check_high_profile(&mut t, "/ws", &n);
+}
