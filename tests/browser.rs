@@ -1765,3 +1765,371 @@ fn page_plays_b_frame_streams_smoothly_over_mse() {
     }
     t.assert_time_advances();
 }
+
+/// ffmpeg encoding `testsrc2` at `size` and `fps` live with libx264 (`opts`: profile,
+/// B-frames, GOP) and publishing it over RTMP to `url`; killed on drop.
+fn live_x264(size: &str, fps: u32, opts: &[&str], url: &str) -> Publisher {
+    require_tool("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi"])
+        .arg("-i")
+        .arg(format!("testsrc2=size={size}:rate={fps}"))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args(opts)
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg publisher");
+    Publisher(child)
+}
+
+/// The page's connection as negotiated: Chromium's offer, the server's answer, and the
+/// codec (payload type, `sdpFmtpLine`) and frame count of its inbound video.
+const NEGOTIATED: &str = r#"(async () => {
+  const pc = window.corecast && window.corecast.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  const codecs = {};
+  let v = null;
+  report.forEach(s => {
+    if (s.type === "codec") codecs[s.id] = s;
+    else if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+  });
+  const c = v && codecs[v.codecId];
+  return {
+    offer: pc.localDescription ? pc.localDescription.sdp : null,
+    answer: pc.remoteDescription ? pc.remoteDescription.sdp : null,
+    pt: c ? c.payloadType : null,
+    fmtp: c ? c.sdpFmtpLine : null,
+    frames: v ? (v.framesDecoded || 0) : 0,
+  };
+})()"#;
+
+/// Plays `path` over the `/ws` signaling in the page (a connection of its own, not the
+/// player's) until a frame is decoded; returns what [`NEGOTIATED`] returns plus the
+/// answer message's `warning`. The connection stays open as `window.wsPlay`.
+fn ws_play_js(path: &str) -> String {
+    let path = serde_json::to_string(path).expect("path");
+    format!(
+        r#"(async () => {{
+  const ws = new WebSocket(`ws://${{location.host}}/ws`);
+  await new Promise((ok, fail) => {{ ws.onopen = ok; ws.onerror = () => fail(new Error("ws error")); }});
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", {{direction: "recvonly"}});
+  pc.addTransceiver("audio", {{direction: "recvonly"}});
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const msg = await new Promise((ok, fail) => {{
+    ws.onmessage = e => {{ const m = JSON.parse(e.data); if (m.type === "answer" || m.type === "error") ok(m); }};
+    setTimeout(() => fail(new Error("no answer on /ws within 8 s")), 8000);
+    ws.send(JSON.stringify({{type: "offer", stream: {path}, sdp: offer.sdp}}));
+  }});
+  if (msg.type !== "answer") return {{error: msg}};
+  await pc.setRemoteDescription({{type: "answer", sdp: msg.sdp}});
+  window.wsPlay = {{ws, pc}};
+  let out = null;
+  for (let i = 0; i < 80; i++) {{
+    await new Promise(r => setTimeout(r, 100));
+    const report = await pc.getStats();
+    const codecs = {{}};
+    let v = null;
+    report.forEach(s => {{
+      if (s.type === "codec") codecs[s.id] = s;
+      else if (s.type === "inbound-rtp" && s.kind === "video") v = s;
+    }});
+    const c = v && codecs[v.codecId];
+    out = {{offer: offer.sdp, answer: msg.sdp, warning: msg.warning === undefined ? null : msg.warning,
+            pt: c ? c.payloadType : null, fmtp: c ? c.sdpFmtpLine : null,
+            frames: v ? (v.framesDecoded || 0) : 0}};
+    if (out.frames > 0) break;
+  }}
+  return out;
+}})()"#
+    )
+}
+
+/// The `profile-level-id` in an `sdpFmtpLine` or `a=fmtp` value.
+fn profile_level_id(fmtp: &str) -> Option<u32> {
+    fmtp.split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| k.eq_ignore_ascii_case("profile-level-id"))
+        .and_then(|(_, v)| u32::from_str_radix(v, 16).ok())
+}
+
+/// The H.264 entries (payload type, `profile-level-id`) with packetization-mode 1 of the
+/// first video section of `sdp`, in order.
+fn h264_mode1(sdp: &str) -> Vec<(u64, u32)> {
+    let mut h264: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    for l in sdp.lines().map(str::trim) {
+        if let Some(m) = l.strip_prefix("a=rtpmap:") {
+            if let Some((pt, enc)) = m.split_once(' ')
+                && enc.to_ascii_uppercase().starts_with("H264/")
+            {
+                h264.extend(pt.parse::<u64>().ok());
+            }
+        } else if let Some(f) = l.strip_prefix("a=fmtp:")
+            && let Some((pt, params)) = f.split_once(' ')
+            && let Ok(pt) = pt.parse::<u64>()
+            && h264.contains(&pt)
+            && params.contains("packetization-mode=1")
+            && let Some(p) = profile_level_id(params)
+        {
+            out.push((pt, p));
+        }
+    }
+    out
+}
+
+/// H.264 profile_idc values by what a decoder of each can decode: every profile here
+/// decodes the bitstreams of those before it (constrained baseline, Main, High, High 10,
+/// High 4:2:2, High 4:4:4 Predictive).
+const H264_SUPERSETS: [u32; 6] = [0x42, 0x4d, 0x64, 0x6e, 0x7a, 0xf4];
+
+/// The profile_idc the server must answer for a stream of `stream_idc` given the offered
+/// H.264 (mode 1) entries: the stream's own if offered, else the nearest superset.
+fn expected_profile(stream_idc: u32, offered: &[(u64, u32)]) -> Option<u32> {
+    let from = H264_SUPERSETS.iter().position(|p| *p == stream_idc)?;
+    H264_SUPERSETS[from..]
+        .iter()
+        .copied()
+        .find(|want| offered.iter().any(|(_, p)| p >> 16 == *want))
+}
+
+/// Checks one negotiated connection of a High-profile stream: the decoded codec is the
+/// one H.264 entry of the answer, with the offer's payload type, and its profile is High
+/// when the offer has High, else the nearest offered superset of High (never a profile
+/// that cannot decode High, such as constrained baseline or Main).
+fn check_high_profile(t: &mut Session, how: &str, n: &Value) {
+    let offer = n["offer"].as_str().unwrap_or("");
+    let answer = n["answer"].as_str().unwrap_or("");
+    let offered = h264_mode1(offer);
+    let answered = h264_mode1(answer);
+    let fmtp = n["fmtp"].as_str().unwrap_or("");
+    let list = |l: &[(u64, u32)]| {
+        l.iter()
+            .map(|(pt, p)| format!("{pt} {p:06x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    t.log(&format!(
+        "{how}: offer H.264 (mode 1): {}; answer: {}; Chromium decodes pt {} `{fmtp}`, {} frames",
+        list(&offered),
+        list(&answered),
+        n["pt"],
+        n["frames"]
+    ));
+    let Some(want) = expected_profile(0x64, &offered) else {
+        t.fail(&format!(
+            "{how}: Chromium offered no H.264 profile that decodes High: {offered:x?}"
+        ));
+    };
+    if answered.len() != 1 {
+        t.fail(&format!(
+            "{how}: the answer should carry exactly one H.264 entry: {answered:x?}\n{answer}"
+        ));
+    }
+    let (pt, pli) = answered[0];
+    if pli >> 16 != want || !offered.contains(&(pt, pli)) {
+        t.fail(&format!(
+            "{how}: answered H.264 pt {pt} profile-level-id {pli:06x}; the offer's entry with \
+             profile_idc {want:#x} was expected (offered {offered:x?})"
+        ));
+    }
+    if n["pt"].as_u64() != Some(pt) || profile_level_id(fmtp).map(|p| p >> 16) != Some(want) {
+        t.fail(&format!(
+            "{how}: Chromium decodes pt {} `{fmtp}`, not the answered pt {pt} ({pli:06x})",
+            n["pt"]
+        ));
+    }
+    if n["frames"].as_u64().unwrap_or(0) == 0 {
+        t.fail(&format!("{how}: no frame decoded"));
+    }
+}
+
+/// A High-profile RTMP stream (`-profile:v high -bf 0`) played by Chromium over WHEP (the
+/// page) and over `/ws`: the answer and the payload type the server sends with are the
+/// offer's H.264 entry for High (`64....`), or, from a Chromium that offers no High
+/// entry (a build without hardware decoders offers constrained baseline, baseline, Main
+/// and High 4:4:4 Predictive only), the nearest profile that decodes High.
+#[test]
+fn high_profile_stream_is_sent_with_the_offers_high_h264_entry() {
+    let server = Server::start("browser-high", &test_config(""));
+    let url = format!("rtmp://{}/live/high", server.rtmp);
+    let _publisher = live_x264(
+        "640x360",
+        30,
+        &["-profile:v", "high", "-bf", "0", "-g", "30"],
+        &url,
+    );
+    let mut t = Session::open(server, "live/high", (640, 360));
+    let listed = t.server.stream("live/high");
+    t.log(&format!("API: {}", listed["tracks"]));
+    t.navigate("?play=live/high");
+    t.wait_playing("?play=live/high shows 640x360 video", None);
+    let (n, _) = t.wait_for(
+        "the page's connection decodes frames",
+        Duration::from_secs(10),
+        NEGOTIATED,
+        |v| {
+            if v["frames"].as_u64().is_some_and(|f| f > 0) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    check_high_profile(&mut t, "WHEP (the page)", &n);
+    let (shown, _) = t.wait_for(
+        "the page's stats show the codec",
+        Duration::from_secs(10),
+        "window.corecast.stats && window.corecast.stats.codec",
+        |v| {
+            if v.as_str().is_some_and(|c| c.contains("profile-level-id")) {
+                Check::Done
+            } else {
+                Check::Pending
+            }
+        },
+    );
+    t.log(&format!("the page's stats line shows codec {shown}"));
+    let Some(pli) = n["fmtp"].as_str().and_then(profile_level_id) else {
+        t.fail(&format!("no profile-level-id in {}", n["fmtp"]));
+    };
+    if !shown
+        .as_str()
+        .is_some_and(|c| c.contains(&format!("{pli:06x}")))
+    {
+        t.fail(&format!(
+            "the page shows codec {shown}, Chromium decodes {pli:06x}"
+        ));
+    }
+    let js = ws_play_js("live/high");
+    let n = t.eval(&js);
+    if n.get("error").is_some() || n.is_null() {
+        t.fail(&format!("/ws signaling failed: {n}"));
+    }
+    check_high_profile(&mut t, "/ws", &n);
+}
+
+/// Ten seconds of the page's video playback: inbound-rtp counters (differences over the
+/// window, `framesPerSecond` at its end) and the frames the video element presented
+/// (`requestVideoFrameCallback`), with the spacing of its callbacks.
+const PLAYBACK_10S: &str = r#"(async () => {
+  const v = document.querySelector("video");
+  const pc = window.corecast.pc;
+  const inbound = async () => {
+    let s = null;
+    (await pc.getStats()).forEach(x => { if (x.type === "inbound-rtp" && x.kind === "video") s = x; });
+    return s;
+  };
+  let first = null, last = null, prev = null, stop = false;
+  const gaps = [];
+  const cb = (now, md) => {
+    if (first === null) first = md.presentedFrames;
+    last = md.presentedFrames;
+    if (prev !== null) gaps.push(now - prev);
+    prev = now;
+    if (!stop) v.requestVideoFrameCallback(cb);
+  };
+  v.requestVideoFrameCallback(cb);
+  const a = await inbound();
+  const t0 = performance.now();
+  await new Promise(r => setTimeout(r, 10000));
+  const b = await inbound();
+  stop = true;
+  const secs = (performance.now() - t0) / 1000;
+  const d = k => (b[k] || 0) - (a[k] || 0);
+  gaps.sort((x, y) => x - y);
+  const q = p => gaps.length ? Math.round(gaps[Math.min(gaps.length - 1, Math.floor(gaps.length * p))]) : null;
+  return {
+    secs, received: d("framesReceived"), decoded: d("framesDecoded"), dropped: d("framesDropped"),
+    fps: b.framesPerSecond || 0, freezes: d("freezeCount"), freeze_s: d("totalFreezesDuration"),
+    keyframes: d("keyFramesDecoded"), plis: d("pliCount"), nacks: d("nackCount"),
+    lost: d("packetsLost"),
+    jitter_ms: d("jitterBufferEmittedCount") ? Math.round(1000 * d("jitterBufferDelay") / d("jitterBufferEmittedCount")) : null,
+    presented: first === null ? 0 : last - first, callbacks: gaps.length + (first === null ? 0 : 1),
+    gap_p50_ms: q(0.5), gap_p95_ms: q(0.95), gap_max_ms: q(1),
+    decoder: b.decoderImplementation || null,
+  };
+})()"#;
+
+/// Plays a live 1280x720 30 fps libx264 stream with `bframes` B-frames in the page and
+/// returns ten seconds of [`PLAYBACK_10S`] after two seconds of warm-up, and the lines of
+/// Chromium's log about decoding.
+fn playback_1280x720(bframes: u32) -> (Value, Vec<String>) {
+    let server = Server::start(&format!("browser-bf{bframes}"), &test_config(""));
+    let path = format!("live/bf{bframes}");
+    let url = format!("rtmp://{}/{path}", server.rtmp);
+    let bf = bframes.to_string();
+    let _publisher = live_x264(
+        "1280x720",
+        30,
+        &["-preset", "ultrafast", "-bf", &bf, "-g", "60"],
+        &url,
+    );
+    let flags = ["--enable-logging=stderr".to_string(), "--v=0".to_string()];
+    let mut t = Session::open_with(server, &path, (1280, 720), &flags);
+    if bframes > 0 {
+        t.server
+            .wait_stream(&path, |v| v["tracks"][0]["bframes"] == true);
+    }
+    t.navigate(&format!("?play={path}"));
+    t.wait_playing(&format!("?play={path} shows 1280x720 video"), None);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = t.eval(PLAYBACK_10S);
+    t.log(&format!("-bf {bframes}: {m}"));
+    let decoding: Vec<String> = t
+        .chromium
+        .stderr_tail(2000)
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("h264") || l.contains("decod") || l.contains("avcodec")
+        })
+        .map(str::to_string)
+        .collect();
+    let from = decoding.len().saturating_sub(4);
+    t.log(&format!(
+        "-bf {bframes}: {} lines about decoding in Chromium's log, the last: {:#?}",
+        decoding.len(),
+        &decoding[from..]
+    ));
+    (m, decoding)
+}
+
+/// Why a stream with B-frames gets a warning rather than WebRTC playback that works:
+/// Chromium's WebRTC H.264 decoder (libwebrtc's `H264DecoderImpl` over FFmpeg) wants one
+/// picture out per frame in. With B-frames FFmpeg holds pictures back to reorder them;
+/// libwebrtc takes that (`avcodec_receive_frame` EAGAIN, -11) as a decoding error, asks
+/// for a keyframe, and decodes nothing until one comes. Whatever the RTP timestamps say
+/// (presentation or decode time) and with a playout delay, the picture stalls. The same
+/// machine plays the same stream without B-frames at 30 fps.
+#[test]
+fn chromium_webrtc_plays_720p30_without_b_frames_and_stalls_with_them() {
+    let (plain, _) = playback_1280x720(0);
+    let secs = plain["secs"].as_f64().unwrap_or(10.0);
+    let decoded = plain["decoded"].as_f64().unwrap_or(0.0);
+    let dropped = plain["dropped"].as_f64().unwrap_or(0.0);
+    assert!(
+        decoded / secs >= 27.0 && dropped <= decoded * 0.01,
+        "without B-frames Chromium should decode ~30 fps and drop none: {plain}"
+    );
+    let (bf, log) = playback_1280x720(2);
+    let secs = bf["secs"].as_f64().unwrap_or(10.0);
+    let decoded = bf["decoded"].as_f64().unwrap_or(0.0);
+    assert!(
+        decoded / secs < 15.0,
+        "Chromium decodes a B-frame stream over WebRTC now ({bf}): the warning and the \
+         page's MSE fallback may no longer be needed"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("avcodec_receive_frame error: -11")),
+        "the stall has another cause than the decoder's reordering delay: {bf}\n{log:#?}"
+    );
+}

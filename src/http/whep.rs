@@ -1,7 +1,9 @@
 //! WHEP (WebRTC-HTTP Egress Protocol): `POST /whep/{path}` with an SDP offer creates a
 //! session on this shard and answers `201 Created` with the SDP answer (all candidates
 //! included: the server is ICE-lite, so no trickle is needed) and a `Location` to
-//! `DELETE`. `PATCH` (trickle ICE) is not supported: 405.
+//! `DELETE`. `PATCH` (trickle ICE) is not supported: 405. A stream whose video has
+//! B-frames is still answered (201), with a `Warning: 299 corecast "..."` header saying
+//! that browsers' WebRTC players stutter on them ([`signal::bframes_warning`]).
 //!
 //! A `POST` is checked before it can cost anything: the access policy first (`read` on
 //! the path: 401 with `WWW-Authenticate`, 403 or 429), then a path that names no stream is 404
@@ -28,7 +30,7 @@ pub(super) const ALLOW: &str = "OPTIONS, POST, DELETE, PATCH";
 /// `r` with the CORS headers a browser needs to read a WHEP or WHIP answer.
 pub(super) fn cors(r: Response) -> Response {
     r.header("Access-Control-Allow-Origin", "*")
-        .header("Access-Control-Expose-Headers", "Location, Link")
+        .header("Access-Control-Expose-Headers", "Location, Link, Warning")
 }
 
 /// Answers a request under [`PREFIX`] from the client at `peer`.
@@ -124,12 +126,27 @@ async fn post(
     };
     let c = signal::answer(shard, rtc, &offer, via).await?;
     let location = format!("{PREFIX}{}/{}", c.path, c.id);
-    Ok(cors(
-        Response::new(201)
-            .header("Location", location)
-            .header("ETag", format!("\"{}\"", c.id))
-            .body("application/sdp", c.answer),
-    ))
+    let mut r = Response::new(201)
+        .header("Location", location)
+        .header("ETag", format!("\"{}\"", c.id));
+    if let Some(w) = &c.warning {
+        r = r.header("Warning", warning_value(w));
+    }
+    Ok(cors(r.body("application/sdp", c.answer)))
+}
+
+/// A `Warning` header value (RFC 7234 5.5, code 299 "miscellaneous persistent warning")
+/// with `text` as its quoted string.
+fn warning_value(text: &str) -> String {
+    let quoted: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("299 corecast \"{quoted}\"")
 }
 
 fn error_response(e: &SignalError) -> Response {

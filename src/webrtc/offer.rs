@@ -251,7 +251,9 @@ pub fn usable(offer: &[OfferedMedia]) -> bool {
 /// Picks, for each of the stream's tracks, the offered payload type to send it with.
 ///
 /// Video: H.264 only with packetization-mode 1, preferring the stream's own profile
-/// (`profile_idc` from its SPS), then High, then any; H.265 when both sides have it.
+/// (`profile_idc` from its SPS), then the nearest profile whose decoder decodes it (a
+/// High stream goes to High 4:4:4 Predictive when the offer has no High, as Chromium
+/// without hardware decoders offers), then High, then the offer's first; H.265 when both sides have it.
 /// Audio: Opus, PCMU and PCMA pass through when offered. A stream whose tracks all lack
 /// a match is an error naming both sides' codecs.
 pub fn select(offer: &[OfferedMedia], tracks: &[Track]) -> Result<Selection, NoCommonCodec> {
@@ -412,24 +414,48 @@ fn ingest_audio(m: &OfferedMedia) -> Option<(Codec, OfferedCodec)> {
     find("PCMA", 8000).map(|c| (Codec::Pcma, c.clone()))
 }
 
+/// H.264 `profile_idc` values in the order of what their decoders can decode: a decoder
+/// of each profile decodes the bitstreams of every profile before it (ITU-T H.264 A.2:
+/// constrained baseline, Main, High, High 10, High 4:2:2, High 4:4:4 Predictive).
+const H264_DECODES_PREVIOUS: [u8; 6] = [0x42, 0x4d, 0x64, 0x6e, 0x7a, 0xf4];
+
+/// How well an offered H.264 `profile_idc` suits a stream of `stream` (higher is
+/// better): the stream's own profile; else a profile whose decoder decodes it, the
+/// nearest first; else any other (a browser's software decoder takes any profile).
+fn h264_fit(stream: Option<u8>, offered: Option<u8>) -> u8 {
+    const OWN: u8 = u8::MAX;
+    match (stream, offered) {
+        (Some(s), Some(o)) if s == o => OWN,
+        (Some(s), Some(o)) => {
+            let pos = |p: u8| H264_DECODES_PREVIOUS.iter().position(|x| *x == p);
+            match (pos(s), pos(o)) {
+                // Nearer supersets rank higher, all below the stream's own profile.
+                (Some(si), Some(oi)) if oi > si => OWN - 1 - (oi - si) as u8,
+                _ => u8::from(o == 0x64),
+            }
+        }
+        // Some other or no profile (no SPS yet): High decodes what encoders make.
+        (_, Some(0x64)) => 1,
+        _ => 0,
+    }
+}
+
 fn best_codec(m: &OfferedMedia, track: &Track) -> Option<OfferedCodec> {
     let named = |name: &'static str| m.codecs.iter().filter(move |c| c.name == name);
     match track.codec {
         Codec::H264 => {
             let want = track.params.sps.first().and_then(|s| s.get(1)).copied();
+            // The best fit, the offer's order among equals: `max_by_key` keeps the last
+            // of equals, so the position is reversed. (Not the payload type: browsers
+            // number their later entries from the lower dynamic range, 35..63.)
             named("H264")
-                .filter(|c| c.param("packetization-mode") == Some("1"))
-                .max_by_key(|c| {
+                .enumerate()
+                .filter(|(_, c)| c.param("packetization-mode") == Some("1"))
+                .max_by_key(|(i, c)| {
                     let idc = c.profile_level_id().map(|p| (p >> 16) as u8);
-                    let score = match idc {
-                        Some(i) if Some(i) == want => 3,
-                        Some(0x64) => 2,
-                        _ => 1,
-                    };
-                    // max_by_key keeps the last of equals: rank earlier entries higher.
-                    (score, std::cmp::Reverse(c.pt))
+                    (h264_fit(want, idc), std::cmp::Reverse(*i))
                 })
-                .cloned()
+                .map(|(_, c)| c.clone())
         }
         Codec::H265 => named("H265").next().cloned(),
         Codec::Opus => named("OPUS").find(|c| c.clock_rate == 48_000).cloned(),
@@ -440,7 +466,7 @@ fn best_codec(m: &OfferedMedia, track: &Track) -> Option<OfferedCodec> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
 
@@ -542,6 +568,85 @@ a=rtpmap:126 telephone-event/8000\r\n";
         let only_pm0 = CHROME_OFFER.replace("packetization-mode=1", "packetization-mode=0");
         let offer = parse_offer(&only_pm0).expect("parses");
         assert!(select(&offer, &[h264(0x42)]).is_err());
+    }
+
+    /// Chromium 148 (Debian, headless, no hardware decoders): a recvonly video and
+    /// audio offer as its `createOffer` wrote it. Its H.264 entries with
+    /// packetization-mode 1 are 103 (42001f), 109 (42e01f), 117 (4d001f) and 41
+    /// (f4001f): no High (64....) at all.
+    pub(crate) const CHROMIUM_148_OFFER: &str =
+        include_str!("../../tests/data/chromium148_headless_recvonly_offer.sdp");
+
+    /// [`CHROMIUM_148_OFFER`] with a High entry (pt 123, 64001f, RTX 122) after the
+    /// others, as a Chromium with a hardware H.264 decoder adds one.
+    pub(crate) fn chromium_offer_with_high() -> String {
+        CHROMIUM_148_OFFER
+            .replacen(" 119 120 121 49\r\n", " 119 120 121 49 123 122\r\n", 1)
+            .replacen(
+                "a=rtpmap:45 AV1/90000\r\n",
+                "a=rtpmap:123 H264/90000\r\n\
+                 a=fmtp:123 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f\r\n\
+                 a=rtpmap:122 rtx/90000\r\na=fmtp:122 apt=123\r\n\
+                 a=rtpmap:45 AV1/90000\r\n",
+                1,
+            )
+    }
+
+    fn h264_pick(sdp: &str, profile_idc: u8) -> (u8, Option<u32>) {
+        let offer = parse_offer(sdp).expect("parses");
+        let sel = select(&offer, &[h264(profile_idc)]).expect("match");
+        let c = &sel.send[0].offered;
+        (c.pt, c.profile_level_id())
+    }
+
+    #[test]
+    fn chromium_offer_high_stream_goes_to_high_else_the_nearest_profile_that_decodes_it() {
+        let offer = parse_offer(CHROMIUM_148_OFFER).expect("parses");
+        let mode1: Vec<_> = offer[0]
+            .codecs
+            .iter()
+            .filter(|c| c.name == "H264" && c.param("packetization-mode") == Some("1"))
+            .map(|c| (c.pt, c.profile_level_id(), c.rtx))
+            .collect();
+        assert_eq!(
+            mode1,
+            [
+                (103, Some(0x42001f), Some(104)),
+                (109, Some(0x42e01f), Some(114)),
+                (117, Some(0x4d001f), Some(118)),
+                (41, Some(0xf4001f), Some(42)),
+            ]
+        );
+        // No High offered: High 4:4:4 Predictive decodes High; Main or baseline do not.
+        assert_eq!(h264_pick(CHROMIUM_148_OFFER, 0x64), (41, Some(0xf4001f)));
+        assert_eq!(h264_pick(CHROMIUM_148_OFFER, 0x4d), (117, Some(0x4d001f)));
+        assert_eq!(h264_pick(CHROMIUM_148_OFFER, 0x42), (103, Some(0x42001f)));
+        // With a High entry, a High stream gets it, though f4001f comes first and has
+        // the lower payload type.
+        let with_high = chromium_offer_with_high();
+        assert_eq!(h264_pick(&with_high, 0x64), (123, Some(0x64001f)));
+        let offer = parse_offer(&with_high).expect("parses");
+        let sel = select(&offer, &[h264(0x64)]).expect("match");
+        assert_eq!(sel.send[0].offered.rtx, Some(122));
+        // Main goes to High (nearer) rather than High 4:4:4.
+        assert_eq!(h264_pick(&with_high, 0x4d), (117, Some(0x4d001f)));
+        let no_main = with_high.replace("profile-level-id=4d001f", "profile-level-id=42001f");
+        assert_eq!(h264_pick(&no_main, 0x4d), (123, Some(0x64001f)));
+    }
+
+    #[test]
+    fn h264_equals_are_taken_in_offer_order_not_by_lowest_payload_type() {
+        // A High stream, neither High nor a superset offered: the first entry, although
+        // the second has the lower payload type (which the old rule picked).
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 127 35\r\na=mid:0\r\na=recvonly\r\n\
+a=rtpmap:127 H264/90000\r\na=fmtp:127 packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:35 H264/90000\r\na=fmtp:35 packetization-mode=1;profile-level-id=42001f\r\n";
+        assert_eq!(h264_pick(sdp, 0x64), (127, Some(0x42e01f)));
+        assert_eq!(h264_fit(Some(0x64), Some(0x64)), u8::MAX);
+        assert!(h264_fit(Some(0x64), Some(0x6e)) > h264_fit(Some(0x64), Some(0xf4)));
+        assert!(h264_fit(Some(0x64), Some(0xf4)) > h264_fit(Some(0x64), Some(0x4d)));
+        assert_eq!(h264_fit(None, Some(0x64)), 1);
+        assert_eq!(h264_fit(None, Some(0x42)), 0);
     }
 
     #[test]

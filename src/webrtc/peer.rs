@@ -758,4 +758,67 @@ mod tests {
         assert_eq!(convert(48_000, 48_000, 48_000), 48_000);
         assert_eq!(convert(5, 0, 90_000), 5);
     }
+
+    /// The answer's H.264 payload types with their `profile-level-id`.
+    fn answered_h264(answer: &str) -> Vec<(u8, String)> {
+        let h264: Vec<&str> = answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+            .filter(|m| m.contains("H264/"))
+            .filter_map(|m| m.split(' ').next())
+            .collect();
+        answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=fmtp:"))
+            .filter_map(|f| f.split_once(' '))
+            .filter(|(pt, _)| h264.contains(pt))
+            .filter_map(|(pt, params)| {
+                let pli = params
+                    .split(';')
+                    .find_map(|kv| kv.strip_prefix("profile-level-id="))?;
+                Some((pt.parse().ok()?, pli.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // Any instant serves: nothing runs.
+    fn chromium_is_answered_with_the_selected_h264_entry_alone() {
+        use super::super::offer::tests::{CHROMIUM_148_OFFER, chromium_offer_with_high};
+        use super::super::offer::{parse_offer, select};
+        use crate::media::Track;
+        use bytes::Bytes;
+        use std::sync::Arc;
+        let cert = crate::webrtc::process_cert().expect("certificate");
+        let mut high = Track::new(TrackId(0), Codec::H264, 90_000);
+        high.params.sps = vec![Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac])];
+        let answer = |sdp: &str| {
+            let offer = parse_offer(sdp).expect("parses");
+            let sel = select(&offer, std::slice::from_ref(&high)).expect("H.264");
+            let mids: Vec<Option<String>> = offer.iter().map(|m| m.mid.clone()).collect();
+            let queue = Rc::new(crate::stream::SinkQueue::new(crate::stream::SinkLimits {
+                max_frames: 10,
+                max_bytes: 1 << 16,
+            }));
+            let sink = SinkHandle::standalone(Arc::from("high"), queue);
+            let local = SocketAddr::from(([127, 0, 0, 1], 8189));
+            let (_, answer) = Peer::accept(
+                Instant::now(),
+                sdp,
+                &sel,
+                &mids,
+                &cert,
+                &[local],
+                sink,
+                PeerConfig::default(),
+            )
+            .expect("accepted");
+            answered_h264(&answer)
+        };
+        // Chromium without a hardware decoder offers no High: High 4:4:4 Predictive.
+        assert_eq!(answer(CHROMIUM_148_OFFER), [(41, "f4001f".to_string())]);
+        // With a High entry, that one.
+        let with_high = chromium_offer_with_high();
+        assert_eq!(answer(&with_high), [(123, "64001f".to_string())]);
+    }
 }

@@ -19,7 +19,7 @@ pub mod ws;
 use super::handle::{Handle, Reservation};
 use super::offer::{self, NoCommonCodec, OfferError, OfferedMedia};
 use super::table::SessionId;
-use crate::media::TrackSet;
+use crate::media::{MediaKind, TrackId, TrackSet};
 use crate::session::{self, Signaling};
 use crate::shard::Shard;
 use crate::stats;
@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why an offer got no session, with the HTTP status it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,9 @@ pub struct Created {
     pub path: Arc<str>,
     /// The SDP answer.
     pub answer: String,
+    /// What the viewer should know about the stream it gets (see [`bframes_warning`]):
+    /// WHEP sends it as a `Warning` header, `/ws` as the answer's `warning`.
+    pub warning: Option<String>,
 }
 
 impl Created {
@@ -403,6 +406,15 @@ fn create_session(
     stats::add(&shard.stats().webrtc_sessions, 1);
     stats::add(&shard.stats().webrtc_sessions_total, 1);
     let codecs: Vec<&str> = sel.send.iter().map(|c| c.codec.name()).collect();
+    let warning = sel
+        .send
+        .iter()
+        .filter(|c| c.codec.kind() == MediaKind::Video)
+        .any(|c| has_bframes(shard, &hub_path, c.track))
+        .then(|| bframes_warning(&hub_path));
+    if let Some(w) = &warning {
+        warn!(shard = shard.id, session = %id, path = %hub_path, "{w}");
+    }
     info!(
         shard = shard.id,
         session = %id,
@@ -415,6 +427,30 @@ fn create_session(
         id,
         path: hub_path,
         answer,
+        warning,
+    })
+}
+
+/// The warning a viewer of `path` gets when the video it is sent has B-frames.
+pub fn bframes_warning(path: &str) -> String {
+    format!(
+        "stream '{path}' has B-frames: browsers' WebRTC players stutter on them; the page \
+         plays it over MSE"
+    )
+}
+
+/// Whether track `track` of `path` has had frames out of decode order (B-frames), as
+/// the owner shard's last snapshot says (the one the API lists, refreshed every second:
+/// the bit is set a few frames into a stream, and known on the owner only).
+fn has_bframes(shard: &Shard, path: &str, track: TrackId) -> bool {
+    let Some(owner) = shard.hub.borrow().owner(path) else {
+        return false;
+    };
+    shard.shared.snapshots[owner].lock().ok().is_some_and(|s| {
+        s.paths
+            .iter()
+            .find(|p| &*p.info.path == path)
+            .is_some_and(|p| p.info.bframes(track))
     })
 }
 

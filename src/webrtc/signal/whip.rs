@@ -100,5 +100,6 @@ pub fn publish(
         id,
         path: hub_path,
         answer,
+        warning: None,
     })
 }

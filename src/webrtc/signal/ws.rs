@@ -3,7 +3,8 @@
 //! socket.
 //!
 //! - `{"type":"offer","stream":"live/cam1","sdp":"..."}` → `{"type":"answer","stream",
-//!   "session","sdp"}` then one `{"type":"candidate","session","candidate","sdpMid",
+//!   "session","sdp"}` (with `"warning"` when the stream's video has B-frames, the text
+//!   of WHEP's `Warning` header: browsers' WebRTC players stutter on them) then one `{"type":"candidate","session","candidate","sdpMid",
 //!   "sdpMLineIndex"}` per server candidate (they are also in the answer); or
 //!   `{"type":"error","message","status","stream"}` with the WHEP status (404, 400, 406,
 //!   503).
@@ -84,6 +85,10 @@ pub enum ServerMsg {
         session: String,
         /// The SDP answer.
         sdp: String,
+        /// What the viewer should know about the stream (its video has B-frames, on
+        /// which browsers' WebRTC players stutter); absent when nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
     },
     /// One of the server's ICE candidates (all are in the answer too).
     Candidate {
@@ -291,6 +296,7 @@ impl WsSignaling {
             stream: c.path.to_string(),
             session: session.clone(),
             sdp: c.answer.clone(),
+            warning: c.warning.clone(),
         }];
         let (mid, candidates) = c.candidates();
         replies.extend(candidates.into_iter().map(|cand| ServerMsg::Candidate {
@@ -375,8 +381,19 @@ mod tests {
                 stream: "demo".into(),
                 session: "00000000000000ff".into(),
                 sdp: "v=0\r\n".into(),
+                warning: None,
             },
             json!({"type": "answer", "stream": "demo", "session": "00000000000000ff", "sdp": "v=0\r\n"}),
+        );
+        round_trip(
+            ServerMsg::Answer {
+                stream: "bf".into(),
+                session: "00000000000000ff".into(),
+                sdp: "v=0\r\n".into(),
+                warning: Some(super::super::bframes_warning("bf")),
+            },
+            json!({"type": "answer", "stream": "bf", "session": "00000000000000ff", "sdp": "v=0\r\n",
+                   "warning": "stream 'bf' has B-frames: browsers' WebRTC players stutter on them; the page plays it over MSE"}),
         );
         round_trip(
             ServerMsg::Candidate {
