@@ -9,6 +9,7 @@ pub mod aac;
 pub mod bits;
 pub mod clip;
 pub mod flv;
+pub mod fmp4;
 pub mod gop;
 pub mod h264;
 pub mod h265;
