@@ -210,3 +210,205 @@ fn decodes_cleanly(mp4: &Path) {
         "ffmpeg decoding the fMP4: {stderr}"
     );
 }
+
+/// Runs ffmpeg with `args` (quietly, niced) and fails the test if it fails.
+fn ffmpeg(args: &[&str]) {
+    require_tool("ffmpeg");
+    let status = Command::new("nice")
+        .args(["-n", "19", "ffmpeg", "-v", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg {args:?} failed");
+}
+
+/// The NAL units of an Annex B stream.
+fn annex_b_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut units = Vec::new();
+    for (n, &s) in starts.iter().enumerate() {
+        let mut end = starts.get(n + 1).map_or(data.len(), |&next| next - 3);
+        while end > s && data[end - 1] == 0 {
+            end -= 1; // the zero byte of a 4-byte start code
+        }
+        units.push(&data[s..end]);
+    }
+    units
+}
+
+#[test]
+fn ffprobe_reads_h265_and_opus() {
+    use corecast::media::{Codec, Track, TrackId};
+    let dir = std::env::temp_dir().join(format!("corecast-fmp4-hevc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (hevc, ogg) = (dir.join("in.hevc"), dir.join("in.ogg"));
+    let (hevc_s, ogg_s) = (hevc.to_str().expect("path"), ogg.to_str().expect("path"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "veryfast",
+        "-x265-params",
+        "log-level=error:aud=1:bframes=0:keyint=30",
+        "-f",
+        "hevc",
+        hevc_s,
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:sample_rate=48000",
+        "-t",
+        "2",
+        "-ac",
+        "2",
+        "-c:a",
+        "libopus",
+        "-f",
+        "ogg",
+        ogg_s,
+    ]);
+
+    // H.265: access units start at an AUD; parameter sets go to the track.
+    let data = std::fs::read(&hevc).expect("read hevc");
+    let mut video = Track::new(TrackId(0), Codec::H265, 90_000);
+    let mut access_units: Vec<(bool, Vec<u8>)> = Vec::new();
+    for unit in annex_b_units(&data) {
+        let kind = (unit[0] >> 1) & 0x3F;
+        let unit_bytes = Bytes::copy_from_slice(unit);
+        match kind {
+            32 if video.params.vps.is_empty() => video.params.vps.push(unit_bytes),
+            33 if video.params.sps.is_empty() => video.params.sps.push(unit_bytes),
+            34 if video.params.pps.is_empty() => video.params.pps.push(unit_bytes),
+            32..=34 => {}
+            35 => access_units.push((false, Vec::new())),
+            _ => {
+                let au = access_units.last_mut().expect("an AUD first");
+                au.0 |= (16..=23).contains(&kind);
+                au.1.extend_from_slice(&(unit.len() as u32).to_be_bytes());
+                au.1.extend_from_slice(unit);
+            }
+        }
+    }
+    video.apply_params();
+    assert_eq!(access_units.len(), 60, "H.265 access units in 2 s");
+
+    // Opus: the packets after OpusHead and OpusTags, 20 ms each.
+    let mut reader = ogg::reading::PacketReader::new(std::fs::File::open(&ogg).expect("ogg"));
+    let mut packets = Vec::new();
+    while let Some(p) = reader.read_packet().expect("ogg packet") {
+        packets.push(p.data);
+    }
+    assert!(packets[0].starts_with(b"OpusHead") && packets[1].starts_with(b"OpusTags"));
+    let opus_packets = &packets[2..];
+    let mut audio = Track::new(TrackId(1), Codec::Opus, 48_000);
+    audio.channels = Some(packets[0][9]);
+
+    let mut muxer = Muxer::new(&[video, audio]).expect("muxer");
+    assert_eq!(muxer.codecs().split(',').nth(1), Some("opus"));
+    assert!(
+        muxer.codecs().starts_with("hvc1.1.6.L"),
+        "{}",
+        muxer.codecs()
+    );
+    let mut frames = Vec::new();
+    for (i, (keyframe, au)) in access_units.iter().enumerate() {
+        let t = 90_000 + i as i64 * FRAME;
+        frames.push(Frame {
+            track: TrackId(0),
+            kind: MediaKind::Video,
+            keyframe: *keyframe,
+            dts: t,
+            pts: t,
+            data: Bytes::from(au.clone()),
+        });
+    }
+    for (i, p) in opus_packets.iter().enumerate() {
+        let t = 48_000 + i as i64 * 960;
+        frames.push(Frame {
+            track: TrackId(1),
+            kind: MediaKind::Audio,
+            keyframe: true,
+            dts: t,
+            pts: t,
+            data: Bytes::from(p.clone()),
+        });
+    }
+    // Interleave by time, as a live stream would.
+    frames.sort_by_key(|f| {
+        f.dts * 90_000
+            / if f.kind == MediaKind::Video {
+                90_000
+            } else {
+                48_000
+            }
+    });
+    let mut file = muxer.init_segment().to_vec();
+    for f in &frames {
+        if let Some(frag) = muxer.push(f) {
+            file.extend_from_slice(&frag);
+        }
+    }
+    for frag in muxer.flush() {
+        file.extend_from_slice(&frag);
+    }
+    let mp4 = dir.join("out.mp4");
+    std::fs::write(&mp4, file).expect("write mp4");
+
+    let probe = ffprobe_json(&[
+        "-show_packets",
+        "-show_streams",
+        mp4.to_str().expect("path"),
+    ]);
+    let streams = probe["streams"].as_array().expect("streams");
+    let v = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video");
+    let a = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("audio");
+    assert_eq!(v["codec_name"], "hevc");
+    assert_eq!(v["codec_tag_string"], "hvc1");
+    assert_eq!(v["profile"], "Main");
+    assert_eq!(v["width"], 640);
+    assert_eq!(v["height"], 360);
+    assert_eq!(a["codec_name"], "opus");
+    assert_eq!(a["sample_rate"], "48000");
+    assert_eq!(a["channels"], 2);
+    let packets = probe["packets"].as_array().expect("packets");
+    let count = |s: &Value| {
+        packets
+            .iter()
+            .filter(|p| p["stream_index"] == s["index"])
+            .count()
+    };
+    assert_eq!(count(v), access_units.len());
+    assert_eq!(count(a), opus_packets.len());
+    let keys = packets
+        .iter()
+        .filter(|p| p["stream_index"] == v["index"])
+        .filter(|p| p["flags"].as_str().is_some_and(|f| f.contains('K')))
+        .count();
+    assert_eq!(keys, access_units.iter().filter(|(k, _)| *k).count());
+    assert!(keys >= 2, "{keys} H.265 keyframes");
+    decodes_cleanly(&mp4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
