@@ -433,7 +433,7 @@ fn random_frames_never_panic_and_box_sizes_add_up() {
                 _ => (rng.next() % 4000) as i64,
             };
             let i = usize::from(track.min(2));
-            dts[i] = if rng.next() % 200 == 0 {
+            dts[i] = if rng.next().is_multiple_of(200) {
                 [i64::MIN, i64::MAX, 0][(rng.next() % 3) as usize]
             } else {
                 dts[i].saturating_add(step)
@@ -447,7 +447,7 @@ fn random_frames_never_panic_and_box_sizes_add_up() {
                 } else {
                     MediaKind::Audio
                 },
-                keyframe: rng.next() % 5 == 0,
+                keyframe: rng.next().is_multiple_of(5),
                 dts: dts[i],
                 pts: dts[i].saturating_add(rng.next() as i64 - (1 << 30)),
                 data: payload.slice(start..start + len),
