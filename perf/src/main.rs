@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The WebRTC mode is in [`whep`], the simulated RTSP cameras (`corecast-load camera`) in
-//! [`camera`], the WHIP publishers (`corecast-load whip`) in [`whip`]; the rest of this file is the RTMP mode
+//! [`camera`], the WHIP publishers (`corecast-load whip`) in [`whip`], the MSE viewers
+//! (`corecast-load mse`) in [`mse`]; the rest of this file is the RTMP mode
 //! (`corecast-load rtmp ...` or no mode word).
 //!
 //! Players are opened at a bounded rate on one glommio executor per `--threads`, each as a
@@ -27,6 +28,7 @@ mod camera;
 mod camera_reel;
 mod camera_rtsp;
 mod client;
+mod mse;
 mod stats;
 mod whep;
 mod whep_board;
@@ -49,7 +51,7 @@ const USAGE: &str = "\
 corecast-load: opens N light RTMP players and reports delivered bitrate, time to first
 video frame and stalls as one line of JSON. (`corecast-load whep --help`: WebRTC viewers;
 `corecast-load camera --help`: simulated RTSP cameras; `corecast-load whip --help`: WHIP
-publishers.)
+publishers; `corecast-load mse --help`: MSE viewers.)
 
 usage: corecast-load [rtmp] --url rtmp://HOST[:PORT]/APP/KEY [options]
 
@@ -372,6 +374,7 @@ fn main() {
             std::process::exit(code);
         }
         Some("whip") => std::process::exit(whip::main(&argv[1..])),
+        Some("mse") => std::process::exit(mse::main(&argv[1..])),
         Some("rtmp") => {
             argv.remove(0);
         }
