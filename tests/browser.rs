@@ -738,9 +738,16 @@ fn page_plays_the_demo_stream_over_whep_in_chromium() {
     ));
     let first_session = v["session"].as_str().unwrap_or("").to_string();
     // The demo clip has no B-frames: WebRTC, and the panel says so.
-    let transport = t.eval("[window.corecast.transport, document.getElementById('stat-transport').textContent]");
-    if transport[0] != "webrtc" || !transport[1].as_str().is_some_and(|p| p.starts_with("WebRTC")) {
-        t.fail(&format!("the demo stream should play over WebRTC: {transport}"));
+    let transport = t
+        .eval("[window.corecast.transport, document.getElementById('stat-transport').textContent]");
+    if transport[0] != "webrtc"
+        || !transport[1]
+            .as_str()
+            .is_some_and(|p| p.starts_with("WebRTC"))
+    {
+        t.fail(&format!(
+            "the demo stream should play over WebRTC: {transport}"
+        ));
     }
     if !first_session.contains("/whep/demo/") {
         t.fail(&format!(
