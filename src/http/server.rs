@@ -370,7 +370,6 @@ pub async fn route(
     peer: Option<SocketAddr>,
     scheme: Scheme,
 ) -> Response {
-    let get_or_head = req.method == "GET" || req.method == "HEAD";
     let shared = &shard.shared;
     let ip = peer.map(|p| p.ip());
     if req.path.starts_with(super::whep::PREFIX) {
@@ -409,7 +408,7 @@ pub async fn route(
             r
         };
     }
-    if !get_or_head {
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
         return Response::text(
             405,
             &format!("{} is not allowed on {}", req.method, req.path),
