@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use corecast::media::Frame;
 use corecast::media::clip::Clip;
-use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
 use corecast::media::fmp4::Muxer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -25,18 +24,8 @@ fn mux_all(muxer: &mut Muxer, frames: &[Frame]) -> usize {
 
 fn bench_fmp4(c: &mut Criterion) {
     let clip = Clip::parse(Bytes::from_static(FILE), 1 << 20).expect("clip");
-    let mut demux = Demuxer::new();
-    let mut frames = Vec::new();
-    for tag in clip.tags() {
-        let out = match tag.kind {
-            TagType::Video => demux.video(tag.offset_ms, &tag.body),
-            _ => demux.audio(tag.offset_ms, &tag.body),
-        };
-        if let Ok(Some(DemuxOutput::Frame(f))) = out {
-            frames.push(f);
-        }
-    }
-    let muxer = Muxer::new(&demux.tracks()).expect("muxer");
+    let (tracks, frames) = clip.frames().expect("demux");
+    let muxer = Muxer::new(&tracks).expect("muxer");
     assert!(mux_all(&mut muxer.clone(), &frames) > 0);
     let mut group = c.benchmark_group("fmp4");
     group.throughput(Throughput::Elements(frames.len() as u64));
@@ -44,7 +33,6 @@ fn bench_fmp4(c: &mut Criterion) {
         b.iter(|| mux_all(&mut muxer.clone(), black_box(&frames)))
     });
     group.finish();
-    let tracks = demux.tracks();
     c.bench_function("fmp4 new + init segment", |b| {
         b.iter(|| Muxer::new(black_box(&tracks)).map(|m| m.init_segment().len()))
     });

@@ -1630,35 +1630,8 @@ fn a_whep_viewer_resumes_when_the_whip_publisher_comes_back() {
     assert!(v.peer().closed().is_none(), "the WHEP session ended");
 }
 
-/// Encodes 6 s of a 1280x720 30 fps test picture with a tone as H.264 High (with `x264`
-/// options: B-frames or not, a keyframe every 2 s as OBS sends) + AAC, into `dir/name`.
-fn encode_720p(dir: &Path, name: &str, x264: &[&str]) -> PathBuf {
-    require_tool("ffmpeg");
-    let out = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-profile:v",
-            "high",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-g", "60", "-b:v", "2M"])
-        .args(x264)
-        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success(), "ffmpeg could not encode {name}");
-    out
-}
+/// x264 settings of the B-frame page test: a keyframe every 2 s (as OBS sends), 2 Mbit/s.
+const OBS: &[&str] = &["-g", "60", "-b:v", "2M"];
 
 /// Ten seconds of the page's playback: frames presented (requestVideoFrameCallback),
 /// decoded and dropped (getVideoPlaybackQuality), and how far behind the newest data the
@@ -1691,12 +1664,33 @@ fn page_plays_b_frame_streams_smoothly_over_mse() {
     let dir = std::env::temp_dir().join(format!("corecast-mse-page-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let clips = [
-        ("live/bf2", encode_720p(&dir, "bf2.flv", &["-bf", "2"])),
+        (
+            "live/bf2",
+            x264_aac_clip(
+                &dir.join("bf2.flv"),
+                "1280x720",
+                6,
+                &[OBS, &["-bf", "2"]].concat(),
+            ),
+        ),
         (
             "live/bf3",
-            encode_720p(&dir, "bf3.flv", &["-bf", "3", "-b_strategy", "2"]),
+            x264_aac_clip(
+                &dir.join("bf3.flv"),
+                "1280x720",
+                6,
+                &[OBS, &["-bf", "3", "-b_strategy", "2"]].concat(),
+            ),
         ),
-        ("live/plain", encode_720p(&dir, "plain.flv", &["-bf", "0"])),
+        (
+            "live/plain",
+            x264_aac_clip(
+                &dir.join("plain.flv"),
+                "1280x720",
+                6,
+                &[OBS, &["-bf", "0"]].concat(),
+            ),
+        ),
     ];
     let server = Server::start("browser-mse", &test_config(""));
     let _publishers: Vec<Publisher> = clips

@@ -7,7 +7,6 @@ mod common;
 use bytes::Bytes;
 use common::{ffprobe_json, require_tool};
 use corecast::media::clip::Clip;
-use corecast::media::flv::{DemuxOutput, Demuxer, TagType};
 use corecast::media::fmp4::Muxer;
 use corecast::media::{Frame, MediaKind};
 use serde_json::Value;
@@ -44,19 +43,7 @@ fn make_flv(dir: &Path, x264_opts: &[&str]) -> PathBuf {
 fn mux(flv: &Path, mp4: &Path) -> Vec<Frame> {
     let data = std::fs::read(flv).expect("read flv");
     let clip = Clip::parse(Bytes::from(data), 8 << 20).expect("clip");
-    let mut demux = Demuxer::new();
-    let mut frames = Vec::new();
-    for tag in clip.tags() {
-        let out = match tag.kind {
-            TagType::Video => demux.video(tag.offset_ms, &tag.body),
-            _ => demux.audio(tag.offset_ms, &tag.body),
-        }
-        .expect("demux");
-        if let Some(DemuxOutput::Frame(f)) = out {
-            frames.push(f);
-        }
-    }
-    let tracks = demux.tracks();
+    let (tracks, frames) = clip.frames().expect("demux");
     assert_eq!(tracks.len(), 2, "tracks {tracks:?}");
     let mut muxer = Muxer::new(&tracks).expect("muxer");
     assert!(

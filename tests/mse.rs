@@ -7,11 +7,13 @@
 
 mod common;
 
-use common::{Server, ffmpeg_publish_loop, ffprobe_json, request, require_tool, test_config};
+use common::{
+    Server, ffmpeg_publish_loop, ffprobe_json, request, require_tool, test_config, x264_aac_clip,
+};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
@@ -39,38 +41,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Encodes `secs` of a 30 fps test picture with a 1 kHz tone as H.264 High (`x264` extra
-/// options, B-frames among them) + AAC in FLV.
-fn encode(dir: &Path, name: &str, size: &str, secs: u32, x264: &[&str]) -> PathBuf {
-    require_tool("ffmpeg");
-    let out = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={size}:rate=30"),
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
-        .args([
-            "-t",
-            &secs.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-        ])
-        .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "30"])
-        .args(x264)
-        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success(), "ffmpeg could not encode {name}");
-    out
 }
 
 /// Publishes `file` in a loop to `live/{name}` and waits until the API lists its B-frames.
@@ -168,7 +138,12 @@ fn an_mse_viewer_gets_fragments_that_ffprobe_reads_in_order() {
     ] {
         // Longer than what is read, so that no loop of the publisher's file (whose seam
         // need not be one frame long) falls into it.
-        let clip = encode(&dir.0, &format!("{name}.flv"), "640x360", 10, x264);
+        let clip = x264_aac_clip(
+            &dir.0.join(format!("{name}.flv")),
+            "640x360",
+            10,
+            &[&["-g", "30"], x264].concat(),
+        );
         let _publisher = publish(&s, &clip, name);
         let mut ws = connect(s.http, &format!("live/{name}"));
         let (init, segment) = read_init(&mut ws);
@@ -267,7 +242,12 @@ fn an_mse_viewer_gets_fragments_that_ffprobe_reads_in_order() {
 fn the_endpoint_refuses_before_the_upgrade_and_answers_bad_messages_with_errors() {
     let dir = TempDir::new("mse-bad");
     let s = Server::start("mse-bad", &test_config(""));
-    let clip = encode(&dir.0, "bf.flv", "320x240", 2, &["-bf", "2"]);
+    let clip = x264_aac_clip(
+        &dir.0.join("bf.flv"),
+        "320x240",
+        2,
+        &["-g", "30", "-bf", "2"],
+    );
     let _publisher = publish(&s, &clip, "bad");
     // No such stream: 404 before any upgrade; no upgrade: 426; foreign page: 403.
     let upgrade = |path: &str, extra: &str| {
@@ -361,12 +341,11 @@ fn a_viewer_that_stops_reading_resumes_at_a_keyframe_and_another_is_not_disturbe
     let config = test_config("[media]\ngop_max_frames = 60\nsink_max_frames = 90\n");
     let s = Server::start("mse-stall", &config);
     // A high bitrate fills the stalled viewer's socket buffers quickly.
-    let clip = encode(
-        &dir.0,
-        "stall.flv",
+    let clip = x264_aac_clip(
+        &dir.0.join("stall.flv"),
         "640x360",
         4,
-        &["-bf", "2", "-b:v", "4M"],
+        &["-g", "30", "-bf", "2", "-b:v", "4M"],
     );
     let _publisher = publish(&s, &clip, "stall");
     // The stalled viewer's receive buffer is small, so the server's writes block soon.

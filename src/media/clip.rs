@@ -1,7 +1,8 @@
 //! A media clip played as a live stream: the FLV tags of a file, replayed in a loop with
 //! timestamps that keep increasing across loops. Pure: the driver paces it by the clock.
 
-use super::flv::{self, FlvError, FlvHeader, TagType};
+use super::flv::{self, DemuxOutput, Demuxer, FlvError, FlvHeader, TagType};
+use super::{Frame, Track};
 use bytes::Bytes;
 
 /// One audio or video tag of the clip, its timestamp relative to the clip's first tag.
@@ -109,6 +110,19 @@ impl Clip {
         self.video_interval_ms
             .filter(|v| *v > 0.0)
             .map(|v| 1000.0 / v)
+    }
+
+    /// One pass demuxed: the tracks at its end and every frame, in file order (tests,
+    /// benchmarks and tools that need the clip's frames rather than its tags).
+    pub fn frames(&self) -> Result<(Vec<Track>, Vec<Frame>), FlvError> {
+        let mut demux = Demuxer::new();
+        let mut frames = Vec::new();
+        for tag in &self.tags {
+            if let Some(DemuxOutput::Frame(f)) = demux.tag(tag.kind, tag.offset_ms, &tag.body)? {
+                frames.push(f);
+            }
+        }
+        Ok((demux.tracks(), frames))
     }
 
     /// The `index`-th tag of the endless replay, with its timestamp in ms on the live

@@ -412,6 +412,21 @@ impl Demuxer {
         self.video.iter().chain(&self.audio).cloned().collect()
     }
 
+    /// Handles an audio or video tag body (`kind`; other kinds give `Ok(None)`) with its
+    /// timestamp in ms: [`Demuxer::video`] or [`Demuxer::audio`].
+    pub fn tag(
+        &mut self,
+        kind: TagType,
+        timestamp_ms: i64,
+        body: &Bytes,
+    ) -> Result<Option<DemuxOutput>, FlvError> {
+        match kind {
+            TagType::Video => self.video(timestamp_ms, body),
+            TagType::Audio => self.audio(timestamp_ms, body),
+            _ => Ok(None),
+        }
+    }
+
     /// Handles a video tag body with its timestamp in ms. NAL units before the first
     /// sequence header, non-AVC codecs and end-of-sequence give `Ok(None)`. NAL units with
     /// 1-, 2- or 3-byte length prefixes are rewritten to 4-byte AVCC (a copy).

@@ -3,7 +3,7 @@
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
 use crate::media::clip::Clip;
-use crate::media::flv::{DemuxOutput, Demuxer, TagType};
+use crate::media::flv::{DemuxOutput, Demuxer};
 use crate::shard::ShardRef;
 use crate::stream::SourceInfo;
 use bytes::Bytes;
@@ -61,10 +61,7 @@ pub async fn run(shard: ShardRef, path: &str, file: &Path) {
             // The tag "arrives" when the source wakes to hand it over.
             arrived = Instant::now();
         }
-        let out = match tag.kind {
-            TagType::Video => demux.video(ts, &tag.body),
-            _ => demux.audio(ts, &tag.body),
-        };
+        let out = demux.tag(tag.kind, ts, &tag.body);
         let mut hub = shard.hub.borrow_mut();
         match out {
             Ok(Some(DemuxOutput::TracksChanged)) => {

@@ -474,6 +474,39 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
+/// Encodes `secs` of a 30 fps `testsrc2` picture of `size` with a 440 Hz tone into the FLV
+/// file `out`: H.264 High (libx264 veryfast, with the `x264` options: B-frames, GOP,
+/// bitrate) and AAC.
+pub fn x264_aac_clip(out: &Path, size: &str, secs: u32, x264: &[&str]) -> PathBuf {
+    require_tool("ffmpeg");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .arg("-i")
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args(["-profile:v", "high", "-pix_fmt", "yuv420p"])
+        .args(x264)
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ffmpeg");
+    assert!(
+        status.success(),
+        "ffmpeg could not encode {}",
+        out.display()
+    );
+    out.to_path_buf()
+}
+
 /// `ffmpeg -re -stream_loop -1 -i FILE [OPTS] -c copy -f flv URL`: an encoder that
 /// publishes `file` over and over (quiet, no stdin).
 pub fn ffmpeg_publish_loop(file: &Path, opts: &[&str], url: &str) -> Child {

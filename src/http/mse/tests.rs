@@ -1,6 +1,5 @@
 use super::*;
 use crate::media::clip::Clip;
-use crate::media::flv::{DemuxOutput, Demuxer, TagType};
 use crate::media::{Codec, Frame, TrackId};
 use crate::stream::OutFrame;
 use std::sync::Arc;
@@ -11,19 +10,8 @@ const FILE: &[u8] = include_bytes!("../../../tests/data/ffmpeg_320x240_baseline_
 /// come through the hub.
 fn clip() -> (TrackSet, Vec<Frame>) {
     let clip = Clip::parse(Bytes::from_static(FILE), 1 << 20).expect("clip");
-    let mut demux = Demuxer::new();
-    let mut frames = Vec::new();
-    for tag in clip.tags() {
-        let out = match tag.kind {
-            TagType::Video => demux.video(tag.offset_ms, &tag.body),
-            TagType::Audio => demux.audio(tag.offset_ms, &tag.body),
-            _ => continue,
-        };
-        if let Ok(Some(DemuxOutput::Frame(f))) = out {
-            frames.push(f);
-        }
-    }
-    (Arc::from(demux.tracks()), frames)
+    let (tracks, frames) = clip.frames().expect("demux");
+    (Arc::from(tracks), frames)
 }
 
 fn texts(out: &[MseOutput]) -> Vec<Value> {
