@@ -412,6 +412,37 @@ struct Session {
     /// The stream under test and its picture size.
     path: String,
     size: (u64, u64),
+    /// This test's share of the machine (released last).
+    _turn: Turn,
+}
+
+/// Tests that count the frames Chromium shows run alone: a second Chromium decoding and
+/// compositing beside them on a 2-core machine makes it drop frames the server sent.
+/// Every other browser test shares the machine with the others.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A browser test's hold on [`MACHINE`].
+enum Turn {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+impl Turn {
+    fn shared() -> Turn {
+        Turn::Shared(
+            MACHINE
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn alone() -> Turn {
+        Turn::Alone(
+            MACHINE
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 enum Check {
@@ -429,6 +460,22 @@ impl Session {
 
     /// Like [`Session::open`], Chromium launched with `flags`.
     fn open_with(server: Server, path: &str, size: (u64, u64), flags: &[String]) -> Session {
+        Session::open_in(Turn::shared(), server, path, size, flags)
+    }
+
+    /// Like [`Session::open_with`], alone on the machine (see [`MACHINE`]): for tests that
+    /// count the frames Chromium shows.
+    fn open_alone(server: Server, path: &str, size: (u64, u64), flags: &[String]) -> Session {
+        Session::open_in(Turn::alone(), server, path, size, flags)
+    }
+
+    fn open_in(
+        turn: Turn,
+        server: Server,
+        path: &str,
+        size: (u64, u64),
+        flags: &[String],
+    ) -> Session {
         let started = Instant::now();
         server.wait_stream(path, |s| {
             s["tracks"].as_array().is_some_and(|t| !t.is_empty())
@@ -445,6 +492,7 @@ impl Session {
             started,
             path: path.to_string(),
             size,
+            _turn: turn,
         };
         t.log(&format!("{browser}, DevTools at {}", t.chromium.devtools()));
         t.call("Runtime.enable", json!({}));
@@ -1706,7 +1754,7 @@ fn page_plays_b_frame_streams_smoothly_over_mse() {
     let plain = server.wait_stream("live/plain", |s| s["frames_in"].as_u64() > Some(60));
     assert_eq!(plain["playback"], "webrtc", "{plain}");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut t = Session::open(server, "live/bf2", (1280, 720));
+    let mut t = Session::open_alone(server, "live/bf2", (1280, 720), &[]);
     for path in ["live/bf2", "live/bf3"] {
         t.path = path.to_string();
         t.navigate(&format!("?play={path}"));
@@ -2086,12 +2134,13 @@ fn playback_1280x720(bframes: u32) -> (Value, Vec<String>) {
         &url,
     );
     let flags = ["--enable-logging=stderr".to_string(), "--v=0".to_string()];
-    let mut t = Session::open_with(server, &path, (1280, 720), &flags);
+    let mut t = Session::open_alone(server, &path, (1280, 720), &flags);
     if bframes > 0 {
         t.server
             .wait_stream(&path, |v| v["tracks"][0]["bframes"] == true);
     }
-    t.navigate(&format!("?play={path}"));
+    // The page would play a B-frame stream over MSE: this measures WebRTC, so it forces it.
+    t.navigate(&format!("?transport=webrtc&play={path}"));
     t.wait_playing(&format!("?play={path} shows 1280x720 video"), None);
     std::thread::sleep(Duration::from_secs(2));
     let m = t.eval(PLAYBACK_10S);
