@@ -19,7 +19,6 @@ use crate::stats;
 use crate::stream::{ClaimError, HubError, SinkEvent, SinkHandle, SourceInfo, StreamPath};
 use crate::tls::{Acceptor, Stream};
 use bytes::{Bytes, BytesMut};
-use futures_lite::AsyncWriteExt;
 use futures_lite::future;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
@@ -478,128 +477,16 @@ fn drain(
     }
 }
 
-/// Writes every pending output buffer (shared fan-out buffers are written as they are).
-///
-/// Everything pending goes out in one `sendmsg` when the socket has room (the common case:
-/// one system call per wake-up however many frames were queued); what does not fit is
-/// written with glommio, which waits for the socket (bounded by `rtmp.send_timeout`).
-/// Returns the number of bytes written.
-/// `pending` is the connection's scratch list (drained here), kept between calls so that a
-/// send costs no allocation. Over TLS, see [`write_tls`].
+/// Writes every pending output buffer ([`Stream::write_bufs`]: one `sendmsg` when the
+/// socket has room, the rest bounded by `rtmp.send_timeout`) and counts the bytes.
 async fn write_output(
     shard: &Shard,
     stream: &mut Stream,
     pending: &mut Vec<Bytes>,
 ) -> std::io::Result<usize> {
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    if stream.is_tls() {
-        return write_tls(shard, stream, pending).await;
-    }
-    let total: usize = pending.iter().map(Bytes::len).sum();
-    let written = writev_now(stream.tcp(), pending)?;
-    stats::add(&shard.stats().bytes_out, written as u64);
-    let mut skip = written;
-    for b in pending.drain(..) {
-        if skip >= b.len() {
-            skip -= b.len();
-            continue;
-        }
-        stream.write_all(&b[skip..]).await?;
-        stats::add(&shard.stats().bytes_out, (b.len() - skip) as u64);
-        skip = 0;
-    }
-    Ok(total)
-}
-
-/// Writes every pending buffer through TLS, up to 64 at a time as one vectored write:
-/// rustls seals full records across the buffers (no small record per buffer, and no
-/// plaintext copy of the media), then flushed (rustls holds at most
-/// [`crate::tls::BUFFER_LIMIT`] of it; the rest waits for the socket, bounded by
-/// `rtmp.send_timeout`).
-async fn write_tls(
-    shard: &Shard,
-    stream: &mut Stream,
-    pending: &mut Vec<Bytes>,
-) -> std::io::Result<usize> {
-    const MAX_SLICES: usize = 64;
-    let total: usize = pending.iter().map(Bytes::len).sum();
-    let mut done = 0; // buffers fully written
-    while done < pending.len() {
-        let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
-        let batch = &pending[done..pending.len().min(done + MAX_SLICES)];
-        for (s, b) in slices.iter_mut().zip(batch) {
-            *s = std::io::IoSlice::new(b);
-        }
-        let mut n = stream.write_vectored(&slices[..batch.len()]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && done < pending.len() {
-            let b = &mut pending[done];
-            if n < b.len() {
-                bytes::Buf::advance(b, n);
-                n = 0;
-            } else {
-                n -= b.len();
-                done += 1;
-            }
-        }
-    }
-    pending.clear();
-    stream.flush().await?;
-    stats::add(&shard.stats().bytes_out, total as u64);
-    Ok(total)
-}
-
-/// Writes as much of `bufs` as the socket takes right now, without waiting. Returns the
-/// number of bytes written (0 if the socket is full).
-fn writev_now(stream: &TcpStream, bufs: &[Bytes]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    const MAX_IOV: usize = 64;
-    let mut total = 0;
-    let mut start = 0;
-    while start < bufs.len() {
-        let batch = &bufs[start..bufs.len().min(start + MAX_IOV)];
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        for (v, b) in iov.iter_mut().zip(batch) {
-            v.iov_base = b.as_ptr() as *mut libc::c_void;
-            v.iov_len = b.len();
-        }
-        let want: usize = batch.iter().map(Bytes::len).sum();
-        // SAFETY: zeroed msghdr is valid (no name, no control data); every iovec points
-        // into a live `Bytes` of `batch` with its exact length (only the first `batch.len()`
-        // entries are passed), and sendmsg only reads them.
-        // MSG_DONTWAIT keeps the call from blocking whatever the socket's mode.
-        let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = batch.len();
-            libc::sendmsg(
-                stream.as_raw_fd(),
-                &msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(total),
-                _ => Err(e),
-            };
-        }
-        let n = n as usize;
-        total += n;
-        if n < want {
-            return Ok(total);
-        }
-        start += batch.len();
-    }
-    Ok(total)
+    let n = stream.write_bufs(pending).await?;
+    stats::add(&shard.stats().bytes_out, n as u64);
+    Ok(n)
 }
 
 /// Reacts to one event of the session. Returns why the connection ends, if it does.
