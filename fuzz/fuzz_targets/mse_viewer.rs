@@ -82,8 +82,10 @@ fuzz_target!(|data: &[u8]| {
             _ => v.handle_event(SinkEvent::Tracks(tracks()), &mut out),
         }
         for o in out.drain(..) {
-            if let MseOutput::Binary(b) = o {
-                whole_boxes(&b);
+            match o {
+                MseOutput::Binary(b) => whole_boxes(&b),
+                MseOutput::Fragment(f) => whole_boxes(&f.to_bytes()),
+                _ => {}
             }
         }
     }

@@ -20,7 +20,7 @@
 //! removed from the server (1000). Audio tracks the server made for WebRTC viewers (Opus
 //! from AAC) are left out: MSE plays the original AAC.
 
-use crate::media::fmp4::Muxer;
+use crate::media::fmp4::{Fragment, Muxer};
 use crate::media::{MediaKind, Track, TrackSet};
 use crate::stream::SinkEvent;
 use bytes::Bytes;
@@ -34,8 +34,11 @@ pub const PREFIX: &str = "/mse/";
 pub enum MseOutput {
     /// A JSON text message.
     Text(String),
-    /// A binary message: the init segment or a fragment.
+    /// A binary message: the init segment.
     Binary(Bytes),
+    /// A binary message: one frame's fragment, whose payload is the frame's own buffer
+    /// (send it as it is, [`crate::http::ws::WsSession::binary_header`]).
+    Fragment(Fragment),
     /// Close the socket with this status and reason (after sending what came before).
     Close(u16, String),
 }
@@ -93,9 +96,9 @@ impl MseViewer {
                     }
                     self.wait_keyframe = false;
                 }
-                if let Some(fragment) = muxer.push(frame) {
+                if let Some(fragment) = muxer.push_parts(frame) {
                     self.fragments += 1;
-                    out.push(MseOutput::Binary(fragment));
+                    out.push(MseOutput::Fragment(fragment));
                 }
             }
             SinkEvent::End => {
@@ -178,9 +181,9 @@ impl MseViewer {
     /// Sends the frames the muxer holds and forgets it.
     fn finish(&mut self, out: &mut Vec<MseOutput>) {
         if let Some(mut m) = self.muxer.take() {
-            for fragment in m.flush() {
+            for fragment in m.flush_parts() {
                 self.fragments += 1;
-                out.push(MseOutput::Binary(fragment));
+                out.push(MseOutput::Fragment(fragment));
             }
         }
     }

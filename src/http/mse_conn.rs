@@ -14,8 +14,8 @@ use crate::session::{self, Kick, SessionGuard};
 use crate::shard::{Shard, Wake};
 use crate::stream::{SinkEvent, SinkHandle, SinkQueue};
 use crate::tls::Stream;
-use bytes::BytesMut;
-use futures_lite::{AsyncWriteExt, future};
+use bytes::{Bytes, BytesMut};
+use futures_lite::future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
@@ -85,6 +85,8 @@ async fn run(
 ) -> String {
     let mut tmp = vec![0u8; READ_CHUNK];
     let mut out = Vec::new();
+    // What goes to the socket next, in order; kept between writes (no allocation a send).
+    let mut pending: Vec<Bytes> = Vec::new();
     let mut bytes_in = 0u64;
     let mut bytes_out = 0u64;
     let idle = shard.shared.settings.config.http.idle_timeout.0;
@@ -97,16 +99,15 @@ async fn run(
                 Ok(Some(WsMessage::Close)) => {}
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = write(shard, stream, ws.take_output()).await;
+                    let _ = flush(shard, stream, ws, &mut pending).await;
                     return format!("websocket error: {e}");
                 }
             }
         }
-        apply(ws, &mut out);
-        let pending = ws.take_output();
-        bytes_out += pending.len() as u64;
-        if let Err(e) = write(shard, stream, pending).await {
-            return format!("write: {e}");
+        apply(ws, &mut out, &mut pending);
+        match flush(shard, stream, ws, &mut pending).await {
+            Ok(n) => bytes_out += n as u64,
+            Err(e) => return format!("write: {e}"),
         }
         listed.counters().set_bytes(bytes_in, bytes_out);
         listed.counters().set_dropped(sink.queue.dropped());
@@ -140,32 +141,41 @@ async fn run(
             }
             Wake::Other(Poke::Kicked) => {
                 ws.close_with(1000, "ended through the management API");
-                let _ = write(shard, stream, ws.take_output()).await;
+                let _ = flush(shard, stream, ws, &mut pending).await;
                 return "ended through the management API".into();
             }
             Wake::Timeout if ws.poll_timeout().is_some() => {
                 ws.handle_timeout(Instant::now());
                 if ws.timed_out() {
-                    let _ = write(shard, stream, ws.take_output()).await;
+                    let _ = flush(shard, stream, ws, &mut pending).await;
                     return "two pings unanswered".into();
                 }
             }
             Wake::Timeout => return "idle".into(),
             Wake::Shutdown => {
                 ws.close_with(1001, "server shutting down");
-                let _ = write(shard, stream, ws.take_output()).await;
+                let _ = flush(shard, stream, ws, &mut pending).await;
                 return "server shutting down".into();
             }
         }
     }
 }
 
-/// Queues the viewer's output on the socket's session.
-fn apply(ws: &mut WsSession, out: &mut Vec<MseOutput>) {
+/// Queues the viewer's output, in order, on `pending`: messages through the socket's
+/// session, fragments as a frame header and their two buffers, the payload being the
+/// frame's own (no copy of the media per viewer).
+fn apply(ws: &mut WsSession, out: &mut Vec<MseOutput>, pending: &mut Vec<Bytes>) {
     for o in out.drain(..) {
         let sent = match o {
             MseOutput::Text(t) => ws.send_text(t),
             MseOutput::Binary(b) => ws.send_binary(b.to_vec()),
+            MseOutput::Fragment(f) => {
+                // What the session queued goes first.
+                take_output(ws, pending);
+                ws.binary_header(f.len()).map(|header| {
+                    pending.extend([header, f.boxes, f.payload]);
+                })
+            }
             MseOutput::Close(code, why) => {
                 ws.close_with(code, &why);
                 Ok(())
@@ -174,6 +184,14 @@ fn apply(ws: &mut WsSession, out: &mut Vec<MseOutput>) {
         if let Err(e) = sent {
             debug!("mse: not sent: {e}");
         }
+    }
+    take_output(ws, pending);
+}
+
+fn take_output(ws: &mut WsSession, pending: &mut Vec<Bytes>) {
+    let out = ws.take_output();
+    if !out.is_empty() {
+        pending.push(Bytes::from(out));
     }
 }
 
@@ -187,12 +205,15 @@ async fn poke(queue: Rc<SinkQueue>, kick: Rc<Kick>) -> Poke {
     future::or(event, kicked).await
 }
 
-async fn write(shard: &Shard, stream: &mut Stream, bytes: Vec<u8>) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    stream.write_all(&bytes).await?;
-    stream.flush().await?;
-    crate::stats::add(&shard.stats().bytes_out, bytes.len() as u64);
-    Ok(())
+/// Writes what the session and the viewer queued; returns the bytes written.
+async fn flush(
+    shard: &Shard,
+    stream: &mut Stream,
+    ws: &mut WsSession,
+    pending: &mut Vec<Bytes>,
+) -> std::io::Result<usize> {
+    take_output(ws, pending);
+    let n = stream.write_bufs(pending).await?;
+    crate::stats::add(&shard.stats().bytes_out, n as u64);
+    Ok(n)
 }

@@ -17,7 +17,7 @@
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tungstenite::error::{CapacityError, Error as TError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Message, Role, WebSocket, WebSocketConfig};
@@ -179,6 +179,8 @@ impl Write for Pipe {
 pub struct WsSession {
     ws: WebSocket<Pipe>,
     closed: bool,
+    /// A close frame was queued: no data frame may follow.
+    closing: bool,
     input_limit: usize,
     overflow: bool,
     keepalive: Option<KeepAlive>,
@@ -210,6 +212,7 @@ impl WsSession {
         Self {
             ws: WebSocket::from_raw_socket(Pipe::default(), Role::Server, Some(config)),
             closed: false,
+            closing: false,
             input_limit: max_message.saturating_mul(2).saturating_add(INPUT_SLACK),
             overflow: false,
             keepalive: None,
@@ -337,6 +340,7 @@ impl WsSession {
         if self.closed {
             return;
         }
+        self.closing = true;
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
@@ -356,6 +360,7 @@ impl WsSession {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
+        self.closing = true;
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.get(..end).unwrap_or_default().to_string().into(),
@@ -363,6 +368,30 @@ impl WsSession {
         if let Err(TError::ConnectionClosed | TError::AlreadyClosed) = self.ws.close(Some(frame)) {
             self.closed = true;
         }
+    }
+
+    /// Starts a binary message of `len` bytes that the caller writes itself, after this
+    /// header and after whatever [`WsSession::take_output`] holds now (take that first):
+    /// for payloads held in shared buffers, sent as they are rather than copied into the
+    /// session's output. A server's frames are not masked, so the payload goes unchanged.
+    pub fn binary_header(&mut self, len: usize) -> Result<Bytes, WsError> {
+        if self.closed || self.closing {
+            return Err(WsError::Closed);
+        }
+        let mut h = BytesMut::with_capacity(10);
+        h.put_u8(0x82); // FIN, binary
+        match len {
+            0..=125 => h.put_u8(len as u8),
+            126..=0xFFFF => {
+                h.put_u8(126);
+                h.put_u16(len as u16);
+            }
+            _ => {
+                h.put_u8(127);
+                h.put_u64(len as u64);
+            }
+        }
+        Ok(h.freeze())
     }
 
     /// Takes the bytes to write to the socket; call after every input, poll or send.
@@ -405,6 +434,7 @@ impl WsSession {
 
     /// Queues a Close frame with `code` (best effort) and ends the session.
     fn fail(&mut self, err: WsError, code: CloseCode) -> WsError {
+        self.closing = true;
         let frame = CloseFrame {
             code,
             reason: "".into(),

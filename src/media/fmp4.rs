@@ -231,9 +231,15 @@ impl Muxer {
 
     /// Takes the next frame (decode order per track). A track's frame is held until the
     /// next frame of the same track arrives (its duration is the difference of the dts);
-    /// returns the fragment (moof + mdat, one sample) of the frame it releases, if any.
-    /// Frames of tracks not carried return None.
+    /// returns the fragment (moof + mdat, one sample) of the frame it releases, if any,
+    /// in one buffer. Frames of tracks not carried return None.
     pub fn push(&mut self, frame: &Frame) -> Option<Bytes> {
+        self.push_parts(frame).map(|f| f.to_bytes())
+    }
+
+    /// [`Muxer::push`], the fragment in two parts: its boxes and the frame's payload,
+    /// shared with the frame (no copy of the media).
+    pub fn push_parts(&mut self, frame: &Frame) -> Option<Fragment> {
         let index = self.tracks.iter().position(|t| t.source == frame.track)?;
         if frame.data.is_empty() || frame.data.len() > MAX_SAMPLE {
             return None;
@@ -275,6 +281,11 @@ impl Muxer {
 
     /// Releases the held frames (end of stream), with the track's last duration.
     pub fn flush(&mut self) -> Vec<Bytes> {
+        self.flush_parts().iter().map(Fragment::to_bytes).collect()
+    }
+
+    /// [`Muxer::flush`], each fragment in two parts ([`Muxer::push_parts`]).
+    pub fn flush_parts(&mut self) -> Vec<Fragment> {
         let mut out = Vec::new();
         for i in 0..self.tracks.len() {
             let track = &mut self.tracks[i];
@@ -289,10 +300,10 @@ impl Muxer {
     }
 
     /// Writes `moof` + `mdat` for one sample and advances the sequence number.
-    fn fragment(&mut self, mp4_id: u32, s: &Held, duration: u32) -> Bytes {
+    fn fragment(&mut self, mp4_id: u32, s: &Held, duration: u32) -> Fragment {
         let sequence = self.sequence;
         self.sequence = self.sequence.wrapping_add(1).max(1);
-        let mut out = BytesMut::with_capacity(MOOF_SIZE + MDAT_HEADER + s.data.len());
+        let mut out = BytesMut::with_capacity(MOOF_SIZE + MDAT_HEADER);
         box_header(&mut out, MOOF_SIZE, b"moof");
         box_header(&mut out, MFHD_SIZE, b"mfhd");
         out.put_u32(0); // version 0, flags 0
@@ -313,7 +324,39 @@ impl Muxer {
         out.put_u32(s.flags);
         out.put_i32(s.composition_offset);
         box_header(&mut out, MDAT_HEADER + s.data.len(), b"mdat");
-        out.put_slice(&s.data);
+        Fragment {
+            boxes: out.freeze(),
+            payload: s.data.clone(),
+        }
+    }
+}
+
+/// One fragment: `moof` and the `mdat` header, then the sample, which is the frame's
+/// payload itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fragment {
+    /// `moof` + the `mdat` header.
+    pub boxes: Bytes,
+    /// The sample: the `mdat` body.
+    pub payload: Bytes,
+}
+
+impl Fragment {
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.boxes.len() + self.payload.len()
+    }
+
+    /// Whether the fragment is empty (never: it has its boxes).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The fragment in one buffer (a copy of the payload).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        out.put_slice(&self.boxes);
+        out.put_slice(&self.payload);
         out.freeze()
     }
 }

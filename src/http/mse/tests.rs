@@ -25,7 +25,7 @@ fn texts(out: &[MseOutput]) -> Vec<Value> {
 
 fn binaries(out: &[MseOutput]) -> usize {
     out.iter()
-        .filter(|o| matches!(o, MseOutput::Binary(_)))
+        .filter(|o| matches!(o, MseOutput::Binary(_) | MseOutput::Fragment(_)))
         .count()
 }
 
@@ -49,13 +49,20 @@ fn tracks_give_init_then_the_init_segment_and_frames_give_fragments() {
     }
     out.clear();
     let n = frames.len();
+    let payloads: Vec<*const u8> = frames.iter().map(|f| f.data.as_ptr()).collect();
     for f in frames {
         v.handle_event(SinkEvent::Frame(OutFrame::new(f)), &mut out);
     }
+    // Each fragment's sample is a frame's own payload, not a copy.
+    assert!(out.iter().all(|o| match o {
+        MseOutput::Fragment(f) => payloads.contains(&f.payload.as_ptr()),
+        _ => true,
+    }));
     // Each track holds its latest frame until the next one fixes its duration.
     assert_eq!(binaries(&out), n - 2);
+    // Fragments, whose payload is the frame's own buffer.
     assert!(out.iter().all(|o| match o {
-        MseOutput::Binary(b) => b.get(4..8) == Some(&b"moof"[..]),
+        MseOutput::Fragment(f) => f.boxes.get(4..8) == Some(&b"moof"[..]),
         _ => false,
     }));
     // The source stops: the held frames go out, then `ended`; the socket stays.

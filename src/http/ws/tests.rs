@@ -397,3 +397,19 @@ fn keep_alive_closes_a_peer_that_leaves_two_pings_unanswered() {
     s.keep_alive(Duration::ZERO, t0);
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn binary_header_frames_a_payload_as_tungstenite_would_and_not_after_close() {
+    for len in [0usize, 5, 125, 126, 300, 0xFFFF, 0x1_0000, 70_000] {
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut own = WsSession::new(1024);
+        own.send_binary(payload.clone()).unwrap();
+        let mut ours = WsSession::new(1024);
+        let mut framed = ours.binary_header(len).unwrap().to_vec();
+        framed.extend_from_slice(&payload);
+        assert_eq!(framed, own.take_output(), "{len} bytes");
+    }
+    let mut s = WsSession::new(1024);
+    s.close_with(1000, "bye");
+    assert_eq!(s.binary_header(1), Err(WsError::Closed));
+}
