@@ -12,8 +12,7 @@
 //! in its track's clock; frames that would fall before zero are dropped.
 
 use super::aac::AudioSpecificConfig;
-use super::bits::BitReader;
-use super::h264::{AvcConfig, nal_to_rbsp};
+use super::h264::AvcConfig;
 use super::{Codec, Frame, MediaKind, Track, TrackId};
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::Encode;
@@ -543,8 +542,10 @@ fn sample_entry(t: &Track) -> Result<(mp4_atom::Codec, String), Fmp4Error> {
                 }
             }
             let sps = t.params.sps.first().ok_or(missing("SPS"))?;
-            let info = HevcSps::parse(sps).ok_or(bad("SPS"))?;
-            let name = info.codec_string();
+            let info = super::h265::parse_sps(sps).map_err(|_| bad("SPS"))?;
+            let (bit_depth_luma_minus8, bit_depth_chroma_minus8) =
+                info.bit_depths_minus8.ok_or(bad("SPS"))?;
+            let name = hevc_codec_string(&info.general_ptl);
             let array = |nal_unit_type: u8, sets: &[Bytes]| mp4_atom::HvcCArray {
                 completeness: true,
                 nal_unit_type,
@@ -552,29 +553,29 @@ fn sample_entry(t: &Track) -> Result<(mp4_atom::Codec, String), Fmp4Error> {
             };
             let hvcc = mp4_atom::Hvcc {
                 configuration_version: 1,
-                general_profile_space: info.ptl[0] >> 6,
-                general_tier_flag: info.ptl[0] & 0x20 != 0,
-                general_profile_idc: info.ptl[0] & 0x1F,
+                general_profile_space: info.general_ptl[0] >> 6,
+                general_tier_flag: info.general_ptl[0] & 0x20 != 0,
+                general_profile_idc: info.general_ptl[0] & 0x1F,
                 general_profile_compatibility_flags: [
-                    info.ptl[1],
-                    info.ptl[2],
-                    info.ptl[3],
-                    info.ptl[4],
+                    info.general_ptl[1],
+                    info.general_ptl[2],
+                    info.general_ptl[3],
+                    info.general_ptl[4],
                 ],
                 general_constraint_indicator_flags: [
-                    info.ptl[5],
-                    info.ptl[6],
-                    info.ptl[7],
-                    info.ptl[8],
-                    info.ptl[9],
-                    info.ptl[10],
+                    info.general_ptl[5],
+                    info.general_ptl[6],
+                    info.general_ptl[7],
+                    info.general_ptl[8],
+                    info.general_ptl[9],
+                    info.general_ptl[10],
                 ],
-                general_level_idc: info.ptl[11],
+                general_level_idc: info.general_ptl[11],
                 min_spatial_segmentation_idc: 0,
                 parallelism_type: 0,
                 chroma_format_idc: info.chroma_format_idc,
-                bit_depth_luma_minus8: info.bit_depth_luma_minus8,
-                bit_depth_chroma_minus8: info.bit_depth_chroma_minus8,
+                bit_depth_luma_minus8,
+                bit_depth_chroma_minus8,
                 avg_frame_rate: 0,
                 constant_frame_rate: 0,
                 num_temporal_layers: info.max_sub_layers,
@@ -647,101 +648,26 @@ fn sample_entry(t: &Track) -> Result<(mp4_atom::Codec, String), Fmp4Error> {
     }
 }
 
-/// What `hvcC` and the codec string need from an H.265 SPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HevcSps {
-    /// The 12 bytes of the general profile_tier_level: profile space, tier and profile;
-    /// 4 bytes of compatibility flags; 6 bytes of constraint flags; level.
-    ptl: [u8; 12],
-    /// `sps_max_sub_layers_minus1 + 1`.
-    max_sub_layers: u8,
-    /// `sps_temporal_id_nesting_flag`.
-    temporal_id_nesting: bool,
-    /// `chroma_format_idc`.
-    chroma_format_idc: u8,
-    /// `bit_depth_luma_minus8`.
-    bit_depth_luma_minus8: u8,
-    /// `bit_depth_chroma_minus8`.
-    bit_depth_chroma_minus8: u8,
-}
-
-impl HevcSps {
-    /// Reads an SPS NAL unit (with its 2-byte header); None when it does not parse.
-    fn parse(nal: &[u8]) -> Option<HevcSps> {
-        let rbsp = nal_to_rbsp(nal.get(..nal.len().min(1024))?);
-        let head = *rbsp.get(2)?;
-        let ptl: [u8; 12] = rbsp.get(3..15)?.try_into().ok()?;
-        let max_sub_layers_minus1 = (head >> 1) & 0x07;
-        if max_sub_layers_minus1 > 6 {
-            return None;
-        }
-        let mut r = BitReader::new(rbsp.get(15..)?);
-        let subs = usize::from(max_sub_layers_minus1);
-        let mut present = [(false, false); 6];
-        for p in present.iter_mut().take(subs) {
-            *p = (r.flag().ok()?, r.flag().ok()?);
-        }
-        if subs > 0 {
-            r.skip(2 * (8 - subs)).ok()?;
-        }
-        for &(profile, level) in present.iter().take(subs) {
-            if profile {
-                r.skip(88).ok()?;
-            }
-            if level {
-                r.skip(8).ok()?;
-            }
-        }
-        let _sps_id = r.ue().ok()?;
-        let chroma_format_idc = r.ue().ok()?;
-        if chroma_format_idc > 3 {
-            return None;
-        }
-        if chroma_format_idc == 3 {
-            r.skip(1).ok()?; // separate_colour_plane_flag
-        }
-        let _width = r.ue().ok()?;
-        let _height = r.ue().ok()?;
-        if r.flag().ok()? {
-            for _ in 0..4 {
-                r.ue().ok()?; // conformance window offsets
-            }
-        }
-        let luma = r.ue().ok()?;
-        let chroma = r.ue().ok()?;
-        if luma > 8 || chroma > 8 {
-            return None;
-        }
-        Some(HevcSps {
-            ptl,
-            max_sub_layers: max_sub_layers_minus1 + 1,
-            temporal_id_nesting: head & 0x01 != 0,
-            chroma_format_idc: chroma_format_idc as u8,
-            bit_depth_luma_minus8: luma as u8,
-            bit_depth_chroma_minus8: chroma as u8,
-        })
+/// The codec string of ISO/IEC 14496-15 Annex E, e.g. `hvc1.1.6.L93.B0`, from the 12
+/// general `profile_tier_level` bytes of the SPS.
+fn hevc_codec_string(ptl: &[u8; 12]) -> String {
+    let mut s = String::from("hvc1.");
+    let space = ptl[0] >> 6;
+    if space > 0 {
+        s.push(char::from(b'A' + space - 1));
     }
-
-    /// The codec string of ISO/IEC 14496-15 Annex E, e.g. `hvc1.1.6.L93.B0`.
-    fn codec_string(&self) -> String {
-        let mut s = String::from("hvc1.");
-        let space = self.ptl[0] >> 6;
-        if space > 0 {
-            s.push(char::from(b'A' + space - 1));
-        }
-        let _ = write!(s, "{}", self.ptl[0] & 0x1F);
-        let compat = u32::from_be_bytes([self.ptl[1], self.ptl[2], self.ptl[3], self.ptl[4]]);
-        let _ = write!(s, ".{:X}", compat.reverse_bits());
-        let tier = if self.ptl[0] & 0x20 != 0 { 'H' } else { 'L' };
-        let _ = write!(s, ".{tier}{}", self.ptl[11]);
-        let constraints = &self.ptl[5..11];
-        let used = constraints
-            .iter()
-            .rposition(|b| *b != 0)
-            .map_or(0, |i| i + 1);
-        for b in &constraints[..used] {
-            let _ = write!(s, ".{b:X}");
-        }
-        s
+    let _ = write!(s, "{}", ptl[0] & 0x1F);
+    let compat = u32::from_be_bytes([ptl[1], ptl[2], ptl[3], ptl[4]]);
+    let _ = write!(s, ".{:X}", compat.reverse_bits());
+    let tier = if ptl[0] & 0x20 != 0 { 'H' } else { 'L' };
+    let _ = write!(s, ".{tier}{}", ptl[11]);
+    let constraints = &ptl[5..11];
+    let used = constraints
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i + 1);
+    for b in &constraints[..used] {
+        let _ = write!(s, ".{b:X}");
     }
+    s
 }

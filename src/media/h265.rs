@@ -56,6 +56,19 @@ pub struct H265Sps {
     pub width: u32,
     /// Height in pixels after the conformance window.
     pub height: u32,
+    /// The 12 bytes of the general `profile_tier_level`: profile space, tier and profile;
+    /// 4 bytes of compatibility flags; 6 bytes of constraint flags; level (what an `hvcC`
+    /// record and a codec string carry).
+    pub general_ptl: [u8; 12],
+    /// `sps_max_sub_layers_minus1 + 1`.
+    pub max_sub_layers: u8,
+    /// `sps_temporal_id_nesting_flag`.
+    pub temporal_id_nesting: bool,
+    /// `chroma_format_idc`: 0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4.
+    pub chroma_format_idc: u8,
+    /// `bit_depth_luma_minus8` and `bit_depth_chroma_minus8`, when the SPS goes on that
+    /// far.
+    pub bit_depths_minus8: Option<(u8, u8)>,
 }
 
 impl H265Sps {
@@ -71,17 +84,17 @@ impl H265Sps {
     }
 }
 
-/// Skips a `profile_tier_level(1, max_sub_layers_minus1)` after its general profile,
-/// returning (general_profile_idc, general_level_idc).
+/// Reads a `profile_tier_level(1, max_sub_layers_minus1)`: returns its 12 general bytes
+/// (profile space, tier, profile; compatibility flags; constraint flags; level) and skips
+/// the sub-layers'.
 fn profile_tier_level(
     r: &mut BitReader,
     max_sub_layers_minus1: u32,
-) -> Result<(u8, u8), H264Error> {
-    r.skip(3)?; // general_profile_space, general_tier_flag
-    let profile_idc = r.bits(5)? as u8;
-    // Compatibility flags (32), four source flags, 43 reserved bits and one more.
-    r.skip(32 + 4 + 43 + 1)?;
-    let level_idc = r.bits(8)? as u8;
+) -> Result<[u8; 12], H264Error> {
+    let mut general = [0u8; 12];
+    for b in general.iter_mut() {
+        *b = r.bits(8)? as u8;
+    }
     let mut profile_present = [false; 8];
     let mut level_present = [false; 8];
     let subs = max_sub_layers_minus1 as usize;
@@ -100,7 +113,7 @@ fn profile_tier_level(
             r.skip(8)?;
         }
     }
-    Ok((profile_idc, level_idc))
+    Ok(general)
 }
 
 /// Reads the size, profile and level of an H.265 SPS NAL unit (with its 2-byte header).
@@ -119,8 +132,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<H265Sps, H264Error> {
             value: u64::from(max_sub_layers_minus1),
         });
     }
-    r.skip(1)?; // sps_temporal_id_nesting_flag
-    let (profile_idc, level_idc) = profile_tier_level(&mut r, max_sub_layers_minus1)?;
+    let temporal_id_nesting = r.flag()?;
+    let general_ptl = profile_tier_level(&mut r, max_sub_layers_minus1)?;
     let sps_id = r.ue()?;
     if sps_id > 15 {
         return Err(H264Error::InvalidField {
@@ -161,11 +174,18 @@ pub fn parse_sps(nal: &[u8]) -> Result<H265Sps, H264Error> {
         w -= crop_w as u32;
         h -= crop_h as u32;
     }
+    let depth = |r: &mut BitReader| r.ue().ok().filter(|d| *d <= 8).map(|d| d as u8);
+    let bit_depths_minus8 = depth(&mut r).zip(depth(&mut r));
     Ok(H265Sps {
-        profile_idc,
-        level_idc,
+        profile_idc: general_ptl[0] & 0x1F,
+        level_idc: general_ptl[11],
         width: w,
         height: h,
+        general_ptl,
+        max_sub_layers: max_sub_layers_minus1 as u8 + 1,
+        temporal_id_nesting,
+        chroma_format_idc: chroma_format_idc as u8,
+        bit_depths_minus8,
     })
 }
 
@@ -211,6 +231,19 @@ mod tests {
         assert_eq!((s.width, s.height), (640, 360));
         assert_eq!((s.profile_idc, s.level_idc), (2, 63));
         assert_eq!(s.profile_name(), "Main 10");
+    }
+
+    #[test]
+    fn x265_profile_tier_level_bytes_and_bit_depths() {
+        let main = parse_sps(&hex(SPS_1080P_MAIN)).unwrap();
+        assert_eq!(main.general_ptl[0], 0x01); // space 0, Main tier, Main
+        assert_eq!(main.general_ptl[11], main.level_idc);
+        assert_eq!((main.max_sub_layers, main.temporal_id_nesting), (1, true));
+        assert_eq!(main.chroma_format_idc, 1);
+        assert_eq!(main.bit_depths_minus8, Some((0, 0)));
+        let ten = parse_sps(&hex(SPS_360P_MAIN10)).unwrap();
+        assert_eq!(ten.general_ptl[0] & 0x1F, 2);
+        assert_eq!(ten.bit_depths_minus8, Some((2, 2)));
     }
 
     #[test]
