@@ -164,10 +164,9 @@ async fn connection(
             }
             Step::Mse => {
                 let Some(sink) = c.mse.take() else { return };
+                // Dropping the subscription (a failed flush) detaches it.
                 if flush(&shard, &mut c.stream, &mut c.out).await.is_ok() {
                     super::mse_conn::play(&shard, c.stream, c.buf, peer, sink).await;
-                } else {
-                    sink.queue.detach();
                 }
                 return;
             }
