@@ -43,6 +43,15 @@ pub enum MseOutput {
     Close(u16, String),
 }
 
+/// Why the server ends a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Ended through the management API.
+    Kicked,
+    /// The server is shutting down.
+    Shutdown,
+}
+
 /// One MSE viewer of one stream.
 #[derive(Debug)]
 pub struct MseViewer {
@@ -134,6 +143,15 @@ impl MseViewer {
         let why = "this socket takes no binary messages";
         out.push(MseOutput::Text(error(why).to_string()));
         self.close(1003, why, out);
+    }
+
+    /// The server ends the viewer (`why`): the socket closes with the matching status.
+    pub fn end(&mut self, why: End, out: &mut Vec<MseOutput>) {
+        let (code, reason) = match why {
+            End::Kicked => (1000, "ended through the management API"),
+            End::Shutdown => (1001, "server shutting down"),
+        };
+        self.close(code, reason, out);
     }
 
     /// New tracks: a new muxer, `init` and the init segment.

@@ -8,7 +8,7 @@
 //! ended from it like any session.
 #![allow(clippy::disallowed_methods)] // A driver: it reads the clock.
 
-use super::mse::{MseOutput, MseViewer};
+use super::mse::{End, MseOutput, MseViewer};
 use super::ws::{WsMessage, WsSession};
 use crate::session::{self, Kick, SessionGuard};
 use crate::shard::{Shard, Wake};
@@ -68,8 +68,6 @@ pub async fn play(
     }
     let mut viewer = MseViewer::new(&path);
     let end = run(shard, &mut stream, &mut ws, &mut viewer, &sink, &listed).await;
-    sink.queue.detach();
-    shard.hub.borrow_mut().prune();
     let _ = stream.close().await;
     info!(peer = ?peer, path = %path, fragments = viewer.fragments(), dropped = sink.queue.dropped(), "mse viewer ended: {end}");
 }
@@ -140,7 +138,8 @@ async fn run(
                 }
             }
             Wake::Other(Poke::Kicked) => {
-                ws.close_with(1000, "ended through the management API");
+                viewer.end(End::Kicked, &mut out);
+                apply(ws, &mut out, &mut pending);
                 let _ = flush(shard, stream, ws, &mut pending).await;
                 return "ended through the management API".into();
             }
@@ -153,7 +152,8 @@ async fn run(
             }
             Wake::Timeout => return "idle".into(),
             Wake::Shutdown => {
-                ws.close_with(1001, "server shutting down");
+                viewer.end(End::Shutdown, &mut out);
+                apply(ws, &mut out, &mut pending);
                 let _ = flush(shard, stream, ws, &mut pending).await;
                 return "server shutting down".into();
             }

@@ -171,3 +171,16 @@ fn a_removed_stream_closes_normally() {
     v.handle_event(SinkEvent::Removed, &mut out);
     assert!(matches!(out.last(), Some(MseOutput::Close(1000, _))));
 }
+
+#[test]
+fn the_server_ends_a_viewer_with_the_status_of_why() {
+    let mut v = MseViewer::new("live/x");
+    let mut out = Vec::new();
+    v.end(End::Kicked, &mut out);
+    assert!(matches!(out.last(), Some(MseOutput::Close(1000, r)) if r.contains("management API")));
+    let mut v = MseViewer::new("live/x");
+    out.clear();
+    v.end(End::Shutdown, &mut out);
+    assert!(matches!(out.last(), Some(MseOutput::Close(1001, _))));
+    assert!(v.is_closed());
+}
