@@ -353,6 +353,20 @@ def ws_upgrade(ck, headers, target="/ws"):
     return head.split(b"\r\n", 1)[0].decode(errors="replace"), h
 
 
+def upgraded(ck, target, pattern, params):
+    """A WebSocket upgrade of `target` must be answered 101, which the description (the
+    operation at `pattern` with `params`) must allow."""
+    line, h = ws_upgrade(ck, {}, target)
+    ck.count += 1
+    if " 101 " not in line + " ":
+        ck.fail(f"GET {target} (upgrade)", f"answered {line!r}")
+        return
+    ck.seen.add((pattern, "get", 101))
+    ck.api.validate_response(
+        Req(ck.host_url, "GET", target, "", h, b"", pattern, params),
+        Resp(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], b""))
+
+
 def run(ck, a):
     sdp_offer = open(a.offer).read()
     obs = basic("obs", "s3cret")
@@ -528,39 +542,21 @@ def run(ck, a):
     ck.call("no upgrade", "GET", "/ws", 426)
     ck.call("no upgrade head", "HEAD", "/ws", 426)
     ck.call("preflight", "OPTIONS", "/ws", 204)
-    line, h = ws_upgrade(ck, {})
-    ck.count += 1
-    if " 101 " not in line + " ":
-        ck.fail("GET /ws (upgrade)", f"answered {line!r}")
-    else:
-        ck.seen.add(("/ws", "get", 101))
-        ck.api.validate_response(
-            Req(ck.host_url, "GET", "/ws", "", h, b"", "/ws", {}),
-            Resp(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], b""))
-    ck.call("foreign page", "GET", "/ws", 403,
-            headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                     "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg==", "Origin": "http://evil.example"})
+    upgraded(ck, "/ws", "/ws", {})
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg=="}
+    ck.call("foreign page", "GET", "/ws", 403, headers=dict(upgrade, Origin="http://evil.example"))
 
     # The MSE endpoint: the same upgrade, for one stream.
     ck.call("mse no upgrade", "GET", "/mse/demo", 426)
     ck.call("mse no upgrade head", "HEAD", "/mse/demo", 426)
     ck.call("mse preflight", "OPTIONS", "/mse/demo", 204)
-    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "MDEyMzQ1Njc4OWFiY2RlZg=="}
     ck.call("mse no such stream", "GET", "/mse/no/such/stream", 404, headers=upgrade)
     ck.call("mse foreign page", "GET", "/mse/demo", 403,
             headers=dict(upgrade, Origin="http://evil.example"))
     ck.call("mse bad upgrade", "GET", "/mse/demo", 400,
             headers=dict(upgrade, **{"Sec-WebSocket-Key": "short"}))
-    line, h = ws_upgrade(ck, {}, "/mse/demo")
-    ck.count += 1
-    if " 101 " not in line + " ":
-        ck.fail("GET /mse/demo (upgrade)", f"answered {line!r}")
-    else:
-        ck.seen.add(("/mse/{path}", "get", 101))
-        ck.api.validate_response(
-            Req(ck.host_url, "GET", "/mse/demo", "", h, b"", "/mse/{path}", {"path": "demo"}),
-            Resp(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], b""))
+    upgraded(ck, "/mse/demo", "/mse/{path}", {"path": "demo"})
 
     # Access: another address without credentials, with each kind of credentials, a user
     # without `api`, and the failed-attempt limit.
